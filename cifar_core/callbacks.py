@@ -1,0 +1,105 @@
+"""RunStoreCallback: streams training metrics into the run store and obeys stop requests.
+
+The dashboard's live curves read exactly what this callback writes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cifar_core.runs import RunStore, atomic_save_model
+
+# Batch records are throttled: the dashboard refreshes every ~2 s, and one SQLite
+# commit per batch would cost more than it shows.
+BATCH_LOG_INTERVAL_S = 0.5
+
+
+class RunStoreCallback(keras.callbacks.Callback):
+    """Log batch/epoch metrics of one phase, save the best full model, stop on request.
+
+    Args:
+        store, run_id: where to write.
+        phase: "head" or "finetune".
+        full_model: the complete model to checkpoint (during the cached-feature head
+            phase, the model being fitted is only the head).
+        checkpoint: path of the best model; saved when `val_accuracy` improves.
+        best: best val_accuracy seen so far in earlier phases.
+        epoch_offset: epochs completed before this phase (so epochs count across phases).
+        epochs: epochs planned in this phase; steps: batches per epoch; batch_size: for images/s.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        *,
+        phase: str,
+        full_model: keras.Model,
+        checkpoint: Path,
+        best: float,
+        epoch_offset: int,
+        epochs: int,
+        steps: int,
+        batch_size: int,
+    ):
+        super().__init__()
+        self.store, self.run_id, self.phase = store, run_id, phase
+        self.full_model, self.checkpoint, self.best = full_model, checkpoint, best
+        self.epoch_offset, self.epochs, self.steps, self.batch_size = epoch_offset, epochs, steps, batch_size
+        self.stopped = False
+        self.last_epoch = epoch_offset
+
+    def _lr(self) -> float:
+        return float(np.asarray(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_train_begin(self, logs=None):
+        self.t_start = time.time()
+        self.batches_done = 0
+        self.last_batch_log = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.t_epoch = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_done += 1
+        now = time.time()
+        if self.store.stop_requested(self.run_id):
+            self.stopped = True
+            self.model.stop_training = True
+        if now - self.last_batch_log >= BATCH_LOG_INTERVAL_S or batch + 1 == self.steps or self.stopped:
+            self.last_batch_log = now
+            elapsed = now - self.t_start
+            rate = self.batches_done / elapsed if elapsed > 0 else 0.0
+            remaining = (self.epochs - self.epoch) * self.steps - (batch + 1)
+            values = {k: float(v) for k, v in (logs or {}).items()}
+            values.update(
+                batch=batch + 1,
+                steps=self.steps,
+                images_per_s=rate * self.batch_size,
+                eta_s=remaining / rate if rate > 0 else math.nan,
+                epochs=self.epoch_offset + self.epochs,
+            )
+            step = (self.epoch_offset + self.epoch) * self.steps + batch + 1
+            self.store.log_metrics(self.run_id, "batch", self.phase, self.epoch_offset + self.epoch + 1, step, values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stopped:
+            return  # a partial epoch's validation numbers would be misleading
+        logs = dict(logs or {})
+        epoch_no = self.epoch_offset + epoch + 1
+        values = {k: float(v) for k, v in logs.items() if k != "learning_rate"}
+        values.update(lr=self._lr(), seconds=time.time() - self.t_epoch)
+        values["images_per_s"] = self.steps * self.batch_size / max(values["seconds"], 1e-9)
+        self.store.log_metrics(self.run_id, "epoch", self.phase, epoch_no, epoch_no, values)
+        self.last_epoch = epoch_no
+        val_acc = values.get("val_accuracy", -math.inf)
+        if val_acc > self.best or not self.checkpoint.exists():
+            self.best = max(self.best, val_acc)
+            atomic_save_model(self.full_model, self.checkpoint)
+            self.store.update_summary(self.run_id, best_val_accuracy=self.best, best_epoch=epoch_no)

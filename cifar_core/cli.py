@@ -1,0 +1,281 @@
+"""`python -m cifar_core`: train, evaluate, predict, runs, stop, bench.
+
+Machine-readable contract: `train` and `evaluate` end with one JSON line;
+`predict` prints one JSON line per file and exits 1 if any file failed; invalid
+arguments exit 2 with a message naming each bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from cifar_core.config import FIELD_HELP, ConfigError, TrainConfig
+
+# Flags whose dataclass default is None need their type spelled out.
+NONE_DEFAULT_TYPES = {"limit": int, "data_dir": str}
+EXIT_USAGE = 2
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, all parsed as text so that every bad value can be reported at once."""
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{FIELD_HELP.get(f.name, '')} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif isinstance(default, tuple):
+            parser.add_argument(_flag(f.name), nargs="+", default=None, metavar="N", help=help_text)
+        else:
+            parser.add_argument(_flag(f.name), default=None, metavar=f.name.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """Build a validated TrainConfig from parsed flags (over `base` values); ConfigError lists every bad value."""
+    values: dict[str, Any] = dict(base or {})
+    errors: dict[str, str] = {}
+    for f in dataclasses.fields(TrainConfig):
+        raw = getattr(args, f.name, None)
+        if raw is None:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = NONE_DEFAULT_TYPES.get(f.name, type(default))
+        try:
+            if isinstance(default, tuple):
+                values[f.name] = tuple(int(v) for v in raw)
+            elif kind is bool:
+                values[f.name] = bool(raw)
+            else:
+                values[f.name] = kind(raw)
+        except ValueError:
+            errors[f.name] = f"{raw!r} is not a valid {kind.__name__}"
+    try:
+        config = TrainConfig.from_dict(values)
+    except ConfigError as err:
+        errors = {**err.errors, **errors}
+        raise ConfigError(errors) from None
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=float), flush=True)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _tqdm_progress():
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar = bars.get(what)
+        if bar is None or bar.total != total:
+            bar = bars[what] = tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            bars.pop(what, None)
+
+    return progress
+
+
+def _store(args: argparse.Namespace):
+    from cifar_core.runs import RunStore
+
+    return RunStore(args.runs_dir)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cifar_core.data import DataError
+    from cifar_core.model import WeightsError
+    from cifar_core.runs import RunError
+    from cifar_core.train import train
+
+    store = _store(args)
+    try:
+        if args.resume:
+            run = store.resolve(args.resume)
+            config = config_from_args(args, base=run.config)
+            if run.status in ("queued", "running"):
+                raise RunError(f"Run {run.id} is still {run.status}; it cannot be resumed twice.")
+            store.clear_stop(run.id)
+            run_id = run.id
+        else:
+            config = config_from_args(args)
+            run_id = args.run_id
+    except ConfigError as err:
+        for name, message in err.errors.items():
+            _stderr(f"error: {_flag(name)}: {message}")
+        return EXIT_USAGE
+    except RunError as err:
+        _stderr(f"error: {err}")
+        return EXIT_USAGE
+
+    # SIGTERM (e.g. `kill`) becomes a clean stop: the run ends 'stopped' with its model saved.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        summary = train(config, store=store, run_id=run_id, resume=bool(args.resume), progress=_tqdm_progress(), echo=_stderr)
+    except (DataError, WeightsError, RunError, KeyboardInterrupt, Exception) as err:
+        if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)):
+            import traceback
+
+            traceback.print_exc()
+        _stderr(f"error: {err}")
+        failed = store.active() or (store.list()[0] if store.list() else None)
+        _print_json({"run_id": failed.id if failed else None, "run_dir": str(failed.dir) if failed else None,
+                     "status": failed.status if failed else "failed", "error": str(err), "val_accuracy": None, "test_accuracy": None})
+        return 1
+    _print_json(summary)
+    return 0 if summary["status"] in ("completed", "stopped") else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cifar_core import data as data_lib
+    from cifar_core.evaluate import evaluate_model
+    from cifar_core.model import load_model
+
+    store = _store(args)
+    run = store.resolve(args.run)
+    config = TrainConfig.from_dict({**run.config, **({"data_dir": args.data_dir} if args.data_dir else {})})
+    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=_tqdm_progress())
+    splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
+    x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
+    interp = evaluate_model(load_model(run.model_path), x, y, input_size=config.input_size, tta=args.tta, progress=_tqdm_progress())
+    interp.save(run.dir, args.split)
+    _print_json({"run_id": run.id, "split": args.split, "tta": args.tta, **interp.to_dict()})
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cifar_core.inference import Classifier
+    from cifar_core.runs import model_path_for
+
+    path = model_path_for(_store(args), args.model)
+    classifier = Classifier(path)
+    results = classifier.classify_files(args.files, top_k=args.top)
+    for r in results:
+        _print_json({**r.to_json(), "model": str(path)})
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _store(args).list()
+    rows = [{
+        "run_id": r.id, "status": r.status, "arch": r.config.get("arch"), "weights": r.config.get("weights"),
+        "val_accuracy": r.summary.get("val_accuracy") or r.summary.get("best_val_accuracy"),
+        "test_accuracy": r.summary.get("test_accuracy"), "error": r.error or r.health(),
+    } for r in runs]
+    if args.json:
+        for row in rows:
+            _print_json(row)
+        return 0
+    if not rows:
+        print("no runs yet")
+    for row in rows:
+        acc = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+        line = f"{row['run_id']}  {row['status']:<9} {row['arch']:<9} weights={row['weights']:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
+        print(line + (f"  ({row['error']})" if row["error"] else ""))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    _store(args).request_stop(args.run)
+    print(f"stop requested for {args.run}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cifar_core.bench import run_bench
+
+    result = run_bench(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), quick=args.quick, echo=_stderr)
+    _print_json(result)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifar_core", description="VGG16 transfer learning on CIFAR-10.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--runs-dir", default=None, help="artifacts folder holding runs.db and runs/ (default: artifacts/ or $CIFAR_ARTIFACTS)")
+        return p
+
+    p = add("train", "train a run (head on a frozen base, then fine-tuning)")
+    _add_config_flags(p)
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run from its last completed epoch")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the dashboard's launcher
+    p.set_defaults(func=cmd_train)
+
+    p = add("evaluate", "evaluate a run's best model on the test or validation split")
+    p.add_argument("--run", required=True, metavar="RUN_ID_OR_DIR")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add("predict", "classify image files")
+    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_predict)
+
+    p = add("runs", "list runs with status and metrics")
+    p.add_argument("--json", action="store_true", help="one JSON object per run")
+    p.set_defaults(func=cmd_runs)
+
+    p = add("stop", "ask a running training to stop after its current batch")
+    p.add_argument("run", metavar="RUN_ID")
+    p.set_defaults(func=cmd_stop)
+
+    p = add("bench", "speed benchmark against the seed's recipe")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--quick", action="store_true", help="small version, under 3 minutes")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from cifar_core.inference import ImageError
+    from cifar_core.model import ModelLoadError
+    from cifar_core.runs import RunError
+
+    try:
+        return args.func(args)
+    except (RunError, ModelLoadError, ImageError) as err:
+        _stderr(f"error: {err}")
+        return EXIT_USAGE if isinstance(err, RunError) else 1
+    except Exception as err:
+        from cifar_core.data import DataError
+
+        if isinstance(err, DataError):
+            _stderr(f"error: {err}")
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

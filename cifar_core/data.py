@@ -1,0 +1,413 @@
+"""CIFAR-10 data: find it, decode it once, cache it, split it, and feed it to Keras.
+
+Accepted sources, detected from the folder's layout:
+  1. image folders    <root>/{train,test}/<class>/*.{png,jpg,jpeg}
+  2. Kaggle layout    <root>/train/<id>.png + <root>/trainLabels.csv
+  3. python batches   <root>/cifar-10-batches-py/{data_batch_1..5,test_batch} (or <root> itself)
+  4. nothing given    keras.datasets.cifar10.load_data() (needs internet)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from cifar_core import CLASS_NAMES
+from cifar_core.paths import cache_dir as default_cache_dir
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+NATIVE_SIZE = 32
+# Kaggle's CIFAR-10 test labels were never published, so that layout's test split
+# is a seeded, stratified hold-out of its training images.
+KAGGLE_TEST_FRACTION = 0.1
+LAYOUT_HELP = (
+    "Accepted CIFAR-10 layouts:\n"
+    "  1. image folders: <dir>/train/<class>/*.png|jpg and <dir>/test/<class>/*.png|jpg\n"
+    "  2. Kaggle: <dir>/train/<id>.png with <dir>/trainLabels.csv (columns id,label)\n"
+    "  3. python batches: <dir>/cifar-10-batches-py/ (data_batch_1..5, test_batch)\n"
+    "Point at one with --data-dir DIR or the CIFAR10_DIR environment variable."
+)
+
+Progress = Callable[[int, int, str], None]
+
+
+class DataError(RuntimeError):
+    """The dataset is missing or malformed; the message says what and where."""
+
+
+@dataclass
+class CifarData:
+    """Decoded CIFAR-10: uint8 images (N, 32, 32, 3) and integer labels (N,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    class_names: tuple[str, ...] = CLASS_NAMES
+    skipped: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def detect_layout(root: Path) -> tuple[str, Path]:
+    """Return (layout, folder) for a data folder, or raise DataError with the accepted layouts."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"Data folder {str(root)!r} does not exist.\n{LAYOUT_HELP}")
+    for candidate in (root / "cifar-10-batches-py", root):
+        if (candidate / "data_batch_1").is_file() or (candidate / "test_batch").is_file():
+            return "batches", candidate
+    if (root / "trainLabels.csv").is_file():
+        return "kaggle", root
+    if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()):
+        return "folders", root
+    raise DataError(f"No CIFAR-10 data recognised in {str(root)!r}.\n{LAYOUT_HELP}")
+
+
+def describe_source(data_dir: str | None) -> dict:
+    """A cheap summary for status displays: layout and image counts, without decoding.
+
+    Returns {"ok": bool, "layout", "path", "counts": {split: n}} or {"ok": False, "message"}.
+    """
+    if not data_dir:
+        return {"ok": False, "message": "No data folder set (CIFAR10_DIR or --data-dir).\n" + LAYOUT_HELP}
+    try:
+        layout, folder = detect_layout(Path(data_dir))
+    except DataError as err:
+        return {"ok": False, "message": str(err)}
+    counts: dict[str, int] = {}
+    if layout == "folders":
+        for split in ("train", "test"):
+            counts[split] = sum(len(_image_files(d)) for d in _class_dirs(folder / split))
+    elif layout == "kaggle":
+        counts["train"] = len(_image_files(folder / "train"))
+    else:
+        counts = {"train": 10000 * len(list(folder.glob("data_batch_*"))), "test": 10000 * (folder / "test_batch").is_file()}
+    return {"ok": True, "layout": layout, "path": str(folder), "counts": counts}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_cifar10(
+    data_dir: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+    skip_bad: bool = False,
+    progress: Progress | None = None,
+) -> CifarData:
+    """Load CIFAR-10 from `data_dir` (any accepted layout) or, with no folder, from Keras.
+
+    Decoded arrays are cached under `cache_dir`, keyed by the source's path, file
+    count, sizes and modification times, so the second load skips decoding.
+    """
+    if not data_dir:
+        return _load_from_keras()
+    layout, folder = detect_layout(Path(data_dir))
+    files = _source_files(layout, folder)
+    key = _cache_key(layout, folder, files, skip_bad)
+    cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
+    if (cache / "meta.json").is_file():
+        return _read_cache(cache)
+    loader = {"folders": _load_folders, "kaggle": _load_kaggle, "batches": _load_batches}[layout]
+    data = loader(folder, skip_bad=skip_bad, progress=progress)
+    _write_cache(cache, data)
+    return data
+
+
+def _load_from_keras() -> CifarData:
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as err:  # urllib/OSError/HTTP errors all mean "could not download"
+        raise DataError(
+            "No data folder was given and downloading CIFAR-10 with "
+            f"keras.datasets.cifar10.load_data() failed ({type(err).__name__}: {err}).\n{LAYOUT_HELP}"
+        ) from err
+    return CifarData(x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), "keras.datasets.cifar10")
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(p for p in split_dir.iterdir() if p.is_dir()) if split_dir.is_dir() else []
+
+
+def _image_files(folder: Path) -> list[Path]:
+    with os.scandir(folder) as it:
+        return sorted(Path(e.path) for e in it if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def _source_files(layout: str, folder: Path) -> list[Path]:
+    if layout == "batches":
+        return sorted(folder.glob("data_batch_*")) + sorted(folder.glob("test_batch"))
+    if layout == "kaggle":
+        return [folder / "trainLabels.csv"] + _image_files(folder / "train")
+    return [f for split in ("train", "test") for d in _class_dirs(folder / split) for f in sorted(d.iterdir())]
+
+
+def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> str:
+    h = hashlib.sha1(f"{layout}|{folder.resolve()}|{len(files)}|{skip_bad}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def _decode(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (NATIVE_SIZE, NATIVE_SIZE):
+            im = im.resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _decode_all(paths: list[Path], skip_bad: bool, progress: Progress | None, what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode `paths`; return (images, kept-index, bad-file messages). Raises unless skip_bad."""
+
+    def safe(path: Path) -> np.ndarray | str:
+        try:
+            return _decode(path)
+        except Exception as err:  # PIL raises many types for bad files
+            return f"{path}: {type(err).__name__}: {err}"
+
+    images, kept, bad = [], [], []
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for i, result in enumerate(pool.map(safe, paths, chunksize=256)):
+            if isinstance(result, str):
+                bad.append(result)
+            else:
+                images.append(result)
+                kept.append(i)
+            if progress and (i + 1) % 1000 == 0 or progress and i + 1 == len(paths):
+                progress(i + 1, len(paths), f"decoding {what}")
+    if bad and not skip_bad:
+        shown = "\n  ".join(bad[:5])
+        raise DataError(
+            f"{len(bad)} unreadable or non-image file(s) in {what}; first ones:\n  {shown}\n"
+            "Remove them, or pass --skip-bad to skip them (the count is reported)."
+        )
+    x = np.stack(images) if images else np.zeros((0, NATIVE_SIZE, NATIVE_SIZE, 3), np.uint8)
+    return x, np.asarray(kept, dtype=np.int64), bad
+
+
+def _check_classes(found: list[str], where: str) -> None:
+    missing = sorted(set(CLASS_NAMES) - set(found))
+    extra = sorted(set(found) - set(CLASS_NAMES))
+    problems = []
+    if missing:
+        problems.append(f"missing class folders: {', '.join(missing)}")
+    if extra:
+        problems.append(f"unexpected folders: {', '.join(extra)}")
+    if problems:
+        raise DataError(f"{where}: {'; '.join(problems)}. Expected exactly: {', '.join(CLASS_NAMES)}.")
+
+
+def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
+    arrays, skipped = {}, []
+    for split in ("train", "test"):
+        split_dir = folder / split
+        dirs = _class_dirs(split_dir)
+        _check_classes([d.name for d in dirs], str(split_dir))
+        paths, labels = [], []
+        for d in dirs:
+            files = sorted(f for f in d.iterdir() if f.is_file())
+            paths += files
+            labels += [CLASS_NAMES.index(d.name)] * len(files)
+        if not paths:
+            raise DataError(f"The {split} split in {split_dir} has no images.")
+        x, kept, bad = _decode_all(paths, skip_bad, progress, f"{split} split")
+        arrays[split] = (x, np.asarray(labels, dtype=np.int64)[kept])
+        skipped += bad
+    _require_nonempty(arrays)
+    return CifarData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", skipped=skipped)
+
+
+def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
+    with open(folder / "trainLabels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"id", "label"} <= set(rows[0]):
+        raise DataError(f"{folder / 'trainLabels.csv'} must have columns 'id' and 'label'.")
+    unknown = sorted({r["label"] for r in rows} - set(CLASS_NAMES))
+    if unknown:
+        raise DataError(f"{folder / 'trainLabels.csv'} has unknown classes: {', '.join(unknown[:10])}. Expected: {', '.join(CLASS_NAMES)}.")
+    paths = [folder / "train" / f"{r['id']}.png" for r in rows]
+    missing = [r["id"] for r, p in zip(rows, paths) if not p.is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} id(s) in trainLabels.csv have no image in {folder / 'train'}; first: {', '.join(missing[:5])}.")
+    x, kept, bad = _decode_all(paths, skip_bad, progress, "train split")
+    y = np.asarray([CLASS_NAMES.index(r["label"]) for r in rows], dtype=np.int64)[kept]
+    test_idx, train_idx = stratified_split(y, KAGGLE_TEST_FRACTION, seed=0)
+    arrays = {"train": (x[train_idx], y[train_idx]), "test": (x[test_idx], y[test_idx])}
+    _require_nonempty(arrays)
+    return CifarData(*arrays["train"], *arrays["test"], source=f"Kaggle layout at {folder} (test = 10% stratified hold-out of train)", skipped=bad)
+
+
+def _load_batches(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
+    def read(name: str) -> tuple[np.ndarray, np.ndarray]:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing from the python batches folder.")
+        try:
+            # The official CIFAR-10 python batches are pickles; this is the format's
+            # only reader (keras.datasets does the same). Only local files the user named are read.
+            with open(path, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, NATIVE_SIZE, NATIVE_SIZE).transpose(0, 2, 3, 1)
+            return x, np.asarray(d[b"labels"], dtype=np.int64)
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(f"{path} is not a readable CIFAR-10 python batch ({type(err).__name__}: {err}).") from err
+
+    parts = [read(f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = read("test_batch")
+    if progress:
+        progress(6, 6, "reading python batches")
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    return CifarData(x_train, y_train, x_test, y_test, source=f"python batches at {folder}")
+
+
+def _require_nonempty(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    for split, (x, _) in arrays.items():
+        if len(x) == 0:
+            raise DataError(f"The {split} split is empty after removing unreadable files.")
+
+
+# ---------------------------------------------------------------- cache
+
+
+def _write_cache(cache: Path, data: CifarData) -> None:
+    """Write the decoded arrays atomically: a half-written cache is never read."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
+    try:
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            np.save(tmp / f"{name}.npy", getattr(data, name), allow_pickle=False)
+        (tmp / "meta.json").write_text(json.dumps({"source": data.source, "skipped": data.skipped}))
+        os.replace(tmp, cache)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (cache / "meta.json").is_file():  # another process may have won the race
+            raise
+
+
+def _read_cache(cache: Path) -> CifarData:
+    meta = json.loads((cache / "meta.json").read_text())
+    arrays = {n: np.load(cache / f"{n}.npy", allow_pickle=False) for n in ("x_train", "y_train", "x_test", "y_test")}
+    return CifarData(**arrays, source=meta["source"], skipped=meta["skipped"])
+
+
+# ---------------------------------------------------------------- splits
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (held_out, rest): `fraction` of each class held out, chosen with `seed`."""
+    rng = np.random.default_rng(seed)
+    held, rest = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
+        held.append(idx[:n])
+        rest.append(idx[n:])
+    return np.sort(np.concatenate(held)), np.sort(np.concatenate(rest))
+
+
+def limit_per_class(y: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first `n` images of each class, in their original order."""
+    keep = np.concatenate([np.flatnonzero(y == c)[:n] for c in np.unique(y)])
+    return np.sort(keep)
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def make_splits(data: CifarData, *, val_fraction: float, seed: int, limit: int | None = None) -> Splits:
+    """Train/val/test. Val is a stratified, seeded part of train; test is kept for final evaluation."""
+    x, y = data.x_train, data.y_train
+    if limit:
+        keep = limit_per_class(y, limit)
+        x, y = x[keep], y[keep]
+    val_idx, train_idx = stratified_split(y, val_fraction, seed)
+    return Splits(x[train_idx], y[train_idx], x[val_idx], y[val_idx], data.x_test, data.y_test)
+
+
+# ---------------------------------------------------------------- tf.data
+
+
+def preprocess(images, input_size: int = NATIVE_SIZE):
+    """uint8 RGB images (N, H, W, 3) -> float32 VGG16 input at `input_size`.
+
+    The same function serves training, evaluation and inference. It uses VGG16's own
+    `preprocess_input` (RGB->BGR, ImageNet mean subtraction); the seed divided by 255,
+    which does not match ImageNet weights.
+    """
+    import keras
+    import tensorflow as tf
+
+    x = tf.cast(images, tf.float32)
+    if input_size != x.shape[1] or input_size != x.shape[2]:
+        x = tf.image.resize(x, (input_size, input_size), method="bilinear")
+    return keras.applications.vgg16.preprocess_input(x)
+
+
+def augmenter(seed: int):
+    """Random horizontal flip plus a random shift of up to 4 pixels (pad-and-crop), as Keras layers."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", seed=seed + 1),
+        ],
+        name="augment",
+    )
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: bool = False,
+    input_size: int = NATIVE_SIZE,
+    seed: int = 0,
+):
+    """A batched, prefetched tf.data pipeline of (preprocessed images, one-hot labels)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    aug = augmenter(seed) if training and augment else None
+
+    def prep(images, labels):
+        images = tf.cast(images, tf.float32)
+        if aug is not None:
+            images = aug(images, training=True)
+        return preprocess(images, input_size), tf.one_hot(labels, len(CLASS_NAMES))
+
+    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

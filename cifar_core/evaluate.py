@@ -1,0 +1,166 @@
+"""Evaluation as a first-class object, after fastai's ClassificationInterpretation.
+
+`Interpretation` holds a split's probabilities and labels, and answers the
+questions error analysis asks: accuracy, per-class precision/recall/F1, the
+confusion matrix, the most confused pairs, the top losses, and which images
+were class X predicted as Y.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+
+from cifar_core import CLASS_NAMES
+from cifar_core.data import make_dataset
+from cifar_core.runs import atomic_write_text
+
+EVAL_BATCH = 500
+
+
+def predict_probs(
+    model: keras.Model,
+    x: np.ndarray,
+    *,
+    input_size: int,
+    batch_size: int = EVAL_BATCH,
+    tta: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> np.ndarray:
+    """Class probabilities for uint8 images `x`; with `tta`, averaged with the horizontally flipped images."""
+    ds = make_dataset(x, np.zeros(len(x), np.int64), batch_size, training=False, input_size=input_size)
+    out, done = [], 0
+    for images, _ in ds:
+        p = np.asarray(model.predict_on_batch(images), dtype=np.float32)
+        if tta:
+            p = (p + np.asarray(model.predict_on_batch(images[:, :, ::-1, :]), dtype=np.float32)) / 2
+        out.append(p)
+        done += len(p)
+        if progress:
+            progress(done, len(x), "predicting")
+    return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+
+
+@dataclass
+class Interpretation:
+    """Probabilities `probs` (N, C) and true labels `y` (N,) of one split."""
+
+    probs: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...] = CLASS_NAMES
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Per-image cross-entropy."""
+        return -np.log(np.clip(self.probs[np.arange(len(self.y)), self.y], 1e-12, 1.0))
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probs.max(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.preds == self.y).mean()) if len(self.y) else float("nan")
+
+    def confusion_matrix(self, normalize: bool = False) -> np.ndarray:
+        """Rows are true classes, columns predicted; `normalize` divides each row by its total."""
+        n = len(self.class_names)
+        cm = np.bincount(self.y * n + self.preds, minlength=n * n).reshape(n, n)
+        if normalize:
+            return cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        return cm
+
+    def per_class(self) -> pd.DataFrame:
+        """Precision, recall, F1 and support per class."""
+        cm = self.confusion_matrix()
+        tp = np.diag(cm).astype(float)
+        precision = tp / np.maximum(cm.sum(axis=0), 1)
+        recall = tp / np.maximum(cm.sum(axis=1), 1)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+        return pd.DataFrame(
+            {"precision": precision, "recall": recall, "f1": f1, "support": cm.sum(axis=1)},
+            index=pd.Index(self.class_names, name="class"),
+        )
+
+    def most_confused(self, min_count: int = 1) -> list[tuple[str, str, int]]:
+        """(true, predicted, count) for off-diagonal cells, most frequent first."""
+        cm = self.confusion_matrix()
+        pairs = [(self.class_names[i], self.class_names[j], int(cm[i, j])) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] >= min_count]
+        return sorted(pairs, key=lambda p: -p[2])
+
+    def top_losses(self, k: int = 16, mistakes_only: bool = True) -> np.ndarray:
+        """Indices of the `k` highest-loss images (by default only misclassified ones)."""
+        order = np.argsort(-self.losses)
+        if mistakes_only:
+            order = order[self.preds[order] != self.y[order]]
+        return order[:k]
+
+    def cell(self, true_class: int, predicted_class: int) -> np.ndarray:
+        """Indices of images of `true_class` predicted as `predicted_class`, most confident first."""
+        idx = np.flatnonzero((self.y == true_class) & (self.preds == predicted_class))
+        return idx[np.argsort(-self.probs[idx, predicted_class])]
+
+    def table(self) -> pd.DataFrame:
+        """One row per image: true, predicted, confidence, loss, correct, and each class's probability."""
+        names = np.asarray(self.class_names)
+        df = pd.DataFrame({
+            "true": names[self.y],
+            "predicted": names[self.preds],
+            "confidence": self.confidence,
+            "loss": self.losses,
+            "correct": self.preds == self.y,
+        })
+        return pd.concat([df, pd.DataFrame(self.probs, columns=[f"p_{c}" for c in self.class_names])], axis=1)
+
+    def to_dict(self) -> dict:
+        per_class = self.per_class()
+        return {
+            "accuracy": self.accuracy,
+            "n": int(len(self.y)),
+            "per_class": {c: {k: float(v) for k, v in row.items()} for c, row in per_class.iterrows()},
+            "confusion_matrix": self.confusion_matrix().tolist(),
+            "class_names": list(self.class_names),
+        }
+
+    def save(self, run_dir: Path, split: str = "test") -> None:
+        """Write `evaluation[_split].json` and `{split}_probs.npz` into the run folder, atomically."""
+        run_dir = Path(run_dir)
+        suffix = "" if split == "test" else f"_{split}"
+        atomic_write_text(run_dir / f"evaluation{suffix}.json", json.dumps(self.to_dict(), indent=2))
+        buf = io.BytesIO()
+        np.savez(buf, probs=self.probs.astype(np.float32), y=self.y.astype(np.int64))
+        fd, tmp = tempfile.mkstemp(dir=run_dir, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, run_dir / f"{split}_probs.npz")
+
+    @classmethod
+    def load(cls, run_dir: Path, split: str = "test") -> "Interpretation":
+        with np.load(Path(run_dir) / f"{split}_probs.npz", allow_pickle=False) as z:
+            return cls(z["probs"], z["y"])
+
+
+def evaluate_model(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    input_size: int,
+    tta: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Interpretation:
+    """Predict `x` and wrap the result with its labels."""
+    return Interpretation(predict_probs(model, x, input_size=input_size, tta=tta, progress=progress), np.asarray(y, dtype=np.int64))

@@ -1,0 +1,135 @@
+"""Classify arbitrary user images with the same preprocessing as training.
+
+Any size or mode (RGBA, grayscale, palette, 16-bit, CMYK, EXIF-rotated, animated)
+becomes one RGB 32x32 image. Files that are not images, are truncated or empty,
+or declare more pixels than MAX_PIXELS get a per-file error, never an exception.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageOps
+
+from cifar_core import CLASS_NAMES
+from cifar_core.data import NATIVE_SIZE, preprocess
+from cifar_core.model import load_model
+
+# A decompression-bomb guard: checked from the header, before any pixel is decoded.
+MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 50 * 2**20
+
+
+class ImageError(ValueError):
+    """The file cannot be turned into an image; the message says why."""
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip.
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.max() > 0 else 1.0
+        im = Image.fromarray((a / hi * 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info or im.mode in ("RGBA", "LA", "PA"):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    return im.convert("RGB")
+
+
+def load_image(data: bytes) -> np.ndarray:
+    """Decode image bytes into a uint8 (32, 32, 3) RGB array, or raise ImageError."""
+    if not data:
+        raise ImageError("the file is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"the image declares {w}x{h} pixels; the limit is {MAX_PIXELS:,} pixels")
+            im.draft("RGB", (NATIVE_SIZE * 4, NATIVE_SIZE * 4))  # JPEG: decode at reduced scale
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            im = _to_rgb(im).resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.asarray(im, dtype=np.uint8)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"the image is too large to decode safely ({err})") from err
+    except Exception as err:  # PIL signals bad files with many exception types
+        raise ImageError(f"not a readable image ({type(err).__name__}: {err})") from err
+
+
+@dataclass
+class Prediction:
+    file: str
+    top: list[dict] | None = None
+    probs: np.ndarray | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "error": self.error} if self.error else {"file": self.file, "top": self.top}
+
+
+class Classifier:
+    """A loaded model plus one compiled prediction function, reused for every call.
+
+    The tf.function has a fixed input signature (any batch of 32x32 uint8 images),
+    so it is traced once, not per image.
+    """
+
+    def __init__(self, model_path: str | Path):
+        self.model_path = Path(model_path)
+        self.model = load_model(self.model_path)
+        self.input_size = int(self.model.input_shape[1])
+        self._predict = tf.function(
+            lambda images: self.model(preprocess(images, self.input_size), training=False),
+            input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)],
+            reduce_retracing=True,
+        )
+        self._predict(tf.zeros([1, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8))  # warm up once
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities (N, 10) for uint8 images (N, 32, 32, 3)."""
+        return np.asarray(self._predict(tf.convert_to_tensor(images, tf.uint8)), dtype=np.float32)
+
+    def classify_bytes(self, items: list[tuple[str, bytes]], top_k: int = 3) -> list[Prediction]:
+        """Classify (name, bytes) pairs; bad files get an error Prediction, the rest are batched."""
+        results: list[Prediction] = []
+        good: list[tuple[int, np.ndarray]] = []
+        for name, data in items:
+            try:
+                good.append((len(results), load_image(data)))
+                results.append(Prediction(name))
+            except ImageError as err:
+                results.append(Prediction(name, error=str(err)))
+        if good:
+            probs = self.predict_arrays(np.stack([img for _, img in good]))
+            for (i, _), p in zip(good, probs):
+                order = np.argsort(-p)[:top_k]
+                results[i].probs = p
+                results[i].top = [{"label": CLASS_NAMES[j], "prob": float(p[j])} for j in order]
+        return results
+
+    def classify_files(self, paths: list[str | Path], top_k: int = 3) -> list[Prediction]:
+        items = []
+        errors = {}
+        for path in paths:
+            try:
+                items.append((str(path), Path(path).read_bytes()))
+            except OSError as err:
+                errors[str(path)] = f"cannot read the file ({err.strerror or err})"
+                items.append((str(path), b""))
+        results = self.classify_bytes(items, top_k)
+        for r in results:
+            if r.file in errors:
+                r.error, r.top = errors[r.file], None
+        return results

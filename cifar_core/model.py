@@ -1,0 +1,154 @@
+"""VGG16 bases, classifier heads, cut points and freezing.
+
+A model is `Input -> base -> head`, where `base` and `head` are nested Keras
+models, so the head can be trained alone on cached base features and still be
+the very layers of the full model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import keras
+
+from cifar_core import NUM_CLASSES
+from cifar_core.config import BLOCK_NAMES, TrainConfig
+
+IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# VGG16's conv widths per block; vgg16_bn keeps the layout and adds BatchNorm.
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be obtained or do not fit the architecture."""
+
+
+class ModelLoadError(RuntimeError):
+    """A saved model is missing, truncated or not a safe Keras model."""
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build layers under a dtype policy, restoring the previous one afterwards.
+
+    Keras layers capture the policy when they are created, so scoping it keeps
+    mixed precision a property of one model rather than of the process.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def vgg16_bn(input_shape: tuple[int, int, int]) -> keras.Model:
+    """VGG16's layout with BatchNorm after every conv, randomly initialised (no ImageNet weights exist)."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for b, (width, convs) in enumerate(VGG16_BLOCKS, start=1):
+        for i in range(1, convs + 1):
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{b}_conv{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"block{b}_bn{i}")(x)
+            x = keras.layers.Activation("relu", name=f"block{b}_relu{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    return keras.Model(inputs, x, name="vgg16_bn")
+
+
+def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool") -> keras.Model:
+    """The convolutional base, cut after `cut`, with weights 'imagenet', 'none' or a file path."""
+    shape = (input_size, input_size, 3)
+    if arch == "vgg16_bn":
+        full = vgg16_bn(shape)
+    elif weights == "imagenet":
+        try:
+            full = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as err:  # download failures surface as many exception types
+            raise WeightsError(
+                f"Could not get the ImageNet weights for VGG16 ({type(err).__name__}: {err}).\n"
+                f"Keras downloads {IMAGENET_NOTOP_FILE} into ~/.keras/models/ on first use; "
+                "without internet, copy that file there from a machine that has it, "
+                "or pass a local weights file (--weights PATH), or train from scratch (--weights none)."
+            ) from err
+    else:
+        full = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if weights not in ("imagenet", "none"):
+        load_base_weights(full, Path(weights))
+    base = full if cut == full.layers[-1].name else keras.Model(full.input, full.get_layer(cut).output)
+    # A fixed name lets the head phase and tooling find the base inside saved models.
+    return keras.Model(base.input, base.output, name="base")
+
+
+def load_base_weights(base: keras.Model, path: Path) -> None:
+    """Load a full-base weights file (.weights.h5 or Keras' legacy .h5, e.g. the ImageNet file)."""
+    if not path.is_file():
+        raise WeightsError(f"Weights file {str(path)!r} does not exist.")
+    try:
+        base.load_weights(str(path))
+    except Exception as err:
+        raise WeightsError(
+            f"Weights file {str(path)!r} does not fit the {base.name} base "
+            f"({type(err).__name__}: {err}). It must hold the full convolutional base "
+            "(include_top=False) of the same architecture."
+        ) from err
+
+
+def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...], dropout: float) -> keras.Model:
+    """The classifier: the seed's Flatten->[Dense->BN->Dropout]*->softmax, or the same after global pooling."""
+    inputs = keras.Input(feature_shape)
+    x = keras.layers.Flatten()(inputs) if head == "flatten" else keras.layers.GlobalAveragePooling2D()(inputs)
+    for u in units:
+        x = keras.layers.Dense(u, activation="relu")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Dropout(dropout)(x)
+    # float32 probabilities even under mixed precision, for a stable loss.
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def build_model(config: TrainConfig) -> keras.Model:
+    """Input -> base -> head, built under bf16 when `config.bf16`."""
+    with dtype_policy("mixed_bfloat16" if config.bf16 else "float32"):
+        base = build_base(config.arch, config.weights, config.input_size, config.cut)
+        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout)
+        inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
+        model = keras.Model(inputs, head(base(inputs)), name=f"{config.arch}_cifar10")
+    return model
+
+
+def set_freeze(base: keras.Model, spec: str) -> None:
+    """Freeze part of the base: 'all', 'none', 'blockN' (train blockN and above) or N (freeze the first N layers).
+
+    Frozen BatchNorm layers run in inference mode (Keras' rule for trainable=False).
+    """
+    spec = str(spec)
+    base.trainable = True
+    if spec == "all":
+        base.trainable = False
+        return
+    if spec == "none":
+        return
+    if spec in BLOCK_NAMES:
+        first = BLOCK_NAMES.index(spec) + 1
+        for layer in base.layers:
+            block = layer.name.split("_")[0]
+            layer.trainable = not (block in BLOCK_NAMES and BLOCK_NAMES.index(block) + 1 < first)
+        return
+    n = int(spec)
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= n
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `.keras` model in safe mode (no Lambda layers or pickled code), with a clear error."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"{str(path)!r} is not a .keras model file; only .keras files are loaded.")
+    if not path.is_file():
+        raise ModelLoadError(f"Model file {str(path)!r} does not exist.")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:
+        raise ModelLoadError(f"Model file {str(path)!r} could not be loaded ({type(err).__name__}: {err}).") from err

@@ -1,0 +1,22 @@
+"""Where the studio keeps its files. One place, so tests can point it at a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def artifacts_dir() -> Path:
+    """`$CIFAR_ARTIFACTS` if set, else `artifacts/` in the project."""
+    return Path(os.environ.get("CIFAR_ARTIFACTS") or PROJECT_ROOT / "artifacts")
+
+
+def cache_dir() -> Path:
+    return artifacts_dir() / "cache"
+
+
+def default_model_dir() -> Path:
+    """The shipped model, used when no run has completed yet."""
+    return PROJECT_ROOT / "artifacts" / "default"

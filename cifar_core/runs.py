@@ -1,0 +1,381 @@
+"""The run store: a SQLite index (`artifacts/runs.db`, WAL mode) plus one folder per run.
+
+A run folder holds config.json, model.keras (best so far), history.csv,
+evaluation.json, test_probs.npz and train.log. The database holds each run's
+status, config, final metrics and the metrics streamed during training; a reader
+(the dashboard) and a writer (the trainer) never block each other for long, and
+every file is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from cifar_core.config import TrainConfig
+from cifar_core.paths import artifacts_dir
+
+STATUSES = ("queued", "running", "completed", "stopped", "failed")
+LIVE = ("queued", "running")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Before training starts we insist on this much free space: a VGG16 checkpoint is
+# ~60-180 MB and the frozen-feature cache can reach a few hundred MB.
+MIN_FREE_BYTES = 1 << 30
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    pid INTEGER,
+    host TEXT,
+    config TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, kind, step);
+"""
+
+
+class RunError(RuntimeError):
+    """A run id is invalid or unknown, or the store cannot be used."""
+
+
+class RunBusyError(RunError):
+    """Another training is already running; only one runs at a time."""
+
+
+@dataclass
+class Run:
+    """One row of the run index."""
+
+    id: str
+    status: str
+    created: float
+    started: float | None
+    finished: float | None
+    pid: int | None
+    config: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    stop_requested: bool = False
+    dir: Path | None = None
+
+    @property
+    def model_path(self) -> Path:
+        return self.dir / "model.keras"
+
+    def health(self) -> str | None:
+        """None if the run's files look usable, else why not (shown as 'broken')."""
+        if self.dir is None or not self.dir.is_dir():
+            return "run folder is missing"
+        if self.status in ("completed", "stopped") and not self.model_path.is_file():
+            return "model.keras is missing"
+        return None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_model(model: Any, path: Path) -> None:
+    """`model.save` to a temp file in the same folder, then rename over `path`."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _pid_alive(pid: int | None, host: str | None) -> bool:
+    if pid is None:
+        return False
+    if host and host != socket.gethostname():
+        return True  # another machine's process: we cannot tell, so trust the status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (killed, not yet reaped by its parent) is dead for our purposes.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class RunStore:
+    """Runs under `root` (default `artifacts/`): `root/runs.db` and `root/runs/<id>/`."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else artifacts_dir()
+        self.runs_dir = self.root / "runs"
+        self.db_path = self.root / "runs.db"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            yield db
+        finally:
+            db.close()
+
+    # ------------------------------------------------------------ ids and folders
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of `run_id`; ids with path separators, '..' or odd characters are refused."""
+        if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+            raise RunError(f"Invalid run id {run_id!r}: use letters, digits, '-' and '_' only.")
+        return self.runs_dir / run_id
+
+    def check_writable(self) -> None:
+        """Raise RunError unless the artifacts folder is writable and has room for a run."""
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.runs_dir):
+                pass
+        except OSError as err:
+            raise RunError(f"Cannot write to {self.runs_dir} ({err.strerror}); training needs a writable artifacts folder.") from err
+        free = shutil.disk_usage(self.runs_dir).free
+        if free < MIN_FREE_BYTES:
+            raise RunError(f"Only {free / 2**20:.0f} MB free in {self.runs_dir}; training needs at least {MIN_FREE_BYTES / 2**20:.0f} MB.")
+
+    # ------------------------------------------------------------ lifecycle
+
+    def create(self, config: TrainConfig, *, status: str = "running", pid: int | None = None, exclusive: bool = True) -> Run:
+        """Register a new run and make its folder. With `exclusive`, refuse while another is live."""
+        self.check_writable()
+        run_id = new_run_id()
+        now = time.time()
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # serialises concurrent starts across processes
+            try:
+                if exclusive:
+                    for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+                        if _pid_alive(row["pid"], row["host"]):
+                            raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                        self._mark_dead(db, row)
+                db.execute(
+                    "INSERT INTO runs (id, status, created, started, pid, host, config) VALUES (?,?,?,?,?,?,?)",
+                    (run_id, status, now, now if status == "running" else None, pid or os.getpid(), socket.gethostname(), config.to_json()),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True)
+        atomic_write_text(run_dir / "config.json", config.to_json())
+        return self.get(run_id)
+
+    def mark_running(self, run_id: str, pid: int | None = None) -> None:
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, host=? WHERE id=?",
+                (time.time(), pid or os.getpid(), socket.gethostname(), run_id),
+            )
+
+    def set_pid(self, run_id: str, pid: int) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE runs SET pid=? WHERE id=?", (pid, run_id))
+
+    def finish(self, run_id: str, status: str, *, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET status=?, finished=?, summary=?, error=? WHERE id=?",
+                (status, time.time(), json.dumps(summary or {}), error, run_id),
+            )
+
+    def update_summary(self, run_id: str, **values: Any) -> None:
+        run = self.get(run_id)
+        with self._connect() as db:
+            db.execute("UPDATE runs SET summary=? WHERE id=?", (json.dumps({**run.summary, **values}), run_id))
+
+    def request_stop(self, run_id: str) -> None:
+        self.get(run_id)
+        with self._connect() as db:
+            db.execute("UPDATE runs SET stop_requested=1 WHERE id=?", (run_id,))
+
+    def clear_stop(self, run_id: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE runs SET stop_requested=0 WHERE id=?", (run_id,))
+
+    def stop_requested(self, run_id: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT stop_requested FROM runs WHERE id=?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def delete(self, run_id: str) -> None:
+        """Remove a finished run's row, metrics and folder. A live run must be stopped first."""
+        run = self.get(run_id)
+        if run.status in LIVE:
+            raise RunBusyError(f"Run {run_id} is {run.status}; stop it before deleting it.")
+        with self._connect() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # ------------------------------------------------------------ metrics
+
+    def log_metrics(self, run_id: str, kind: str, phase: str, epoch: int, step: int, values: dict[str, float]) -> None:
+        """Append one batch- or epoch-level record (`kind` is 'batch' or 'epoch')."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO metrics (run_id, kind, phase, epoch, step, ts, data) VALUES (?,?,?,?,?,?,?)",
+                (run_id, kind, phase, epoch, step, time.time(), json.dumps(values)),
+            )
+
+    def metrics(self, run_id: str, kind: str = "epoch", since_step: int = -1) -> pd.DataFrame:
+        """Streamed metrics as a DataFrame with columns phase, epoch, step, ts and each metric."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT phase, epoch, step, ts, data FROM metrics WHERE run_id=? AND kind=? AND step>? ORDER BY step, ts",
+                (run_id, kind, since_step),
+            ).fetchall()
+        records = [{"phase": r["phase"], "epoch": r["epoch"], "step": r["step"], "ts": r["ts"], **json.loads(r["data"])} for r in rows]
+        return pd.DataFrame.from_records(records, columns=None if records else ["phase", "epoch", "step", "ts"])
+
+    def truncate_metrics(self, run_id: str, after_epoch: int) -> None:
+        """Drop metrics past `after_epoch` (used when resuming from the last completed epoch)."""
+        with self._connect() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=? AND epoch>?", (run_id, after_epoch))
+
+    # ------------------------------------------------------------ reading
+
+    def _row_to_run(self, row: sqlite3.Row) -> Run:
+        try:
+            config = json.loads(row["config"])
+            summary = json.loads(row["summary"] or "{}")
+        except (json.JSONDecodeError, TypeError) as err:
+            return Run(row["id"], "failed", row["created"] or 0, None, None, None, {}, {}, f"corrupted database row ({err})", dir=self.runs_dir / row["id"])
+        return Run(
+            id=row["id"],
+            status=row["status"],
+            created=row["created"],
+            started=row["started"],
+            finished=row["finished"],
+            pid=row["pid"],
+            config=config,
+            summary=summary,
+            error=row["error"],
+            stop_requested=bool(row["stop_requested"]),
+            dir=self.runs_dir / row["id"] if RUN_ID_RE.match(row["id"]) else None,
+        )
+
+    def _mark_dead(self, db: sqlite3.Connection, row: sqlite3.Row) -> None:
+        db.execute(
+            "UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status IN ('queued','running')",
+            (time.time(), f"training process (pid {row['pid']}) ended without finishing the run", row["id"]),
+        )
+
+    def _reap(self, rows: list[sqlite3.Row]) -> bool:
+        """Mark live runs whose process has died as failed. Returns True if any changed."""
+        dead = [r for r in rows if r["status"] in LIVE and not _pid_alive(r["pid"], r["host"])]
+        if dead:
+            with self._connect() as db:
+                for row in dead:
+                    self._mark_dead(db, row)
+        return bool(dead)
+
+    def get(self, run_id: str) -> Run:
+        self.run_dir(run_id)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                raise RunError(f"No run with id {run_id!r}.")
+            if self._reap([row]):
+                row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return self._row_to_run(row)
+
+    def list(self) -> list[Run]:
+        """All runs, newest first, with dead 'running' runs marked failed."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+            if self._reap(rows):
+                rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+        return [self._row_to_run(r) for r in rows]
+
+    def active(self) -> Run | None:
+        """The run that is training now, if any."""
+        return next((r for r in self.list() if r.status in LIVE), None)
+
+    def latest_completed(self) -> Run | None:
+        return next((r for r in self.list() if r.status == "completed" and r.health() is None), None)
+
+    def resolve(self, ref: str) -> Run:
+        """A run from its id or its folder path (which must lie inside this store)."""
+        if RUN_ID_RE.match(ref):
+            return self.get(ref)
+        path = Path(ref).resolve()
+        if path.parent != self.runs_dir.resolve():
+            raise RunError(f"{ref!r} is neither a run id nor a run folder under {self.runs_dir}.")
+        return self.get(path.name)
+
+
+def model_path_for(store: RunStore, ref: str | None = None) -> Path:
+    """The model to use: a `.keras` path, a run id or run folder, or (no ref) the newest
+    completed run, falling back to the shipped default model."""
+    from cifar_core.paths import default_model_dir
+
+    if ref and ref.endswith(".keras"):
+        return Path(ref)
+    if ref:
+        return store.resolve(ref).model_path
+    latest = store.latest_completed()
+    if latest:
+        return latest.model_path
+    default = default_model_dir() / "model.keras"
+    if default.is_file():
+        return default
+    raise RunError("No trained model yet: train one (python -m cifar_core train ...) or pass --model.")

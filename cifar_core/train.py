@@ -1,0 +1,236 @@
+"""Two-phase training of one run: (1) head on a frozen base, (2) fine-tuning.
+
+This follows the seed notebook and Keras' transfer-learning guide: train a new
+classifier on a frozen VGG16, then unfreeze the top of the base and continue at a
+lower learning rate. Either phase can be skipped (0 epochs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from cifar_core import data as data_lib
+from cifar_core import distribute, evaluate, features
+from cifar_core.callbacks import RunStoreCallback
+from cifar_core.config import TrainConfig
+from cifar_core.model import build_model, load_model, set_freeze
+from cifar_core.paths import cache_dir
+from cifar_core.runs import Run, RunStore, atomic_save_model
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    freeze: str
+
+
+def phases(config: TrainConfig) -> list[Phase]:
+    """The phases a config asks for, in order, skipping those with 0 epochs."""
+    planned = [
+        Phase("head", config.epochs_head, config.lr, "all"),
+        Phase("finetune", config.epochs_finetune, config.finetune_lr, config.finetune_freeze),
+    ]
+    return [p for p in planned if p.epochs > 0]
+
+
+def make_optimizer(config: TrainConfig, lr: float, epochs: int, steps: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer, with a cosine schedule (and linear warmup) when asked for."""
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = lr
+    if config.schedule == "cosine":
+        warmup = min(config.warmup_epochs, max(epochs - 1, 0)) * steps
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr / 10 if warmup else lr,
+            decay_steps=max(epochs * steps - warmup, 1),
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    wd = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=config.momentum, nesterov=True, weight_decay=wd)
+    if config.optimizer == "adam":
+        return keras.optimizers.AdamW(rate, weight_decay=wd) if wd else keras.optimizers.Adam(rate)
+    return keras.optimizers.RMSprop(rate, weight_decay=wd)
+
+
+def compile_phase(model: keras.Model, config: TrainConfig, phase: Phase, steps: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(config, phase.lr, phase.epochs, steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _run_logger(run: Run, echo: Callable[[str], None] | None) -> logging.Logger:
+    logger = logging.getLogger(f"cifar_core.run.{run.id}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = logging.FileHandler(run.dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    if echo:
+        logger.addHandler(_EchoHandler(echo))
+    return logger
+
+
+class _EchoHandler(logging.Handler):
+    def __init__(self, echo: Callable[[str], None]):
+        super().__init__()
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.echo(record.getMessage())
+
+
+def train(
+    config: TrainConfig,
+    *,
+    store: RunStore | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict:
+    """Train one run end to end and return its summary.
+
+    `run_id` names a run created beforehand (by the launcher, or the run to
+    resume); otherwise a new one is registered. Errors mark the run failed, are
+    logged to its train.log and re-raised.
+    """
+    config.validate()
+    store = store or RunStore()
+    run = store.get(run_id) if run_id else store.create(config)
+    if run_id:
+        store.mark_running(run.id)
+    log = _run_logger(run, echo)
+    try:
+        summary = _train(config, store, run, resume, progress, log)
+    except BaseException as err:
+        log.error("training failed: %s\n%s", err, traceback.format_exc())
+        status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
+        store.finish(run.id, status, summary=store.get(run.id).summary, error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        for handler in list(log.handlers):
+            handler.close()
+            log.removeHandler(handler)
+    return summary
+
+
+def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progress: Progress | None, log: logging.Logger) -> dict:
+    keras.utils.set_random_seed(config.seed)
+    log.info("run %s: %s", run.id, config.to_json().replace("\n", " "))
+    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=progress)
+    if data.skipped:
+        log.info("skipped %d unreadable file(s); first: %s", len(data.skipped), data.skipped[0])
+    splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
+    log.info("data: %s; train %d, val %d, test %d", data.source, len(splits.x_train), len(splits.x_val), len(splits.x_test))
+
+    strategy = distribute.make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config)
+    base, head = model.get_layer("base"), model.get_layer("head")
+    checkpoint = run.dir / "model.keras"
+    summary = dict(run.summary) if resume else {}
+    summary.update(train_images=len(splits.x_train), val_images=len(splits.x_val), skipped_files=len(data.skipped), data_source=data.source)
+    store.update_summary(run.id, **summary)
+    best = summary.get("best_val_accuracy", -math.inf)
+    epoch_offset = 0
+    stopped = False
+    train_ds = val_ds = None
+
+    for phase in phases(config):
+        done = summary.get("phase_epochs", {})
+        weights_file = run.dir / f"after_{phase.name}.weights.h5"
+        if resume and phase.name in done and weights_file.is_file():
+            model.load_weights(weights_file)
+            epoch_offset += done[phase.name]
+            log.info("phase %s already completed; resuming after it", phase.name)
+            continue
+        with strategy.scope():
+            set_freeze(base, phase.freeze)
+        steps = math.ceil(len(splits.x_train) / config.batch_size)
+        use_features = (
+            phase.freeze == "all"
+            and not config.augment
+            and config.feature_cache
+            and config.strategy == "default"
+            and features.feature_bytes(base, len(splits.x_train) + len(splits.x_val)) <= features.MAX_CACHE_BYTES
+        )
+        fitted = head if use_features else model
+        with strategy.scope():
+            compile_phase(fitted, config, phase, steps)
+        store_cb = RunStoreCallback(
+            store, run.id, phase=phase.name, full_model=model, checkpoint=checkpoint, best=best,
+            epoch_offset=epoch_offset, epochs=phase.epochs, steps=steps, batch_size=config.batch_size,
+        )
+        callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.BackupAndRestore(str(run.dir / "backup" / phase.name)),
+            store_cb,
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs, p=phase, o=epoch_offset: log.info(
+                "[%s] epoch %d: %s", p.name, o + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
+        ]
+        if config.patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True))
+        if config.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2 or 2)))
+
+        log.info("phase %s: %d epoch(s) at lr %g, freeze=%s, %s", phase.name, phase.epochs, phase.lr, phase.freeze,
+                 "on cached base features" if use_features else "on live images")
+        if use_features:
+            cache = cache_dir()
+            f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=progress)
+            f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=progress)
+            head.fit(
+                f_train, _one_hot(splits.y_train), validation_data=(f_val, _one_hot(splits.y_val)),
+                batch_size=config.batch_size, epochs=phase.epochs, shuffle=True, callbacks=callbacks, verbose=0,
+            )
+        else:
+            if train_ds is None:
+                train_ds = data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True,
+                                                 augment=config.augment, input_size=config.input_size, seed=config.seed)
+                val_ds = data_lib.make_dataset(splits.x_val, splits.y_val, config.batch_size, training=False,
+                                               input_size=config.input_size)
+            # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+            model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0)
+
+        best = store_cb.best
+        ran = store_cb.last_epoch - epoch_offset
+        epoch_offset = store_cb.last_epoch
+        if store_cb.stopped:
+            stopped = True
+            log.info("stop requested: phase %s stopped after %d complete epoch(s)", phase.name, ran)
+            break
+        summary.setdefault("phase_epochs", {})[phase.name] = ran
+        model.save_weights(weights_file)
+        store.update_summary(run.id, phase_epochs=summary["phase_epochs"])
+
+    if not checkpoint.exists():
+        atomic_save_model(model, checkpoint)  # stopped before any epoch ended: keep what there is
+    summary.update(store.get(run.id).summary)
+    summary.update(epochs_completed=epoch_offset)
+
+    best_model = load_model(checkpoint)
+    interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, progress=progress)
+    interp.save(run.dir)
+    store.metrics(run.id, "epoch").to_csv(run.dir / "history.csv", index=False)
+    summary.update(test_accuracy=interp.accuracy, val_accuracy=summary.get("best_val_accuracy"))
+    status = "stopped" if stopped else "completed"
+    store.finish(run.id, status, summary=summary)
+    log.info("run %s %s: best val_accuracy %.4f, test accuracy %.4f", run.id, status, summary.get("val_accuracy") or float("nan"), interp.accuracy)
+    return {"run_id": run.id, "run_dir": str(run.dir), "status": status, **summary}
+
+
+def _one_hot(y: np.ndarray) -> np.ndarray:
+    return np.eye(10, dtype=np.float32)[y]
