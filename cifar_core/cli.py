@@ -118,9 +118,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise RunError(f"Run {run.id} is still {run.status}; it cannot be resumed twice.")
             store.clear_stop(run.id)
             run_id = run.id
+        elif args.run_id:
+            # Launched by the dashboard: the run row already holds the config from its form.
+            run_id = store.get(args.run_id).id
+            config = config_from_args(args, base=store.get(run_id).config)
         else:
             config = config_from_args(args)
-            run_id = args.run_id
+            run_id = None
     except ConfigError as err:
         for name, message in err.errors.items():
             _stderr(f"error: {_flag(name)}: {message}")

@@ -18,5 +18,6 @@ def cache_dir() -> Path:
 
 
 def default_model_dir() -> Path:
-    """The shipped model, used when no run has completed yet."""
-    return PROJECT_ROOT / "artifacts" / "default"
+    """The shipped model, used when no run has completed yet (`$CIFAR_DEFAULT_MODEL_DIR` overrides it,
+    so tests can stand in a folder with no model)."""
+    return Path(os.environ.get("CIFAR_DEFAULT_MODEL_DIR") or PROJECT_ROOT / "artifacts" / "default")
