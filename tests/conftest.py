@@ -19,7 +19,8 @@ from PIL import Image
 
 from cifar_core import CLASS_NAMES
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+# Read once at import: the autouse fixture below removes CIFAR10_DIR from each test's environment.
+SHARED_DATA = Path(os.environ.get("CIFAR10_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10")
 
 
 def synthetic_images(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +113,6 @@ def tiny_run(tmp_path_factory, tiny_data):
 @pytest.fixture
 def shared_data() -> Path:
     """The real JPEG CIFAR-10 beside the project; tests using it are skipped where it is absent."""
-    root = Path(os.environ.get("CIFAR10_SHARED", SHARED_DATA))
-    if not (root / "train").is_dir():
-        pytest.skip(f"real CIFAR-10 folder not found at {root}")
-    return root
+    if not (SHARED_DATA / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 folder not found at {SHARED_DATA}")
+    return SHARED_DATA
