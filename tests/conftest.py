@@ -105,8 +105,13 @@ def tiny_run(tmp_path_factory, tiny_data):
     from cifar_core.runs import RunStore
     from cifar_core.train import train
 
-    store = RunStore(tmp_path_factory.mktemp("tiny_run_artifacts"))
-    summary = train(tiny_config(tiny_data), store=store)
+    root = tmp_path_factory.mktemp("tiny_run_artifacts")
+    store = RunStore(root)
+    # Session fixtures run before the autouse `isolated_artifacts`, so point the
+    # data and feature caches at this run's folder rather than the project's artifacts/.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_ARTIFACTS", str(root))
+        summary = train(tiny_config(tiny_data), store=store)
     return store, summary
 
 
