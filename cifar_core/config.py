@@ -105,7 +105,7 @@ class TrainConfig:
             len(self.head_units) > 0 and all(isinstance(u, int) and 1 <= u <= 8192 for u in self.head_units),
             f"must be one or more layer widths from 1 to 8192, got {self.head_units!r}",
         )
-        check("dropout", 0.0 <= self.dropout < 1.0, f"must be in [0, 1), got {self.dropout!r}")
+        check("dropout", _number(self.dropout) and 0.0 <= self.dropout < 1.0, f"must be in [0, 1), got {self.dropout!r}")
         for name in ("epochs_head", "epochs_finetune"):
             value = getattr(self, name)
             check(name, isinstance(value, int) and 0 <= value <= 1000, f"must be a whole number from 0 to 1000, got {value!r}")
@@ -116,14 +116,14 @@ class TrainConfig:
             check(name, isinstance(value, (int, float)) and 0 < value <= 10, f"must be a number in (0, 10], got {value!r}")
         check("finetune_freeze", _valid_freeze(self.finetune_freeze), "must be 'none', 'all', a block name (block1..block5) or a layer count >= 0")
         check("optimizer", self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        check("momentum", 0.0 <= self.momentum < 1.0, f"must be in [0, 1), got {self.momentum!r}")
-        check("weight_decay", 0.0 <= self.weight_decay < 1.0, f"must be in [0, 1), got {self.weight_decay!r}")
+        check("momentum", _number(self.momentum) and 0.0 <= self.momentum < 1.0, f"must be in [0, 1), got {self.momentum!r}")
+        check("weight_decay", _number(self.weight_decay) and 0.0 <= self.weight_decay < 1.0, f"must be in [0, 1), got {self.weight_decay!r}")
         check("schedule", self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         check("warmup_epochs", isinstance(self.warmup_epochs, int) and self.warmup_epochs >= 0, f"must be a whole number >= 0, got {self.warmup_epochs!r}")
-        check("label_smoothing", 0.0 <= self.label_smoothing < 1.0, f"must be in [0, 1), got {self.label_smoothing!r}")
+        check("label_smoothing", _number(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0, f"must be in [0, 1), got {self.label_smoothing!r}")
         check("batch_size", isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096, f"must be a whole number from 1 to 4096, got {self.batch_size!r}")
         check("patience", isinstance(self.patience, int) and self.patience >= 0, f"must be a whole number >= 0, got {self.patience!r}")
-        check("val_fraction", 0.0 < self.val_fraction < 0.5, f"must be in (0, 0.5), got {self.val_fraction!r}")
+        check("val_fraction", _number(self.val_fraction) and 0.0 < self.val_fraction < 0.5, f"must be in (0, 0.5), got {self.val_fraction!r}")
         check("limit", self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), f"must be empty or a whole number >= 2, got {self.limit!r}")
         check("seed", isinstance(self.seed, int) and self.seed >= 0, f"must be a whole number >= 0, got {self.seed!r}")
         check("strategy", self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -156,6 +156,11 @@ class TrainConfig:
     def resolved_data_dir(self) -> str | None:
         """The data folder to use: the config's, else $CIFAR10_DIR, else None (Keras download)."""
         return self.data_dir or os.environ.get("CIFAR10_DIR") or None
+
+
+def _number(value: Any) -> bool:
+    """True for real numbers; from_dict may carry strings or None from a form or an edited config.json."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _valid_freeze(spec: str) -> bool:
