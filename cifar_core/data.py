@@ -163,7 +163,8 @@ def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> 
     h = hashlib.sha1(f"{layout}|{folder.resolve()}|{len(files)}|{skip_bad}".encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        # The relative path, not just the name: moving a file to another class folder relabels it.
+        h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
 
 
