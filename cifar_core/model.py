@@ -8,6 +8,7 @@ the very layers of the full model.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -60,6 +61,8 @@ def vgg16_bn(input_shape: tuple[int, int, int]) -> keras.Model:
 def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool") -> keras.Model:
     """The convolutional base, cut after `cut`, with weights 'imagenet', 'none' or a file path."""
     shape = (input_size, input_size, 3)
+    if arch == "vgg16_bn" and weights == "imagenet":
+        raise WeightsError("vgg16_bn has no ImageNet weights; use weights 'none' (from scratch) or a vgg16_bn weights file.")
     if arch == "vgg16_bn":
         full = vgg16_bn(shape)
     elif weights == "imagenet":
@@ -68,7 +71,7 @@ def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool
         except Exception as err:  # download failures surface as many exception types
             raise WeightsError(
                 f"Could not get the ImageNet weights for VGG16 ({type(err).__name__}: {err}).\n"
-                f"Keras downloads {IMAGENET_NOTOP_FILE} into ~/.keras/models/ on first use; "
+                f"Keras downloads {IMAGENET_NOTOP_FILE} into {keras_models_dir()} on first use; "
                 "without internet, copy that file there from a machine that has it, "
                 "or pass a local weights file (--weights PATH), or train from scratch (--weights none)."
             ) from err
@@ -79,6 +82,12 @@ def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool
     base = full if cut == full.layers[-1].name else keras.Model(full.input, full.get_layer(cut).output)
     # A fixed name lets the head phase and tooling find the base inside saved models.
     return keras.Model(base.input, base.output, name="base")
+
+
+def keras_models_dir() -> str:
+    """Where Keras caches downloaded weights: $KERAS_HOME/models, else ~/.keras/models."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
 
 
 def load_base_weights(base: keras.Model, path: Path) -> None:
