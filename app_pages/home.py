@@ -1,0 +1,42 @@
+"""Home: what to do next, and the active model at a glance."""
+
+import streamlit as st
+
+import studio_ui
+
+st.title("CIFAR-10 VGG16 studio")
+st.write("Train a VGG16 transfer-learning classifier on CIFAR-10 from your browser, inspect its mistakes, and use it.")
+
+model = studio_ui.active_model()
+if not studio_ui.data_available():
+    st.subheader("1 · Point the studio at CIFAR-10")
+    st.warning("No CIFAR-10 data folder is set, so training and the test-set pages cannot run yet.", icon=":material/warning:")
+    st.markdown(
+        "Set the `CIFAR10_DIR` environment variable to a CIFAR-10 folder before starting the studio "
+        "(`CIFAR10_DIR=/path/to/cifar10 streamlit run app.py`), or type the folder into the Train page's form. "
+        "Accepted layouts: `train/<class>/*.png` + `test/<class>/*.png` image folders, Kaggle's "
+        "`train/` + `trainLabels.csv`, or the python batches `cifar-10-batches-py/`."
+    )
+    if model:
+        st.info(f"You can already classify your own images with the {model.label}.", icon=":material/image_search:")
+        st.page_link("app_pages/classify.py", label="Classify images", icon=":material/image_search:")
+elif model is None:
+    st.subheader("Next: train a model")
+    st.info("The data is ready but there is no trained model yet.", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+else:
+    st.subheader("Active model")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–")
+    c2.metric("Architecture", f"{model.config.get('arch', '?')} · {model.config.get('input_size', '?')}px")
+    c3.metric("Source", model.run_id or "shipped default")
+
+st.subheader("Pages")
+for path, label, icon, what in (
+    ("app_pages/train.py", "Train", ":material/model_training:", "configure and launch a training, watch its curves live, stop it"),
+    ("app_pages/classify.py", "Classify", ":material/image_search:", "drag in your own images and see the top-3 classes"),
+    ("app_pages/predictions.py", "Predictions", ":material/grid_view:", "browse the test images with filters and sorting"),
+    ("app_pages/error_analysis.py", "Error analysis", ":material/troubleshoot:", "confusion matrix, per-class scores, top losses"),
+    ("app_pages/runs.py", "Runs", ":material/history:", "compare, download and delete runs"),
+):
+    st.page_link(path, label=f"{label} — {what}", icon=icon)

@@ -1,0 +1,52 @@
+"""Start a training as a background process, one at a time, and stop it.
+
+The dashboard never trains inside its own script run: a page reload, a closed
+tab or a second browser tab must neither kill nor duplicate a training. So the
+run row is created here ('queued', exclusively) and `python -m cifar_core train
+--run-id ID` does the work in its own session, streaming metrics into the store.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cifar_core.config import TrainConfig
+from cifar_core.paths import PROJECT_ROOT
+from cifar_core.runs import Run, RunStore
+
+# The child's stdout/stderr (progress bars, tracebacks); train.log holds the run's own log.
+PROCESS_LOG = "process.log"
+
+
+def start_training(config: TrainConfig, store: RunStore) -> Run:
+    """Register a queued run and start its training process; RunBusyError if one is live."""
+    config.validate()
+    run = store.create(config, status="queued", exclusive=True)
+    cmd = [sys.executable, "-m", "cifar_core", "train", "--run-id", run.id, "--runs-dir", str(store.root)]
+    try:
+        with open(run.dir / PROCESS_LOG, "ab") as log:
+            # A new session: Ctrl-C or a restart of the dashboard must not reach the training.
+            proc = subprocess.Popen(
+                cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+    except OSError as err:
+        # The row holds this process's pid until set_pid: without this it would look live forever.
+        store.finish(run.id, "failed", error=f"could not start the training process: {err}")
+        raise
+    store.set_pid(run.id, proc.pid)
+    return store.get(run.id)
+
+
+def stop_training(run_id: str, store: RunStore) -> None:
+    """Ask a live run to stop after its current batch; it saves its model and ends 'stopped'."""
+    store.request_stop(run_id)
+
+
+def process_log(run: Run, lines: int = 40) -> str:
+    """The last `lines` lines of a launched run's process output ('' if there is none)."""
+    path = Path(run.dir) / PROCESS_LOG if run.dir else None
+    if path is None or not path.is_file():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,142 @@
+"""Figures shared by the dashboard's pages: interactive plotly charts and PNG exports.
+
+Plotly figures are what the pages show; the PNG exports (matplotlib / seaborn,
+drawn on figures that belong to no global pyplot state) are what the download
+buttons hand out.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cifar_core import CLASS_NAMES
+
+TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
+
+
+def phase_boundary(metrics: pd.DataFrame, x: str) -> float | None:
+    """Where fine-tuning starts on the `x` axis (between the last head point and the first fine-tune point)."""
+    if metrics.empty or "phase" not in metrics or not (metrics["phase"] == "head").any():
+        return None
+    finetune = metrics[metrics["phase"] == "finetune"]
+    if finetune.empty:
+        return None
+    return (metrics.loc[metrics["phase"] == "head", x].max() + finetune[x].min()) / 2
+
+
+def _mark_boundary(fig: go.Figure, boundary: float | None, cols: int) -> None:
+    if boundary is None:
+        return
+    for col in range(1, cols + 1):
+        fig.add_vline(x=boundary, line_dash="dash", line_color="grey", row=1, col=col)
+    fig.add_annotation(x=boundary, y=1.0, yref="paper", text="fine-tune →", showarrow=False, xanchor="left", yanchor="bottom", font_color="grey")
+
+
+def curves_figure(epochs: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Loss and accuracy per epoch, train vs validation, with the phase boundary dashed."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        for key, name, colour in ((metric, "train", TRAIN_COLOUR), (f"val_{metric}", "validation", VAL_COLOUR)):
+            if key in epochs:
+                fig.add_trace(go.Scatter(x=epochs["epoch"], y=epochs[key], name=name, mode="lines+markers",
+                                         line_color=colour, legendgroup=name, showlegend=col == 1), row=1, col=col)
+    _mark_boundary(fig, phase_boundary(epochs, "epoch"), 2)
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None)
+    fig.update_layout(title=title, height=340, margin=dict(t=60, b=40, l=40, r=20), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def batch_figure(batches: pd.DataFrame) -> go.Figure:
+    """The per-batch training loss and accuracy, against the global batch step."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Batch loss", "Batch accuracy"))
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        if metric in batches:
+            fig.add_trace(go.Scatter(x=batches["step"], y=batches[metric], mode="lines", line_color=TRAIN_COLOUR,
+                                     name=metric, showlegend=False), row=1, col=col)
+    _mark_boundary(fig, phase_boundary(batches, "step"), 2)
+    fig.update_xaxes(title_text="batch")
+    fig.update_layout(height=280, margin=dict(t=50, b=40, l=40, r=20))
+    return fig
+
+
+def overlay_figure(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
+    """One line per run for `metric` (e.g. 'val_accuracy') against the epoch."""
+    fig = go.Figure()
+    for name, df in curves.items():
+        if metric in df:
+            fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], name=name, mode="lines+markers"))
+    fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=360, margin=dict(t=30, b=40, l=40, r=20))
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES, normalized: bool = False) -> go.Figure:
+    """A clickable confusion matrix: rows true, columns predicted.
+
+    Plotly reports clicks on scatter points more reliably than on heatmap cells,
+    so each cell also carries an invisible square marker that is what gets selected.
+    """
+    names = list(class_names)
+    text = [[f"{v:.2f}" if normalized else f"{int(v)}" for v in row] for row in cm]
+    fig = go.Figure(go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", text=text, texttemplate="%{text}",
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", showscale=False))
+    xs, ys = np.meshgrid(names, names)
+    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", marker=dict(symbol="square", size=36, opacity=0.0),
+                             hoverinfo="skip", showlegend=False))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=560, margin=dict(t=20, b=40, l=40, r=20),
+                      yaxis_autorange="reversed", clickmode="event+select", dragmode=False)
+    return fig
+
+
+def probs_figure(probs: dict[str, float], height: int = 220) -> go.Figure:
+    """Horizontal bars of class probabilities, highest on top."""
+    items = sorted(probs.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[p for _, p in items], y=[k for k, _ in items], orientation="h",
+                           text=[f"{p:.1%}" for _, p in items], textposition="auto", marker_color=TRAIN_COLOUR))
+    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), height=height, margin=dict(t=10, b=10, l=10, r=10))
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def confusion_png(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES, normalized: bool = False) -> bytes:
+    """The confusion matrix as a seaborn heatmap PNG."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 7))
+    ax = fig.subplots()
+    sns.heatmap(cm, annot=True, fmt=".2f" if normalized else "d", cmap="Blues", cbar=False,
+                xticklabels=class_names, yticklabels=class_names, ax=ax)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalized else ""))
+    return _png(fig)
+
+
+def curves_png(epochs: pd.DataFrame, title: str = "Training curves") -> bytes:
+    """Loss and accuracy per epoch (train vs validation) as a matplotlib PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    boundary = phase_boundary(epochs, "epoch")
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, name, colour in ((metric, "train", TRAIN_COLOUR), (f"val_{metric}", "validation", VAL_COLOUR)):
+            if key in epochs:
+                ax.plot(epochs["epoch"], epochs[key], marker="o", label=name, color=colour)
+        if boundary is not None:
+            ax.axvline(boundary, linestyle="--", color="grey", label="fine-tune starts")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.suptitle(title)
+    return _png(fig)

@@ -1,0 +1,143 @@
+"""Streamlit pieces shared by the dashboard's pages: the sidebar, cached resources, image galleries.
+
+Everything here is presentation or caching; the logic lives in `cifar_core`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from cifar_core import CLASS_NAMES
+from cifar_core.config import TrainConfig
+from cifar_core.data import DataError, describe_source
+from cifar_core.evaluate import Interpretation
+from cifar_core.inference import Classifier
+from cifar_core.runs import RunStore
+from cifar_core import studio
+
+ACTIVE_MODEL = "active_model"
+
+
+def store() -> RunStore:
+    return RunStore()
+
+
+# ---------------------------------------------------------------- sidebar
+
+
+def sidebar() -> studio.ModelChoice | None:
+    """Dataset status and the active-model picker; remembers the pick for the pages."""
+    with st.sidebar:
+        st.subheader("Dataset")
+        status = describe_source(TrainConfig().resolved_data_dir())
+        if status["ok"]:
+            counts = ", ".join(f"{n:,} {split}" for split, n in status["counts"].items())
+            st.success(f"CIFAR-10 found ({status['layout']} layout): {counts} images", icon=":material/dataset:")
+            st.caption(status["path"])
+        else:
+            st.warning("No CIFAR-10 data found.", icon=":material/warning:")
+            with st.expander("How to get the data"):
+                st.text(status["message"])
+
+        st.subheader("Active model")
+        choices = studio.model_choices(store())
+        if not choices:
+            st.info("No trained model yet: train one on the Train page.", icon=":material/model_training:")
+            st.session_state[ACTIVE_MODEL] = None
+            return None
+        labels = [c.label for c in choices]
+        # A pick that no longer exists (deleted run) falls back to the newest model.
+        if st.session_state.get("model_pick") not in labels:
+            st.session_state["model_pick"] = labels[0]
+        label = st.selectbox("Model used by Classify, Predictions and Error analysis", labels, key="model_pick")
+        choice = choices[labels.index(label)]
+        st.session_state[ACTIVE_MODEL] = choice
+        return choice
+
+
+def active_model() -> studio.ModelChoice | None:
+    """The model picked in the sidebar (None when there is none)."""
+    return st.session_state.get(ACTIVE_MODEL)
+
+
+def data_available() -> bool:
+    return describe_source(TrainConfig().resolved_data_dir())["ok"]
+
+
+# ---------------------------------------------------------------- cached resources
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def _classifier(path: str, mtime: float) -> Classifier:
+    return Classifier(path)
+
+
+def classifier(choice: studio.ModelChoice) -> Classifier:
+    """The choice's loaded model, reused across reruns until its file changes."""
+    return _classifier(str(choice.model_path), choice.model_path.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner="Loading the test images…", max_entries=2)
+def _test_set(data_dir: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    return studio.load_test_set(data_dir)
+
+
+def test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test images and labels of `data_dir`, or None (with a message shown) when there are none."""
+    status = describe_source(data_dir)
+    if not status["ok"]:
+        st.info("Test images are not available: no CIFAR-10 data folder is set (see the sidebar).", icon=":material/image_not_supported:")
+        return None
+    try:
+        return _test_set(data_dir, str(status["counts"]))
+    except DataError as err:
+        st.error(f"The test images could not be loaded: {err}")
+        return None
+
+
+def predictions(choice: studio.ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
+    """The model's test-set predictions: read from its folder, or computed once with a progress bar."""
+    x, y = images
+    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, len(y))
+    memo = st.session_state.get("predictions_memo")
+    if memo and memo[0] == memo_key:
+        return memo[1]
+    interp = studio.matching_predictions(choice, y)
+    if interp is None:
+        bar = st.progress(0.0, text="Predicting the test set (once per model)…")
+        interp = studio.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
+        bar.empty()
+    st.session_state["predictions_memo"] = (memo_key, interp)
+    return interp
+
+
+# ---------------------------------------------------------------- galleries
+
+
+def image_tile(image: np.ndarray, true: str, predicted: str, confidence: float) -> None:
+    """One test image with its labels, green when right and red when wrong."""
+    st.image(studio.upscale(image), width="stretch")
+    if true == predicted:
+        st.markdown(f":green[**✓ {predicted}**] {confidence:.0%}")
+    else:
+        st.markdown(f":red[**✗ {predicted}**] {confidence:.0%}  \ntrue: {true}")
+
+
+def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None) -> None:
+    """A grid of test images; with `pick_key`, each has a button that stores its index in session state."""
+    names = np.asarray(CLASS_NAMES)
+    for start in range(0, len(indices), columns):
+        cols = st.columns(columns)
+        for col, i in zip(cols, indices[start:start + columns]):
+            with col:
+                image_tile(x[i], names[interp.y[i]], names[interp.preds[i]], float(interp.confidence[i]))
+                if pick_key:
+                    st.button(f"#{i}", key=f"{pick_key}-{i}", on_click=st.session_state.__setitem__, args=(pick_key, int(i)),
+                              help="show all ten probabilities", width="stretch")
+
+
+def model_caption(choice: studio.ModelChoice) -> str:
+    return f"Model: {choice.label} ({Path(choice.model_path).parent.name}/{Path(choice.model_path).name})"

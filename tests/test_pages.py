@@ -1,0 +1,256 @@
+"""Every dashboard page in three states: no data, data but no model, a tiny completed run.
+
+AppTest runs the real app.py (navigation, sidebar, page) in this process; the
+assertions read what the page shows.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cifar_core import CLASS_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("home", "train", "classify", "predictions", "error_analysis", "runs")
+TIMEOUT = 120  # the first run imports TensorFlow and loads a model
+
+
+def shown(node) -> str:
+    """All the text of an element tree (labels, values, bodies), one piece per line."""
+    parts = []
+    for attr in ("label", "value", "body", "placeholder"):
+        value = getattr(node, attr, None) if attr != "value" or not hasattr(node, "children") else None
+        if isinstance(value, str):
+            parts.append(value)
+    for child in getattr(node, "children", {}).values():
+        parts.append(shown(child))
+    return "\n".join(p for p in parts if p)
+
+
+def open_page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()  # registers the pages
+    if name != "home":
+        at.switch_page(f"app_pages/{name}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture(autouse=True)
+def no_shipped_model(tmp_path, monkeypatch):
+    """The shipped default model must not leak into the 'no model' states."""
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(tmp_path / "no_default_model"))
+
+
+@pytest.fixture
+def with_data(tiny_data, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
+    return tiny_data
+
+
+@pytest.fixture
+def with_run(tiny_run, with_data, monkeypatch):
+    store, summary = tiny_run
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(store.root))
+    return store, summary
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- no data
+
+
+def test_no_data_every_page_explains(tmp_path):
+    expected = {
+        "home": "No CIFAR-10 data folder is set",
+        "train": "No CIFAR-10 data folder is set",
+        "classify": "no trained model yet",
+        "predictions": "no trained model yet",
+        "error_analysis": "no trained model yet",
+        "runs": "No runs yet",
+    }
+    for name in PAGES:
+        at = open_page(name)
+        assert "No CIFAR-10 data found." in shown(at.sidebar), name
+        assert "How to get the data" in shown(at.sidebar)
+        assert "No trained model yet" in shown(at.sidebar)
+        assert expected[name] in shown(at.main), (name, shown(at.main))
+
+
+def test_no_data_start_is_refused_on_the_data_field():
+    at = open_page("train")
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    errors = [e.value for e in at.error]
+    assert any("No data folder set" in e for e in errors), errors
+    assert any("need fixing" in e for e in errors)
+
+
+# ---------------------------------------------------------------- data, no model
+
+
+def test_data_no_model_home_says_go_train(with_data):
+    at = open_page("home")
+    assert "CIFAR-10 found (folders layout): 120 train, 40 test images" in shown(at.sidebar)
+    assert "there is no trained model yet" in shown(at.main)
+    assert "Go to Train" in shown(at.main)
+
+
+def test_data_no_model_model_pages_point_to_train(with_data):
+    for name in ("classify", "predictions", "error_analysis"):
+        at = open_page(name)
+        assert "There is no trained model yet" in shown(at.main), name
+        assert not at.file_uploader
+
+
+def test_train_form_covers_the_config_and_rejects_bad_values_per_field(with_data):
+    at = open_page("train")
+    assert at.text_input(key="cfg_data_dir").value == str(with_data)
+    keys = {w.key for kind in ("text_input", "number_input", "selectbox", "toggle") for w in getattr(at, kind)}
+    from cifar_core.studio import FORM_SECTIONS
+
+    assert {f"cfg_{n}" for names in FORM_SECTIONS.values() for n in names} <= keys
+    at.text_input(key="cfg_lr").input("fast")
+    at.number_input(key="cfg_batch_size").set_value(0)
+    at.selectbox(key="cfg_arch").select("vgg16_bn")  # with ImageNet weights: refused
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    errors = [e.value for e in at.error]
+    assert "'fast' is not a valid float" in errors
+    assert any(e.startswith("must be a whole number from 1 to 4096") for e in errors)
+    assert any("vgg16_bn has no ImageNet weights" in e for e in errors)
+    assert "3 setting(s) need fixing before the training can start." in errors
+
+
+def test_quick_preset_fills_the_form(with_data):
+    at = open_page("train")
+    at.selectbox(key="train_preset").select_index(1).run()
+    assert at.selectbox(key="cfg_arch").value == "vgg16_bn"
+    assert at.text_input(key="cfg_weights").value == "none"
+    assert at.text_input(key="cfg_limit").value == "20"
+
+
+# ---------------------------------------------------------------- a completed run
+
+
+def test_run_home_shows_accuracy(with_run):
+    store, summary = with_run
+    at = open_page("home")
+    assert at.sidebar.selectbox[0].value.startswith(f"run {summary['run_id']}")
+    assert at.metric[0].label == "Test accuracy"
+    assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
+
+
+def test_run_classify_good_and_bad_files(with_run, tiny_data):
+    at = open_page("classify")
+    cat = next((tiny_data / "test" / "cat").iterdir()).read_bytes()
+    at.file_uploader[0].set_value([
+        ("cat.png", cat, "image/png"),
+        ("notes.png", b"this is not an image", "image/png"),
+        ("empty.jpg", b"", "image/jpeg"),
+    ])
+    at.run()
+    assert not at.exception
+    text = shown(at.main)
+    assert "2 of 3" not in text and "1 of 3 image(s) classified" in text
+    errors = [e.value for e in at.error]
+    assert any("not a readable image" in e for e in errors)
+    assert any("the file is empty" in e for e in errors)
+    top = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert len(top) == 1 and top[0].split(" · ")[0][4:] in CLASS_NAMES
+    assert "top 3 of 10 classes" in text
+
+
+def test_run_predictions_grid_filters_and_detail(with_run):
+    store, summary = with_run
+    at = open_page("predictions")
+    text = shown(at.main)
+    assert "of 40 test images" in text
+    assert at.button(key="picked_image-0") is not None
+    at.segmented_control[0].set_value("wrong").run()
+    wrong = int(round(40 * (1 - summary["test_accuracy"])))
+    assert (f"**{wrong:,}** of 40 test images" in shown(at.main)) or (wrong == 0 and "No test image matches" in shown(at.main))
+    at.segmented_control[0].set_value("all")
+    at.multiselect[0].set_value(["cat"]).run()
+    assert "**4** of 40 test images" in shown(at.main)
+    shown_buttons = [b.key for b in at.button if b.key and b.key.startswith("picked_image-")]
+    assert len(shown_buttons) == 4
+    at.button(key=shown_buttons[0]).click().run()
+    assert f"test image #{shown_buttons[0].split('-')[1]}" in shown(at.main)
+
+
+def test_run_error_analysis_cell_gallery_and_tables(with_run):
+    store, summary = with_run
+    at = open_page("error_analysis")
+    assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
+    at.selectbox(key="cell_true").select("cat")
+    at.selectbox(key="cell_pred").select("cat").run()
+    from cifar_core.evaluate import Interpretation
+
+    interp = Interpretation.load(store.get(summary["run_id"]).dir)
+    n = len(interp.cell(CLASS_NAMES.index("cat"), CLASS_NAMES.index("cat")))
+    assert f"cat predicted as cat: {n} image(s)" in [s.value for s in at.subheader]
+    assert list(at.dataframe[0].value.index) == list(CLASS_NAMES)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Confusion matrix (PNG)", "Training curves (PNG)", "Predictions (CSV)"]
+
+
+def test_run_runs_page_lists_and_deletes_with_confirmation(with_run, tmp_path, monkeypatch):
+    store, summary = with_run
+    at = open_page("runs")
+    table = at.dataframe[0].value
+    assert summary["run_id"] in table.index and table.loc[summary["run_id"], "status"] == "completed"
+    assert any(b.label.startswith("Download model") for b in at.get("download_button"))
+    # Deleting needs the confirmation box; try it on a copy of the store so the shared run survives.
+    import shutil
+
+    from cifar_core.runs import RunStore
+
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(copy))
+    at = open_page("runs")
+    delete = at.button(key=f"delete_{summary['run_id']}")
+    assert delete.disabled
+    at.checkbox(key=f"confirm_delete_{summary['run_id']}").check().run()
+    at.button(key=f"delete_{summary['run_id']}").click().run()
+    assert RunStore(copy).list() == []
+    assert "No runs yet" in shown(at.main)
+
+
+def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, monkeypatch):
+    """Start goes through the launcher (a separate process); stop it right away."""
+    from cifar_core.runs import RunStore
+
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "fresh"))
+    at = open_page("train")
+    assert not at.get("progress")
+    at.selectbox(key="train_preset").select_index(1).run()
+    at.button(key="FormSubmitter:train_form-Start training").click().run()
+    store = RunStore(tmp_path / "fresh")
+    run = store.list()[0]
+    try:
+        assert run.status in ("queued", "running")
+        assert run.pid and run.pid != __import__("os").getpid()
+        assert f"Training run {run.id}" in [s.value for s in at.subheader]
+        at.button(key="FormSubmitter:train_form-Start training").click().run()
+        assert any("already training" in e.value for e in at.error)
+    finally:
+        store.request_stop(run.id)
+        import os
+        import signal
+        import time
+
+        # The child may still be importing TensorFlow; SIGTERM ends it as 'stopped' too.
+        os.kill(run.pid, signal.SIGTERM)
+        for _ in range(100):
+            if store.get(run.id).status not in ("queued", "running"):
+                break
+            time.sleep(0.2)
