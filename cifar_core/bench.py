@@ -1,0 +1,422 @@
+"""The speed benchmark: the project's recipe against the seed's, side by side on this machine.
+
+`run_bench` measures, in one process (plus one child process for peak memory):
+  head_epoch_speedup         one frozen-phase head epoch on cached features vs the seed's
+                             way (the frozen base run forward on every image every epoch)
+  finetune_throughput_ratio  images/s of the project's fine-tuning path (tf.data, bf16 where
+                             the CPU has it) vs plain fp32 `model.fit` on NumPy arrays, plus
+                             validation accuracy after the same steps from the same checkpoint
+  predict_latency_ms_p50/p90 one uploaded image, bytes -> classification, after warm-up
+  eval_10k_seconds           test-split evaluation through `evaluate.evaluate_model`
+  cached_load_seconds        the second load of the dataset (served by the decode cache)
+  peak_rss_mb                full fine-tuning in a fresh process, from ru_maxrss
+
+Ratios matter more than absolute times: the machines are shared and noisy. Models use
+random-init weights (ImageNet weights cannot be downloaded here); speed does not depend
+on the weight values. Without a data folder the images are synthetic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import keras
+import numpy as np
+
+from PIL import Image
+
+from cifar_core import NUM_CLASSES, features
+from cifar_core import data as data_lib
+from cifar_core.config import TrainConfig
+from cifar_core.data import load_cifar10, make_dataset, preprocess
+from cifar_core.evaluate import evaluate_model, predict_probs
+from cifar_core.inference import Classifier, load_image
+from cifar_core.model import build_model, load_model, set_freeze
+from cifar_core.paths import PROJECT_ROOT
+from cifar_core.runs import atomic_save_model
+from cifar_core.train import Phase, compile_phase
+
+Echo = Callable[[str], None]
+
+TARGETS = {
+    "head_epoch_speedup": (">=", 50.0),
+    "finetune_throughput_ratio": (">=", 1.4),
+    "finetune_val_accuracy_diff_points": ("<=", 1.0),
+    "predict_latency_ms_p50": ("<=", 10.0),
+    "eval_10k_seconds": ("<=", 30.0),
+    "cached_load_seconds": ("<=", 2.0),
+    "peak_rss_mb": ("<=", 4000.0),
+}
+
+
+@dataclass
+class BenchSizes:
+    """How much work each measurement does; `quick()` and `full()` are the CLI's two settings."""
+    synthetic_train: int = 50_000  # synthetic dataset size when no data folder is given
+    synthetic_test: int = 10_000
+    head_images: int = 45_000  # images in the head-epoch comparison (all of the train split)
+    head_batch: int = 64  # TrainConfig's default batch size, the seed's
+    finetune_batch: int = 128
+    pretrain_steps: int = 200  # shared checkpoint both fine-tuning paths start from
+    finetune_steps: int = 40  # steps each path takes from it (the first, tracing, is not timed)
+    val_images: int = 5_000
+    latency_calls: int = 200
+    eval_images: int = 10_000
+    rss_steps: int = 20
+
+    @classmethod
+    def quick(cls) -> "BenchSizes":
+        return cls(head_images=1_280, pretrain_steps=16, finetune_steps=6, val_images=1_000,
+                   latency_calls=50, eval_images=2_000, rss_steps=4)
+
+    @classmethod
+    def full(cls) -> "BenchSizes":
+        return cls()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where mixed bf16 pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def run_bench(data_dir: str | None, quick: bool, echo: Echo | None = None, *, sizes: BenchSizes | None = None) -> dict:
+    """Run every measurement and return one flat dict of results (see the module docstring)."""
+    sizes = sizes or (BenchSizes.quick() if quick else BenchSizes.full())
+    say = echo or (lambda _msg: None)
+    bf16 = cpu_has_bf16()
+    result: dict = {
+        "quick": quick,
+        "data": f"real: {data_dir}" if data_dir else "synthetic (no data folder given)",
+        "weights": "random init (weights='none'): ImageNet weights cannot be downloaded here; speed does not depend on weight values",
+        "cpus": os.cpu_count(),
+        "cpu_bf16": bf16,
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "sizes": asdict(sizes),
+    }
+    with tempfile.TemporaryDirectory(prefix="cifar-bench-") as tmp:
+        work = Path(tmp)
+        cache = None
+        if not data_dir:
+            data_dir, cache = str(write_synthetic(work / "data", sizes.synthetic_train, sizes.synthetic_test)), work / "cache"
+        timer = _SectionTimer(say)
+        with timer("loading data"):
+            data, result["first_load_seconds"], result["cached_load_seconds"] = _timed_loads(data_dir, cache)
+        splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
+        with timer("head epoch, cached features vs frozen base on every image"):
+            result.update(bench_head_epoch(splits, sizes))
+        with timer("fine-tuning throughput and accuracy"):
+            finetune, model_path = bench_finetune(splits, sizes, bf16, work)
+            result.update(finetune)
+        with timer("single-image latency"):
+            result.update(bench_latency(model_path, data.x_test, sizes.latency_calls))
+        with timer("test-split evaluation"):
+            result.update(bench_eval(model_path, data.x_test, data.y_test, sizes.eval_images))
+        with timer("peak memory of fine-tuning (child process)"):
+            result["peak_rss_mb"] = bench_peak_rss(data_dir, cache, sizes, bf16)
+        result["section_seconds"] = timer.seconds
+    result["targets_met"] = {k: _meets(result.get(k), *t) for k, t in TARGETS.items()}
+    say(format_table(result))
+    return result
+
+
+class _SectionTimer:
+    """`with timer(name):` announces a section and records its wall time."""
+    def __init__(self, say: Echo):
+        self.say = say
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.say(f"bench: {name}")
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+
+
+# ---------------------------------------------------------------- data
+
+
+def write_synthetic(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """A learnable synthetic CIFAR-10 (class colour and stripes plus noise) in the python-batches layout."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(40, 216, (NUM_CLASSES, 3)).astype(np.float32)
+    yy, xx = np.mgrid[0:32, 0:32]
+    stripes = np.stack([((xx if c % 2 else yy) // (2 + c % 4)) % 2 for c in range(NUM_CLASSES)]).astype(np.float32)
+    counts = [n_train // 5 + (i < n_train % 5) for i in range(5)] + [n_test]
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name, n in zip(names, counts):
+        y = rng.integers(0, NUM_CLASSES, n)
+        img = colours[y][:, None, None, :] * (0.6 + 0.4 * stripes[y][..., None]) + rng.normal(0, 12, (n, 32, 32, 3)).astype(np.float32)
+        x = np.clip(img, 0, 255).astype(np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": x.transpose(0, 3, 1, 2).reshape(n, -1), b"labels": y.tolist()}, f)
+    return root
+
+
+def _timed_loads(data_dir: str, cache: Path | None):
+
+    t0 = time.perf_counter()
+    load_cifar10(data_dir, cache_dir=cache)
+    t1 = time.perf_counter()
+    data = load_cifar10(data_dir, cache_dir=cache)
+    t2 = time.perf_counter()
+    return data, round(t1 - t0, 3), round(t2 - t1, 3)
+
+
+# ---------------------------------------------------------------- training
+
+
+class StepClock(keras.callbacks.Callback):
+    """Times the steps after the first, which includes tracing."""
+    def __init__(self):
+        super().__init__()
+        self.stamps: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stamps.append(time.perf_counter())
+
+    def seconds_per_step(self) -> float:
+        if len(self.stamps) < 2:
+            raise ValueError("need at least 2 steps to time steady-state steps")
+        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+
+
+def _one_hot(y: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[y]
+
+
+def _preprocessed(x: np.ndarray) -> np.ndarray:
+
+    return np.asarray(preprocess(x), dtype=np.float32)
+
+
+def bench_head_epoch(splits, sizes: BenchSizes) -> dict:
+    """Seed: the full model with a frozen base fit on images. Project: the head fit on cached features."""
+    config = TrainConfig(weights="none", batch_size=sizes.head_batch)
+    keras.utils.set_random_seed(0)
+    model = build_model(config)
+    base, head = model.get_layer("base"), model.get_layer("head")
+    set_freeze(base, "all")
+    x, y = splits.x_train[: sizes.head_images], _one_hot(splits.y_train[: sizes.head_images])
+    steps = -(-len(x) // config.batch_size)
+    phase = Phase("head", 1, config.lr, "all")
+
+    compile_phase(model, config, phase, steps)
+    seed_clock = StepClock()
+    model.fit(_preprocessed(x), y, batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[seed_clock], verbose=0)
+
+    t0 = time.perf_counter()
+    feats = features.compute_features(base, x, input_size=config.input_size)
+    extract = time.perf_counter() - t0
+    compile_phase(head, config, phase, steps)
+    head_clock = StepClock()
+    head.fit(feats, y, batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[head_clock], verbose=0)
+
+    seed_epoch = seed_clock.seconds_per_step() * steps
+    cached_epoch = head_clock.seconds_per_step() * steps
+    epochs = config.epochs_head
+    return {
+        "head_epoch_speedup": round(seed_epoch / cached_epoch, 1),
+        "head_epoch_seconds_seed": round(seed_epoch, 3),
+        "head_epoch_seconds_cached": round(cached_epoch, 4),
+        "feature_extract_seconds": round(extract, 2),
+        # The whole head phase at the default epoch count, counting the one-off feature pass.
+        "head_phase_epochs": epochs,
+        "head_phase_speedup": round(epochs * seed_epoch / (extract + epochs * cached_epoch), 1),
+    }
+
+
+def finetune_config(bf16: bool, batch_size: int):
+    """The default model's recipe: VGG16-BN from scratch, everything trainable, SGD with momentum."""
+    return TrainConfig(
+        weights="none", arch="vgg16_bn", head="gap", head_units=(512,), dropout=0.2, finetune_freeze="none",
+        optimizer="sgd", momentum=0.9, finetune_lr=0.02, batch_size=batch_size, augment=False, bf16=bf16,
+    )
+
+
+def _fit_steps(model, config, x: np.ndarray, y: np.ndarray, project_path: bool) -> float:
+    """One pass over `x` (len(x) / batch steps); returns images/s over the steps after the first."""
+    steps = len(x) // config.batch_size
+    compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), steps)
+    clock = StepClock()
+    if project_path:
+        ds = make_dataset(x, y, config.batch_size, training=True, augment=config.augment, seed=config.seed)
+        model.fit(ds, epochs=1, callbacks=[clock], verbose=0)
+    else:
+        model.fit(_preprocessed(x), _one_hot(y), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
+    return config.batch_size / clock.seconds_per_step()
+
+
+def bench_finetune(splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[dict, Path]:
+    """Both paths take the same steps over the same images from one briefly trained checkpoint.
+
+    Random init is too noisy to compare accuracy after a few steps; a shared, briefly
+    trained starting point makes the comparison about the path, not the luck of the draw.
+    Returns the results and the project-path model saved as a .keras file.
+    """
+    bs = sizes.finetune_batch
+    project_cfg, baseline_cfg = finetune_config(bf16, bs), finetune_config(False, bs)
+    keras.utils.set_random_seed(0)
+    project = build_model(project_cfg)
+    set_freeze(project.get_layer("base"), "none")
+    rng = np.random.default_rng(0)
+    pre = rng.choice(len(splits.x_train), min(len(splits.x_train), sizes.pretrain_steps * bs), replace=False)
+    _fit_steps(project, project_cfg, splits.x_train[pre], splits.y_train[pre], project_path=True)
+    checkpoint = project.get_weights()
+
+    idx = rng.choice(len(splits.x_train), min(len(splits.x_train), sizes.finetune_steps * bs), replace=False)
+    x, y = splits.x_train[idx], splits.y_train[idx]
+    x_val, y_val = splits.x_val[: sizes.val_images], splits.y_val[: sizes.val_images]
+    project_ips = _fit_steps(project, project_cfg, x, y, project_path=True)
+    project_acc = float((predict_probs(project, x_val, input_size=32).argmax(1) == y_val).mean())
+
+    baseline = build_model(baseline_cfg)
+    set_freeze(baseline.get_layer("base"), "none")
+    baseline.set_weights(checkpoint)
+    baseline_ips = _fit_steps(baseline, baseline_cfg, x, y, project_path=False)
+    baseline_acc = float((predict_probs(baseline, x_val, input_size=32).argmax(1) == y_val).mean())
+
+    model_path = work / "project.keras"
+    atomic_save_model(project, model_path)
+    return {
+        "finetune_throughput_ratio": round(project_ips / baseline_ips, 2),
+        "finetune_images_per_s_project": round(project_ips, 1),
+        "finetune_images_per_s_baseline": round(baseline_ips, 1),
+        "finetune_val_accuracy_project": round(project_acc, 4),
+        "finetune_val_accuracy_baseline": round(baseline_acc, 4),
+        "finetune_val_accuracy_diff_points": round(abs(project_acc - baseline_acc) * 100, 2),
+        "finetune_setting": (
+            f"VGG16-BN, GAP head, all layers trainable, SGD lr {project_cfg.finetune_lr} momentum 0.9, batch {bs}, "
+            f"no augmentation on either side; both start from one checkpoint trained {sizes.pretrain_steps} steps, "
+            f"then take the same {sizes.finetune_steps} steps over the same images; project path "
+            f"{'bf16' if bf16 else 'fp32 (no native bf16 on this CPU)'} through tf.data, baseline fp32 model.fit on "
+            f"NumPy arrays; accuracy on {len(x_val)} validation images"
+        ),
+    }, model_path
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _percentiles(seconds: list[float]) -> tuple[float, float]:
+    ms = np.asarray(seconds) * 1000
+    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 90)), 2)
+
+
+def bench_latency(model_path: Path, images: np.ndarray, calls: int) -> dict:
+    """One uploaded PNG through `Classifier.classify_bytes`, against a plain eager `model(x)` call."""
+    data = _png_bytes(images[0])
+    classifier = Classifier(model_path)
+    for _ in range(5):
+        classifier.classify_bytes([("upload.png", data)])
+    times = []
+    for i in range(calls):
+        item = [("upload.png", _png_bytes(images[i % len(images)]))]
+        t0 = time.perf_counter()
+        classifier.classify_bytes(item)
+        times.append(time.perf_counter() - t0)
+    p50, p90 = _percentiles(times)
+
+    model = classifier.model
+    x = load_image(data)[None]
+    for _ in range(3):
+        model(preprocess(x), training=False)
+    plain = []
+    for _ in range(max(5, calls // 5)):
+        t0 = time.perf_counter()
+        np.asarray(model(preprocess(load_image(data)[None]), training=False))
+        plain.append(time.perf_counter() - t0)
+    return {
+        "predict_latency_ms_p50": p50,
+        "predict_latency_ms_p90": p90,
+        "predict_latency_plain_model_call_ms_p50": _percentiles(plain)[0],
+    }
+
+
+def bench_eval(model_path: Path, x: np.ndarray, y: np.ndarray, n: int) -> dict:
+    """`evaluate_model` on the first `n` test images, scaled to 10,000 when fewer are used."""
+    n = min(n, len(x))
+    model = load_model(model_path)
+    evaluate_model(model, x[:64], y[:64], input_size=32)  # warm-up: tracing is not evaluation time
+    t0 = time.perf_counter()
+    evaluate_model(model, x[:n], y[:n], input_size=32)
+    seconds = time.perf_counter() - t0
+    return {"eval_10k_seconds": round(seconds * 10_000 / n, 2), "eval_images_measured": n}
+
+
+# ---------------------------------------------------------------- memory
+
+
+def bench_peak_rss(data_dir: str, cache: Path | None, sizes: BenchSizes, bf16: bool) -> float:
+    """Peak RSS (MB) of a fresh process that loads the data and runs full fine-tuning steps."""
+    args = {"data_dir": data_dir, "cache": str(cache) if cache else None, "steps": sizes.rss_steps,
+            "batch": sizes.finetune_batch, "bf16": bf16}
+    code = "import json, sys; from cifar_core.bench import rss_child; rss_child(json.loads(sys.argv[1]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"peak-memory child process failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def rss_child(args: dict) -> None:
+    """Run in the child: train.py's fine-tuning setup (all data loaded, augmentation on), then print peak RSS."""
+    data = data_lib.load_cifar10(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
+    splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
+    config = finetune_config(args["bf16"], args["batch"])
+    model = build_model(config)
+    set_freeze(model.get_layer("base"), "none")
+    compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), args["steps"])
+    ds = data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=True)
+    model.fit(ds, epochs=1, steps_per_epoch=args["steps"], verbose=0)
+    # ru_maxrss is in KiB on Linux.
+    print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+# ---------------------------------------------------------------- report
+
+
+def _meets(value, op: str, target: float) -> bool | None:
+    if not isinstance(value, (int, float)):
+        return None
+    return value >= target if op == ">=" else value <= target
+
+
+def format_table(result: dict) -> str:
+    """A readable table of the headline figures with their targets."""
+    lines = [f"{'metric':<36} {'value':>10}  target", "-" * 60]
+    for key, (op, target) in TARGETS.items():
+        met = result.get("targets_met", {}).get(key)
+        mark = "" if met is None else ("ok" if met else "MISSED")
+        lines.append(f"{key:<36} {result.get(key, '-')!s:>10}  {op} {target:g}  {mark}")
+    for key in ("predict_latency_ms_p90", "predict_latency_plain_model_call_ms_p50", "finetune_images_per_s_project",
+                "finetune_images_per_s_baseline", "head_epoch_seconds_seed", "head_epoch_seconds_cached", "feature_extract_seconds"):
+        lines.append(f"{key:<36} {result.get(key, '-')!s:>10}")
+    lines.append(f"data: {result['data']}; weights: random init; cpus {result['cpus']}, "
+                 f"load average at start {result['load_average_at_start']}, quick={result['quick']}")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""The benchmark's machinery on tiny synthetic data: every key, sane types. No timing assertions:
+speed targets live in the benchmark's own output, not in the test suite."""
+
+import json
+
+import pytest
+
+from cifar_core.bench import TARGETS, BenchSizes, format_table, run_bench
+
+TINY = BenchSizes(
+    synthetic_train=300, synthetic_test=80, head_images=64, head_batch=16, finetune_batch=8, pretrain_steps=2,
+    finetune_steps=3, val_images=24, latency_calls=3, eval_images=40, rss_steps=2,
+)
+
+
+@pytest.mark.slow
+def test_bench_runs_on_tiny_synthetic_data():
+    lines = []
+    result = run_bench(None, quick=True, echo=lines.append, sizes=TINY)
+
+    json.dumps(result)  # the CLI prints it as one JSON line
+    assert result["data"].startswith("synthetic")
+    assert "random init" in result["weights"]
+    for key in TARGETS:
+        value = result[key]
+        assert isinstance(value, (int, float)) and value >= 0, (key, value)
+    for key in ("head_epoch_speedup", "finetune_throughput_ratio", "predict_latency_ms_p50", "eval_10k_seconds", "peak_rss_mb"):
+        assert result[key] > 0, key
+    assert result["predict_latency_ms_p90"] >= result["predict_latency_ms_p50"]
+    assert 0 <= result["finetune_val_accuracy_project"] <= 1
+    assert 0 <= result["finetune_val_accuracy_baseline"] <= 1
+    assert set(result["targets_met"]) == set(TARGETS)
+    assert all(v in (True, False) for v in result["targets_met"].values())
+    assert result["eval_images_measured"] == TINY.eval_images
+    assert any("head_epoch_speedup" in line for line in lines)  # the readable table was echoed
+
+
+def test_format_table_tolerates_missing_figures():
+    table = format_table({"data": "synthetic", "cpus": 2, "load_average_at_start": 0.0, "quick": True})
+    assert "head_epoch_speedup" in table and "-" in table
