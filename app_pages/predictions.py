@@ -46,7 +46,8 @@ if picked is not None and picked < len(table):
     with st.container(border=True):
         left, right = st.columns([1, 3])
         row = table.loc[picked]
-        left.image(studio.upscale(x_test[picked], 6), caption=f"test image #{picked}")
+        left.markdown(f"**Test image #{picked}**")
+        left.image(studio.upscale(x_test[picked], 6))
         left.markdown(f"true **{row['true']}** · predicted **{row['predicted']}** · loss {row['loss']:.3f}")
         right.plotly_chart(plots.probs_figure(dict(zip(CLASS_NAMES, interp.probs[picked].tolist())), height=300),
                            key="picked_probs", config={"displayModeBar": False})

@@ -183,7 +183,7 @@ def test_run_predictions_grid_filters_and_detail(with_run):
     shown_buttons = [b.key for b in at.button if b.key and b.key.startswith("picked_image-")]
     assert len(shown_buttons) == 4
     at.button(key=shown_buttons[0]).click().run()
-    assert f"test image #{shown_buttons[0].split('-')[1]}" in shown(at.main)
+    assert f"**Test image #{shown_buttons[0].split('-')[1]}**" in shown(at.main)
 
 
 def test_run_error_analysis_cell_gallery_and_tables(with_run):
