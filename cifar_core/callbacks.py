@@ -81,6 +81,7 @@ class RunStoreCallback(keras.callbacks.Callback):
             values.update(
                 batch=batch + 1,
                 steps=self.steps,
+                lr=self._lr(),  # schedules change it within an epoch; the live curves show it
                 images_per_s=rate * self.batch_size,
                 eta_s=remaining / rate if rate > 0 else math.nan,
                 epochs=self.epoch_offset + self.epochs,

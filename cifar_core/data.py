@@ -386,6 +386,20 @@ def augmenter(seed: int):
     )
 
 
+def batched(x, y, batch_size: int, *, training: bool, seed: int = 0):
+    """(x, y) as a tf.data pipeline of batches, reshuffled with `seed` every epoch when training.
+
+    Shared by the image pipeline and the cached-feature head phase: with the same
+    seed, both see the same batches, so the feature cache changes speed, not results.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size)
+
+
 def make_dataset(
     x: np.ndarray,
     y: np.ndarray,
@@ -399,10 +413,7 @@ def make_dataset(
     """A batched, prefetched tf.data pipeline of (preprocessed images, one-hot labels)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = batched(x, y, batch_size, training=training, seed=seed)
     aug = augmenter(seed) if training and augment else None
 
     def prep(images, labels):

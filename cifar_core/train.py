@@ -193,8 +193,9 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=progress)
             f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=progress)
             head.fit(
-                f_train, _one_hot(splits.y_train), validation_data=(f_val, _one_hot(splits.y_val)),
-                batch_size=config.batch_size, epochs=phase.epochs, shuffle=True, callbacks=callbacks, verbose=0,
+                data_lib.batched(f_train, _one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
+                validation_data=data_lib.batched(f_val, _one_hot(splits.y_val), config.batch_size, training=False),
+                epochs=phase.epochs, callbacks=callbacks, verbose=0,
             )
         else:
             if train_ds is None:
