@@ -61,10 +61,25 @@ class RunStoreCallback(keras.callbacks.Callback):
         self.t_start = time.time()
         self.batches_done = 0
         self.last_batch_log = 0.0
+        self.first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch:
+            # `epoch` is where this fit starts: 0, or the epoch BackupAndRestore restored
+            # after an interruption. Records past it belong to epochs that are about to be
+            # run again (the interrupted one, or one logged just before its backup was
+            # written), so drop them: the curves then continue without duplicates.
+            self.first_epoch = False
+            self.store.truncate_metrics(self.run_id, after_epoch=self.epoch_offset + epoch)
+            self.last_epoch = self.epoch_offset + epoch
         self.epoch = epoch
         self.t_epoch = time.time()
+
+    def on_train_end(self, logs=None):
+        if self.first_epoch:
+            # No epoch ran: the restored backup already held all of them (a kill after the
+            # phase's last backup, before fit returned). Count them as done.
+            self.last_epoch = self.epoch_offset + (getattr(self.model, "_initial_epoch", None) or 0)
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches_done += 1

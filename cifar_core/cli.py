@@ -106,7 +106,7 @@ def _store(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.data import DataError
     from cifar_core.model import WeightsError
-    from cifar_core.runs import RunError
+    from cifar_core.runs import RunBusyError, RunError
     from cifar_core.train import train
 
     store = _store(args)
@@ -116,6 +116,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = config_from_args(args, base=run.config)
             if run.status in ("queued", "running"):
                 raise RunError(f"Run {run.id} is still {run.status}; it cannot be resumed twice.")
+            if config.strategy == "multiworker":
+                # Non-chief workers keep no backups to resume from.
+                raise RunError(f"Run {run.id} trained on several workers; it cannot be resumed. Start a new run.")
             store.clear_stop(run.id)
             run_id = run.id
         elif args.run_id:
@@ -125,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = config_from_args(args)
             run_id = None
+        store.check_writable()  # full or read-only artifacts: say so before loading any data
     except ConfigError as err:
         for name, message in err.errors.items():
             _stderr(f"error: {_flag(name)}: {message}")
@@ -137,6 +141,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         summary = train(config, store=store, run_id=run_id, resume=bool(args.resume), progress=_tqdm_progress(), echo=_stderr)
+    except RunBusyError as err:  # another training won the race; nothing was started or written
+        _stderr(f"error: {err}")
+        return EXIT_USAGE
     except (DataError, WeightsError, RunError, KeyboardInterrupt, Exception) as err:
         if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)):
             import traceback
@@ -186,6 +193,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "run_id": r.id, "status": r.status, "arch": r.config.get("arch"), "weights": r.config.get("weights"),
         "val_accuracy": r.summary.get("val_accuracy") or r.summary.get("best_val_accuracy"),
         "test_accuracy": r.summary.get("test_accuracy"), "error": r.error or r.health(),
+        "broken": r.health(),  # why the run's files or row are unusable; None when fine
     } for r in runs]
     if args.json:
         for row in rows:
@@ -195,8 +203,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print("no runs yet")
     for row in rows:
         acc = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
-        line = f"{row['run_id']}  {row['status']:<9} {row['arch']:<9} weights={row['weights']:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
-        print(line + (f"  ({row['error']})" if row["error"] else ""))
+        status = "broken" if row["broken"] else row["status"]
+        line = f"{row['run_id']}  {status:<9} {row['arch']!s:<9} weights={row['weights']!s:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
+        print(line + (f"  ({row['broken'] or row['error']})" if row["error"] or row["broken"] else ""))
     return 0
 
 

@@ -125,7 +125,8 @@ class TrainConfig:
         check("patience", isinstance(self.patience, int) and self.patience >= 0, f"must be a whole number >= 0, got {self.patience!r}")
         check("val_fraction", _number(self.val_fraction) and 0.0 < self.val_fraction < 0.5, f"must be in (0, 0.5), got {self.val_fraction!r}")
         check("limit", self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), f"must be empty or a whole number >= 2, got {self.limit!r}")
-        check("seed", isinstance(self.seed, int) and self.seed >= 0, f"must be a whole number >= 0, got {self.seed!r}")
+        # numpy's (hence Keras') seeds are 32-bit: a larger one fails only when training starts.
+        check("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
         check("strategy", self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.data_dir is not None:
             check("data_dir", Path(self.data_dir).is_dir(), f"data folder {self.data_dir!r} does not exist")

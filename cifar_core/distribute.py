@@ -1,8 +1,13 @@
 """tf.distribute strategies: one device, several GPUs on one machine, or several machines.
 
-`--batch-size` is the global batch: each of N replicas sees batch_size / N images
-per step. Keep the learning rate for the global batch (scale it yourself, linearly,
-if you grow the batch with the number of replicas).
+`--batch-size` is the global batch: each of N replicas (all GPUs of all workers)
+sees batch_size / N images per step, and a step's gradients are averaged over
+all of them. Keep the learning rate for the global batch (scale it yourself,
+linearly, if you grow the batch with the number of replicas).
+
+With `multiworker`, every machine runs the same `train` command with its own
+TF_CONFIG. Only the chief (task "chief", else worker 0) writes the run; the
+others train in lockstep but keep their files in a throwaway folder.
 """
 
 from __future__ import annotations
@@ -13,18 +18,111 @@ import os
 import tensorflow as tf
 
 
+class DistributeError(RuntimeError):
+    """TF_CONFIG is missing or malformed for `--strategy multiworker`."""
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """'default' (one device), 'mirrored' (all local GPUs) or 'multiworker' (machines listed in TF_CONFIG)."""
+    """'default' (one device), 'mirrored' (all local GPUs) or 'multiworker' (machines listed in TF_CONFIG).
+
+    Must run before any other TensorFlow op: collective ops are configured at startup.
+    """
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise RuntimeError("--strategy multiworker needs the TF_CONFIG environment variable (see README: Scale-out).")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        worker_task()  # a clear error now rather than a gRPC one later
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _patch_keras_reduce()
+        return strategy
     return tf.distribute.get_strategy()
 
 
+def worker_task() -> tuple[str, int]:
+    """(task type, index) of this process in TF_CONFIG; DistributeError if TF_CONFIG is unusable."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise DistributeError("--strategy multiworker needs the TF_CONFIG environment variable (see README: Scale-out).")
+    try:
+        tf_config = json.loads(raw)
+        task = tf_config["task"]
+        kind, index = str(task["type"]), int(task["index"])
+        workers = tf_config["cluster"][kind]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DistributeError(
+            'TF_CONFIG must look like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            f'"task": {{"type": "worker", "index": 0}}}}; got {raw!r} ({type(err).__name__}: {err}).'
+        ) from err
+    if not 0 <= index < len(workers):
+        raise DistributeError(f"TF_CONFIG task index {index} is outside its cluster's {len(workers)} {kind} address(es).")
+    return kind, index
+
+
 def is_chief() -> bool:
-    """True on the worker that owns the run's files: the only worker, or task 0 of TF_CONFIG's workers."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return task.get("type", "worker") in ("chief", "worker") and int(task.get("index", 0)) == 0
+    """True on the process that owns the run's files: the only process, TF_CONFIG's
+    'chief' task, or worker 0 when the cluster names no chief (TensorFlow's convention)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    kind, index = worker_task()
+    if "chief" in json.loads(raw)["cluster"]:
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by element across workers.
+
+    Our datasets come from in-memory arrays (from_tensor_slices), which have no files
+    to split, so the default AUTO policy would fall back to DATA with a warning; say
+    it outright. Each worker still batches the global batch and keeps its share.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def prepare_model(model, strategy: tf.distribute.Strategy) -> None:
+    """Work around Keras 3's `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Before its first step, Keras averages the first distributed batch across workers
+    only to learn its shapes, and that all-reduce fails on a (x, y) structure. One
+    worker's local share has the same shapes, so build from that instead.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v,
+                    batch,
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = symbolic_build
+
+
+def _patch_keras_reduce() -> None:
+    """Second half of the keras-team/keras#20585 workaround.
+
+    Keras averages each step's scalar logs (loss, metrics) across workers with
+    `reduce(axis=0)`, which fails on a scalar; averaging the scalars themselves
+    (axis=None) is what the single-machine path does.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    original = trainer.reduce_per_replica
+    if getattr(original, "_multiworker_fix", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction="auto"):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._multiworker_fix = True
+    trainer.reduce_per_replica = reduce_per_replica

@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +35,11 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Before training starts we insist on this much free space: a VGG16 checkpoint is
 # ~60-180 MB and the frozen-feature cache can reach a few hundred MB.
 MIN_FREE_BYTES = 1 << 30
+# How long a call waits for a lock held by another process before giving up with a
+# clear error: short for reads (a dashboard page or `runs` must not hang), long for
+# the trainer's writes (a slow reader must not fail a training).
+READ_TIMEOUT_S = 5.0
+WRITE_TIMEOUT_S = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -85,6 +91,7 @@ class Run:
     error: str | None = None
     stop_requested: bool = False
     dir: Path | None = None
+    broken: str | None = None  # set when the database row itself is unreadable
 
     @property
     def model_path(self) -> Path:
@@ -92,11 +99,31 @@ class Run:
 
     def health(self) -> str | None:
         """None if the run's files look usable, else why not (shown as 'broken')."""
+        if self.broken:
+            return self.broken
         if self.dir is None or not self.dir.is_dir():
             return "run folder is missing"
-        if self.status in ("completed", "stopped") and not self.model_path.is_file():
-            return "model.keras is missing"
+        if self.status in ("completed", "stopped"):
+            if not self.model_path.is_file():
+                return "model.keras is missing"
+            return keras_file_problem(self.model_path)
         return None
+
+
+def keras_file_problem(path: Path) -> str | None:
+    """None if `path` looks like a complete .keras archive, else why not.
+
+    Reads only the zip directory at the end of the file (cheap enough for every
+    listing), which is exactly what a truncated or half-copied file lacks.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (OSError, zipfile.BadZipFile) as err:
+        return f"model.keras is truncated or not a Keras file ({err})"
+    if not {"config.json", "model.weights.h5"} <= names:
+        return "model.keras is incomplete (no config.json or model.weights.h5 inside)"
+    return None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -127,7 +154,7 @@ def atomic_save_model(model: Any, path: Path) -> None:
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool:
-    if pid is None:
+    if not isinstance(pid, int) or pid <= 0:
         return False
     if host and host != socket.gethostname():
         return True  # another machine's process: we cannot tell, so trust the status
@@ -155,18 +182,34 @@ class RunStore:
         self.root = Path(root) if root else artifacts_dir()
         self.runs_dir = self.root / "runs"
         self.db_path = self.root / "runs.db"
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunError(f"Cannot create the artifacts folder {self.runs_dir} ({err.strerror or err}); "
+                           "point CIFAR_ARTIFACTS or --runs-dir at a writable folder.") from err
+        with self._connect(READ_TIMEOUT_S) as db:
+            # Read first: creating tables takes the write lock, which a busy trainer may hold.
+            if db.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('runs','metrics','metrics_run')").fetchone()[0] < 3:
+                db.executescript(SCHEMA)
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+    def _connect(self, timeout: float = WRITE_TIMEOUT_S) -> Iterator[sqlite3.Connection]:
+        """A connection that waits at most `timeout` s for locks; SQLite errors become RunError."""
+        try:
+            db = sqlite3.connect(self.db_path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as err:
+            raise RunError(f"Cannot open the run index {self.db_path} ({err}).") from err
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
             yield db
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise RunError(f"The run index {self.db_path} is locked by another process (waited {timeout:g} s); "
+                               "try again, or find the process holding it with `fuser` and end it.") from err
+            raise RunError(f"The run index {self.db_path} cannot be used ({err}).") from err
+        except sqlite3.DatabaseError as err:
+            raise RunError(f"The run index {self.db_path} is damaged ({err}); move it aside to start a new one.") from err
         finally:
             db.close()
 
@@ -174,7 +217,7 @@ class RunStore:
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of `run_id`; ids with path separators, '..' or odd characters are refused."""
-        if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
             raise RunError(f"Invalid run id {run_id!r}: use letters, digits, '-' and '_' only.")
         return self.runs_dir / run_id
 
@@ -218,11 +261,31 @@ class RunStore:
         return self.get(run_id)
 
     def mark_running(self, run_id: str, pid: int | None = None) -> None:
+        """Claim an existing run (queued by the launcher, or being resumed) for this process.
+
+        Refused with RunBusyError while another live process trains this or any other run,
+        so two resumes, or a resume beside a new training, cannot run at once.
+        """
+        pid = pid or os.getpid()
         with self._connect() as db:
-            db.execute(
-                "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, host=? WHERE id=?",
-                (time.time(), pid or os.getpid(), socket.gethostname(), run_id),
-            )
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+                    # The launcher's queued row may still hold the launcher's pid: it is ours to take.
+                    ours = row["id"] == run_id and (row["status"] == "queued" or row["pid"] == pid)
+                    if ours:
+                        continue
+                    if _pid_alive(row["pid"], row["host"]):
+                        raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                    self._mark_dead(db, row)
+                db.execute(
+                    "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, host=? WHERE id=?",
+                    (time.time(), pid, socket.gethostname(), run_id),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def set_pid(self, run_id: str, pid: int) -> None:
         with self._connect() as db:
@@ -238,9 +301,16 @@ class RunStore:
             )
 
     def update_summary(self, run_id: str, **values: Any) -> None:
-        run = self.get(run_id)
         with self._connect() as db:
-            db.execute("UPDATE runs SET summary=? WHERE id=?", (json.dumps({**run.summary, **values}), run_id))
+            db.execute("BEGIN IMMEDIATE")  # read-modify-write in one transaction
+            row = db.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
+            try:
+                summary = json.loads(row["summary"]) if row else {}
+            except (TypeError, json.JSONDecodeError):
+                summary = {}
+            summary = summary if isinstance(summary, dict) else {}
+            db.execute("UPDATE runs SET summary=? WHERE id=?", (json.dumps({**summary, **values}), run_id))
+            db.execute("COMMIT")
 
     def request_stop(self, run_id: str) -> None:
         self.get(run_id)
@@ -252,6 +322,7 @@ class RunStore:
             db.execute("UPDATE runs SET stop_requested=0 WHERE id=?", (run_id,))
 
     def stop_requested(self, run_id: str) -> bool:
+        """Asked once per batch by the trainer (so it uses the long, writer-side timeout)."""
         with self._connect() as db:
             row = db.execute("SELECT stop_requested FROM runs WHERE id=?", (run_id,)).fetchone()
         return bool(row and row[0])
@@ -278,12 +349,16 @@ class RunStore:
 
     def metrics(self, run_id: str, kind: str = "epoch", since_step: int = -1) -> pd.DataFrame:
         """Streamed metrics as a DataFrame with columns phase, epoch, step, ts and each metric."""
-        with self._connect() as db:
+        with self._connect(READ_TIMEOUT_S) as db:
             rows = db.execute(
                 "SELECT phase, epoch, step, ts, data FROM metrics WHERE run_id=? AND kind=? AND step>? ORDER BY step, ts",
                 (run_id, kind, since_step),
             ).fetchall()
-        records = [{"phase": r["phase"], "epoch": r["epoch"], "step": r["step"], "ts": r["ts"], **json.loads(r["data"])} for r in rows]
+        records = []
+        for r in rows:
+            values = _json_dict(r["data"])
+            if values is not None:  # a damaged record is left out of the curves, not fatal to them
+                records.append({"phase": r["phase"], "epoch": r["epoch"], "step": r["step"], "ts": r["ts"], **values})
         return pd.DataFrame.from_records(records, columns=None if records else ["phase", "epoch", "step", "ts"])
 
     def truncate_metrics(self, run_id: str, after_epoch: int) -> None:
@@ -294,29 +369,38 @@ class RunStore:
     # ------------------------------------------------------------ reading
 
     def _row_to_run(self, row: sqlite3.Row) -> Run:
-        try:
-            config = json.loads(row["config"])
-            summary = json.loads(row["summary"] or "{}")
-        except (json.JSONDecodeError, TypeError) as err:
-            return Run(row["id"], "failed", row["created"] or 0, None, None, None, {}, {}, f"corrupted database row ({err})", dir=self.runs_dir / row["id"])
+        """A Run from a row; a damaged row becomes a 'failed' run marked broken, never an exception."""
+        run_id = row["id"] if isinstance(row["id"], str) else str(row["id"])
+        run_dir = self.runs_dir / run_id if RUN_ID_RE.fullmatch(run_id) else None  # a bad id must not make a path
+        config, summary = _json_dict(row["config"]), _json_dict(row["summary"] or "{}")
+        problems = [name for name, ok in (
+            ("config", config is not None),
+            ("summary", summary is not None),
+            ("status", row["status"] in STATUSES),
+            ("created", _is_number(row["created"])),
+            ("id", run_dir is not None),
+        ) if not ok]
+        number = lambda v: v if _is_number(v) else None  # noqa: E731
         return Run(
-            id=row["id"],
-            status=row["status"],
-            created=row["created"],
-            started=row["started"],
-            finished=row["finished"],
-            pid=row["pid"],
-            config=config,
-            summary=summary,
-            error=row["error"],
+            id=run_id,
+            status=row["status"] if row["status"] in STATUSES else "failed",
+            created=number(row["created"]) or 0.0,
+            started=number(row["started"]),
+            finished=number(row["finished"]),
+            pid=row["pid"] if isinstance(row["pid"], int) else None,
+            config=config or {},
+            summary=summary or {},
+            error=row["error"] if isinstance(row["error"], str) else None,
             stop_requested=bool(row["stop_requested"]),
-            dir=self.runs_dir / row["id"] if RUN_ID_RE.match(row["id"]) else None,
+            dir=run_dir,
+            broken=f"corrupted database row (bad {', '.join(problems)})" if problems else None,
         )
 
     def _mark_dead(self, db: sqlite3.Connection, row: sqlite3.Row) -> None:
         db.execute(
             "UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status IN ('queued','running')",
-            (time.time(), f"training process (pid {row['pid']}) ended without finishing the run", row["id"]),
+            (time.time(), f"interrupted: the training process (pid {row['pid']}) ended without finishing the run; "
+                          f"`python -m cifar_core train --resume {row['id']}` continues it from its last completed epoch", row["id"]),
         )
 
     def _reap(self, rows: list[sqlite3.Row]) -> bool:
@@ -330,7 +414,7 @@ class RunStore:
 
     def get(self, run_id: str) -> Run:
         self.run_dir(run_id)
-        with self._connect() as db:
+        with self._connect(READ_TIMEOUT_S) as db:
             row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 raise RunError(f"No run with id {run_id!r}.")
@@ -340,7 +424,7 @@ class RunStore:
 
     def list(self) -> list[Run]:
         """All runs, newest first, with dead 'running' runs marked failed."""
-        with self._connect() as db:
+        with self._connect(READ_TIMEOUT_S) as db:
             rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
             if self._reap(rows):
                 rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
@@ -355,12 +439,30 @@ class RunStore:
 
     def resolve(self, ref: str) -> Run:
         """A run from its id or its folder path (which must lie inside this store)."""
-        if RUN_ID_RE.match(ref):
+        if not isinstance(ref, str):
+            raise RunError(f"Invalid run reference {ref!r}.")
+        if RUN_ID_RE.fullmatch(ref):
             return self.get(ref)
-        path = Path(ref).resolve()
+        try:
+            path = Path(ref).resolve()
+        except (OSError, ValueError, RuntimeError) as err:  # NUL bytes, symlink loops
+            raise RunError(f"{ref!r} is neither a run id nor a run folder under {self.runs_dir}.") from err
         if path.parent != self.runs_dir.resolve():
             raise RunError(f"{ref!r} is neither a run id nor a run folder under {self.runs_dir}.")
         return self.get(path.name)
+
+
+def _json_dict(text: Any) -> dict | None:
+    """`text` parsed as a JSON object, or None if it is not one."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def model_path_for(store: RunStore, ref: str | None = None) -> Path:

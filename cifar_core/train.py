@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,16 +108,44 @@ def train(
 
     `run_id` names a run created beforehand (by the launcher, or the run to
     resume); otherwise a new one is registered. Errors mark the run failed, are
-    logged to its train.log and re-raised.
+    logged to its train.log and re-raised. A non-chief worker of a multi-worker
+    training registers nothing: see `_train_non_chief`.
     """
     config.validate()
+    if config.strategy == "multiworker" and not distribute.is_chief():
+        return _train_non_chief(config, progress, echo)
     store = store or RunStore()
-    run = store.get(run_id) if run_id else store.create(config)
     if run_id:
+        store.check_writable()  # new runs are checked by create()
+        run = store.get(run_id)
         store.mark_running(run.id)
+    else:
+        run = store.create(config)
+    return _train_logged(config, store, run, resume, progress, echo)
+
+
+def _train_non_chief(config: TrainConfig, progress: Progress | None, echo: Callable[[str], None] | None) -> dict:
+    """Train as a non-chief worker: in lockstep with the chief, into a throwaway store.
+
+    Every worker must run the same steps, including the checkpoint saves (Keras
+    saves under a strategy on every worker), but only the chief's run is real: a
+    worker's run row, checkpoints and logs go to a temp folder deleted at the end.
+    """
+    kind, index = distribute.worker_task()
+    scratch = Path(tempfile.mkdtemp(prefix=f"cifar-{kind}{index}-"))
+    try:
+        store = RunStore(scratch)
+        summary = _train_logged(config, store, store.create(config, exclusive=False), False, progress, echo)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {**summary, "run_id": None, "run_dir": None, "worker": f"{kind}:{index}"}
+
+
+def _train_logged(config: TrainConfig, store: RunStore, run: Run, resume: bool, progress: Progress | None,
+                  echo: Callable[[str], None] | None) -> dict:
     log = _run_logger(run, echo)
     try:
-        summary = _train(config, store, run, resume, progress, log)
+        return _train(config, store, run, resume, progress, log)
     except BaseException as err:
         log.error("training failed: %s\n%s", err, traceback.format_exc())
         status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -125,10 +155,11 @@ def train(
         for handler in list(log.handlers):
             handler.close()
             log.removeHandler(handler)
-    return summary
 
 
 def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progress: Progress | None, log: logging.Logger) -> dict:
+    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
+    strategy = distribute.make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     log.info("run %s: %s", run.id, config.to_json().replace("\n", " "))
     data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=progress)
@@ -137,9 +168,9 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     log.info("data: %s; train %d, val %d, test %d", data.source, len(splits.x_train), len(splits.x_val), len(splits.x_test))
 
-    strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
         model = build_model(config)
+    distribute.prepare_model(model, strategy)
     base, head = model.get_layer("base"), model.get_layer("head")
     checkpoint = run.dir / "model.keras"
     summary = dict(run.summary) if resume else {}
@@ -169,6 +200,9 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             and features.feature_bytes(base, len(splits.x_train) + len(splits.x_val)) <= features.MAX_CACHE_BYTES
         )
         fitted = head if use_features else model
+        # BackupAndRestore sets `_initial_epoch` when it restores and Keras never clears
+        # it, so the next phase's fit on the same model would skip that many epochs.
+        fitted._initial_epoch = None
         with strategy.scope():
             compile_phase(fitted, config, phase, steps)
         store_cb = RunStoreCallback(
@@ -176,8 +210,13 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             epoch_offset=epoch_offset, epochs=phase.epochs, steps=steps, batch_size=config.batch_size,
         )
         callbacks: list[keras.callbacks.Callback] = [
-            keras.callbacks.BackupAndRestore(str(run.dir / "backup" / phase.name)),
+            # store_cb before the backup: an epoch is logged, then backed up. A kill
+            # between the two re-runs that epoch, and store_cb drops its old record;
+            # the other order would leave a gap in the curves instead.
             store_cb,
+            # double_checkpoint: a kill while the backup is being written leaves the
+            # previous one to resume from.
+            keras.callbacks.BackupAndRestore(str(run.dir / "backup" / phase.name), double_checkpoint=True),
             keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs, p=phase, o=epoch_offset: log.info(
                 "[%s] epoch %d: %s", p.name, o + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
         ]
@@ -199,10 +238,11 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             )
         else:
             if train_ds is None:
-                train_ds = data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True,
-                                                 augment=config.augment, input_size=config.input_size, seed=config.seed)
-                val_ds = data_lib.make_dataset(splits.x_val, splits.y_val, config.batch_size, training=False,
-                                               input_size=config.input_size)
+                train_ds = distribute.shard_by_data(data_lib.make_dataset(
+                    splits.x_train, splits.y_train, config.batch_size, training=True,
+                    augment=config.augment, input_size=config.input_size, seed=config.seed))
+                val_ds = distribute.shard_by_data(data_lib.make_dataset(
+                    splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size))
             # shuffle=False: the tf.data pipeline already reshuffles every epoch.
             model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0)
 

@@ -1,0 +1,351 @@
+"""Fault injection across processes: kill -9 and resume, stop, simultaneous starts,
+broken runs, a locked index, an unwritable or full artifacts folder.
+
+Trainings run as `python -m cifar_core` subprocesses on the test's own artifacts
+folder (CIFAR_ARTIFACTS). Only processes started here are ever signalled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_config
+
+from cifar_core import cli, runs
+from cifar_core.config import TrainConfig
+from cifar_core.runs import RunError, RunStore
+
+pytestmark = pytest.mark.slow
+
+# Runs the CLI like `python -m cifar_core`, with two test hooks: TEST_BATCH_LOG_INTERVAL
+# logs every batch (so the store shows exactly how far training got), and TEST_GO_FILE
+# holds the process, TensorFlow already imported, until the test releases all at once.
+DRIVER = """
+import os, sys, time
+import cifar_core.callbacks, cifar_core.train
+if "TEST_BATCH_LOG_INTERVAL" in os.environ:
+    cifar_core.callbacks.BATCH_LOG_INTERVAL_S = float(os.environ["TEST_BATCH_LOG_INTERVAL"])
+go = os.environ.get("TEST_GO_FILE")
+if go:
+    open(f"{go}.{os.getpid()}", "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+from cifar_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+WAIT_S = 240  # generous: the suite may share its cores with other work
+
+
+def flags(config: TrainConfig) -> list[str]:
+    """CLI flags reproducing `config` (only the fields that differ from the defaults)."""
+    out: list[str] = []
+    default = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        if value == getattr(default, f.name) or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, tuple):
+            out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def env_for(artifacts: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    env.pop("CIFAR10_DIR", None)
+    return env
+
+
+def start(args: list[str], artifacts: Path, *, driver: bool = False, **extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", DRIVER] if driver else [sys.executable, "-m", "cifar_core"]
+    return subprocess.Popen(cmd + args, env=env_for(artifacts, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_cli(args: list[str], artifacts: Path, timeout: float = WAIT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cifar_core", *args], env=env_for(artifacts), capture_output=True, text=True, timeout=timeout)
+
+
+def finish(proc: subprocess.Popen, timeout: float = WAIT_S) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"process {proc.pid} did not finish in {timeout} s; stderr tail:\n{err[-3000:]}")
+    return proc.returncode, out, err
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = WAIT_S):
+    """Poll `condition()` until it returns something truthy; fail if `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            _, out, err = finish(proc)
+            pytest.fail(f"process ended (rc {proc.returncode}) before {what}; stderr tail:\n{err[-3000:]}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def only_run(store: RunStore):
+    found = store.list()
+    return found[0] if len(found) == 1 else None
+
+
+def batches(store: RunStore, run_id: str):
+    return store.metrics(run_id, "batch")
+
+
+def epochs(store: RunStore, run_id: str):
+    return store.metrics(run_id, "epoch")
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+
+
+def test_kill9_mid_epoch_then_resume_continues_the_curves(tiny_data, isolated_artifacts):
+    # augment=True: both phases fit the full model, so a resumed first phase must not
+    # make the second one skip epochs (Keras keeps the restored epoch on the model).
+    config = tiny_config(tiny_data, epochs_head=3, epochs_finetune=2, batch_size=4, augment=True)
+    proc = start(["train", *flags(config)], isolated_artifacts, driver=True, TEST_BATCH_LOG_INTERVAL="0")
+    store = RunStore(isolated_artifacts)
+
+    def in_third_epoch():
+        run = only_run(store)
+        if run is None:
+            return None
+        ep, b = epochs(store, run.id), batches(store, run.id)
+        done = int(ep["epoch"].max()) if len(ep) else 0
+        return run if done >= 2 and len(b) and int(b["epoch"].max()) > done else None
+
+    run = wait_for(in_third_epoch, proc, "the third epoch to start")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+    killed = store.get(run.id)  # the next read notices the dead process
+    assert killed.status == "failed"
+    assert "interrupted" in killed.error and f"--resume {run.id}" in killed.error
+    assert killed.health() is None
+    from cifar_core.model import load_model
+
+    assert load_model(killed.model_path).count_params() > 0  # the best checkpoint so far
+    before = epochs(store, run.id).set_index("epoch")["ts"]
+    config_json = (killed.dir / "config.json").read_text()
+
+    rc, out, err = finish(start(["train", "--resume", run.id], isolated_artifacts))
+    assert rc == 0, err[-3000:]
+    summary = last_json(out)
+    assert summary["run_id"] == run.id and summary["status"] == "completed"
+
+    resumed = store.get(run.id)
+    assert resumed.status == "completed" and resumed.health() is None
+    assert resumed.config == killed.config and (resumed.dir / "config.json").read_text() == config_json
+    after = epochs(store, run.id)
+    # One record per epoch, 1..5, the phases in order: the curves continue, no repeats, no gaps.
+    assert after["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert after["phase"].tolist() == ["head"] * 3 + ["finetune"] * 2
+    # Epoch 1 was backed up before the kill, so it was not trained again: its record is the old one.
+    assert after.set_index("epoch")["ts"][1] == before[1]
+    steps = batches(store, run.id)["step"]
+    assert steps.is_unique
+    assert load_model(resumed.model_path).count_params() > 0
+
+
+# ---------------------------------------------------------------- stop
+
+
+def test_stop_from_another_process_stops_within_one_batch(tiny_data, isolated_artifacts):
+    config = tiny_config(tiny_data, epochs_head=0, epochs_finetune=200, batch_size=4)
+    proc = start(["train", *flags(config)], isolated_artifacts, driver=True, TEST_BATCH_LOG_INTERVAL="0")
+    store = RunStore(isolated_artifacts)
+    run = wait_for(lambda: (r := only_run(store)) and len(batches(store, r.id)) >= 3 and r, proc, "training to start")
+
+    stop = run_cli(["stop", run.id], isolated_artifacts)
+    requested = time.time()  # the flag is in the store by now
+    assert stop.returncode == 0, stop.stderr
+
+    rc, out, err = finish(proc)
+    assert rc == 0, err[-3000:]
+    assert last_json(out)["status"] == "stopped"
+    stopped = store.get(run.id)
+    assert stopped.status == "stopped" and stopped.health() is None
+    # Every batch is logged (TEST_BATCH_LOG_INTERVAL=0): at most the batch in flight ran after the request.
+    b = batches(store, run.id)
+    assert (b["ts"] > requested).sum() <= 1
+    assert len(b) < 200 * 24  # far from the planned 200 epochs of 24 batches
+    from cifar_core.model import load_model
+
+    assert load_model(stopped.model_path).count_params() > 0
+
+
+# ---------------------------------------------------------------- simultaneous starts
+
+
+def test_two_simultaneous_starts_exactly_one_trains(tiny_data, isolated_artifacts, tmp_path):
+    config = tiny_config(tiny_data, epochs_head=0, epochs_finetune=200, batch_size=4)
+    go = tmp_path / "go"
+    procs = [start(["train", *flags(config)], isolated_artifacts, driver=True, TEST_GO_FILE=str(go)) for _ in range(2)]
+    for p in procs:  # both imported and waiting at the barrier
+        wait_for(lambda p=p: Path(f"{go}.{p.pid}").exists(), p, "the start barrier")
+    go.touch()
+
+    refused = wait_for(lambda: next((p for p in procs if p.poll() is not None), None), procs[0], "one start to be refused")
+    trainer = procs[1] if refused is procs[0] else procs[0]
+    rc, out, err = finish(refused)
+    assert rc == 2, err[-3000:]
+    assert "already training" in err and "Traceback" not in err
+
+    store = RunStore(isolated_artifacts)
+    run = wait_for(lambda: only_run(store), trainer, "the winner's run")
+    store.request_stop(run.id)
+    rc, out, err = finish(trainer)
+    assert rc == 0, err[-3000:]
+    assert last_json(out)["run_id"] == run.id
+    # One row, one folder, both the winner's.
+    [row] = store.list()
+    assert row.id == run.id and row.pid == trainer.pid and row.status == "stopped"
+    assert [p.name for p in store.runs_dir.iterdir()] == [run.id]
+    assert json.loads((row.dir / "config.json").read_text()) == config.to_dict()
+
+
+def test_resume_is_refused_while_another_run_trains(tiny_data, isolated_artifacts):
+    store = RunStore(isolated_artifacts)
+    live = store.create(tiny_config(tiny_data))  # 'running' under this (live) test process
+    other = store.create(tiny_config(tiny_data), exclusive=False)
+    store.finish(other.id, "failed", error="interrupted")
+    with pytest.raises(runs.RunBusyError, match=live.id):
+        store.mark_running(other.id, pid=os.getpid() + 1)
+    assert store.get(other.id).status == "failed"
+
+
+# ---------------------------------------------------------------- broken runs
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory, tiny_data) -> Path:
+    """An untrained tiny model saved as .keras (quick to build, loads like a trained one)."""
+    from cifar_core.model import build_model
+
+    path = tmp_path_factory.mktemp("tiny_model") / "model.keras"
+    build_model(tiny_config(tiny_data)).save(path)
+    return path
+
+
+def make_run(store: RunStore, config: TrainConfig, model: Path, status: str = "completed"):
+    run = store.create(config, exclusive=False)
+    shutil.copy(model, run.model_path)
+    store.finish(run.id, status, summary={"val_accuracy": 0.5, "test_accuracy": 0.5})
+    time.sleep(0.01)  # distinct creation times keep the listing order defined
+    return run
+
+
+def test_broken_runs_are_listed_with_reasons_and_the_rest_still_work(tiny_data, tiny_model_file, isolated_artifacts, tmp_path, capsys):
+    store = RunStore(isolated_artifacts)
+    config = tiny_config(tiny_data)
+    good = make_run(store, config, tiny_model_file)
+    truncated = make_run(store, config, tiny_model_file)
+    data = truncated.model_path.read_bytes()
+    truncated.model_path.write_bytes(data[: len(data) // 2])
+    missing = make_run(store, config, tiny_model_file)
+    shutil.rmtree(missing.dir)
+    corrupted = make_run(store, config, tiny_model_file)
+    with sqlite3.connect(store.db_path) as db:
+        db.execute("UPDATE runs SET config='{\"arch\": ', summary='[1,2]', status='???' WHERE id=?", (corrupted.id,))
+        db.execute("INSERT INTO metrics VALUES (?, 'epoch', 'head', 1, 1, 0, 'not json')", (good.id,))
+
+    listing = run_cli(["runs", "--json"], isolated_artifacts)
+    assert listing.returncode == 0, listing.stderr
+    rows = {r["run_id"]: r for r in map(json.loads, listing.stdout.splitlines())}
+    assert rows[good.id]["broken"] is None
+    assert "truncated" in rows[truncated.id]["broken"]
+    assert rows[missing.id]["broken"] == "run folder is missing"
+    assert "corrupted database row" in rows[corrupted.id]["broken"]
+    assert store.metrics(good.id).empty  # the damaged record is skipped, not fatal
+
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(image)
+    # With no --model, predict takes the newest *usable* run: the good one, not the three newer broken ones.
+    predicted = run_cli(["predict", str(image)], isolated_artifacts)
+    assert predicted.returncode == 0, predicted.stderr
+    assert str(good.model_path) in json.loads(predicted.stdout)["model"]
+
+    assert cli.main(["runs"]) == 0  # the text listing survives a row with no config
+    text = capsys.readouterr().out
+    assert f"{corrupted.id}  broken" in text and f"{good.id}  completed" in text
+    assert cli.main(["predict", "--model", truncated.id, str(image)]) == 1
+    assert "could not be loaded" in capsys.readouterr().err
+
+
+def test_locked_index_gives_a_clear_error_not_a_hang(tiny_data, isolated_artifacts, monkeypatch):
+    store = RunStore(isolated_artifacts)
+    store.create(tiny_config(tiny_data), exclusive=False)
+    holder = sqlite3.connect(store.db_path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE runs SET error='held'")  # now even readers are shut out
+    try:
+        listing = run_cli(["runs"], isolated_artifacts, timeout=120)
+        assert listing.returncode == 2
+        assert "locked by another process" in listing.stderr and "Traceback" not in listing.stderr
+
+        monkeypatch.setattr(runs, "READ_TIMEOUT_S", 0.1)
+        with pytest.raises(RunError, match="locked"):
+            store.list()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(store.list()) == 1  # usable again once the lock is gone
+
+
+# ---------------------------------------------------------------- unwritable or full artifacts
+
+
+def test_unwritable_artifacts_fail_before_training(tiny_data, tmp_path):
+    # Tests run as root, for whom chmod does not block writes; a path under a regular file cannot be written by anyone.
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    artifacts = blocker / "artifacts"
+    result = run_cli(["train", *flags(tiny_config(tiny_data))], artifacts)
+    assert result.returncode == 2
+    assert "Cannot create the artifacts folder" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(RunError, match="writable"):
+        RunStore(artifacts)
+
+
+def test_full_disk_fails_before_loading_any_data(tiny_data, isolated_artifacts, monkeypatch, capsys):
+    from cifar_core import data, train
+
+    usage = shutil.disk_usage(isolated_artifacts.parent)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10 * 2**20))
+    monkeypatch.setattr(data, "load_cifar10", lambda *a, **k: pytest.fail("data loaded despite a full disk"))
+
+    assert cli.main(["train", *flags(tiny_config(tiny_data))]) == 2
+    assert "MB free" in capsys.readouterr().err
+    store = RunStore()
+    with pytest.raises(RunError, match="MB free"):
+        train.train(tiny_config(tiny_data), store=store)
+    assert store.list() == [] and list(store.runs_dir.iterdir()) == []
