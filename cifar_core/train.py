@@ -11,7 +11,6 @@ import logging
 import math
 import shutil
 import tempfile
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -147,7 +146,9 @@ def _train_logged(config: TrainConfig, store: RunStore, run: Run, resume: bool, 
     try:
         return _train(config, store, run, resume, progress, log)
     except BaseException as err:
-        log.error("training failed: %s\n%s", err, traceback.format_exc())
+        # exc_info: the traceback goes to train.log, while the echoed line (the CLI's
+        # stderr) stays one readable message for expected errors such as bad data.
+        log.error("training failed: %s", err, exc_info=True)
         status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
         store.finish(run.id, status, summary=store.get(run.id).summary, error=f"{type(err).__name__}: {err}")
         raise

@@ -134,7 +134,8 @@ def test_training_error_marks_the_run_failed(tmp_path, store):
         train(tiny_config(tmp_path / "nothing"), store=store)
     run = store.list()[0]
     assert run.status == "failed" and "DataError" in run.error
-    assert "No CIFAR-10 data recognised" in (run.dir / "train.log").read_text()
+    log = (run.dir / "train.log").read_text()
+    assert "No CIFAR-10 data recognised" in log and "Traceback" in log  # the details stay in the run's log
 
 
 def test_early_stopping_restores_the_best_weights(tiny_data, store, monkeypatch):
