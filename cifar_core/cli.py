@@ -128,6 +128,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = config_from_args(args)
             run_id = None
+        if config.strategy == "multiworker":
+            from cifar_core.distribute import DistributeError, worker_task
+
+            try:
+                worker_task()
+            except DistributeError as err:
+                raise ConfigError({"strategy": str(err)}) from None
         store.check_writable()  # full or read-only artifacts: say so before loading any data
     except ConfigError as err:
         for name, message in err.errors.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 
@@ -82,14 +83,37 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def prepare_model(model, strategy: tf.distribute.Strategy) -> None:
+    """Make a freshly built model train correctly on several replicas.
+
+    BatchNormalization normally normalises, and updates its moving statistics, with
+    each replica's own slice of the batch, so every worker would end with different
+    statistics. Synchronised, it uses the global batch's moments: the same numbers
+    on every worker, and the ones a single machine would compute.
+    """
+    if strategy.num_replicas_in_sync > 1:
+        for layer in _layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _patch_symbolic_build(model, strategy)
+
+
+def _layers(model) -> list:
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if hasattr(layer, "layers"):
+            found += _layers(layer)
+    return found
+
+
+def _patch_symbolic_build(model, strategy: tf.distribute.Strategy) -> None:
     """Work around Keras 3's `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
     Before its first step, Keras averages the first distributed batch across workers
     only to learn its shapes, and that all-reduce fails on a (x, y) structure. One
     worker's local share has the same shapes, so build from that instead.
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
 
     def symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:
