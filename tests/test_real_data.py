@@ -1,0 +1,52 @@
+"""Smoke tests on a few hundred real CIFAR-10 JPEGs from the shared folder (skipped where it is absent)."""
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from cifar_core import CLASS_NAMES
+from cifar_core.data import describe_source, load_cifar10
+from cifar_core.runs import RunStore
+from cifar_core.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def real_subset(shared_data, tmp_path):
+    """The folder layout with the first 30 train and 10 test images of each class, copied from the real data."""
+    root = tmp_path / "real"
+    for split, n in (("train", 30), ("test", 10)):
+        for name in CLASS_NAMES:
+            dst = root / split / name
+            dst.mkdir(parents=True)
+            for f in sorted((shared_data / split / name).iterdir())[:n]:
+                shutil.copy(f, dst / f.name)
+    return root
+
+
+def test_shared_folder_is_the_full_jpeg_cifar10(shared_data):
+    info = describe_source(str(shared_data))
+    assert info["ok"] and info["layout"] == "folders"
+    assert info["counts"] == {"train": 50000, "test": 10000}
+
+
+def test_real_images_load_with_their_class_labels(real_subset, tmp_path):
+    data = load_cifar10(str(real_subset), cache_dir=tmp_path / "cache")
+    assert data.x_train.shape == (300, 32, 32, 3) and data.x_test.shape == (100, 32, 32, 3)
+    np.testing.assert_array_equal(np.bincount(data.y_train), [30] * 10)
+    assert data.x_train.reshape(300, -1).std(axis=1).min() > 5  # decoded pictures, not blank arrays
+    assert not data.skipped
+
+
+def test_one_epoch_run_on_real_images_with_limit(real_subset, tmp_path):
+    store = RunStore(tmp_path / "store")
+    summary = train(tiny_config(real_subset, limit=20, epochs_head=1, epochs_finetune=0), store=store)
+    assert summary["status"] == "completed"
+    assert (summary["train_images"], summary["val_images"]) == (160, 40)
+    assert str(real_subset) in summary["data_source"]
+    assert 0 <= summary["test_accuracy"] <= 1
+    run = store.get(summary["run_id"])
+    assert run.model_path.is_file() and (run.dir / "evaluation.json").is_file()
