@@ -28,8 +28,9 @@ def feature_bytes(base: keras.Model, n_images: int) -> int:
 
 
 def fingerprint(base: keras.Model, input_size: int, x: np.ndarray) -> str:
-    """A key covering the base's weights, its cut (output shape), the input size and the images."""
-    h = hashlib.sha1(f"{base.name}|{base.output.shape}|{input_size}|{x.shape}".encode())
+    """A key covering the base's weights and precision, its cut (output shape), the input size and the images."""
+    # The dtype policy too: a bf16 base computes other features from the same float32 weights.
+    h = hashlib.sha1(f"{base.name}|{base.dtype_policy.name}|{base.output.shape}|{input_size}|{x.shape}".encode())
     for w in base.weights:
         h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
     h.update(np.ascontiguousarray(x).tobytes())

@@ -11,7 +11,7 @@ from cifar_core import features
 from cifar_core import train as train_lib
 from cifar_core.callbacks import RunStoreCallback
 from cifar_core.evaluate import Interpretation
-from cifar_core.model import build_base, build_model, load_model
+from cifar_core.model import build_base, build_model, dtype_policy, load_model
 from cifar_core.runs import RunBusyError, RunStore
 from cifar_core.train import phases, train
 
@@ -87,6 +87,10 @@ def test_feature_cache_is_hit_on_second_use(tmp_path, monkeypatch):
     other = build_base("vgg16_bn", "none", 32, "block3_pool")
     assert features.fingerprint(other, 32, x) != features.fingerprint(base, 32, x)
     assert features.fingerprint(base, 32, x[:4]) != features.fingerprint(base, 32, x)
+    with dtype_policy("mixed_bfloat16"):
+        bf16 = build_base("vgg16_bn", "none", 32, "block3_pool")
+    bf16.set_weights(base.get_weights())
+    assert features.fingerprint(bf16, 32, x) != features.fingerprint(base, 32, x)
 
 
 def test_stop_request_ends_training_within_one_batch(tiny_data, store, monkeypatch):
