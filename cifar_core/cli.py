@@ -172,7 +172,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     store = _store(args)
     run = store.resolve(args.run)
-    config = TrainConfig.from_dict({**run.config, **({"data_dir": args.data_dir} if args.data_dir else {})})
+    # weights "none": the saved model holds its weights, so the base weights file the
+    # run started from may be gone without stopping an evaluation.
+    config = TrainConfig.from_dict({**run.config, "weights": "none", **({"data_dir": args.data_dir} if args.data_dir else {})})
     data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=_tqdm_progress())
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
@@ -288,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunError, ModelLoadError, ImageError) as err:
         _stderr(f"error: {err}")
         return EXIT_USAGE if isinstance(err, RunError) else 1
+    except ConfigError as err:  # e.g. evaluate --data-dir naming a missing folder
+        for name, message in err.errors.items():
+            _stderr(f"error: {_flag(name)}: {message}")
+        return EXIT_USAGE
     except Exception as err:
         from cifar_core.data import DataError
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +112,19 @@ def test_evaluate_prints_metrics_json_last(cli_run, capsys):
     assert {"precision", "recall", "f1", "support"} <= set(result["per_class"]["cat"])
     matrix = result["confusion_matrix"]
     assert len(matrix) == 10 and all(len(row) == 10 for row in matrix) and sum(map(sum, matrix)) == result["n"] == 40
+
+
+def test_evaluate_needs_neither_the_base_weights_file_nor_a_valid_old_data_dir(cli_run, tmp_path, capsys):
+    artifacts, summary = cli_run
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy)
+    config = json.loads(Path(summary["run_dir"], "config.json").read_text())
+    with sqlite3.connect(copy / "runs.db") as db:  # the run started from a weights file since deleted
+        db.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps({**config, "weights": str(tmp_path / "gone.weights.h5")}), summary["run_id"]))
+    assert main(["evaluate", "--runs-dir", str(copy), "--run", summary["run_id"], "--split", "val"]) == 0
+    assert last_json(capsys.readouterr().out)["n"] == 20
+    assert main(["evaluate", "--runs-dir", str(copy), "--run", summary["run_id"], "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "error: --data-dir:" in capsys.readouterr().err
 
 
 def test_train_on_bad_data_exits_1_with_json(tmp_path, capsys):
