@@ -41,6 +41,7 @@ class TrainConfig:
     data_dir: str | None = None
     weights: str = "imagenet"  # "imagenet", "none", or a path to a weights file
     arch: str = "vgg16"
+    width: float = 1.0  # conv width multiplier of vgg16_bn (1.0 = VGG16's 64..512 filters)
     input_size: int = 32
     cut: str = "block5_pool"
     head: str = "flatten"
@@ -93,6 +94,11 @@ class TrainConfig:
                 "vgg16_bn has no ImageNet weights in keras.applications; use 'none' "
                 "(train from scratch) or a weights file saved from a vgg16_bn run",
             )
+        check(
+            "width",
+            isinstance(self.width, (int, float)) and 0.125 <= self.width <= 2.0 and (self.arch == "vgg16_bn" or self.width == 1.0),
+            f"must be in [0.125, 2] and may differ from 1 only for vgg16_bn, got {self.width!r}",
+        )
         check(
             "input_size",
             isinstance(self.input_size, int) and 32 <= self.input_size <= MAX_INPUT_SIZE,
@@ -174,6 +180,7 @@ FIELD_HELP: dict[str, str] = {
     "data_dir": "CIFAR-10 folder (image folders, Kaggle layout or python batches); default $CIFAR10_DIR, else Keras' download",
     "weights": "'imagenet' (Keras download), 'none' (random init, from scratch) or a path to a base weights file",
     "arch": "vgg16 (keras.applications) or vgg16_bn (same layout with BatchNorm, for training from scratch)",
+    "width": "conv width multiplier for vgg16_bn (0.5 = half of VGG16's filters, ~4x less compute); vgg16 is always 1",
     "input_size": "side of the network input; 32 is native CIFAR-10, larger sizes upsample (slow on a CPU)",
     "cut": "last base layer kept: block5_pool (whole base), block4_pool or block3_pool (the seed's partial network)",
     "head": "flatten (the seed's head) or gap (global average pooling)",

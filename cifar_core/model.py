@@ -45,26 +45,29 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def vgg16_bn(input_shape: tuple[int, int, int]) -> keras.Model:
-    """VGG16's layout with BatchNorm after every conv, randomly initialised (no ImageNet weights exist)."""
+def vgg16_bn(input_shape: tuple[int, int, int], width: float = 1.0) -> keras.Model:
+    """VGG16's layout with BatchNorm after every conv, randomly initialised (no ImageNet weights exist).
+
+    `width` scales every block's filter count (0.5 -> 32..256 filters).
+    """
     inputs = keras.Input(input_shape)
     x = inputs
-    for b, (width, convs) in enumerate(VGG16_BLOCKS, start=1):
+    for b, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for i in range(1, convs + 1):
-            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{b}_conv{i}")(x)
+            x = keras.layers.Conv2D(max(8, round(filters * width)), 3, padding="same", use_bias=False, name=f"block{b}_conv{i}")(x)
             x = keras.layers.BatchNormalization(name=f"block{b}_bn{i}")(x)
             x = keras.layers.Activation("relu", name=f"block{b}_relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     return keras.Model(inputs, x, name="vgg16_bn")
 
 
-def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool") -> keras.Model:
+def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool", width: float = 1.0) -> keras.Model:
     """The convolutional base, cut after `cut`, with weights 'imagenet', 'none' or a file path."""
     shape = (input_size, input_size, 3)
     if arch == "vgg16_bn" and weights == "imagenet":
         raise WeightsError("vgg16_bn has no ImageNet weights; use weights 'none' (from scratch) or a vgg16_bn weights file.")
     if arch == "vgg16_bn":
-        full = vgg16_bn(shape)
+        full = vgg16_bn(shape, width)
     elif weights == "imagenet":
         try:
             full = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
@@ -120,7 +123,7 @@ def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...]
 def build_model(config: TrainConfig) -> keras.Model:
     """Input -> base -> head, built under bf16 when `config.bf16`."""
     with dtype_policy("mixed_bfloat16" if config.bf16 else "float32"):
-        base = build_base(config.arch, config.weights, config.input_size, config.cut)
+        base = build_base(config.arch, config.weights, config.input_size, config.cut, config.width)
         head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout)
         inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
         model = keras.Model(inputs, head(base(inputs)), name=f"{config.arch}_cifar10")
