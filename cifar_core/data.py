@@ -257,16 +257,38 @@ def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> Cif
     return CifarData(*arrays["train"], *arrays["test"], source=f"Kaggle layout at {folder} (test = 10% stratified hold-out of train)", skipped=bad)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only.
+
+    A pickle can name any importable function to call while loading (os.system, ...);
+    a CIFAR-10 batch only needs numpy's array reconstruction, so a file that asks for
+    anything else is refused instead of run.
+    """
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),  # written by numpy 1.x (the official files)
+        ("numpy._core.multiarray", "_reconstruct"),  # written by numpy 2.x
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol 2
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays, lists and dicts")
+        return super().find_class(module, name)
+
+
 def _load_batches(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
     def read(name: str) -> tuple[np.ndarray, np.ndarray]:
         path = folder / name
         if not path.is_file():
             raise DataError(f"{path} is missing from the python batches folder.")
         try:
-            # The official CIFAR-10 python batches are pickles; this is the format's
-            # only reader (keras.datasets does the same). Only local files the user named are read.
+            # The official CIFAR-10 python batches are pickles, the format's only encoding;
+            # _BatchUnpickler builds arrays, lists and dicts and refuses anything else.
             with open(path, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
+                d = _BatchUnpickler(f, encoding="bytes").load()
             x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, NATIVE_SIZE, NATIVE_SIZE).transpose(0, 2, 3, 1)
             return x, np.asarray(d[b"labels"], dtype=np.int64)
         except DataError:

@@ -1,0 +1,373 @@
+"""Hostile input: damaged and malicious images, unsafe model files, paths that try to
+leave artifacts/, out-of-range hyperparameters, and a memory soak of the predictor."""
+
+from __future__ import annotations
+
+import ast
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_config, write_batches
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cifar_core import cli
+from cifar_core.config import ConfigError, TrainConfig
+from cifar_core.inference import Classifier
+from cifar_core.model import ModelLoadError, build_model, load_model
+from cifar_core.runs import RunError, RunStore
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cifar_core"
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory, tiny_data) -> Classifier:
+    path = tmp_path_factory.mktemp("hostile_model") / "model.keras"
+    build_model(tiny_config(tiny_data)).save(path)
+    return Classifier(path)
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def gradient(w: int, h: int) -> Image.Image:
+    x = np.linspace(0, 255, w, dtype=np.float64)[None, :, None]
+    y = np.linspace(0, 255, h, dtype=np.float64)[:, None, None]
+    return Image.fromarray(np.concatenate([np.broadcast_to(x, (h, w, 1)), np.broadcast_to(y, (h, w, 1)), np.full((h, w, 1), 90.0)], axis=2).astype(np.uint8))
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("P", (24, 24), i) for i in range(5)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+
+
+def palette_with_transparency() -> bytes:
+    im = gradient(30, 20).convert("P")
+    return encode(im, "PNG", transparency=3)
+
+
+def sixteen_bit() -> bytes:
+    return encode(Image.fromarray(np.tile(np.arange(0, 65536, 1024, dtype=np.uint16), (40, 1))), "PNG")
+
+
+# Valid files in every mode and format we accept: each must be classified.
+VALID = {
+    "png_rgb": encode(gradient(40, 30), "PNG"),
+    "png_rgba": encode(gradient(40, 30).convert("RGBA"), "PNG"),
+    "png_la": encode(gradient(40, 30).convert("LA"), "PNG"),
+    "png_1bit": encode(gradient(40, 30).convert("1"), "PNG"),
+    "png_16bit": sixteen_bit(),
+    "png_palette_transparency": palette_with_transparency(),
+    "jpeg": encode(gradient(64, 48), "JPEG", quality=80),
+    "jpeg_cmyk": encode(gradient(40, 40).convert("CMYK"), "JPEG"),
+    "jpeg_gray": encode(gradient(40, 40).convert("L"), "JPEG"),
+    "gif_animated": animated_gif(),
+    "webp": encode(gradient(40, 30), "WEBP"),
+    "webp_alpha": encode(gradient(40, 30).convert("RGBA"), "WEBP"),
+    "bmp": encode(gradient(40, 30), "BMP"),
+    "tiff": encode(gradient(40, 30), "TIFF"),
+    "one_pixel": encode(Image.new("RGB", (1, 1), (10, 200, 30)), "PNG"),
+    "very_wide": encode(gradient(20000, 1), "PNG"),
+    "very_tall": encode(gradient(1, 20000), "PNG"),
+}
+
+
+def classify_one(classifier: Classifier, data: bytes):
+    """Classify one file; the result must be exactly a prediction or an error message."""
+    [result] = classifier.classify_bytes([("file", data)])
+    if result.error is None:
+        assert len(result.top) == 3 and abs(result.probs.sum() - 1) < 1e-3
+    else:
+        assert isinstance(result.error, str) and result.error and result.top is None
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_every_accepted_mode_and_format_is_classified(classifier, name):
+    assert classify_one(classifier, VALID[name]).error is None
+
+
+@FUZZ
+@given(data=st.binary(max_size=2048))
+def test_random_bytes_give_a_prediction_or_an_error(classifier, data):
+    classify_one(classifier, data)
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(VALID)), cut=st.floats(0, 1))
+def test_truncated_files_give_a_prediction_or_an_error(classifier, name, cut):
+    data = VALID[name]
+    classify_one(classifier, data[: int(len(data) * cut)])
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(VALID)), edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8))
+def test_corrupted_bytes_give_a_prediction_or_an_error(classifier, name, edits):
+    data = bytearray(VALID[name])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    classify_one(classifier, bytes(data))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(w=st.integers(1, 3000), h=st.integers(1, 40), fmt=st.sampled_from(["PNG", "JPEG", "GIF", "WEBP"]), transpose=st.booleans())
+def test_any_valid_size_is_classified(classifier, w, h, fmt, transpose):
+    im = gradient(w, h)
+    im = im.transpose(Image.Transpose.TRANSPOSE) if transpose else im
+    assert classify_one(classifier, encode(im, fmt)).error is None
+
+
+# ---------------------------------------------------------------- decompression bombs
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height but carries (almost) no pixel data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def with_jpeg_size(data: bytes, width: int, height: int) -> bytes:
+    """A real JPEG whose frame header (SOF0) is rewritten to declare another size."""
+    at = data.index(b"\xff\xc0") + 5
+    return data[:at] + struct.pack(">HH", height, width) + data[at + 4:]
+
+
+def peak_rss_growth_mb(fn) -> float:
+    """Peak resident memory reached while running `fn`, above the resident memory before it."""
+    def status(key: str) -> int:
+        return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key))
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+    except OSError:
+        pytest.skip("cannot reset the peak-RSS counter on this kernel")
+    before = status("VmRSS:")
+    fn()
+    return (status("VmHWM:") - before) / 1024
+
+
+BOMBS = {
+    "png_100000x100000": png_header_only(100_000, 100_000),
+    "png_8000x8000": png_header_only(8000, 8000),  # over our limit, under Pillow's own bomb check
+    "png_real_zeros_7000x7000": encode(Image.new("L", (7000, 7000)), "PNG"),  # ~50 KB on disk, 147 MB as RGB
+    "jpeg_65000x65000": with_jpeg_size(VALID["jpeg"], 65000, 65000),
+    "gif_65535x65535": VALID["gif_animated"][:6] + struct.pack("<HH", 65535, 65535) + VALID["gif_animated"][10:],
+    "webp_16383x16383": encode(Image.new("RGB", (16383, 4000)), "WEBP", quality=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_decompression_bombs_are_refused_from_the_header(classifier, name):
+    data = BOMBS[name]
+    results = []
+    growth = peak_rss_growth_mb(lambda: results.append(classify_one(classifier, data)))
+    assert "limit" in results[0].error
+    assert growth < 50  # refused before any pixel was decoded
+
+
+def test_soak_500_predictions_keep_memory_flat(classifier):
+    def rss_mb() -> float:
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+
+    files = [VALID[name] for name in ("png_rgb", "jpeg", "gif_animated", "webp", "png_16bit")]
+    for data in files * 4:  # warm up: traces, allocator pools
+        classify_one(classifier, data)
+    before = rss_mb()
+    for i in range(500):
+        assert classifier.classify_bytes([(f"f{i}", files[i % len(files)])])[0].error is None
+    assert rss_mb() - before < 50
+
+
+# ---------------------------------------------------------------- model files
+
+
+def test_model_with_lambda_layer_is_refused(tmp_path, capsys):
+    inputs = keras.Input((32, 32, 3))
+    evil = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = tmp_path / "evil.keras"
+    evil.save(path)
+    with pytest.raises(ModelLoadError, match="could not be loaded"):
+        load_model(path)
+    with pytest.raises(ModelLoadError):
+        Classifier(path)
+    image = tmp_path / "x.png"
+    image.write_bytes(VALID["png_rgb"])
+    assert cli.main(["predict", "--model", str(path), str(image)]) == 1
+    assert "could not be loaded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".weights.h5", ".pkl", ".npz", ""])
+def test_only_keras_files_are_loaded(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"anything")
+    with pytest.raises(ModelLoadError, match="only .keras"):
+        load_model(path)
+
+
+def test_garbage_keras_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ModelLoadError, match="could not be loaded"):
+        load_model(path)
+
+
+def _calls(tree: ast.AST, name: str):
+    """Calls whose callee is written `<anything>.name` or `name`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (isinstance(f, ast.Attribute) and f.attr == name) or (isinstance(f, ast.Name) and f.id == name):
+                yield node
+
+
+def _keyword(call: ast.Call, name: str):
+    return next((kw.value for kw in call.keywords if kw.arg == name), None)
+
+
+def test_engine_never_unpickles_arrays_or_loads_models_unsafely():
+    sources = {p.name: ast.parse(p.read_text()) for p in PACKAGE.glob("*.py")}
+    for name, tree in sources.items():
+        for call in _calls(tree, "load"):
+            target = ast.unparse(call.func)
+            if target in ("np.load", "numpy.load"):
+                flag = _keyword(call, "allow_pickle")
+                assert isinstance(flag, ast.Constant) and flag.value is False, f"{name}:{call.lineno} {target} without allow_pickle=False"
+            assert target not in ("pickle.load", "pickle.loads"), f"{name}:{call.lineno} unrestricted unpickling"
+        for call in _calls(tree, "load_model"):
+            if ast.unparse(call.func).startswith("keras."):
+                mode = _keyword(call, "safe_mode")
+                assert isinstance(mode, ast.Constant) and mode.value is True, f"{name}:{call.lineno} without safe_mode=True"
+
+
+def test_cifar_batches_load_but_a_pickle_that_runs_code_is_refused(tmp_path):
+    import os
+    import pickle
+
+    from cifar_core.data import DataError, load_cifar10
+
+    root = write_batches(tmp_path / "good")
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    good = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    assert good.x_train.shape == (250, 32, 32, 3)
+    # The official files were written by numpy 1.x, which names numpy.core rather than numpy._core.
+    old_style = pickle.dumps(pickle.loads(batch.read_bytes()), protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in old_style
+    batch.write_bytes(old_style)
+    assert load_cifar10(str(root), cache_dir=tmp_path / "cache2").x_train.shape == (250, 32, 32, 3)
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    batch.write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
+    with pytest.raises(DataError, match="refusing to load"):
+        load_cifar10(str(root), cache_dir=tmp_path / "cache3")
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- paths that try to leave artifacts/
+
+
+BAD_IDS = ["../x", "..", ".", "", "/etc", "/etc/passwd", "a/b", "a\\b", "x\n", "a\x00b", "ü", "-rf", "x" * 65, "runs/../../x"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_run_dir_refuses_ids_that_are_not_plain_names(bad):
+    with pytest.raises(RunError):
+        RunStore().run_dir(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ref=st.text(max_size=80))
+def test_no_run_reference_escapes_the_runs_folder(ref):
+    store = RunStore()
+    try:
+        path = store.run_dir(ref)
+    except RunError:
+        pass
+    else:
+        assert path.parent == store.runs_dir and path.name == ref
+    try:
+        run = store.resolve(ref)
+    except RunError:
+        return
+    assert run.dir.resolve().parent == store.runs_dir.resolve()
+
+
+def test_resolve_accepts_run_folders_only_inside_the_store(tmp_path, tiny_data):
+    store = RunStore()
+    run = store.create(tiny_config(tiny_data), exclusive=False)
+    assert store.resolve(str(run.dir)).id == run.id
+    assert store.resolve(run.id).id == run.id
+    outside = tmp_path / "elsewhere" / run.id
+    outside.mkdir(parents=True)
+    (store.runs_dir / "sneaky").symlink_to(outside)
+    for ref in (str(outside), str(store.runs_dir / "sneaky"), f"{run.dir}/../../{run.id}", str(run.dir / ".."), "~/" + run.id):
+        with pytest.raises(RunError):
+            store.resolve(ref)
+
+
+@pytest.mark.parametrize("argv", [
+    ["stop", "../x"],
+    ["stop", "/etc"],
+    ["evaluate", "--run", "/etc"],
+    ["evaluate", "--run", "../../etc"],
+    ["train", "--resume", "../../x"],
+    ["predict", "--model", "../runs/x", "img.png"],
+])
+def test_cli_refuses_run_references_outside_artifacts(argv, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- hyperparameters
+
+
+def test_out_of_range_hyperparameters_are_rejected_per_field(capsys):
+    argv = ["train", "--lr", "-1", "--finetune-lr", "nan", "--batch-size", "0", "--dropout", "2", "--epochs-head", "abc",
+            "--epochs-finetune", "100000", "--seed", str(2**40), "--input-size", "100000", "--val-fraction", "inf",
+            "--momentum", "-0.5", "--head-units", "0", "--limit", "1", "--weights", "/no/such/file"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    for flag in ("--lr", "--finetune-lr", "--batch-size", "--dropout", "--epochs-head", "--epochs-finetune", "--seed",
+                 "--input-size", "--val-fraction", "--momentum", "--head-units", "--limit", "--weights"):
+        assert f"error: {flag}: " in err, flag
+    assert RunStore().list() == []
+
+
+NUMERIC = [f for f in ("lr", "finetune_lr", "dropout", "epochs_head", "epochs_finetune", "momentum", "weight_decay", "warmup_epochs",
+                       "label_smoothing", "batch_size", "patience", "val_fraction", "limit", "seed", "input_size")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(NUMERIC), raw=st.one_of(
+    st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-2**70, 2**70).map(str)))
+def test_any_value_is_accepted_or_rejected_for_its_own_field(field, raw):
+    args = cli.build_parser().parse_args(["train"])
+    setattr(args, field, raw)
+    try:
+        config = cli.config_from_args(args)
+    except ConfigError as err:
+        assert set(err.errors) == {field}
+    else:
+        assert isinstance(config, TrainConfig)
+        if field == "seed":
+            np.random.default_rng(config.seed)  # an accepted seed must be usable
+            keras.utils.set_random_seed(config.seed)
