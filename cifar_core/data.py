@@ -156,15 +156,20 @@ def _source_files(layout: str, folder: Path) -> list[Path]:
         return sorted(folder.glob("data_batch_*")) + sorted(folder.glob("test_batch"))
     if layout == "kaggle":
         return [folder / "trainLabels.csv"] + _image_files(folder / "train")
-    return [f for split in ("train", "test") for d in _class_dirs(folder / split) for f in sorted(d.iterdir())]
+    # Sorting names, not Path objects: Path comparisons dominate a cached load of 60,000 files.
+    return [d / name for split in ("train", "test") for d in _class_dirs(folder / split) for name in sorted(os.listdir(d))]
 
 
 def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> str:
     h = hashlib.sha1(f"{layout}|{folder.resolve()}|{len(files)}|{skip_bad}".encode())
+    prefix = str(folder) + os.sep
     for f in files:
-        st = f.stat()
+        st = os.stat(f)
         # The relative path, not just the name: moving a file to another class folder relabels it.
-        h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns};".encode())
+        # Slicing off the shared prefix is much cheaper than relative_to over 60,000 files.
+        path = str(f)
+        rel = path[len(prefix):] if path.startswith(prefix) else str(f.relative_to(folder))
+        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
 
 
