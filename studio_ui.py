@@ -120,10 +120,8 @@ def predictions(choice: studio.ModelChoice, images: tuple[np.ndarray, np.ndarray
 def image_tile(image: np.ndarray, true: str, predicted: str, confidence: float) -> None:
     """One test image with its labels, green when right and red when wrong."""
     st.image(studio.upscale(image), width="stretch")
-    if true == predicted:
-        st.markdown(f":green[**✓ {predicted}**] {confidence:.0%}")
-    else:
-        st.markdown(f":red[**✗ {predicted}**] {confidence:.0%}  \ntrue: {true}")
+    verdict = f":green[**✓ {predicted}**]" if true == predicted else f":red[**✗ {predicted}**]"
+    st.markdown(f"{verdict} {confidence:.0%}  \ntrue: {true}")
 
 
 def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None) -> None:

@@ -29,7 +29,8 @@ else:
     c1, c2, c3 = st.columns(3)
     c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–")
     c2.metric("Architecture", f"{model.config.get('arch', '?')} · {model.config.get('input_size', '?')}px")
-    c3.metric("Source", model.run_id or "shipped default")
+    c3.metric("Head", f"{model.config.get('head', '?')} {'-'.join(str(u) for u in model.config.get('head_units', []))}")
+    st.caption(studio_ui.model_caption(model))
 
 st.subheader("Pages")
 for path, label, icon, what in (

@@ -40,7 +40,7 @@ run_id = st.selectbox("Run", table.index.tolist())
 run = store.get(run_id)
 left, right = st.columns(2)
 with left:
-    st.json({"status": run.status, "config": run.config, "summary": run.summary}, expanded=False)
+    st.json({"status": run.status, "error": run.error, "config": run.config, "summary": run.summary}, expanded=1)
 with right:
     if run.model_path.is_file():
         st.download_button(f"Download model ({run.model_path.stat().st_size / 2**20:.0f} MB)",

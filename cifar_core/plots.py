@@ -46,6 +46,7 @@ def curves_figure(epochs: pd.DataFrame, title: str | None = None) -> go.Figure:
                 fig.add_trace(go.Scatter(x=epochs["epoch"], y=epochs[key], name=name, mode="lines+markers",
                                          line_color=colour, legendgroup=name, showlegend=col == 1), row=1, col=col)
     _mark_boundary(fig, phase_boundary(epochs, "epoch"), 2)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
     fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None)
     fig.update_layout(title=title, height=340, margin=dict(t=60, b=40, l=40, r=20), legend=dict(orientation="h", y=-0.2))
     return fig
@@ -71,6 +72,8 @@ def overlay_figure(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
         if metric in df:
             fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], name=name, mode="lines+markers"))
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=360, margin=dict(t=30, b=40, l=40, r=20))
+    if "accuracy" in metric:
+        fig.update_yaxes(range=[0, 1], tickformat=".0%")
     return fig
 
 
@@ -83,12 +86,13 @@ def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES,
     names = list(class_names)
     text = [[f"{v:.2f}" if normalized else f"{int(v)}" for v in row] for row in cm]
     fig = go.Figure(go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", text=text, texttemplate="%{text}",
-                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", showscale=False))
+                               hoverinfo="skip", showscale=False))
     xs, ys = np.meshgrid(names, names)
-    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", marker=dict(symbol="square", size=36, opacity=0.0),
-                             hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", text=np.ravel(text), showlegend=False,
+                             marker=dict(symbol="square", size=36, opacity=0.0),
+                             hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=560, margin=dict(t=20, b=40, l=40, r=20),
-                      yaxis_autorange="reversed", clickmode="event+select", dragmode=False)
+                      yaxis_autorange="reversed", clickmode="event+select")
     return fig
 
 

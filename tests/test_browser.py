@@ -1,0 +1,169 @@
+"""End to end in a real browser: `streamlit run app.py` on a loopback port, driven by Playwright + Debian's Chromium.
+
+One server for the module, with a copy of the tiny completed run; screenshots go
+to tests/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cifar_core import CLASS_NAMES
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "tests" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tiny_data, tmp_path_factory):
+    """The dashboard on a free loopback port, over a copy of the tiny run's artifacts."""
+    store, summary = tiny_run
+    artifacts = tmp_path_factory.mktemp("browser") / "artifacts"
+    shutil.copytree(store.root, artifacts)
+    port = free_port()
+    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(tiny_data),
+           "CIFAR_DEFAULT_MODEL_DIR": str(artifacts / "no_default_model")}
+    log = open(artifacts / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
+        yield url, artifacts, summary
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(90_000)  # the first visit imports TensorFlow and loads the model
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def wait_idle(page) -> None:
+    """Until Streamlit has finished its script run (the status widget says 'Running…' meanwhile)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+
+
+def test_classify_upload_shows_top_prediction(server, page, tiny_data):
+    url, _, _ = server
+    page.goto(f"{url}/classify")
+    page.get_by_text("Drag images here").first.wait_for()
+    image = next((tiny_data / "test" / "ship").iterdir())
+    page.locator("input[type=file]").set_input_files(str(image))
+    page.get_by_text("1 of 1 image(s) classified").wait_for()
+    top = page.locator("[data-testid='stMain'] h3").filter(has_text=" · ").first.inner_text()
+    label, prob = top.split(" · ")
+    assert label.strip() in CLASS_NAMES and prob.endswith("%")
+    wait_idle(page)
+    shot(page, "classify")
+
+
+def test_error_analysis_cell_click_opens_its_gallery(server, page):
+    url, _, _ = server
+    page.goto(f"{url}/error_analysis")
+    page.get_by_text("Confusion matrix", exact=True).wait_for()
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    plot.wait_for()
+    wait_idle(page)
+    box = plot.bounding_box()
+    # The cell (true 'frog', predicted 'frog'): row 6, column 6 of the 10x10 grid.
+    row = col = CLASS_NAMES.index("frog")
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / 10, box["y"] + (row + 0.5) * box["height"] / 10)
+    heading = page.get_by_text("frog predicted as frog:")
+    heading.wait_for()
+    wait_idle(page)
+    shot(page, "error_analysis")
+    assert "image(s)" in heading.inner_text()
+
+
+def _markers(page) -> int:
+    """Points drawn on the live per-epoch chart (all its traces)."""
+    return page.locator(".stPlotlyChart").first.locator(".scatterlayer .points path").count()
+
+
+def test_train_start_live_curves_then_stop(server, page):
+    url, artifacts, _ = server
+    page.goto(f"{url}/train")
+    page.get_by_text("New training").wait_for()
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Start from").click()
+    page.get_by_role("option", name="Quick try").click()
+    page.get_by_role("spinbutton", name="Epochs, phase 2 (fine-tune)").fill("500")  # long enough to be stopped while it runs
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Training run ").wait_for()
+
+    page.locator(".stPlotlyChart").first.wait_for(timeout=180_000)
+    first = _markers(page)
+    deadline = time.time() + 120
+    while _markers(page) <= first and time.time() < deadline:
+        page.wait_for_timeout(1000)
+    assert _markers(page) > first, "the live chart did not gain points"
+    shot(page, "train_live")
+
+    page.get_by_role("button", name="Stop training").click()
+    page.get_by_text(" stopped", exact=False).first.wait_for(timeout=120_000)
+    wait_idle(page)
+    shot(page, "train_stopped")
+    from cifar_core.runs import RunStore
+
+    run = RunStore(artifacts).list()[0]
+    assert run.status == "stopped" and run.model_path.is_file()
