@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 
 import keras
 import numpy as np
-
+import tensorflow as tf
 from PIL import Image
 
 from cifar_core import NUM_CLASSES, features
@@ -131,6 +131,8 @@ def run_bench(data_dir: str | None, quick: bool, echo: Echo | None = None, *, si
             result["peak_rss_mb"] = bench_peak_rss(data_dir, cache, sizes, bf16)
         result["section_seconds"] = timer.seconds
     result["targets_met"] = {k: _meets(result.get(k), *t) for k, t in TARGETS.items()}
+    if max(result["load_average_at_start"], os.getloadavg()[0]) > (os.cpu_count() or 1):
+        result["warning"] = "other processes loaded the CPUs during this run: re-measure on an idle machine"
     say(format_table(result))
     return result
 
@@ -171,7 +173,7 @@ def write_synthetic(root: Path, n_train: int, n_test: int, seed: int = 0) -> Pat
     return root
 
 
-def _timed_loads(data_dir: str, cache: Path | None):
+def _timed_loads(data_dir: str, cache: Path | None) -> tuple[data_lib.CifarData, float, float]:
 
     t0 = time.perf_counter()
     load_cifar10(data_dir, cache_dir=cache)
@@ -185,18 +187,25 @@ def _timed_loads(data_dir: str, cache: Path | None):
 
 
 class StepClock(keras.callbacks.Callback):
-    """Times the steps after the first, which includes tracing."""
+    """Times the steps after the first (which includes tracing), in wall and in CPU seconds.
+
+    CPU time (all threads of this process) is the steadier figure when other processes
+    compete for the cores; wall time is what a user waits.
+    """
+
     def __init__(self):
         super().__init__()
-        self.stamps: list[float] = []
+        self.stamps: list[tuple[float, float]] = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.stamps.append(time.perf_counter())
+        self.stamps.append((time.perf_counter(), time.process_time()))
 
-    def seconds_per_step(self) -> float:
+    def per_step(self) -> tuple[float, float]:
+        """(wall, cpu) seconds per step."""
         if len(self.stamps) < 2:
             raise ValueError("need at least 2 steps to time steady-state steps")
-        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+        (w0, c0), (w1, c1) = self.stamps[0], self.stamps[-1]
+        return (w1 - w0) / (len(self.stamps) - 1), (c1 - c0) / (len(self.stamps) - 1)
 
 
 def _one_hot(y: np.ndarray) -> np.ndarray:
@@ -204,18 +213,19 @@ def _one_hot(y: np.ndarray) -> np.ndarray:
 
 
 def _preprocessed(x: np.ndarray) -> np.ndarray:
-
     return np.asarray(preprocess(x), dtype=np.float32)
 
 
-def bench_head_epoch(splits, sizes: BenchSizes) -> dict:
+def bench_head_epoch(splits: data_lib.Splits, sizes: BenchSizes) -> dict:
     """Seed: the full model with a frozen base fit on images. Project: the head fit on cached features."""
     config = TrainConfig(weights="none", batch_size=sizes.head_batch)
     keras.utils.set_random_seed(0)
     model = build_model(config)
     base, head = model.get_layer("base"), model.get_layer("head")
     set_freeze(base, "all")
-    x, y = splits.x_train[: sizes.head_images], _one_hot(splits.y_train[: sizes.head_images])
+    # A random subset: the splits are ordered by class folder.
+    pick = np.random.default_rng(0).permutation(len(splits.x_train))[: sizes.head_images]
+    x, y = splits.x_train[pick], _one_hot(splits.y_train[pick])
     steps = -(-len(x) // config.batch_size)
     phase = Phase("head", 1, config.lr, "all")
 
@@ -230,11 +240,12 @@ def bench_head_epoch(splits, sizes: BenchSizes) -> dict:
     head_clock = StepClock()
     head.fit(feats, y, batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[head_clock], verbose=0)
 
-    seed_epoch = seed_clock.seconds_per_step() * steps
-    cached_epoch = head_clock.seconds_per_step() * steps
+    (seed_step, seed_cpu), (cached_step, cached_cpu) = seed_clock.per_step(), head_clock.per_step()
+    seed_epoch, cached_epoch = seed_step * steps, cached_step * steps
     epochs = config.epochs_head
     return {
         "head_epoch_speedup": round(seed_epoch / cached_epoch, 1),
+        "head_epoch_speedup_cpu": round(seed_cpu / cached_cpu, 1),
         "head_epoch_seconds_seed": round(seed_epoch, 3),
         "head_epoch_seconds_cached": round(cached_epoch, 4),
         "feature_extract_seconds": round(extract, 2),
@@ -244,7 +255,7 @@ def bench_head_epoch(splits, sizes: BenchSizes) -> dict:
     }
 
 
-def finetune_config(bf16: bool, batch_size: int):
+def finetune_config(bf16: bool, batch_size: int) -> TrainConfig:
     """The default model's recipe: VGG16-BN from scratch, everything trainable, SGD with momentum."""
     return TrainConfig(
         weights="none", arch="vgg16_bn", head="gap", head_units=(512,), dropout=0.2, finetune_freeze="none",
@@ -252,20 +263,21 @@ def finetune_config(bf16: bool, batch_size: int):
     )
 
 
-def _fit_steps(model, config, x: np.ndarray, y: np.ndarray, project_path: bool) -> float:
-    """One pass over `x` (len(x) / batch steps); returns images/s over the steps after the first."""
+def _fit_steps(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.ndarray, project_path: bool) -> tuple[float, float]:
+    """One pass over `x` (len(x) / batch steps); returns (images per wall second, per CPU second) after the first step."""
     steps = len(x) // config.batch_size
     compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), steps)
     clock = StepClock()
     if project_path:
         ds = make_dataset(x, y, config.batch_size, training=True, augment=config.augment, seed=config.seed)
-        model.fit(ds, epochs=1, callbacks=[clock], verbose=0)
+        model.fit(ds, epochs=1, shuffle=False, callbacks=[clock], verbose=0)
     else:
         model.fit(_preprocessed(x), _one_hot(y), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
-    return config.batch_size / clock.seconds_per_step()
+    wall, cpu = clock.per_step()
+    return config.batch_size / wall, config.batch_size / cpu
 
 
-def bench_finetune(splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[dict, Path]:
+def bench_finetune(splits: data_lib.Splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[dict, Path]:
     """Both paths take the same steps over the same images from one briefly trained checkpoint.
 
     Random init is too noisy to compare accuracy after a few steps; a shared, briefly
@@ -284,20 +296,22 @@ def bench_finetune(splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[d
 
     idx = rng.choice(len(splits.x_train), min(len(splits.x_train), sizes.finetune_steps * bs), replace=False)
     x, y = splits.x_train[idx], splits.y_train[idx]
-    x_val, y_val = splits.x_val[: sizes.val_images], splits.y_val[: sizes.val_images]
-    project_ips = _fit_steps(project, project_cfg, x, y, project_path=True)
+    val = rng.permutation(len(splits.x_val))[: sizes.val_images]  # all classes, not the first folders
+    x_val, y_val = splits.x_val[val], splits.y_val[val]
+    project_ips, project_ipcpu = _fit_steps(project, project_cfg, x, y, project_path=True)
     project_acc = float((predict_probs(project, x_val, input_size=32).argmax(1) == y_val).mean())
 
     baseline = build_model(baseline_cfg)
     set_freeze(baseline.get_layer("base"), "none")
     baseline.set_weights(checkpoint)
-    baseline_ips = _fit_steps(baseline, baseline_cfg, x, y, project_path=False)
+    baseline_ips, baseline_ipcpu = _fit_steps(baseline, baseline_cfg, x, y, project_path=False)
     baseline_acc = float((predict_probs(baseline, x_val, input_size=32).argmax(1) == y_val).mean())
 
     model_path = work / "project.keras"
     atomic_save_model(project, model_path)
     return {
         "finetune_throughput_ratio": round(project_ips / baseline_ips, 2),
+        "finetune_throughput_ratio_cpu": round(project_ipcpu / baseline_ipcpu, 2),
         "finetune_images_per_s_project": round(project_ips, 1),
         "finetune_images_per_s_baseline": round(baseline_ips, 1),
         "finetune_val_accuracy_project": round(project_acc, 4),
@@ -317,44 +331,44 @@ def bench_finetune(splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[d
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
-
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _percentiles(seconds: list[float]) -> tuple[float, float]:
-    ms = np.asarray(seconds) * 1000
-    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 90)), 2)
+def _timed_calls(call: Callable[[int], object], n: int, warmup: int = 5) -> dict[str, float]:
+    """Wall p50/p90 and CPU p50 in milliseconds of `call(i)` for i in range(n), after `warmup` untimed calls."""
+    for i in range(warmup):
+        call(i)
+    wall, cpu = [], []
+    for i in range(n):
+        w0, c0 = time.perf_counter(), time.process_time()
+        call(i)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    ms = lambda a, q: round(float(np.percentile(np.asarray(a) * 1000, q)), 2)  # noqa: E731
+    return {"p50": ms(wall, 50), "p90": ms(wall, 90), "cpu_p50": ms(cpu, 50)}
 
 
 def bench_latency(model_path: Path, images: np.ndarray, calls: int) -> dict:
-    """One uploaded PNG through `Classifier.classify_bytes`, against a plain eager `model(x)` call."""
-    data = _png_bytes(images[0])
-    classifier = Classifier(model_path)
-    for _ in range(5):
-        classifier.classify_bytes([("upload.png", data)])
-    times = []
-    for i in range(calls):
-        item = [("upload.png", _png_bytes(images[i % len(images)]))]
-        t0 = time.perf_counter()
-        classifier.classify_bytes(item)
-        times.append(time.perf_counter() - t0)
-    p50, p90 = _percentiles(times)
+    """One uploaded PNG, bytes -> classification, through `Classifier.classify_bytes`.
 
+    For comparison, the same decode plus the model as a plain (eager) `model(x)` call and
+    as an unfrozen tf.function (the Classifier before its function was frozen).
+    """
+    uploads = [_png_bytes(images[i % len(images)]) for i in range(max(calls, 8))]
+    classifier = Classifier(model_path)
     model = classifier.model
-    x = load_image(data)[None]
-    for _ in range(3):
-        model(preprocess(x), training=False)
-    plain = []
-    for _ in range(max(5, calls // 5)):
-        t0 = time.perf_counter()
-        np.asarray(model(preprocess(load_image(data)[None]), training=False))
-        plain.append(time.perf_counter() - t0)
+    traced = tf.function(lambda x: model(preprocess(x), training=False))
+    project = _timed_calls(lambda i: classifier.classify_bytes([("upload.png", uploads[i])]), calls)
+    plain = _timed_calls(lambda i: np.asarray(model(preprocess(load_image(uploads[i])[None]), training=False)), max(8, calls // 4))
+    unfrozen = _timed_calls(lambda i: np.asarray(traced(tf.constant(load_image(uploads[i])[None]))), max(8, calls // 2))
     return {
-        "predict_latency_ms_p50": p50,
-        "predict_latency_ms_p90": p90,
-        "predict_latency_plain_model_call_ms_p50": _percentiles(plain)[0],
+        "predict_latency_ms_p50": project["p50"],
+        "predict_latency_ms_p90": project["p90"],
+        "predict_latency_cpu_ms_p50": project["cpu_p50"],
+        "predict_latency_plain_model_call_ms_p50": plain["p50"],
+        "predict_latency_unfrozen_tf_function_ms_p50": unfrozen["p50"],
     }
 
 
@@ -363,10 +377,10 @@ def bench_eval(model_path: Path, x: np.ndarray, y: np.ndarray, n: int) -> dict:
     n = min(n, len(x))
     model = load_model(model_path)
     evaluate_model(model, x[:64], y[:64], input_size=32)  # warm-up: tracing is not evaluation time
-    t0 = time.perf_counter()
+    w0, c0 = time.perf_counter(), time.process_time()
     evaluate_model(model, x[:n], y[:n], input_size=32)
-    seconds = time.perf_counter() - t0
-    return {"eval_10k_seconds": round(seconds * 10_000 / n, 2), "eval_images_measured": n}
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {"eval_10k_seconds": round(wall * 10_000 / n, 2), "eval_10k_cpu_seconds": round(cpu * 10_000 / n, 2), "eval_images_measured": n}
 
 
 # ---------------------------------------------------------------- memory
@@ -386,14 +400,14 @@ def bench_peak_rss(data_dir: str, cache: Path | None, sizes: BenchSizes, bf16: b
 
 def rss_child(args: dict) -> None:
     """Run in the child: train.py's fine-tuning setup (all data loaded, augmentation on), then print peak RSS."""
-    data = data_lib.load_cifar10(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
+    data = load_cifar10(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
     splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
     config = finetune_config(args["bf16"], args["batch"])
     model = build_model(config)
     set_freeze(model.get_layer("base"), "none")
     compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), args["steps"])
-    ds = data_lib.make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=True)
-    model.fit(ds, epochs=1, steps_per_epoch=args["steps"], verbose=0)
+    ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=True)
+    model.fit(ds, epochs=1, steps_per_epoch=args["steps"], shuffle=False, verbose=0)
     # ru_maxrss is in KiB on Linux.
     print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
@@ -401,7 +415,7 @@ def rss_child(args: dict) -> None:
 # ---------------------------------------------------------------- report
 
 
-def _meets(value, op: str, target: float) -> bool | None:
+def _meets(value: object, op: str, target: float) -> bool | None:
     if not isinstance(value, (int, float)):
         return None
     return value >= target if op == ">=" else value <= target
@@ -414,9 +428,13 @@ def format_table(result: dict) -> str:
         met = result.get("targets_met", {}).get(key)
         mark = "" if met is None else ("ok" if met else "MISSED")
         lines.append(f"{key:<36} {result.get(key, '-')!s:>10}  {op} {target:g}  {mark}")
-    for key in ("predict_latency_ms_p90", "predict_latency_plain_model_call_ms_p50", "finetune_images_per_s_project",
-                "finetune_images_per_s_baseline", "head_epoch_seconds_seed", "head_epoch_seconds_cached", "feature_extract_seconds"):
+    for key in ("predict_latency_ms_p90", "predict_latency_plain_model_call_ms_p50", "predict_latency_unfrozen_tf_function_ms_p50",
+                "finetune_images_per_s_project", "finetune_images_per_s_baseline", "finetune_val_accuracy_project",
+                "finetune_val_accuracy_baseline", "head_epoch_seconds_seed", "head_epoch_seconds_cached",
+                "feature_extract_seconds", "head_epoch_speedup_cpu", "finetune_throughput_ratio_cpu", "eval_10k_cpu_seconds"):
         lines.append(f"{key:<36} {result.get(key, '-')!s:>10}")
     lines.append(f"data: {result['data']}; weights: random init; cpus {result['cpus']}, "
                  f"load average at start {result['load_average_at_start']}, quick={result['quick']}")
+    if "warning" in result:
+        lines.append(f"WARNING: {result['warning']}")
     return "\n".join(lines)
