@@ -12,7 +12,7 @@ from PIL import Image
 
 from cifar_core import CLASS_NAMES
 from cifar_core import data as data_lib
-from cifar_core.data import DataError, load_cifar10, make_dataset, make_splits
+from cifar_core.data import DataError, describe_source, load_cifar10, make_dataset, make_splits
 
 
 def load(root, tmp_path, **kw):
@@ -273,6 +273,30 @@ def test_kaggle_missing_ids_are_named(tmp_path):
     with pytest.raises(DataError) as info:
         load(root, tmp_path)
     assert "2 id(s)" in str(info.value) and "3, 7" in str(info.value)
+
+
+def test_kaggle_csv_without_label_column_is_named(tmp_path):
+    root = write_kaggle(tmp_path / "k", n_train=1)
+    (root / "trainLabels.csv").write_text("id,class\n1,cat\n")
+    with pytest.raises(DataError, match="must have columns 'id' and 'label'"):
+        load(root, tmp_path)
+
+
+def test_missing_python_batch_is_named(tmp_path):
+    root = write_batches(tmp_path / "b", n_per_class=1)
+    (root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(DataError, match="data_batch_3 is missing"):
+        load(root, tmp_path)
+
+
+def test_describe_source_counts_without_decoding(tmp_path):
+    folders = write_folders(tmp_path / "d", n_train=2, n_test=1)
+    assert describe_source(str(folders)) == {"ok": True, "layout": "folders", "path": str(folders), "counts": {"train": 20, "test": 10}}
+    kaggle = write_kaggle(tmp_path / "k", n_train=3)
+    assert describe_source(str(kaggle))["counts"] == {"train": 30}
+    missing = describe_source(str(tmp_path / "nowhere"))
+    assert not missing["ok"] and "does not exist" in missing["message"]
+    assert not describe_source(None)["ok"]
 
 
 # ---------------------------------------------------------------- tf.data pipeline
