@@ -19,7 +19,6 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES
 from cifar_core.config import ARCHS, CUTS, HEADS, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from cifar_core.data import DataError, load_cifar10
 from cifar_core.evaluate import Interpretation, evaluate_model
@@ -222,10 +221,6 @@ def filter_predictions(
 def upscale(image: np.ndarray, factor: int = 3) -> np.ndarray:
     """Nearest-neighbour enlargement, so 32x32 thumbnails stay crisp instead of blurred by the browser."""
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
-def class_index(name: str) -> int:
-    return CLASS_NAMES.index(name)
 
 
 # ---------------------------------------------------------------- live runs

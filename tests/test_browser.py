@@ -7,7 +7,9 @@ to tests/screenshots/ (git-ignored).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cifar_core import CLASS_NAMES
+from cifar_core.runs import LIVE, RunStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +89,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
     page = context.new_page()
     page.set_default_timeout(90_000)  # the first visit imports TensorFlow and loads the model
     yield page
@@ -94,8 +97,15 @@ def page(browser):
 
 
 def shot(page, name: str) -> None:
+    """Once every chart is drawn and every image loaded, a screenshot from the top of the page."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.stPlotlyChart')].every(c => c.querySelector('.main-svg'))"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+        " && [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    page.locator("h1").first.scroll_into_view_if_needed()
     SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 def wait_idle(page) -> None:
@@ -150,20 +160,29 @@ def test_train_start_live_curves_then_stop(server, page):
     page.get_by_role("spinbutton", name="Epochs, phase 2 (fine-tune)").fill("500")  # long enough to be stopped while it runs
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Training run ").wait_for()
+    store = RunStore(artifacts)
+    run = store.active()
+    try:
+        page.locator(".stPlotlyChart").first.wait_for(timeout=180_000)
+        first = _markers(page)
+        deadline = time.time() + 120
+        while _markers(page) <= first and time.time() < deadline:
+            page.wait_for_timeout(1000)
+        assert _markers(page) > first, "the live chart did not gain points"
+        shot(page, "train_live")
 
-    page.locator(".stPlotlyChart").first.wait_for(timeout=180_000)
-    first = _markers(page)
-    deadline = time.time() + 120
-    while _markers(page) <= first and time.time() < deadline:
-        page.wait_for_timeout(1000)
-    assert _markers(page) > first, "the live chart did not gain points"
-    shot(page, "train_live")
-
-    page.get_by_role("button", name="Stop training").click()
-    page.get_by_text(" stopped", exact=False).first.wait_for(timeout=120_000)
-    wait_idle(page)
-    shot(page, "train_stopped")
-    from cifar_core.runs import RunStore
-
-    run = RunStore(artifacts).list()[0]
-    assert run.status == "stopped" and run.model_path.is_file()
+        page.get_by_role("button", name="Stop training").click()
+        page.get_by_text(re.compile(r"Run \S+ stopped")).wait_for(timeout=120_000)
+        wait_idle(page)
+        shot(page, "train_stopped")
+        run = store.get(run.id)
+        assert run.status == "stopped" and run.model_path.is_file()
+    finally:
+        # Never leave a training behind: the launcher started it in its own session.
+        store.request_stop(run.id)
+        for _ in range(150):
+            if store.get(run.id).status not in LIVE:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(run.pid, signal.SIGTERM)
