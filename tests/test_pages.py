@@ -254,3 +254,20 @@ def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, mon
             if store.get(run.id).status not in ("queued", "running"):
                 break
             time.sleep(0.2)
+
+
+def test_run_without_saved_predictions_computes_them_once(with_run, tmp_path, monkeypatch):
+    """A model folder without test_probs.npz gets its predictions computed on first view, then saved."""
+    import shutil
+
+    from cifar_core.runs import RunStore
+
+    store, summary = with_run
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(copy))
+    saved = RunStore(copy).get(summary["run_id"]).dir / "test_probs.npz"
+    saved.unlink()
+    at = open_page("predictions")
+    assert "of 40 test images" in shown(at.main)
+    assert saved.is_file()
