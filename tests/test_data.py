@@ -10,7 +10,6 @@ import pytest
 from conftest import synthetic_images, write_batches, write_folders, write_kaggle
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
 from cifar_core import data as data_lib
 from cifar_core.data import DataError, describe_source, load_cifar10, make_dataset, make_splits
 

@@ -89,14 +89,20 @@ def test_each_phase_compiles_its_lr_and_trainable_set(tiny_data, store, monkeypa
         np.testing.assert_array_equal(before, after)
 
 
-def test_head_on_cached_features_matches_head_on_live_images(tiny_data, store, monkeypatch, tmp_path):
-    fits = []
-    monkeypatch.setattr(features, "cached_features", lambda *a, _orig=features.cached_features, **k: fits.append(1) or _orig(*a, **k))
+def test_head_on_cached_features_matches_head_on_live_images(tiny_data, store, monkeypatch):
+    calls = []
+    original = features.cached_features
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(features, "cached_features", counting)
     probs = {}
     for cached in (True, False):
         summary = train(tiny_config(tiny_data, epochs_finetune=0, feature_cache=cached), store=store)
         probs[cached] = Interpretation.load(summary["run_dir"]).probs
-    assert len(fits) == 2  # train and val features, only in the cached run
+    assert len(calls) == 2  # train and val features, only in the cached run
     assert probs[True].argmax(1).tolist() == probs[False].argmax(1).tolist()
     np.testing.assert_allclose(probs[True], probs[False], atol=1e-5)
 
