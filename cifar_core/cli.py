@@ -123,8 +123,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             run_id = run.id
         elif args.run_id:
             # Launched by the dashboard: the run row already holds the config from its form.
-            run_id = store.get(args.run_id).id
-            config = config_from_args(args, base=store.get(run_id).config)
+            run = store.get(args.run_id)
+            config = config_from_args(args, base=run.config)
+            run_id = run.id
         else:
             config = config_from_args(args)
             run_id = None
