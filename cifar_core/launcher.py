@@ -18,6 +18,7 @@ from cifar_core.runs import Run, RunStore
 
 # The child's stdout/stderr (progress bars, tracebacks); train.log holds the run's own log.
 PROCESS_LOG = "process.log"
+LOG_TAIL_BYTES = 64 * 1024
 
 
 def start_training(config: TrainConfig, store: RunStore) -> Run:
@@ -49,4 +50,8 @@ def process_log(run: Run, lines: int = 40) -> str:
     path = Path(run.dir) / PROCESS_LOG if run.dir else None
     if path is None or not path.is_file():
         return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    # Only the end: progress bars make this file grow all run long, and the page rereads it every 2 s.
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - LOG_TAIL_BYTES, 0))
+        text = f.read().decode(errors="replace")
+    return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])

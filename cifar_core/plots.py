@@ -8,6 +8,7 @@ buttons hand out.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from plotly.subplots import make_subplots
 from cifar_core import CLASS_NAMES
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
+MAX_BATCH_POINTS = 2000
 
 
 def phase_boundary(metrics: pd.DataFrame, x: str) -> float | None:
@@ -54,6 +56,9 @@ def curves_figure(epochs: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 def batch_figure(batches: pd.DataFrame) -> go.Figure:
     """The per-batch training loss and accuracy, against the global batch step."""
+    if len(batches) > MAX_BATCH_POINTS:
+        # A long run logs tens of thousands of batches; the browser redraws this every 2 s.
+        batches = batches.iloc[:: math.ceil(len(batches) / MAX_BATCH_POINTS)]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Batch loss", "Batch accuracy"))
     for col, metric in ((1, "loss"), (2, "accuracy")):
         if metric in batches:
