@@ -8,7 +8,7 @@ import pytest
 from cifar_core.bench import TARGETS, BenchSizes, format_table, run_bench
 
 TINY = BenchSizes(
-    synthetic_train=300, synthetic_test=80, head_images=64, head_batch=16, finetune_batch=8, pretrain_steps=2,
+    synthetic_train=300, synthetic_test=80, head_images=64, head_batch=16, finetune_batch=8, pretrain_images=32, pretrain_epochs=1,
     finetune_steps=3, val_images=24, latency_calls=3, eval_images=40, rss_steps=2,
 )
 
@@ -29,6 +29,7 @@ def test_bench_runs_on_tiny_synthetic_data():
     assert result["predict_latency_ms_p90"] >= result["predict_latency_ms_p50"]
     assert 0 <= result["finetune_val_accuracy_project"] <= 1
     assert 0 <= result["finetune_val_accuracy_baseline"] <= 1
+    assert 0 <= result["finetune_val_accuracy_checkpoint"] <= 1
     assert set(result["targets_met"]) == set(TARGETS)
     assert all(v in (True, False) for v in result["targets_met"].values())
     assert result["eval_images_measured"] == TINY.eval_images
