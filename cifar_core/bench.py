@@ -66,6 +66,7 @@ TARGETS = {
 @dataclass
 class BenchSizes:
     """How much work each measurement does; `quick()` and `full()` are the CLI's two settings."""
+
     synthetic_train: int = 50_000  # synthetic dataset size when no data folder is given
     synthetic_test: int = 10_000
     head_images: int = 45_000  # images in the head-epoch comparison (all of the train split)
