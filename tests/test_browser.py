@@ -159,10 +159,15 @@ def test_train_start_live_curves_then_stop(server, page):
     page.get_by_role("option", name="Quick try").click()
     page.get_by_role("spinbutton", name="Epochs, phase 2 (fine-tune)").fill("500")  # long enough to be stopped while it runs
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Training run ").wait_for()
     store = RunStore(artifacts)
-    run = store.active()
+    for _ in range(300):
+        run = store.active()
+        if run is not None:
+            break
+        time.sleep(0.2)
+    assert run is not None, "no training was started"
     try:
+        page.get_by_role("heading", name=f"Training run {run.id}").wait_for()
         page.locator(".stPlotlyChart").first.wait_for(timeout=180_000)
         first = _markers(page)
         deadline = time.time() + 120

@@ -242,6 +242,8 @@ def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, mon
         assert f"Training run {run.id}" in [s.value for s in at.subheader]
         at.button(key="FormSubmitter:train_form-Start training").click().run()
         assert any("already training" in e.value for e in at.error)
+        # A reload (a new session) re-attaches to the live run instead of offering a second one.
+        assert f"Training run {run.id}" in [s.value for s in open_page("train").subheader]
     finally:
         store.request_stop(run.id)
         import os
@@ -271,3 +273,28 @@ def test_run_without_saved_predictions_computes_them_once(with_run, tmp_path, mo
     at = open_page("predictions")
     assert "of 40 test images" in shown(at.main)
     assert saved.is_file()
+
+
+def test_shipped_model_without_data_degrades_gracefully(tiny_run, tmp_path, monkeypatch):
+    """The shipped default model and no data folder: saved predictions still give the scores, not the images."""
+    import json
+    import shutil
+
+    store, summary = tiny_run
+    shipped = tmp_path / "default"
+    run_dir = store.get(summary["run_id"]).dir
+    shipped.mkdir()
+    for name in ("model.keras", "test_probs.npz", "evaluation.json", "history.csv"):
+        shutil.copy(run_dir / name, shipped / name)
+    (shipped / "config.json").write_text(json.dumps({**store.get(summary["run_id"]).config, "data_dir": None}))
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
+
+    at = open_page("home")
+    assert at.sidebar.selectbox[0].value.startswith("shipped default model")
+    assert "No CIFAR-10 data folder is set" in shown(at.main)
+    at = open_page("predictions")
+    assert "Test images are not available" in shown(at.main)
+    at = open_page("error_analysis")
+    assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
+    assert "The galleries need the test images" in shown(at.main)
+    assert at.dataframe  # per-class scores still shown
