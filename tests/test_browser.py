@@ -190,4 +190,4 @@ def test_train_start_live_curves_then_stop(server, page):
                 break
             time.sleep(0.2)
         else:
-            os.kill(run.pid, signal.SIGTERM)
+            os.kill(store.get(run.id).pid, signal.SIGTERM)  # the pid the launcher recorded
