@@ -119,3 +119,17 @@ class RunStoreCallback(keras.callbacks.Callback):
             self.best = max(self.best, val_acc)
             atomic_save_model(self.full_model, self.checkpoint)
             self.store.update_summary(self.run_id, best_val_accuracy=self.best, best_epoch=epoch_no)
+
+
+class CompletedEpochBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that backs up completed epochs only.
+
+    Keras still calls on_epoch_end for an epoch cut short by a stop request
+    (`stop_training` set during its batches); backing that one up would make a
+    resume skip the rest of the epoch. Put it before callbacks that set
+    `stop_training` at epoch end (EarlyStopping), whose epochs are complete.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.model.stop_training:
+            super().on_epoch_end(epoch, logs)

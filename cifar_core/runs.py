@@ -377,16 +377,15 @@ class RunStore:
             ("config", config is not None),
             ("summary", summary is not None),
             ("status", row["status"] in STATUSES),
-            ("created", _is_number(row["created"])),
+            ("created", _number(row["created"]) is not None),
             ("id", run_dir is not None),
         ) if not ok]
-        number = lambda v: v if _is_number(v) else None  # noqa: E731
         return Run(
             id=run_id,
             status=row["status"] if row["status"] in STATUSES else "failed",
-            created=number(row["created"]) or 0.0,
-            started=number(row["started"]),
-            finished=number(row["finished"]),
+            created=_number(row["created"]) or 0.0,
+            started=_number(row["started"]),
+            finished=_number(row["finished"]),
             pid=row["pid"] if isinstance(row["pid"], int) else None,
             config=config or {},
             summary=summary or {},
@@ -461,8 +460,9 @@ def _json_dict(text: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _number(value: Any) -> float | None:
+    """`value` if it is a real number, else None (a damaged row may hold text there)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def model_path_for(store: RunStore, ref: str | None = None) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 
 from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
-from cifar_core.callbacks import RunStoreCallback
+from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback
 from cifar_core.config import TrainConfig
 from cifar_core.model import build_model, load_model, set_freeze
 from cifar_core.paths import cache_dir
@@ -204,6 +204,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
         # BackupAndRestore sets `_initial_epoch` when it restores and Keras never clears
         # it, so the next phase's fit on the same model would skip that many epochs.
         fitted._initial_epoch = None
+        backup = run.dir / "backup" / phase.name
         with strategy.scope():
             compile_phase(fitted, config, phase, steps)
         store_cb = RunStoreCallback(
@@ -216,8 +217,10 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             # the other order would leave a gap in the curves instead.
             store_cb,
             # double_checkpoint: a kill while the backup is being written leaves the
-            # previous one to resume from.
-            keras.callbacks.BackupAndRestore(str(run.dir / "backup" / phase.name), double_checkpoint=True),
+            # previous one to resume from. Kept when fit ends (Keras would delete it) so
+            # that a stopped run resumes from its last epoch too; removed below once the
+            # phase is complete.
+            CompletedEpochBackup(str(backup), double_checkpoint=True, delete_checkpoint=False),
             keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs, p=phase, o=epoch_offset: log.info(
                 "[%s] epoch %d: %s", p.name, o + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
         ]
@@ -257,6 +260,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
         summary.setdefault("phase_epochs", {})[phase.name] = ran
         model.save_weights(weights_file)
         store.update_summary(run.id, phase_epochs=summary["phase_epochs"])
+        shutil.rmtree(backup, ignore_errors=True)
 
     if not checkpoint.exists():
         atomic_save_model(model, checkpoint)  # stopped before any epoch ended: keep what there is

@@ -206,6 +206,34 @@ def test_stop_from_another_process_stops_within_one_batch(tiny_data, isolated_ar
     assert load_model(stopped.model_path).count_params() > 0
 
 
+def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_artifacts, monkeypatch):
+    from cifar_core import callbacks, train
+
+    store = RunStore(isolated_artifacts)
+    logged = callbacks.RunStoreCallback.on_train_batch_end
+
+    def stop_during_epoch_2(self, batch, logs=None):
+        if self.epoch_offset + self.epoch + 1 == 2 and batch >= 1:
+            self.store.request_stop(self.run_id)
+        logged(self, batch, logs)
+
+    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", stop_during_epoch_2)
+    first = train.train(tiny_config(tiny_data, epochs_head=0, epochs_finetune=3), store=store)
+    assert first["status"] == "stopped"
+    before = epochs(store, first["run_id"])
+    assert before["epoch"].tolist() == [1]
+
+    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", logged)
+    store.clear_stop(first["run_id"])  # as `train --resume` does
+    run = store.get(first["run_id"])
+    second = train.train(TrainConfig.from_dict(run.config), store=store, run_id=run.id, resume=True)
+    assert second["status"] == "completed"
+    after = epochs(store, run.id)
+    assert after["epoch"].tolist() == [1, 2, 3]
+    assert after["ts"].iloc[0] == before["ts"].iloc[0]  # epoch 1 was not trained again
+    assert not (run.dir / "backup" / "finetune").exists()  # removed once the phase is complete
+
+
 # ---------------------------------------------------------------- simultaneous starts
 
 
