@@ -233,6 +233,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from cifar_core.publish import publish_run
+
+    dest = publish_run(_store(args), args.run, Path(args.to) if args.to else None, data_note=args.data_note, machine_note=args.machine_note)
+    print(f"published {args.run} to {dest}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -276,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version, under 3 minutes")
     p.set_defaults(func=cmd_bench)
+
+    p = add("publish", "copy a finished run, with figures and a model card, to artifacts/default/ (the shipped model)")
+    p.add_argument("run", metavar="RUN_ID_OR_DIR")
+    p.add_argument("--to", default=None, help="destination folder (default: artifacts/default/)")
+    p.add_argument("--data-note", default="", help="a sentence on the data's provenance for the model card")
+    p.add_argument("--machine-note", default="", help="a sentence on the machine's conditions (e.g. other load) for the model card")
+    p.set_defaults(func=cmd_publish)
     return parser
 
 

@@ -117,7 +117,8 @@ def load_cifar10(
     """
     if not data_dir:
         return _load_from_keras()
-    layout, folder = detect_layout(Path(data_dir))
+    # Resolved, so the cached source description names the folder the same way from any cwd.
+    layout, folder = detect_layout(Path(data_dir).resolve())
     files = _source_files(layout, folder)
     key = _cache_key(layout, folder, files, skip_bad)
     cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
