@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, studio
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
 from cifar_core.inference import Classifier
 from cifar_core.runs import RunStore
-from cifar_core import studio
 
 ACTIVE_MODEL = "active_model"
 
@@ -101,7 +100,7 @@ def test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
 def predictions(choice: studio.ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
     """The model's test-set predictions: read from its folder, or computed once with a progress bar."""
     x, y = images
-    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, len(y))
+    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, hash(y.tobytes()))
     memo = st.session_state.get("predictions_memo")
     if memo and memo[0] == memo_key:
         return memo[1]
