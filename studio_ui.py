@@ -120,7 +120,8 @@ def image_tile(image: np.ndarray, true: str, predicted: str, confidence: float) 
     """One test image with its labels, green when right and red when wrong."""
     st.image(studio.upscale(image), width="stretch")
     verdict = f":green[**✓ {predicted}**]" if true == predicted else f":red[**✗ {predicted}**]"
-    st.markdown(f"{verdict} {confidence:.0%}  \ntrue: {true}")
+    st.markdown(f"{verdict} {confidence:.0%}")
+    st.caption(f"true: {true}")
 
 
 def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None) -> None:

@@ -180,16 +180,17 @@ def matching_predictions(choice: ModelChoice, y_test: np.ndarray) -> Interpretat
 
 
 def compute_predictions(choice: ModelChoice, x_test: np.ndarray, y_test: np.ndarray, progress: Progress | None = None) -> Interpretation:
-    """Predict the test set with the model and save the result into its folder if it has none yet.
+    """Predict the test set with the model and save the result into its run folder if it has none yet.
 
-    A folder's existing predictions are never overwritten: they are the run's own
-    evaluation, possibly on a different test set than the one shown now.
+    Existing predictions are never overwritten (they are the run's own evaluation,
+    possibly on a different test set than the one shown now), and the shipped
+    model's folder is never written to.
     """
     from cifar_core.model import load_model
 
     model = load_model(choice.model_path)
     interp = evaluate_model(model, x_test, y_test, input_size=int(model.input_shape[1]), progress=progress)
-    if saved_predictions(choice) is None:
+    if choice.run_id and saved_predictions(choice) is None:
         try:
             interp.save(choice.folder)
         except OSError:
