@@ -3,7 +3,7 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import plots
+from cifar_core import plots, studio
 
 st.title("Classify")
 st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-10 images are, and classified.")
@@ -27,8 +27,9 @@ for i, (upload, result) in enumerate(zip(files, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])
         with thumb:
-            if result.error is None:
-                st.image(upload.getvalue(), width=160)
+            preview = studio.thumbnail(upload.getvalue()) if result.error is None else None
+            if preview is not None:
+                st.image(preview, width=160)
             st.markdown(f"**{result.file}**")
         with chart:
             if result.error is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import math
 import re
@@ -217,6 +218,26 @@ def filter_predictions(
     if correct is not None:
         keep &= table["correct"] == correct
     return table[keep].sort_values(sort_by, ascending=not descending, kind="stable")
+
+
+def thumbnail(data: bytes, size: int = 160) -> np.ndarray | None:
+    """An RGB preview of an uploaded image file, or None when it cannot be drawn.
+
+    Browsers (and st.image) choke on some files the classifier accepts, e.g.
+    16-bit PNGs or CMYK JPEGs; this goes through the classifier's own conversion.
+    """
+    from PIL import Image, ImageOps
+
+    from cifar_core.inference import _to_rgb
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at reduced scale
+            im = ImageOps.exif_transpose(im)
+            im.thumbnail((size, size))
+            return np.asarray(_to_rgb(im), dtype=np.uint8)
+    except Exception:  # PIL signals bad files with many exception types; the caller shows the file's error
+        return None
 
 
 def upscale(image: np.ndarray, factor: int = 3) -> np.ndarray:

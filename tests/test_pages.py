@@ -60,12 +60,6 @@ def with_run(tiny_run, with_data, monkeypatch):
     return store, summary
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 # ---------------------------------------------------------------- no data
 
 
@@ -146,6 +140,25 @@ def test_run_home_shows_accuracy(with_run):
     assert at.sidebar.selectbox[0].value.startswith(f"run {summary['run_id']}")
     assert at.metric[0].label == "Test accuracy"
     assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
+
+
+def encoded(fmt: str, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).convert(mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_run_classify_every_accepted_format_and_odd_modes(with_run):
+    at = open_page("classify")
+    assert set(at.file_uploader[0].allowed_type) >= {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+    files = [("a.webp", encoded("WEBP"), "image/webp"), ("b.bmp", encoded("BMP"), "image/bmp"),
+             ("c.gif", encoded("GIF", "P"), "image/gif"), ("d.jpg", encoded("JPEG", "CMYK"), "image/jpeg"),
+             ("e.png", encoded("PNG", "I;16"), "image/png"), ("f.png", encoded("PNG", "RGBA"), "image/png"),
+             ("cut.png", encoded("PNG")[:200], "image/png")]
+    at.file_uploader[0].set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "6 of 7 image(s) classified" in [s.value for s in at.subheader]
+    assert len(at.error) == 1 and "cut.png" not in at.error[0].value and "not a readable image" in at.error[0].value
 
 
 def test_run_classify_good_and_bad_files(with_run, tiny_data):
