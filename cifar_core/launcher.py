@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from cifar_core.config import TrainConfig
@@ -37,6 +38,8 @@ def start_training(config: TrainConfig, store: RunStore) -> Run:
         store.finish(run.id, "failed", error=f"could not start the training process: {err}")
         raise
     store.set_pid(run.id, proc.pid)
+    # Reap the child when it exits, so a long-lived dashboard collects no zombie processes.
+    threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
     return store.get(run.id)
 
 
