@@ -418,8 +418,20 @@ def rss_child(args: dict) -> None:
     compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), args["steps"])
     ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=True)
     model.fit(ds, epochs=1, steps_per_epoch=args["steps"], shuffle=False, verbose=0)
-    # ru_maxrss is in KiB on Linux.
-    print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    print(json.dumps({"peak_rss_mb": round(peak_rss_kib() / 1024, 1)}))
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS. VmHWM, not ru_maxrss: Linux carries the parent's peak
+    into ru_maxrss across a vfork+exec (Python's subprocess), so a child started from the
+    big benchmark process would report the parent's peak, not its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
 # ---------------------------------------------------------------- report
