@@ -62,6 +62,17 @@ def active_model() -> studio.ModelChoice | None:
     return st.session_state.get(ACTIVE_MODEL)
 
 
+def require_model() -> studio.ModelChoice:
+    """The active model, captioned; without one, say how to get one and stop the page."""
+    model = active_model()
+    if model is None:
+        st.info("There is no trained model yet: train one on the Train page first.", icon=":material/model_training:")
+        st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    st.caption(model_caption(model))
+    return model
+
+
 def data_available() -> bool:
     return describe_source(TrainConfig().resolved_data_dir())["ok"]
 

@@ -8,13 +8,7 @@ from cifar_core import plots, studio
 st.title("Classify")
 st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
-model = studio_ui.active_model()
-if model is None:
-    st.info("There is no trained model yet: train one on the Train page first.", icon=":material/model_training:")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-
-st.caption(studio_ui.model_caption(model))
+model = studio_ui.require_model()
 files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
                          help="several at once; any size, colour mode or orientation")
 if not files:

@@ -9,12 +9,7 @@ GALLERY_MAX = 40
 
 st.title("Error analysis")
 
-model = studio_ui.active_model()
-if model is None:
-    st.info("There is no trained model yet: train one on the Train page first.", icon=":material/model_training:")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-st.caption(studio_ui.model_caption(model))
+model = studio_ui.require_model()
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.

@@ -10,12 +10,7 @@ PAGE_SIZE = 40
 
 st.title("Predictions")
 
-model = studio_ui.active_model()
-if model is None:
-    st.info("There is no trained model yet: train one on the Train page first.", icon=":material/model_training:")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-st.caption(studio_ui.model_caption(model))
+model = studio_ui.require_model()
 
 images = studio_ui.test_set(studio.data_dir_for(model))
 if images is None:
