@@ -58,7 +58,7 @@ class RunStoreCallback(keras.callbacks.Callback):
         return float(np.asarray(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
     def on_train_begin(self, logs=None):
-        self.t_start = time.time()
+        self.t_begin = self.t_rate = time.time()
         self.batches_done = 0
         self.last_batch_log = 0.0
         self.first_epoch = True
@@ -84,13 +84,19 @@ class RunStoreCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.batches_done += 1
         now = time.time()
+        if self.batches_done == 1:
+            # The first batch includes tracing and compilation: time the rate from its end.
+            self.t_rate = now
         if self.store.stop_requested(self.run_id):
             self.stopped = True
             self.model.stop_training = True
         if now - self.last_batch_log >= BATCH_LOG_INTERVAL_S or batch + 1 == self.steps or self.stopped:
             self.last_batch_log = now
-            elapsed = now - self.t_start
-            rate = self.batches_done / elapsed if elapsed > 0 else 0.0
+            timed = self.batches_done - 1
+            if timed and now > self.t_rate:
+                rate = timed / (now - self.t_rate)
+            else:  # only the first batch so far: a rough rate, compile time included
+                rate = 1 / max(now - self.t_begin, 1e-9)
             remaining = (self.epochs - self.epoch) * self.steps - (batch + 1)
             values = {k: float(v) for k, v in (logs or {}).items()}
             values.update(

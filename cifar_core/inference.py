@@ -31,7 +31,7 @@ class ImageError(ValueError):
     """The file cannot be turned into an image; the message says why."""
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip.
         a = np.asarray(im, dtype=np.float64)
@@ -60,7 +60,7 @@ def load_image(data: bytes) -> np.ndarray:
             im.draft("RGB", (NATIVE_SIZE * 4, NATIVE_SIZE * 4))  # JPEG: decode at reduced scale
             im.load()
             im = ImageOps.exif_transpose(im)
-            im = _to_rgb(im).resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            im = to_rgb(im).resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.asarray(im, dtype=np.uint8)
     except ImageError:
         raise

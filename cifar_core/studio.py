@@ -228,14 +228,14 @@ def thumbnail(data: bytes, size: int = 160) -> np.ndarray | None:
     """
     from PIL import Image, ImageOps
 
-    from cifar_core.inference import _to_rgb
+    from cifar_core.inference import to_rgb
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.draft("RGB", (size, size))  # JPEG: decode at reduced scale
             im = ImageOps.exif_transpose(im)
             im.thumbnail((size, size))
-            return np.asarray(_to_rgb(im), dtype=np.uint8)
+            return np.asarray(to_rgb(im), dtype=np.uint8)
     except Exception:  # PIL signals bad files with many exception types; the caller shows the file's error
         return None
 

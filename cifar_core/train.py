@@ -238,7 +238,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             head.fit(
                 data_lib.batched(f_train, _one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
                 validation_data=data_lib.batched(f_val, _one_hot(splits.y_val), config.batch_size, training=False),
-                epochs=phase.epochs, callbacks=callbacks, verbose=0,
+                epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0,  # batched() shuffles
             )
         else:
             if train_ds is None:
