@@ -103,6 +103,10 @@ def _store(args: argparse.Namespace):
 # ---------------------------------------------------------------- commands
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.data import DataError
     from cifar_core.model import WeightsError
@@ -146,20 +150,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     # SIGTERM (e.g. `kill`) becomes a clean stop: the run ends 'stopped' with its model saved.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    known = {r.id for r in store.list()}  # to find the run train() registers, should it fail
     try:
         summary = train(config, store=store, run_id=run_id, resume=bool(args.resume), progress=_tqdm_progress(), echo=_stderr)
     except RunBusyError as err:  # another training won the race; nothing was started or written
         _stderr(f"error: {err}")
         return EXIT_USAGE
-    except (DataError, WeightsError, RunError, KeyboardInterrupt, Exception) as err:
+    except (Exception, KeyboardInterrupt) as err:
         if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)):
             import traceback
 
             traceback.print_exc()
         _stderr(f"error: {err}")
-        failed = store.active() or (store.list()[0] if store.list() else None)
-        _print_json({"run_id": failed.id if failed else None, "run_dir": str(failed.dir) if failed else None,
+        failed_id = run_id or next((r.id for r in store.list() if r.id not in known), None)
+        failed = store.get(failed_id) if failed_id else None
+        _print_json({"run_id": failed_id, "run_dir": str(failed.dir) if failed else None,
                      "status": failed.status if failed else "failed", "error": str(err), "val_accuracy": None, "test_accuracy": None})
         return 1
     _print_json(summary)
