@@ -151,7 +151,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # SIGTERM (e.g. `kill`) becomes a clean stop: the run ends 'stopped' with its model saved.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    known = {r.id for r in store.list()}  # to find the run train() registers, should it fail
     try:
         summary = train(config, store=store, run_id=run_id, resume=bool(args.resume), progress=_tqdm_progress(), echo=_stderr)
     except RunBusyError as err:  # another training won the race; nothing was started or written
@@ -163,7 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             traceback.print_exc()
         _stderr(f"error: {err}")
-        failed_id = run_id or next((r.id for r in store.list() if r.id not in known), None)
+        # The run this process registered: the newest row with its pid.
+        failed_id = run_id or next((r.id for r in store.list() if r.pid == os.getpid()), None)
         failed = store.get(failed_id) if failed_id else None
         _print_json({"run_id": failed_id, "run_dir": str(failed.dir) if failed else None,
                      "status": failed.status if failed else "failed", "error": str(err), "val_accuracy": None, "test_accuracy": None})
