@@ -212,10 +212,6 @@ class StepClock(keras.callbacks.Callback):
         return (w1 - w0) / (len(self.stamps) - 1), (c1 - c0) / (len(self.stamps) - 1)
 
 
-def _one_hot(y: np.ndarray) -> np.ndarray:
-    return np.eye(NUM_CLASSES, dtype=np.float32)[y]
-
-
 def _preprocessed(x: np.ndarray) -> np.ndarray:
     return np.asarray(preprocess(x), dtype=np.float32)
 
@@ -229,7 +225,7 @@ def bench_head_epoch(splits: data_lib.Splits, sizes: BenchSizes) -> dict:
     set_freeze(base, "all")
     # A random subset: the splits are ordered by class folder.
     pick = np.random.default_rng(0).permutation(len(splits.x_train))[: sizes.head_images]
-    x, y = splits.x_train[pick], _one_hot(splits.y_train[pick])
+    x, y = splits.x_train[pick], data_lib.one_hot(splits.y_train[pick])
     steps = -(-len(x) // config.batch_size)
     phase = Phase("head", 1, config.lr, "all")
 
@@ -273,7 +269,7 @@ def _fit_steps(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.nda
         ds = make_dataset(x, y, config.batch_size, training=True, augment=config.augment, seed=config.seed)
         model.fit(ds, epochs=1, shuffle=False, callbacks=[clock], verbose=0)
     else:
-        model.fit(_preprocessed(x), _one_hot(y), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
+        model.fit(_preprocessed(x), data_lib.one_hot(y), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
     wall, cpu = clock.per_step()
     return config.batch_size / wall, config.batch_size / cpu
 
@@ -297,7 +293,7 @@ def bench_finetune(splits: data_lib.Splits, sizes: BenchSizes, bf16: bool, work:
     set_freeze(base, "all")
     compile_phase(head, baseline_cfg, Phase("head", sizes.pretrain_epochs, PRETRAIN_LR, "all"), -(-len(pre) // bs))
     feats = features.compute_features(base, splits.x_train[pre], input_size=baseline_cfg.input_size)
-    head.fit(feats, _one_hot(splits.y_train[pre]), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
+    head.fit(feats, data_lib.one_hot(splits.y_train[pre]), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
     set_freeze(base, "none")
     project = build_model(project_cfg)
     set_freeze(project.get_layer("base"), "none")

@@ -414,6 +414,11 @@ def augmenter(seed: int):
     )
 
 
+def one_hot(y: np.ndarray) -> np.ndarray:
+    """Integer labels (N,) -> float32 one-hot rows (N, 10), the loss's target format."""
+    return np.eye(len(CLASS_NAMES), dtype=np.float32)[y]
+
+
 def batched(x, y, batch_size: int, *, training: bool, seed: int = 0):
     """(x, y) as a tf.data pipeline of batches, reshuffled with `seed` every epoch when training.
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 
 from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
@@ -236,8 +235,8 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=progress)
             f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=progress)
             head.fit(
-                data_lib.batched(f_train, _one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
-                validation_data=data_lib.batched(f_val, _one_hot(splits.y_val), config.batch_size, training=False),
+                data_lib.batched(f_train, data_lib.one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
+                validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val), config.batch_size, training=False),
                 epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0,  # batched() shuffles
             )
         else:
@@ -276,7 +275,3 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     store.finish(run.id, status, summary=summary)
     log.info("run %s %s: best val_accuracy %.4f, test accuracy %.4f", run.id, status, summary.get("val_accuracy") or float("nan"), interp.accuracy)
     return {"run_id": run.id, "run_dir": str(run.dir), "status": status, **summary}
-
-
-def _one_hot(y: np.ndarray) -> np.ndarray:
-    return np.eye(10, dtype=np.float32)[y]
