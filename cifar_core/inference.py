@@ -44,19 +44,44 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def webp_canvas_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP header declares (RFC 9649), or None for other files.
+
+    libwebp allocates the whole canvas when Pillow merely opens the file, so WebP
+    sizes must be checked before Image.open, unlike every other format.
+    """
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP" or len(data) < 30:
+        return None
+    kind = data[12:16]
+    if kind == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if kind == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def check_pixels(size: tuple[int, int]) -> None:
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"the image declares {w}x{h} pixels; the limit is {MAX_PIXELS:,} pixels")
+
+
 def load_image(data: bytes) -> np.ndarray:
     """Decode image bytes into a uint8 (32, 32, 3) RGB array, or raise ImageError."""
     if not data:
         raise ImageError("the file is empty")
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+    if webp_size := webp_canvas_size(data):
+        check_pixels(webp_size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(f"the image declares {w}x{h} pixels; the limit is {MAX_PIXELS:,} pixels")
+            check_pixels(im.size)
             im.draft("RGB", (NATIVE_SIZE * 4, NATIVE_SIZE * 4))  # JPEG: decode at reduced scale
             im.load()
             im = ImageOps.exif_transpose(im)

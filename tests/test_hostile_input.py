@@ -19,7 +19,7 @@ from PIL import Image
 
 from cifar_core import cli
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.inference import Classifier
+from cifar_core.inference import Classifier, webp_canvas_size
 from cifar_core.model import ModelLoadError, build_model, load_model
 from cifar_core.runs import RunError, RunStore
 
@@ -165,7 +165,10 @@ BOMBS = {
     "png_real_zeros_7000x7000": encode(Image.new("L", (7000, 7000)), "PNG"),  # ~50 KB on disk, 147 MB as RGB
     "jpeg_65000x65000": with_jpeg_size(VALID["jpeg"], 65000, 65000),
     "gif_65535x65535": VALID["gif_animated"][:6] + struct.pack("<HH", 65535, 65535) + VALID["gif_animated"][10:],
-    "webp_16383x16383": encode(Image.new("RGB", (16383, 4000)), "WEBP", quality=1),
+    # libwebp allocates the canvas (262 MB here) when Pillow merely opens the file: one bomb per header kind.
+    "webp_vp8_16383x4000": encode(Image.new("RGB", (16383, 4000)), "WEBP", quality=1),
+    "webp_vp8l_16383x4000": encode(Image.new("RGB", (16383, 4000)), "WEBP", lossless=True, method=0),
+    "webp_vp8x_16383x4000": encode(Image.new("RGB", (16383, 4000)), "WEBP", lossless=True, method=0, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"),
 }
 
 
@@ -176,6 +179,31 @@ def test_decompression_bombs_are_refused_from_the_header(classifier, name):
     growth = peak_rss_growth_mb(lambda: results.append(classify_one(classifier, data)))
     assert "limit" in results[0].error
     assert growth < 50  # refused before any pixel was decoded
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(BOMBS) if name.startswith("webp")])
+def test_webp_bombs_are_refused_before_pillow_opens_them(classifier, name, monkeypatch):
+    # Whether libwebp's untouched canvas shows up in RSS depends on the allocator's state,
+    # so the RSS test above cannot always see this; Pillow must simply never be asked.
+    def fail(*args, **kwargs):
+        raise AssertionError("Image.open was called on a WebP bomb")
+
+    monkeypatch.setattr(Image, "open", fail)
+    assert "limit" in classify_one(classifier, BOMBS[name]).error
+
+
+@settings(max_examples=30, deadline=None)
+@given(w=st.integers(1, 16383), h=st.integers(1, 8), kind=st.sampled_from(["lossy", "lossless", "extended"]), transpose=st.booleans())
+def test_webp_canvas_size_is_read_from_every_header_kind(w, h, kind, transpose):
+    im = Image.new("RGBA" if kind == "extended" else "RGB", (w, h), (10, 20, 30, 128))
+    im = im.transpose(Image.Transpose.TRANSPOSE) if transpose else im
+    data = encode(im, "WEBP", lossless=kind == "lossless", method=0, quality=1)
+    assert webp_canvas_size(data) == im.size == Image.open(io.BytesIO(data)).size
+
+
+def test_webp_canvas_size_ignores_other_formats():
+    assert [webp_canvas_size(VALID[name]) for name in ("png_rgb", "jpeg", "gif_animated", "bmp")] == [None] * 4
+    assert webp_canvas_size(VALID["webp"][:20]) is None  # too short to hold a size
 
 
 def test_soak_500_predictions_keep_memory_flat(classifier):
