@@ -14,6 +14,7 @@ from cifar_core import CLASS_NAMES, studio
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
+from cifar_core.gradcam import GradCam, cam_layers, default_layer
 from cifar_core.inference import Classifier
 from cifar_core.runs import RunStore
 
@@ -90,6 +91,21 @@ def classifier(choice: studio.ModelChoice) -> Classifier:
     return _classifier(str(choice.model_path), choice.model_path.stat().st_mtime)
 
 
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _gradcam(path: str, mtime: float, layer: str) -> GradCam:
+    return GradCam(_classifier(path, mtime).model, layer)
+
+
+def gradcam_picker(choice: studio.ModelChoice, key: str) -> GradCam:
+    """A layer picker (the measured default first) and the choice's Grad-CAM for that layer."""
+    model = classifier(choice).model
+    layers, default = cam_layers(model), default_layer(model)
+    layer = st.selectbox("Grad-CAM layer", layers, index=layers.index(default), key=key,
+                         help=f"{default} by default: the deepest layer whose map is at least 8×8; deeper ones are "
+                              "too coarse at 32×32 to point at anything (see the README's Grad-CAM check)")
+    return _gradcam(str(choice.model_path), choice.model_path.stat().st_mtime, layer)
+
+
 @st.cache_resource(show_spinner="Loading the test images…", max_entries=2)
 def _test_set(data_dir: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     return studio.load_test_set(data_dir)
@@ -135,14 +151,17 @@ def image_tile(image: np.ndarray, true: str, predicted: str, confidence: float) 
     st.caption(f"true: {true}")
 
 
-def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None) -> None:
-    """A grid of test images; with `pick_key`, each has a button that stores its index in session state."""
+def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None,
+            overlays: np.ndarray | None = None) -> None:
+    """A grid of test images (or their `overlays`, one per index); with `pick_key`, each has a
+    button that stores its index in session state."""
     names = np.asarray(CLASS_NAMES)
+    shown = x[indices] if overlays is None else overlays
     for start in range(0, len(indices), columns):
         cols = st.columns(columns)
-        for col, i in zip(cols, indices[start:start + columns]):
+        for col, i, image in zip(cols, indices[start:start + columns], shown[start:start + columns]):
             with col:
-                image_tile(x[i], names[interp.y[i]], names[interp.preds[i]], float(interp.confidence[i]))
+                image_tile(image, names[interp.y[i]], names[interp.preds[i]], float(interp.confidence[i]))
                 if pick_key:
                     st.button(f"#{i}", key=f"{pick_key}-{i}", on_click=st.session_state.__setitem__, args=(pick_key, int(i)),
                               help="show all ten probabilities", width="stretch")

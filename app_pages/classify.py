@@ -1,5 +1,6 @@
 """Classify: drop in your own images and see what the active model makes of them."""
 
+import numpy as np
 import streamlit as st
 
 import studio_ui
@@ -11,12 +12,18 @@ st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-1
 model = studio_ui.require_model()
 files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
                          help="several at once; any size, colour mode or orientation")
+explain = st.toggle("Show where the model looked (Grad-CAM)",
+                    help="a heatmap of the parts of the 32×32 image that raised the top class's score")
+cam = studio_ui.gradcam_picker(model, key="classify_cam_layer") if explain else None
 if not files:
     st.stop()
 
 results = studio_ui.classifier(model).classify_bytes([(f.name, f.getvalue()) for f in files])
-good = sum(r.error is None for r in results)
-st.subheader(f"{good} of {len(results)} image(s) classified")
+good = [i for i, r in enumerate(results) if r.error is None]
+st.subheader(f"{len(good)} of {len(results)} image(s) classified")
+overlays = {}
+if cam is not None and good:
+    overlays = dict(zip(good, studio.gradcam_overlays(cam, np.stack([results[i].image for i in good]))))
 for i, (upload, result) in enumerate(zip(files, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])
@@ -24,6 +31,8 @@ for i, (upload, result) in enumerate(zip(files, results)):
             preview = studio.thumbnail(upload.getvalue()) if result.error is None else None
             if preview is not None:
                 st.image(preview, width=160)
+            if i in overlays:
+                st.image(studio.upscale(overlays[i], 5), width=160, caption=f"Grad-CAM: {result.top[0]['label']}")
             st.markdown(f"**{result.file}**")
         with chart:
             if result.error is not None:

@@ -49,12 +49,30 @@ true_name = left.selectbox("True class", CLASS_NAMES, key="cell_true")
 pred_name = right.selectbox("Predicted as", CLASS_NAMES, key="cell_pred")
 cell = interp.cell(CLASS_NAMES.index(true_name), CLASS_NAMES.index(pred_name))
 st.subheader(f"{true_name} predicted as {pred_name}: {len(cell)} image(s)")
+cam, explained = None, None
+if x_test is not None:
+    mode_col, layer_col = st.columns([2, 1])
+    explained = mode_col.segmented_control(
+        "Grad-CAM overlay", ["off", "predicted class", "true class"], default="off", required=True, key="cam_mode",
+        help="where the model found evidence for the class it predicted, or for the class it should have predicted")
+    if explained != "off":
+        with layer_col:
+            cam = studio_ui.gradcam_picker(model, key="error_cam_layer")
+
+
+def explain(indices):
+    """Overlays for the gallery when Grad-CAM is on, else None (the plain images)."""
+    if cam is None:
+        return None
+    return studio.gradcam_overlays(cam, x_test[indices], interp.preds[indices] if explained == "predicted class" else interp.y[indices])
+
+
 if x_test is None:
     st.caption("The galleries need the test images (see the sidebar).")
 elif len(cell):
     if len(cell) > GALLERY_MAX:
         st.caption(f"The {GALLERY_MAX} most confident of {len(cell)}.")
-    studio_ui.gallery(cell[:GALLERY_MAX], x_test, interp, columns=10)
+    studio_ui.gallery(cell[:GALLERY_MAX], x_test, interp, columns=10, overlays=explain(cell[:GALLERY_MAX]))
 
 st.header("Per-class scores", divider="gray")
 scores, pairs = st.columns([3, 2])
@@ -75,7 +93,7 @@ top = interp.top_losses(16)
 if x_test is None:
     st.caption("The gallery needs the test images (see the sidebar).")
 elif len(top):
-    studio_ui.gallery(top, x_test, interp, columns=8)
+    studio_ui.gallery(top, x_test, interp, columns=8, overlays=explain(top))
 else:
     st.write("No mistakes on the test set.")
 

@@ -1,4 +1,4 @@
-"""`python -m cifar_core`: train, evaluate, predict, runs, stop, bench.
+"""`python -m cifar_core`: train, evaluate, predict, gradcam, runs, stop, bench, publish.
 
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
 `predict` prints one JSON line per file and exits 1 if any file failed; invalid
@@ -198,9 +198,54 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = model_path_for(_store(args), args.model)
     classifier = Classifier(path)
     results = classifier.classify_files(args.files, top_k=args.top)
+    overlays = _write_overlays(classifier, results, Path(args.gradcam), args.layer) if args.gradcam else {}
     for r in results:
-        _print_json({**r.to_json(), "model": str(path)})
+        _print_json({**r.to_json(), "model": str(path), **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
     return 1 if any(r.error for r in results) else 0
+
+
+def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dict[str, str]:
+    """Grad-CAM overlays of each classified file's top class, as PNGs in `folder`; {file: png path}."""
+    import numpy as np
+    from PIL import Image
+
+    from cifar_core.gradcam import GradCam, overlay
+    from cifar_core.studio import upscale
+
+    good = [r for r in results if r.error is None]
+    if not good:
+        return {}
+    heat, _ = GradCam(classifier.model, layer).heatmaps(np.stack([r.image for r in good]))
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for i, (r, h) in enumerate(zip(good, heat)):
+        out = folder / f"{i:03d}_{Path(r.file).stem}_{r.top[0]['label']}.png"  # the index keeps same-named files apart
+        Image.fromarray(upscale(overlay(r.image, h), 4)).save(out)
+        written[r.file] = str(out)
+    return written
+
+
+def cmd_gradcam(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cifar_core.data import load_cifar10
+    from cifar_core.gradcam import deletion_check, default_layer
+    from cifar_core.inference import Classifier
+    from cifar_core.runs import model_path_for
+
+    bad = [f"--images: {args.images} is not a positive count"] * (args.images < 1)
+    bad += [f"--fraction: {args.fraction} is not between 0 and 1"] * (not 0 < args.fraction < 1)
+    for message in bad:
+        _stderr(f"error: {message}")
+    if bad:
+        return EXIT_USAGE
+    classifier = Classifier(model_path_for(_store(args), args.model))
+    data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
+    pick = np.random.default_rng(args.seed).choice(len(data.x_test), min(args.images, len(data.x_test)), replace=False)
+    default = default_layer(classifier.model)
+    for row in deletion_check(classifier.model, data.x_test[pick], classifier.predict_arrays, args.layers, args.fraction, args.seed):
+        _print_json({**row, "default": row["layer"] == default, "images": len(pick)})
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -275,8 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
     p.add_argument("--top", type=int, default=3)
+    p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write a Grad-CAM overlay PNG of each top class here")
+    p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_predict)
+
+    p = add("gradcam", "check, per layer, that Grad-CAM highlights what the prediction depends on (blank hottest vs coldest part)")
+    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--images", type=int, default=500, help="test images to sample")
+    p.add_argument("--fraction", type=float, default=0.25, help="share of each image blanked")
+    p.add_argument("--layers", nargs="+", default=None, help="default: every rectified conv output of the base")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_gradcam)
 
     p = add("runs", "list runs with status and metrics")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
@@ -303,13 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    from cifar_core.gradcam import GradCamError
     from cifar_core.inference import ImageError
     from cifar_core.model import ModelLoadError
     from cifar_core.runs import RunError
 
     try:
         return args.func(args)
-    except (RunError, ModelLoadError, ImageError) as err:
+    except (RunError, ModelLoadError, ImageError, GradCamError) as err:
         _stderr(f"error: {err}")
         return EXIT_USAGE if isinstance(err, RunError) else 1
     except ConfigError as err:  # e.g. evaluate --data-dir naming a missing folder

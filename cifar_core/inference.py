@@ -101,6 +101,7 @@ class Prediction:
     top: list[dict] | None = None
     probs: np.ndarray | None = None
     error: str | None = None
+    image: np.ndarray | None = None  # the 32x32 RGB image the model saw
 
     def to_json(self) -> dict:
         return {"file": self.file, "error": self.error} if self.error else {"file": self.file, "top": self.top}
@@ -137,8 +138,9 @@ class Classifier:
         good: list[tuple[int, np.ndarray]] = []
         for name, data in items:
             try:
-                good.append((len(results), load_image(data)))
-                results.append(Prediction(name))
+                image = load_image(data)
+                good.append((len(results), image))
+                results.append(Prediction(name, image=image))
             except ImageError as err:
                 results.append(Prediction(name, error=str(err)))
         if good:

@@ -311,3 +311,47 @@ def test_shipped_model_without_data_degrades_gracefully(tiny_run, tmp_path, monk
     assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
     assert "The galleries need the test images" in shown(at.main)
     assert at.dataframe  # per-class scores still shown
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [img.caption for element in at.get("image") for img in element.proto.imgs]
+
+
+def test_run_classify_grad_cam_overlays_each_classified_image(with_run, tiny_data):
+    at = open_page("classify")
+    at.toggle[0].set_value(True).run()
+    assert at.selectbox(key="classify_cam_layer").value == "block3_relu3"  # the deepest 8x8 map of the tiny model
+    files = [(f"{name}.png", next((tiny_data / "test" / name).iterdir()).read_bytes(), "image/png") for name in ("cat", "ship")]
+    at.file_uploader[0].set_value([*files, ("notes.png", b"not an image", "image/png")]).run()
+    assert not at.exception
+    top = [m.value[4:].split(" · ")[0] for m in at.markdown if m.value.startswith("### ")]
+    assert len(top) == 2
+    assert [c for c in image_captions(at) if c.startswith("Grad-CAM")] == [f"Grad-CAM: {label}" for label in top]
+
+    at.selectbox(key="classify_cam_layer").select("block2_relu2").run()
+    assert not at.exception and len([c for c in image_captions(at) if c.startswith("Grad-CAM")]) == 2
+    at.toggle[0].set_value(False).run()
+    assert not [c for c in image_captions(at) if c.startswith("Grad-CAM")]
+
+
+def test_run_error_analysis_grad_cam_explains_predicted_or_true_class(with_run):
+    store, summary = with_run
+    from cifar_core.evaluate import Interpretation
+
+    true_name, pred_name, n = Interpretation.load(store.get(summary["run_id"]).dir).most_confused()[0]
+    at = open_page("error_analysis")
+    at.selectbox(key="cell_true").select(true_name)
+    at.selectbox(key="cell_pred").select(pred_name).run()
+
+    def tiles() -> list[str]:  # media URLs are content hashes: equal URLs, equal pixels
+        return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+    plain = tiles()
+    at.segmented_control(key="cam_mode").set_value("predicted class").run()
+    assert not at.exception and at.selectbox(key="error_cam_layer").value == "block3_relu3"
+    predicted = tiles()
+    at.segmented_control(key="cam_mode").set_value("true class").run()
+    for_true = tiles()
+    assert len(plain) == len(predicted) == len(for_true) > 0
+    assert not set(predicted) & set(plain)  # every tile became an overlay
+    assert predicted != for_true  # a mistake's two classes are explained by different evidence
