@@ -12,9 +12,11 @@ st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-1
 model = studio_ui.require_model()
 files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
                          help="several at once; any size, colour mode or orientation")
-explain = st.toggle("Show where the model looked (Grad-CAM)",
-                    help="a heatmap of the parts of the 32×32 image that raised the top class's score")
-cam = studio_ui.gradcam_picker(model, key="classify_cam_layer") if explain else None
+toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
+explain = toggle_col.toggle("Show where the model looked (Grad-CAM)",
+                            help="a heatmap of the parts of the 32×32 image that raised the top class's score")
+with layer_col:
+    cam = studio_ui.gradcam_picker(model, key="classify_cam_layer") if explain else None
 if not files:
     st.stop()
 

@@ -58,6 +58,8 @@ if x_test is not None:
     if explained != "off":
         with layer_col:
             cam = studio_ui.gradcam_picker(model, key="error_cam_layer")
+        st.caption(f"The overlays show where the model found evidence for each image's {explained}; "
+                   "they apply to the top losses below too.")
 
 
 def explain(indices):

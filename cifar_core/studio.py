@@ -101,7 +101,7 @@ def save_uploaded_weights(name: str, data: bytes) -> Path:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A usable model: a completed run, or the shipped default model."""
+    """A usable model: a completed or stopped run, or the shipped default model."""
 
     label: str
     model_path: Path
@@ -112,20 +112,23 @@ class ModelChoice:
 
 
 def model_choices(store: RunStore) -> list[ModelChoice]:
-    """Completed, healthy runs (newest first), then the shipped default model if present."""
-    choices = []
+    """Usable models, best bet first: completed runs (newest first), the shipped default
+    model, then stopped runs (they keep their best model so far)."""
+    runs = {"completed": [], "stopped": []}
     for run in store.list():
-        if run.status == "completed" and run.health() is None:
+        if run.status in runs and run.health() is None:
             acc = run.summary.get("test_accuracy")
-            label = f"run {run.id}" + (f" · test acc {acc:.1%}" if isinstance(acc, (int, float)) else "")
-            choices.append(ModelChoice(label, run.model_path, run.dir, run.id, run.config, acc))
+            label = f"run {run.id}" + (" (stopped)" if run.status == "stopped" else "")
+            label += f" · test acc {acc:.1%}" if isinstance(acc, (int, float)) else ""
+            runs[run.status].append(ModelChoice(label, run.model_path, run.dir, run.id, run.config, acc))
+    shipped = []
     folder = default_model_dir()
     if (folder / "model.keras").is_file():
         config = _read_json(folder / "config.json")
         acc = _read_json(folder / "evaluation.json").get("accuracy")
         label = "shipped default model" + (f" · test acc {acc:.1%}" if isinstance(acc, (int, float)) else "")
-        choices.append(ModelChoice(label, folder / "model.keras", folder, None, config, acc))
-    return choices
+        shipped.append(ModelChoice(label, folder / "model.keras", folder, None, config, acc))
+    return runs["completed"] + shipped + runs["stopped"]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

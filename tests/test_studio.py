@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from cifar_core import plots, studio
-from cifar_core.config import ConfigError
+from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.evaluate import Interpretation
-from cifar_core.runs import Run
+from cifar_core.runs import Run, RunStore
 
 
 def test_config_from_form_parses_text_and_reports_each_bad_field():
@@ -51,17 +52,28 @@ def test_live_progress_spans_all_planned_epochs():
     assert studio.live_progress(run, pd.DataFrame(columns=["phase", "epoch", "step", "ts"])) is None
 
 
-def test_model_choices_lists_completed_runs_then_the_shipped_model(tiny_run, tmp_path, monkeypatch):
-    store, summary = tiny_run
+def test_model_choices_list_completed_runs_then_the_shipped_model_then_stopped_runs(tiny_run, tmp_path, monkeypatch):
+    tiny_store, summary = tiny_run
+    store = RunStore(tmp_path / "artifacts")
+    completed = store.create(TrainConfig.from_dict(tiny_store.get(summary["run_id"]).config), exclusive=False)
+    stopped = store.create(TrainConfig.from_dict(completed.config), exclusive=False)
+    unfinished = store.create(TrainConfig.from_dict(completed.config), exclusive=False)
+    for run in (completed, stopped, unfinished):
+        shutil.copy(tiny_store.get(summary["run_id"]).model_path, run.model_path)
+    store.finish(completed.id, "completed", summary={"test_accuracy": 0.5})
+    store.finish(stopped.id, "stopped", summary={"test_accuracy": 0.25})
+    store.finish(unfinished.id, "failed", error="killed")
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(tmp_path / "none"))
-    choices = studio.model_choices(store)
-    assert [c.run_id for c in choices] == [summary["run_id"]]
+    assert [c.run_id for c in studio.model_choices(store)] == [completed.id, stopped.id]
+
     shipped = tmp_path / "default"
     shipped.mkdir()
-    (shipped / "model.keras").write_bytes(store.get(summary["run_id"]).model_path.read_bytes())
+    shutil.copy(completed.model_path, shipped / "model.keras")
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
     choices = studio.model_choices(store)
-    assert choices[-1].run_id is None and choices[-1].label.startswith("shipped default model")
+    assert [c.run_id for c in choices] == [completed.id, None, stopped.id]
+    assert choices[1].label.startswith("shipped default model")
+    assert choices[2].label == f"run {stopped.id} (stopped) · test acc 25.0%"
 
 
 def test_figures_mark_the_phase_boundary_and_export_png():
