@@ -39,11 +39,15 @@ st.write(f"**{len(shown):,}** of {len(table):,} test images · accuracy of the m
 picked = st.session_state.get("picked_image")
 if picked is not None and picked < len(table):
     with st.container(border=True):
-        left, right = st.columns([1, 3])
+        left, middle, right = st.columns([1, 1, 2])
         row = table.loc[picked]
         left.markdown(f"**Test image #{picked}**")
         left.image(studio.upscale(x_test[picked], 6))
         left.markdown(f"true **{row['true']}** · predicted **{row['predicted']}** · loss {row['loss']:.3f}")
+        with middle:
+            explained = st.selectbox("Grad-CAM: evidence for", CLASS_NAMES, index=int(interp.preds[picked]), key=f"cam_class_{picked}")
+            cam = studio_ui.gradcam_picker(model, key="predictions_cam_layer")
+            st.image(studio.upscale(studio.gradcam_overlays(cam, x_test[[picked]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
         right.plotly_chart(plots.probs_figure(dict(zip(CLASS_NAMES, interp.probs[picked].tolist())), height=300),
                            key="picked_probs", config={"displayModeBar": False})
         left.button("Close", on_click=st.session_state.pop, args=("picked_image",))

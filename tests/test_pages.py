@@ -181,7 +181,7 @@ def test_run_classify_good_and_bad_files(with_run, tiny_data):
     assert "top 3 of 10 classes" in text
 
 
-def test_run_predictions_grid_filters_and_detail(with_run):
+def test_run_predictions_grid_filters_and_detail(with_run, with_data):
     store, summary = with_run
     at = open_page("predictions")
     text = shown(at.main)
@@ -196,7 +196,26 @@ def test_run_predictions_grid_filters_and_detail(with_run):
     shown_buttons = [b.key for b in at.button if b.key and b.key.startswith("picked_image-")]
     assert len(shown_buttons) == 4
     at.button(key=shown_buttons[0]).click().run()
-    assert f"**Test image #{shown_buttons[0].split('-')[1]}**" in shown(at.main)
+    picked = int(shown_buttons[0].split("-")[1])
+    assert f"**Test image #{picked}**" in shown(at.main)
+
+    # The detail explains the predicted class first; any other class gives another map.
+    from cifar_core.evaluate import Interpretation
+
+    predicted = CLASS_NAMES[Interpretation.load(store.get(summary["run_id"]).dir).preds[picked]]
+    assert at.selectbox(key=f"cam_class_{picked}").value == predicted
+    urls = lambda: {img.url for element in at.get("image") for img in element.proto.imgs}  # noqa: E731
+    before = urls()
+    from cifar_core.gradcam import GradCam
+    from cifar_core.model import load_model
+    from cifar_core.studio import load_test_set
+
+    heat, _ = GradCam(load_model(store.get(summary["run_id"]).model_path)).heatmaps(
+        np.repeat(load_test_set(str(with_data))[0][[picked]], 10, axis=0), np.arange(10))
+    mine = CLASS_NAMES.index(predicted)
+    other = next(CLASS_NAMES[c] for c in range(10) if not np.allclose(heat[c], heat[mine], atol=0.01))
+    at.selectbox(key=f"cam_class_{picked}").select(other).run()
+    assert not at.exception and len(urls() - before) == 1  # only the overlay changed
 
 
 def test_run_error_analysis_cell_gallery_and_tables(with_run):
