@@ -44,9 +44,11 @@ def live_view(run_id: str) -> None:
         st.progress(progress.fraction, text=progress.describe())
     if run.stop_requested:
         st.warning("Stop requested: the run stops after its current batch and keeps the best model so far.", icon=":material/hourglass:")
-    elif st.button("Stop training", type="primary", icon=":material/stop_circle:"):
-        launcher.stop_training(run.id, store)
-        st.rerun(scope="fragment")
+    else:
+        # A callback, not `if st.button(...)`: it runs even when the 2-second refresh
+        # reruns the fragment before the click's own rerun would have.
+        st.button("Stop training", type="primary", icon=":material/stop_circle:", key="stop_training",
+                  on_click=launcher.stop_training, args=(run.id, store))
     if epochs.empty:
         st.caption("Epoch curves appear when the first epoch ends.")
     else:

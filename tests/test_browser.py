@@ -159,7 +159,14 @@ def test_train_start_live_curves_then_stop(server, page):
     page.get_by_text("New training").wait_for()
     page.locator("[data-testid='stSelectbox']").filter(has_text="Start from").click()
     page.get_by_role("option", name="Quick try").click()
-    page.get_by_role("spinbutton", name="Epochs, phase 2 (fine-tune)").fill("500")  # long enough to be stopped while it runs
+    # The preset's rerun refills the form; typing before it has would be overwritten.
+    epochs = page.get_by_role("spinbutton", name="Epochs, phase 2 (fine-tune)")
+    page.wait_for_function("el => el.value === '3'", arg=epochs.element_handle())  # the preset's value
+    wait_idle(page)
+    epochs.fill("500")  # long enough to be stopped while it runs
+    epochs.press("Tab")  # commits the value (Enter would submit the form)
+    wait_idle(page)
+    assert epochs.input_value() == "500"
     page.get_by_role("button", name="Start training").click()
     store = RunStore(artifacts)
     for _ in range(300):
@@ -168,6 +175,7 @@ def test_train_start_live_curves_then_stop(server, page):
             break
         time.sleep(0.2)
     assert run is not None, "no training was started"
+    assert run.config["epochs_finetune"] == 500, run.config
     try:
         page.get_by_role("heading", name=f"Training run {run.id}").wait_for()
         page.locator(".stPlotlyChart").first.wait_for(timeout=180_000)
@@ -190,7 +198,12 @@ def test_train_start_live_curves_then_stop(server, page):
                 stopped.wait_for(timeout=15_000)
             except PlaywrightTimeout:
                 pass
-        assert stopped.is_visible(), "the run did not show as stopped"
+        if not stopped.is_visible():
+            now = store.get(run.id)
+            shot_path = SHOTS / "train_not_stopped.png"
+            page.screenshot(path=str(shot_path))
+            pytest.fail(f"the run did not show as stopped: status {now.status}, stop requested {now.stop_requested}; "
+                        f"page: {page.locator('[data-testid=stMain]').inner_text()[:400]!r}; screenshot {shot_path}")
         wait_idle(page)
         shot(page, "train_stopped")
         run = store.get(run.id)
