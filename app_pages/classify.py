@@ -25,7 +25,7 @@ good = [i for i, r in enumerate(results) if r.error is None]
 st.subheader(f"{len(good)} of {len(results)} image(s) classified")
 overlays = {}
 if cam is not None and good:
-    overlays = dict(zip(good, studio.gradcam_overlays(cam, np.stack([results[i].image for i in good]))))
+    overlays = dict(zip(good, cam.overlays(np.stack([results[i].image for i in good]))))
 for i, (upload, result) in enumerate(zip(files, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])

@@ -66,7 +66,7 @@ def explain(indices):
     """Overlays for the gallery when Grad-CAM is on, else None (the plain images)."""
     if cam is None:
         return None
-    return studio.gradcam_overlays(cam, x_test[indices], interp.preds[indices] if explained == "predicted class" else interp.y[indices])
+    return cam.overlays(x_test[indices], interp.preds[indices] if explained == "predicted class" else interp.y[indices])
 
 
 if x_test is None:

@@ -47,7 +47,7 @@ if picked is not None and picked < len(table):
         with middle:
             explained = st.selectbox("Grad-CAM: evidence for", CLASS_NAMES, index=int(interp.preds[picked]), key=f"cam_class_{picked}")
             cam = studio_ui.gradcam_picker(model, key="predictions_cam_layer")
-            st.image(studio.upscale(studio.gradcam_overlays(cam, x_test[[picked]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
+            st.image(studio.upscale(cam.overlays(x_test[[picked]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
         right.plotly_chart(plots.probs_figure(dict(zip(CLASS_NAMES, interp.probs[picked].tolist())), height=300),
                            key="picked_probs", config={"displayModeBar": False})
         left.button("Close", on_click=st.session_state.pop, args=("picked_image",))

@@ -209,18 +209,18 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
     import numpy as np
     from PIL import Image
 
-    from cifar_core.gradcam import GradCam, overlay
+    from cifar_core.gradcam import GradCam
     from cifar_core.studio import upscale
 
     good = [r for r in results if r.error is None]
     if not good:
         return {}
-    heat, _ = GradCam(classifier.model, layer).heatmaps(np.stack([r.image for r in good]))
+    overlays = GradCam(classifier.model, layer).overlays(np.stack([r.image for r in good]))
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for i, (r, h) in enumerate(zip(good, heat)):
+    for i, (r, image) in enumerate(zip(good, overlays)):
         out = folder / f"{i:03d}_{Path(r.file).stem}_{r.top[0]['label']}.png"  # the index keeps same-named files apart
-        Image.fromarray(upscale(overlay(r.image, h), 4)).save(out)
+        Image.fromarray(upscale(image, 4)).save(out)
         written[r.file] = str(out)
     return written
 

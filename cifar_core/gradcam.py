@@ -89,6 +89,13 @@ class GradCam:
         cam = tf.math.divide_no_nan(cam, peak)
         return cam.numpy(), np.asarray(classes)
 
+    def overlays(self, images: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        """Each uint8 image with its heatmap for `classes` (default: the predicted class) blended over it."""
+        if len(images) == 0:
+            return images
+        heat, _ = self.heatmaps(images, classes)
+        return np.stack([overlay(image, h) for image, h in zip(images, heat)])
+
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """The image (uint8 HxWx3) with the heatmap (HxW in [0, 1]) blended over it in the jet colour map."""

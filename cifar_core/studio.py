@@ -23,7 +23,6 @@ import pandas as pd
 from cifar_core.config import ARCHS, CUTS, HEADS, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from cifar_core.data import DataError, load_cifar10
 from cifar_core.evaluate import Interpretation, evaluate_model
-from cifar_core.gradcam import GradCam, overlay
 from cifar_core.paths import artifacts_dir, default_model_dir
 from cifar_core.runs import Run, RunStore
 
@@ -242,14 +241,6 @@ def thumbnail(data: bytes, size: int = 160) -> np.ndarray | None:
             return np.asarray(to_rgb(im), dtype=np.uint8)
     except Exception:  # PIL signals bad files with many exception types; the caller shows the file's error
         return None
-
-
-def gradcam_overlays(cam: GradCam, images: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
-    """Each uint8 image with its Grad-CAM heatmap for `classes` (default: the predicted class) over it."""
-    if len(images) == 0:
-        return images
-    heat, _ = cam.heatmaps(images, classes)
-    return np.stack([overlay(image, h) for image, h in zip(images, heat)])
 
 
 def upscale(image: np.ndarray, factor: int = 3) -> np.ndarray:

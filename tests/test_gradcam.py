@@ -56,6 +56,10 @@ def test_heatmaps_default_to_the_predicted_class_and_lie_in_0_1(tiny_data):
     peaks = heat.max(axis=(1, 2))
     assert np.all((peaks == 0) | np.isclose(peaks, 1))  # each map is scaled to its own peak
 
+    cam = GradCam(model)
+    np.testing.assert_array_equal(cam.overlays(x), np.stack([overlay(image, h) for image, h in zip(x, heat)]))
+    assert cam.overlays(x[:0]).shape == (0, 32, 32, 3)
+
 
 @pytest.mark.parametrize("arch, size, expected", [
     ("vgg16", 32, "block3_conv3"),  # block4 is 4x4 here, too coarse
