@@ -10,15 +10,19 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifar_core import CLASS_NAMES, studio
+from cifar_core import CLASS_NAMES, model_choice, previews, test_predictions
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
 from cifar_core.gradcam import GradCam, cam_layers, default_layer
 from cifar_core.inference import Classifier
+from cifar_core.model_choice import ModelChoice
 from cifar_core.runs import RunStore
 
 ACTIVE_MODEL = "active_model"
+# The pick is kept in the URL (?model=<run id>|default), so it survives reloads,
+# page changes and bookmarks, and a new browser session gets the best model.
+MODEL_PARAM = "model"
 
 
 def store() -> RunStore:
@@ -28,7 +32,7 @@ def store() -> RunStore:
 # ---------------------------------------------------------------- sidebar
 
 
-def sidebar() -> studio.ModelChoice | None:
+def sidebar() -> ModelChoice | None:
     """Dataset status and the active-model picker; remembers the pick for the pages."""
     with st.sidebar:
         st.subheader("Dataset")
@@ -43,27 +47,31 @@ def sidebar() -> studio.ModelChoice | None:
                 st.text(status["message"])
 
         st.subheader("Active model")
-        choices = studio.model_choices(store())
+        choices = model_choice.model_choices(store())
         if not choices:
             st.info("No trained model yet: train one on the Train page.", icon=":material/model_training:")
             st.session_state[ACTIVE_MODEL] = None
             return None
-        labels = [c.label for c in choices]
-        # A pick that no longer exists (deleted run) falls back to the newest model.
-        if st.session_state.get("model_pick") not in labels:
-            st.session_state["model_pick"] = labels[0]
-        label = st.selectbox("Model used by Classify, Predictions and Error analysis", labels, key="model_pick")
-        choice = choices[labels.index(label)]
+        keys = [c.key for c in choices]
+        # A pick that no longer exists (a deleted run) falls back to the default, the best model.
+        wanted = st.query_params.get(MODEL_PARAM) or st.session_state.get("model_pick")
+        st.session_state["model_pick"] = wanted if wanted in keys else keys[0]
+        key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
+                           format_func=lambda k: choices[keys.index(k)].label,
+                           help="by default the model with the highest test accuracy (runs that did not learn are never the default)")
+        if key != keys[0] or MODEL_PARAM in st.query_params:
+            st.query_params[MODEL_PARAM] = key
+        choice = choices[keys.index(key)]
         st.session_state[ACTIVE_MODEL] = choice
         return choice
 
 
-def active_model() -> studio.ModelChoice | None:
+def active_model() -> ModelChoice | None:
     """The model picked in the sidebar (None when there is none)."""
     return st.session_state.get(ACTIVE_MODEL)
 
 
-def require_model() -> studio.ModelChoice:
+def require_model() -> ModelChoice:
     """The active model, captioned; without one, say how to get one and stop the page."""
     model = active_model()
     if model is None:
@@ -86,7 +94,7 @@ def _classifier(path: str, mtime: float) -> Classifier:
     return Classifier(path)
 
 
-def classifier(choice: studio.ModelChoice) -> Classifier:
+def classifier(choice: ModelChoice) -> Classifier:
     """The choice's loaded model, reused across reruns until its file changes."""
     return _classifier(str(choice.model_path), choice.model_path.stat().st_mtime)
 
@@ -96,7 +104,7 @@ def _gradcam(path: str, mtime: float, layer: str) -> GradCam:
     return GradCam(_classifier(path, mtime).model, layer)
 
 
-def gradcam_picker(choice: studio.ModelChoice, key: str) -> GradCam:
+def gradcam_picker(choice: ModelChoice, key: str) -> GradCam:
     """A layer picker (the measured default first) and the choice's Grad-CAM for that layer."""
     model = classifier(choice).model
     layers, default = cam_layers(model), default_layer(model)
@@ -106,35 +114,45 @@ def gradcam_picker(choice: studio.ModelChoice, key: str) -> GradCam:
     return _gradcam(str(choice.model_path), choice.model_path.stat().st_mtime, layer)
 
 
-@st.cache_resource(show_spinner="Loading the test images…", max_entries=2)
-def _test_set(data_dir: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    return studio.load_test_set(data_dir)
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _test_set(data_dir: str, key: str, _progress=None) -> tuple[np.ndarray, np.ndarray]:
+    return test_predictions.load_test_set(data_dir, progress=_progress)
 
 
 def test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The test images and labels of `data_dir`, or None (with a message shown) when there are none."""
+    """The test images and labels of `data_dir`, or None (with a message shown) when there are none.
+
+    The first load decodes them with a progress bar; later ones come from the caches.
+    """
     status = describe_source(data_dir)
     if not status["ok"]:
         st.info("Test images are not available: no CIFAR-10 data folder is set (see the sidebar).", icon=":material/image_not_supported:")
         return None
+    bar = st.empty()
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"Loading the images ({what}): {done:,}/{total:,}")
+
     try:
-        return _test_set(data_dir, str(status["counts"]))
+        return _test_set(data_dir, str(status["counts"]), progress)
     except DataError as err:
         st.error(f"The test images could not be loaded: {err}")
         return None
+    finally:
+        bar.empty()
 
 
-def predictions(choice: studio.ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
+def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
     """The model's test-set predictions: read from its folder, or computed once with a progress bar."""
     x, y = images
     memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, hash(y.tobytes()))
     memo = st.session_state.get("predictions_memo")
     if memo and memo[0] == memo_key:
         return memo[1]
-    interp = studio.matching_predictions(choice, y)
+    interp = test_predictions.matching_predictions(choice, y)
     if interp is None:
         bar = st.progress(0.0, text="Predicting the test set (once per model)…")
-        interp = studio.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
+        interp = test_predictions.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
         bar.empty()
     st.session_state["predictions_memo"] = (memo_key, interp)
     return interp
@@ -145,7 +163,7 @@ def predictions(choice: studio.ModelChoice, images: tuple[np.ndarray, np.ndarray
 
 def image_tile(image: np.ndarray, true: str, predicted: str, confidence: float) -> None:
     """One test image with its labels, green when right and red when wrong."""
-    st.image(studio.upscale(image), width="stretch")
+    st.image(previews.upscale(image), width="stretch")
     verdict = f":green[**✓ {predicted}**]" if true == predicted else f":red[**✗ {predicted}**]"
     st.markdown(f"{verdict} {confidence:.0%}")
     st.caption(f"true: {true}")
@@ -167,5 +185,20 @@ def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, colum
                               help="show all ten probabilities", width="stretch")
 
 
-def model_caption(choice: studio.ModelChoice) -> str:
+def model_caption(choice: ModelChoice) -> str:
     return f"Model: {choice.label} ({Path(choice.model_path).parent.name}/{Path(choice.model_path).name})"
+
+
+# ---------------------------------------------------------------- the training form
+
+
+def fill_train_form(config: dict, source: str) -> None:
+    """Put a run's settings into the Train page's form (kept until another preset is picked)."""
+    from cifar_core import train_form
+
+    values = train_form.form_defaults(base=config)
+    for f in train_form.form_fields():
+        st.session_state[f"cfg_{f.name}"] = train_form.widget_value(f, values[f.name])
+    preset = st.session_state.get("train_preset") or next(iter(train_form.PRESETS))
+    st.session_state["train_preset"] = st.session_state["form_preset"] = preset
+    st.session_state["form_source"] = source

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 import studio_ui
-from cifar_core import plots, studio
+from cifar_core import plots, previews
 
 st.title("Classify")
 st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-10 images are, and classified.")
@@ -30,11 +30,11 @@ for i, (upload, result) in enumerate(zip(files, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])
         with thumb:
-            preview = studio.thumbnail(upload.getvalue()) if result.error is None else None
+            preview = previews.thumbnail(upload.getvalue()) if result.error is None else None
             if preview is not None:
                 st.image(preview, width=160)
             if i in overlays:
-                st.image(studio.upscale(overlays[i], 5), width=160, caption=f"Grad-CAM: {result.top[0]['label']}")
+                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"Grad-CAM: {result.top[0]['label']}")
             st.markdown(f"**{result.file}**")
         with chart:
             if result.error is not None:

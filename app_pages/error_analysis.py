@@ -3,7 +3,7 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import CLASS_NAMES, plots, studio
+from cifar_core import CLASS_NAMES, model_choice, plots, test_predictions
 
 GALLERY_MAX = 40
 
@@ -13,8 +13,8 @@ model = studio_ui.require_model()
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.
-images = studio_ui.test_set(studio.data_dir_for(model))
-interp = studio_ui.predictions(model, images) if images is not None else studio.saved_predictions(model)
+images = studio_ui.test_set(test_predictions.data_dir_for(model))
+interp = studio_ui.predictions(model, images) if images is not None else test_predictions.saved_predictions(model)
 if interp is None:
     st.info("This model has no saved test predictions, and without the test images none can be made.", icon=":material/info:")
     st.stop()
@@ -103,7 +103,7 @@ st.header("Downloads", divider="gray")
 d1, d2, d3 = st.columns(3)
 d1.download_button("Confusion matrix (PNG)", lambda: plots.confusion_png(cm, CLASS_NAMES, normalized),
                    file_name="confusion_matrix.png", mime="image/png", icon=":material/download:")
-curves = studio.history(model, studio_ui.store())
+curves = model_choice.history(model, studio_ui.store())
 d2.download_button("Training curves (PNG)", lambda: plots.curves_png(curves), file_name="training_curves.png",
                    mime="image/png", icon=":material/download:", disabled=curves.empty)
 d3.download_button("Predictions (CSV)", lambda: interp.table().to_csv(index_label="image").encode(),

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 import studio_ui
-from cifar_core import CLASS_NAMES, plots, studio
+from cifar_core import CLASS_NAMES, plots, previews, test_predictions
 
 PAGE_SIZE = 40
 
@@ -12,7 +12,7 @@ st.title("Predictions")
 
 model = studio_ui.require_model()
 
-images = studio_ui.test_set(studio.data_dir_for(model))
+images = studio_ui.test_set(test_predictions.data_dir_for(model))
 if images is None:
     st.stop()
 x_test, _ = images
@@ -29,7 +29,7 @@ with st.container(border=True):
     sort = c5.selectbox("Sort by", ["confidence, highest first", "confidence, lowest first", "loss, highest first", "loss, lowest first"])
     columns = c6.selectbox("Columns", [5, 8, 10], index=1)
 
-shown = studio.filter_predictions(
+shown = test_predictions.filter_predictions(
     table, true=true_filter, predicted=pred_filter, correct={"all": None, "right": True, "wrong": False}[verdict],
     confidence=conf_range, sort_by=sort.split(",")[0], descending="highest" in sort,
 )
@@ -42,12 +42,12 @@ if picked is not None and picked < len(table):
         left, middle, right = st.columns([1, 1, 2])
         row = table.loc[picked]
         left.markdown(f"**Test image #{picked}**")
-        left.image(studio.upscale(x_test[picked], 6))
+        left.image(previews.upscale(x_test[picked], 6))
         left.markdown(f"true **{row['true']}** · predicted **{row['predicted']}** · loss {row['loss']:.3f}")
         with middle:
             explained = st.selectbox("Grad-CAM: evidence for", CLASS_NAMES, index=int(interp.preds[picked]), key=f"cam_class_{picked}")
             cam = studio_ui.gradcam_picker(model, key="predictions_cam_layer")
-            st.image(studio.upscale(cam.overlays(x_test[[picked]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
+            st.image(previews.upscale(cam.overlays(x_test[[picked]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
         right.plotly_chart(plots.probs_figure(dict(zip(CLASS_NAMES, interp.probs[picked].tolist())), height=300),
                            key="picked_probs", config={"displayModeBar": False})
         left.button("Close", on_click=st.session_state.pop, args=("picked_image",))

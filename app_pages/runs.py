@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import plots, studio
-from cifar_core.runs import RunError
+from cifar_core import launcher, outcome, plots
+from cifar_core.runs import LIVE, RunError
 
 st.title("Runs")
 store = studio_ui.store()
@@ -16,7 +16,7 @@ if not runs:
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-table = pd.DataFrame([studio.run_row(r) for r in runs]).set_index("run")
+table = pd.DataFrame([outcome.run_row(r) for r in runs]).set_index("run")
 st.dataframe(table, column_config={
     "val acc": st.column_config.NumberColumn(format="percent"),
     "test acc": st.column_config.NumberColumn(format="percent"),
@@ -48,6 +48,21 @@ with right:
                            mime="application/octet-stream", icon=":material/download:")
     else:
         st.caption("This run has no saved model.")
+    if st.button("New run from these settings", icon=":material/content_copy:", key=f"copy_{run.id}",
+                 help="opens the Train page with this run's settings in the form"):
+        studio_ui.fill_train_form(run.config, f"run {run.id}")
+        st.switch_page("app_pages/train.py")
+    if run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir():
+        if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}",
+                     help="continue from the last completed epoch (train --resume) and watch it on the Train page"):
+            try:
+                launcher.resume_training(run.id, store)
+            except RunError as err:
+                st.error(str(err), icon=":material/block:")
+            else:
+                st.switch_page("app_pages/train.py")
+    elif run.status in LIVE:
+        st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
     with st.popover("Delete this run", icon=":material/delete:"):
         st.write(f"Delete run **{run.id}**, its model and its metrics? This cannot be undone.")
         confirm = st.checkbox(f"Yes, delete {run.id}", key=f"confirm_delete_{run.id}")

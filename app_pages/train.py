@@ -1,28 +1,12 @@
-"""Train: configure a run, launch it in the background, watch it live, stop it."""
-
-import dataclasses
+"""Train: configure a run, launch it in the background, watch every stage live, stop or resume it."""
 
 import streamlit as st
 
 import studio_ui
-from cifar_core import launcher, plots, studio
-from cifar_core.config import FIELD_HELP, ConfigError, TrainConfig
+from cifar_core import launcher, outcome, plots, run_progress, train_form
+from cifar_core.config import ConfigError, field_kind
 from cifar_core.data import describe_source
 from cifar_core.runs import LIVE, RunError
-
-LABELS = {
-    "data_dir": "Data folder", "limit": "Images per class (empty = all)", "val_fraction": "Validation fraction",
-    "skip_bad": "Skip unreadable files", "weights": "Base weights", "arch": "Architecture", "input_size": "Input size (px)",
-    "cut": "Cut point", "head": "Head", "head_units": "Head layer widths", "dropout": "Dropout",
-    "epochs_head": "Epochs, phase 1 (head)", "lr": "Learning rate, phase 1", "epochs_finetune": "Epochs, phase 2 (fine-tune)",
-    "finetune_lr": "Learning rate, phase 2", "finetune_freeze": "Phase 2 freezing", "optimizer": "Optimizer",
-    "momentum": "Momentum (SGD)", "weight_decay": "Weight decay", "schedule": "LR schedule", "warmup_epochs": "Warmup epochs",
-    "label_smoothing": "Label smoothing", "batch_size": "Batch size", "augment": "Augmentation (flip + shift)",
-    "patience": "Early-stopping patience (0 = off)", "bf16": "bfloat16 mixed precision", "feature_cache": "Cache frozen features",
-    "seed": "Random seed", "strategy": "Distribution strategy",
-}
-TEXT_FIELDS = ("data_dir", "weights", "head_units", "finetune_freeze", "limit")
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 st.title("Train")
 store = studio_ui.store()
@@ -30,20 +14,19 @@ store = studio_ui.store()
 
 @st.fragment(run_every=2)
 def live_view(run_id: str) -> None:
-    """The live run: progress, curves and the stop button, refreshed every 2 seconds."""
+    """The live run: its stage, progress, curves and the stop button, refreshed every 2 seconds."""
     run = store.get(run_id)
     if run.status not in LIVE:
         st.rerun()  # it just ended: redraw the whole page in its finished state
     st.subheader(f"Training run {run.id}")
     batches = store.metrics(run.id, "batch")
     epochs = store.metrics(run.id, "epoch")
-    progress = studio.live_progress(run, batches)
-    if progress is None:
-        st.progress(0.0, text="Starting: loading the data and building the model…")
-    else:
-        st.progress(progress.fraction, text=progress.describe())
+    progress = run_progress.live_progress(run, batches)
+    st.progress(progress.fraction, text=progress.text)
     if run.stop_requested:
-        st.warning("Stop requested: the run stops after its current batch and keeps the best model so far.", icon=":material/hourglass:")
+        st.warning("Stop requested: training ends after the current batch; the best model so far is then evaluated "
+                   "on the test set and kept. The line above says what the run is doing until it is final.",
+                   icon=":material/hourglass:")
     else:
         # A callback, not `if st.button(...)`: it runs even when the 2-second refresh
         # reruns the fragment before the click's own rerun would have.
@@ -60,30 +43,54 @@ def live_view(run_id: str) -> None:
 
 
 def finished_view(run_id: str) -> None:
-    """The outcome of the run started from this page."""
+    """The outcome of the latest run: its result, or why it failed, and what to do next."""
     try:
         run = store.get(run_id)
     except RunError:
         return  # deleted meanwhile
+    st.subheader(f"Latest run: {run.id}")
     summary = run.summary
+    not_learned = outcome.verdict(run)
     if run.status == "failed":
-        st.error(f"Run {run.id} failed: {run.error}", icon=":material/error:")
-        st.code(launcher.process_log(run) or "(no output)", language=None)
-        return
-    test_acc = summary.get("test_accuracy")
-    st.success(f"Run {run.id} {run.status}" + (f": test accuracy {test_acc:.1%}" if test_acc is not None else "")
-               + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
+        st.error(f"Run {run.id} failed.", icon=":material/error:")
+        st.text(run.error or "(no error recorded)")
+        with st.expander("Process output"):
+            st.code(launcher.process_log(run) or "(no output)", language=None)
+    elif not_learned:
+        st.error(f"Run {run.id} {run.status} but **did not learn**: its validation accuracy "
+                 f"({(summary.get('val_accuracy') or 0):.1%}) is at chance level (10%). It is never chosen as the default model.",
+                 icon=":material/error:")
+        st.text("Likely reasons:\n- " + "\n- ".join(summary.get("did_not_learn") or outcome.likely_reasons(run.config, summary)))
+    else:
+        test_acc = summary.get("test_accuracy")
+        st.success(f"Run {run.id} {run.status}" + (f": test accuracy {test_acc:.1%}" if test_acc is not None else "")
+                   + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
+    left, right = st.columns(2)
+    if run.status in ("stopped", "failed"):
+        left.button("Resume this run", icon=":material/play_arrow:", key="resume_latest",
+                    help="continue from its last completed epoch (train --resume)", on_click=resume, args=(run.id,))
+    right.button("New run from these settings", icon=":material/content_copy:", key="copy_latest",
+                 on_click=studio_ui.fill_train_form, args=(run.config, f"run {run.id}"))
     epochs = store.metrics(run.id, "epoch")
     if not epochs.empty:
         st.plotly_chart(plots.curves_figure(epochs, "Per epoch"), key="done_epochs")
 
 
+def resume(run_id: str) -> None:
+    try:
+        launcher.resume_training(run_id, store)
+    except RunError as err:
+        st.session_state["train_error"] = str(err)
+
+
 active = store.active()
+latest = store.list()[0] if store.list() else None
 if active is not None:
-    st.session_state["train_run"] = active.id
     live_view(active.id)
-elif st.session_state.get("train_run"):
-    finished_view(st.session_state["train_run"])
+elif latest is not None:
+    finished_view(latest.id)
+if st.session_state.get("train_error"):
+    st.error(st.session_state.pop("train_error"), icon=":material/block:")
 
 st.header("New training", divider="gray")
 if not studio_ui.data_available():
@@ -92,45 +99,48 @@ if not studio_ui.data_available():
 if active is not None:
     st.caption("One training runs at a time: a new one can start when this one ends or is stopped.")
 
-preset = st.selectbox("Start from", list(studio.PRESETS), key="train_preset",
-                      help="fills the form below; every value can still be changed")
+presets = list(train_form.PRESETS)
+preset = st.selectbox("Start from", presets, key="train_preset", help="fills the form below; every value can still be changed")
+st.caption(train_form.PRESET_HELP[preset])
+copied = st.session_state.get("form_source")
 if st.session_state.get("form_preset") != preset or "cfg_seed" not in st.session_state:
     # A new preset, or a visit after another page (Streamlit forgets the widgets of pages
     # not shown), refills the form; edits are kept across this page's reruns.
-    for name, value in studio.form_defaults(preset).items():
-        raw = name in studio.FIELD_CHOICES or (isinstance(DEFAULTS[name], int) and name not in TEXT_FIELDS)
-        st.session_state[f"cfg_{name}"] = value if raw else studio.form_text(value)
+    values = train_form.form_defaults(preset)
+    for f in train_form.form_fields():
+        st.session_state[f"cfg_{f.name}"] = train_form.widget_value(f, values[f.name])
     st.session_state["form_preset"] = preset
+    st.session_state.pop("form_source", None)
+elif copied:
+    st.info(f"The form holds the settings of {copied}.", icon=":material/content_copy:")
 
 with st.form("train_form"):
     slots = {}
-    for section, names in studio.FORM_SECTIONS.items():
+    for section, fields in train_form.sections().items():
         st.subheader(section)
         cols = st.columns(3)
-        for i, name in enumerate(names):
+        for i, f in enumerate(fields):
             with cols[i % 3]:
-                label, help_text, key = LABELS[name], FIELD_HELP[name], f"cfg_{name}"
-                if name in studio.FIELD_CHOICES:
-                    st.selectbox(label, studio.FIELD_CHOICES[name], key=key, help=help_text)
-                elif isinstance(DEFAULTS.get(name), bool):
+                label, help_text, key = f.metadata["label"], f.metadata["help"], f"cfg_{f.name}"
+                if f.metadata["choices"]:
+                    st.selectbox(label, f.metadata["choices"], key=key, help=help_text)
+                elif field_kind(f) == "bool":
                     st.toggle(label, key=key, help=help_text)
-                elif isinstance(DEFAULTS.get(name), int) and name not in TEXT_FIELDS:
-                    st.number_input(label, step=1, key=key, help=help_text)
                 else:
                     st.text_input(label, key=key, help=help_text)
-                if name == "weights":
+                if f.name == "weights":
                     st.file_uploader("…or upload a base weights file", type=["h5"], key="cfg_weights_upload",
                                      help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False)")
-                slots[name] = st.empty()
+                slots[f.name] = st.empty()
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
-    values = {name: st.session_state[f"cfg_{name}"] for names in studio.FORM_SECTIONS.values() for name in names}
+    values = {f.name: st.session_state[f"cfg_{f.name}"] for f in train_form.form_fields()}
     upload = st.session_state.get("cfg_weights_upload")
     if upload is not None:
-        values["weights"] = str(studio.save_uploaded_weights(upload.name, upload.getvalue()))
+        values["weights"] = str(train_form.save_uploaded_weights(upload.name, upload.getvalue()))
     try:
-        config = studio.config_from_form(values)
+        config = train_form.config_from_form(values)
         data = describe_source(config.resolved_data_dir())
         if not data["ok"]:  # the dashboard never falls back to Keras' download, which needs internet
             raise ConfigError({"data_dir": data["message"]})
@@ -142,5 +152,4 @@ if submitted:
     except RunError as err:  # RunBusyError (one at a time), or no room to write the run
         st.error(str(err), icon=":material/block:")
     else:
-        st.session_state["train_run"] = run.id
         st.rerun()

@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cifar_core.config import FIELD_HELP, ConfigError, TrainConfig
+from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
 
-# Flags whose dataclass default is None need their type spelled out.
-NONE_DEFAULT_TYPES = {"limit": int, "data_dir": str}
 EXIT_USAGE = 2
 
 
@@ -28,45 +26,24 @@ def _flag(name: str) -> str:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, all parsed as text so that every bad value can be reported at once."""
+    """One flag per TrainConfig field, from its description, all parsed as text by `parse_config`
+    so that every bad value is reported at once."""
     for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{FIELD_HELP.get(f.name, '')} (default: {default})"
-        if isinstance(default, bool):
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if field_kind(f) == "bool":
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif isinstance(default, tuple):
+        elif field_kind(f) == "ints":
             parser.add_argument(_flag(f.name), nargs="+", default=None, metavar="N", help=help_text)
         else:
-            parser.add_argument(_flag(f.name), default=None, metavar=f.name.upper(), help=help_text)
+            choices = f.metadata["choices"]
+            metavar = "{" + ",".join(choices) + "}" if choices else f.name.upper()
+            parser.add_argument(_flag(f.name), default=None, metavar=metavar, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
-    """Build a validated TrainConfig from parsed flags (over `base` values); ConfigError lists every bad value."""
-    values: dict[str, Any] = dict(base or {})
-    errors: dict[str, str] = {}
-    for f in dataclasses.fields(TrainConfig):
-        raw = getattr(args, f.name, None)
-        if raw is None:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kind = NONE_DEFAULT_TYPES.get(f.name, type(default))
-        try:
-            if isinstance(default, tuple):
-                values[f.name] = tuple(int(v) for v in raw)
-            elif kind is bool:
-                values[f.name] = bool(raw)
-            else:
-                values[f.name] = kind(raw)
-        except ValueError:
-            errors[f.name] = f"{raw!r} is not a valid {kind.__name__}"
-    try:
-        config = TrainConfig.from_dict(values)
-    except ConfigError as err:
-        errors = {**err.errors, **errors}
-        raise ConfigError(errors) from None
-    if errors:
-        raise ConfigError(errors)
-    return config
+    """A validated TrainConfig from parsed flags (over `base` values); ConfigError lists every bad value."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    return parse_config({name: getattr(args, name, None) for name in names}, base)
 
 
 def _print_json(obj: Any) -> None:
@@ -118,14 +95,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             run = store.resolve(args.resume)
             config = config_from_args(args, base=run.config)
-            if run.status in ("queued", "running"):
+            queued_for_us = run.status == "queued" and args.run_id == run.id  # the dashboard's Resume
+            if run.status in ("queued", "running") and not queued_for_us:
                 raise RunError(f"Run {run.id} is still {run.status}; it cannot be resumed twice.")
             if config.strategy == "multiworker":
                 # Non-chief workers keep no backups to resume from.
                 raise RunError(f"Run {run.id} trained on several workers; it cannot be resumed. Start a new run.")
             store.clear_stop(run.id)
             run_id = run.id
-        elif args.run_id:
+        elif args.run_id:  # launched by the dashboard: the run row already holds the config from its form
             # Launched by the dashboard: the run row already holds the config from its form.
             run = store.get(args.run_id)
             config = config_from_args(args, base=run.config)
@@ -210,7 +188,7 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
     from PIL import Image
 
     from cifar_core.gradcam import GradCam
-    from cifar_core.studio import upscale
+    from cifar_core.previews import upscale
 
     good = [r for r in results if r.error is None]
     if not good:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ ARCHS = ("vgg16", "vgg16_bn")
 HEADS = ("flatten", "gap")
 CUTS = ("block5_pool", "block4_pool", "block3_pool")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
-SCHEDULES = ("constant", "cosine", "plateau")
+SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
+FLIPS = ("random", "alternating", "none")
 STRATEGIES = ("default", "mirrored", "multiworker")
 BLOCK_NAMES = ("block1", "block2", "block3", "block4", "block5")
 # Largest side the pipeline accepts: 224 is VGG16's ImageNet size; beyond it
@@ -34,43 +36,56 @@ class ConfigError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
+def setting(default: Any, section: str, label: str, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A TrainConfig field with the one description the CLI's --help and the dashboard's form are built from."""
+    return field(default=default, metadata={"section": section, "label": label, "help": help, "choices": choices})
+
+
 @dataclass
 class TrainConfig:
-    """Settings of one training run. Defaults follow the seed notebook at 32x32."""
+    """Settings of one training run. Defaults follow the seed notebook at 32x32.
 
-    data_dir: str | None = None
-    weights: str = "imagenet"  # "imagenet", "none", or a path to a weights file
-    arch: str = "vgg16"
-    width: float = 1.0  # conv width multiplier of vgg16_bn (1.0 = VGG16's 64..512 filters)
-    input_size: int = 32
-    cut: str = "block5_pool"
-    head: str = "flatten"
-    head_units: tuple[int, ...] = (512, 256)
-    dropout: float = 0.5
+    Each field's metadata (section, label, help) describes it once for the CLI
+    and the form; `parse_config` turns either one's text into a TrainConfig.
+    """
+
+    data_dir: str | None = setting(None, "Data", "Data folder", "CIFAR-10 folder (image folders, Kaggle layout or python batches); default $CIFAR10_DIR, else Keras' download")
+    limit: int | None = setting(None, "Data", "Images per class (empty = all)", "use only the first N training images per class (quick runs); only those are decoded")
+    val_fraction: float = setting(0.1, "Data", "Validation fraction", "fraction of the training images held out (stratified) for validation")
+    skip_bad: bool = setting(False, "Data", "Skip unreadable files", "skip unreadable image files (their count is reported) instead of failing")
+    weights: str = setting("imagenet", "Network", "Base weights", "'imagenet' (Keras download), 'none' (random init, from scratch) or a path to a base weights file")
+    arch: str = setting("vgg16", "Network", "Architecture", "vgg16 (keras.applications) or vgg16_bn (same layout with BatchNorm, for training from scratch)", ARCHS)
+    width: float = setting(1.0, "Network", "Width (vgg16_bn)", "conv width multiplier for vgg16_bn (0.5 = half of VGG16's filters, ~4x less compute); vgg16 is always 1")
+    bn_scale: bool = setting(True, "Network", "BatchNorm scale (vgg16_bn)", "BatchNorm layers of the base learn a scale; off fixes it at 1, as airbench94 does")
+    input_size: int = setting(32, "Network", "Input size (px)", "side of the network input; 32 is native CIFAR-10, larger sizes upsample (slow on a CPU)")
+    cut: str = setting("block5_pool", "Network", "Cut point", "last base layer kept: block5_pool (whole base), block4_pool or block3_pool (the seed's partial network)", CUTS)
+    head: str = setting("flatten", "Network", "Head", "flatten (the seed's head) or gap (global average pooling)", HEADS)
+    head_units: tuple[int, ...] = setting((512, 256), "Network", "Head layer widths", "widths of the dense layers of the head, e.g. 512, 256")
+    dropout: float = setting(0.5, "Network", "Dropout", "dropout after each dense layer of the head")
     # Phase 1 trains the head on a frozen base; phase 2 unfreezes `finetune_freeze`.
-    epochs_head: int = 15
-    epochs_finetune: int = 20
-    lr: float = 1e-4
-    finetune_lr: float = 1e-5
+    epochs_head: int = setting(15, "Phases", "Epochs, phase 1 (head)", "phase 1: epochs training the head on a frozen base (0 skips it)")
+    lr: float = setting(1e-4, "Phases", "Learning rate, phase 1", "phase 1 learning rate")
+    epochs_finetune: int = setting(20, "Phases", "Epochs, phase 2 (fine-tune)", "phase 2: epochs fine-tuning after unfreezing (0 skips it)")
+    finetune_lr: float = setting(1e-5, "Phases", "Learning rate, phase 2", "phase 2 learning rate (lower, to keep pretrained features)")
     # "block5" = train block5 and above; an integer N = freeze the first N base layers
     # (the seed froze 18, then 14); "none" = train everything.
-    finetune_freeze: str = "block5"
-    optimizer: str = "rmsprop"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    batch_size: int = 64
-    augment: bool = True
-    patience: int = 5  # EarlyStopping patience in epochs; 0 turns it off
-    bf16: bool = False
-    val_fraction: float = 0.1
-    limit: int | None = None  # training images per class, for quick runs
-    seed: int = 42
-    feature_cache: bool = True
-    skip_bad: bool = False
-    strategy: str = "default"
+    finetune_freeze: str = setting("block5", "Phases", "Phase 2 freezing", "phase 2 freezing: blockN (train blockN and up), N (freeze the first N base layers), none, or all")
+    optimizer: str = setting("rmsprop", "Optimisation", "Optimizer", "rmsprop (the seed's), adam, or sgd (Nesterov momentum)", OPTIMIZERS)
+    momentum: float = setting(0.9, "Optimisation", "Momentum (SGD)", "SGD momentum")
+    weight_decay: float = setting(0.0, "Optimisation", "Weight decay", "decoupled weight decay (0 = off)")
+    schedule: str = setting("constant", "Optimisation", "LR schedule", "constant; cosine (with optional warmup); onecycle (linear warmup to the rate, then linear decay to 0, as airbench94); plateau (halve on a val_loss plateau)", SCHEDULES)
+    warmup_epochs: int = setting(0, "Optimisation", "Warmup epochs", "linear warmup epochs of the cosine and onecycle schedules")
+    label_smoothing: float = setting(0.0, "Optimisation", "Label smoothing", "label smoothing of the cross-entropy loss")
+    batch_size: int = setting(64, "Optimisation", "Batch size", "global batch size; scale the learning rate with it")
+    augment: bool = setting(True, "Augmentation", "Augmentation", "augment training images (the flips and shifts below); off allows the frozen-feature cache")
+    flip: str = setting("random", "Augmentation", "Horizontal flips", "random (each image, each epoch), alternating (random in the first epoch, then the other side every epoch, as airbench94) or none", FLIPS)
+    translate: int = setting(4, "Augmentation", "Shift (px)", "largest random shift in pixels, reflect-padded (0 = none)")
+    tta: bool = setting(False, "Augmentation", "Test-time augmentation", "predict as the mean over the image, its mirror and 1-pixel shifts of both; every page, evaluate and predict do so for this model")
+    patience: int = setting(5, "Regularisation and speed", "Early-stopping patience (0 = off)", "EarlyStopping patience in epochs on val_accuracy, restoring the best weights (0 = off)")
+    bf16: bool = setting(False, "Regularisation and speed", "bfloat16 mixed precision", "mixed_bfloat16 precision (faster on CPUs with AVX-512 BF16 and on recent GPUs)")
+    feature_cache: bool = setting(True, "Regularisation and speed", "Cache frozen features", "train the frozen-phase head on cached base features (when augmentation is off)")
+    seed: int = setting(42, "Regularisation and speed", "Random seed", "random seed: same seed and data, same run")
+    strategy: str = setting("default", "Regularisation and speed", "Distribution strategy", "tf.distribute strategy: default, mirrored (all local GPUs) or multiworker (TF_CONFIG)", STRATEGIES)
 
     def validate(self) -> "TrainConfig":
         """Return self if every field is valid, else raise ConfigError naming each bad one."""
@@ -80,7 +95,13 @@ class TrainConfig:
             if not ok and name not in errors:
                 errors[name] = message
 
-        check("arch", self.arch in ARCHS, f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            if choices:
+                value = getattr(self, f.name)
+                check(f.name, value in choices, f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
+            elif f.type == "bool":
+                check(f.name, isinstance(getattr(self, f.name), bool), f"must be on or off, got {getattr(self, f.name)!r}")
         weights_ok = self.weights in ("imagenet", "none") or Path(self.weights).is_file()
         check(
             "weights",
@@ -104,8 +125,6 @@ class TrainConfig:
             isinstance(self.input_size, int) and 32 <= self.input_size <= MAX_INPUT_SIZE,
             f"must be a whole number from 32 to {MAX_INPUT_SIZE}, got {self.input_size!r}",
         )
-        check("cut", self.cut in CUTS, f"unknown cut {self.cut!r}; choose one of {', '.join(CUTS)}")
-        check("head", self.head in HEADS, f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         check(
             "head_units",
             len(self.head_units) > 0 and all(isinstance(u, int) and 1 <= u <= 8192 for u in self.head_units),
@@ -121,10 +140,9 @@ class TrainConfig:
             value = getattr(self, name)
             check(name, isinstance(value, (int, float)) and 0 < value <= 10, f"must be a number in (0, 10], got {value!r}")
         check("finetune_freeze", _valid_freeze(self.finetune_freeze), "must be 'none', 'all', a block name (block1..block5) or a layer count >= 0")
-        check("optimizer", self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         check("momentum", _number(self.momentum) and 0.0 <= self.momentum < 1.0, f"must be in [0, 1), got {self.momentum!r}")
         check("weight_decay", _number(self.weight_decay) and 0.0 <= self.weight_decay < 1.0, f"must be in [0, 1), got {self.weight_decay!r}")
-        check("schedule", self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        check("translate", _whole(self.translate) and 0 <= self.translate <= 8, f"must be a whole number of pixels from 0 to 8, got {self.translate!r}")
         check("warmup_epochs", isinstance(self.warmup_epochs, int) and self.warmup_epochs >= 0, f"must be a whole number >= 0, got {self.warmup_epochs!r}")
         check("label_smoothing", _number(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0, f"must be in [0, 1), got {self.label_smoothing!r}")
         check("batch_size", isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096, f"must be a whole number from 1 to 4096, got {self.batch_size!r}")
@@ -133,7 +151,6 @@ class TrainConfig:
         check("limit", self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), f"must be empty or a whole number >= 2, got {self.limit!r}")
         # numpy's (hence Keras') seeds are 32-bit: a larger one fails only when training starts.
         check("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
-        check("strategy", self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.data_dir is not None:
             check("data_dir", Path(self.data_dir).is_dir(), f"data folder {self.data_dir!r} does not exist")
         if errors:
@@ -170,41 +187,94 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _valid_freeze(spec: str) -> bool:
     spec = str(spec)
-    return spec in ("none", "all") or spec in BLOCK_NAMES or (spec.isdigit() and int(spec) >= 0)
+    return spec in ("none", "all") or spec in BLOCK_NAMES or WHOLE_RE.fullmatch(spec) is not None
 
 
-# One line of help per setting, shown by the CLI (--help) and the dashboard's form.
-FIELD_HELP: dict[str, str] = {
-    "data_dir": "CIFAR-10 folder (image folders, Kaggle layout or python batches); default $CIFAR10_DIR, else Keras' download",
-    "weights": "'imagenet' (Keras download), 'none' (random init, from scratch) or a path to a base weights file",
-    "arch": "vgg16 (keras.applications) or vgg16_bn (same layout with BatchNorm, for training from scratch)",
-    "width": "conv width multiplier for vgg16_bn (0.5 = half of VGG16's filters, ~4x less compute); vgg16 is always 1",
-    "input_size": "side of the network input; 32 is native CIFAR-10, larger sizes upsample (slow on a CPU)",
-    "cut": "last base layer kept: block5_pool (whole base), block4_pool or block3_pool (the seed's partial network)",
-    "head": "flatten (the seed's head) or gap (global average pooling)",
-    "head_units": "widths of the dense layers of the head",
-    "dropout": "dropout after each dense layer of the head",
-    "epochs_head": "phase 1: epochs training the head on a frozen base (0 skips it)",
-    "epochs_finetune": "phase 2: epochs fine-tuning after unfreezing (0 skips it)",
-    "lr": "phase 1 learning rate",
-    "finetune_lr": "phase 2 learning rate (lower, to keep pretrained features)",
-    "finetune_freeze": "phase 2 freezing: blockN (train blockN and up), N (freeze the first N base layers), none, or all",
-    "optimizer": "rmsprop (the seed's), adam, or sgd (Nesterov momentum)",
-    "momentum": "SGD momentum",
-    "weight_decay": "decoupled weight decay (0 = off)",
-    "schedule": "learning-rate schedule: constant, cosine (with optional warmup) or plateau (halve on a val_loss plateau)",
-    "warmup_epochs": "linear warmup epochs for the cosine schedule",
-    "label_smoothing": "label smoothing of the cross-entropy loss",
-    "batch_size": "global batch size",
-    "augment": "random horizontal flips and shifts of up to 4 pixels during training",
-    "patience": "EarlyStopping patience in epochs on val_accuracy, restoring the best weights (0 = off)",
-    "bf16": "mixed_bfloat16 precision (faster on CPUs with AVX-512 BF16 and on recent GPUs)",
-    "val_fraction": "fraction of the training images held out (stratified) for validation",
-    "limit": "use only the first N training images per class (quick runs)",
-    "seed": "random seed: same seed and data, same run",
-    "feature_cache": "train the frozen-phase head on cached base features (when augmentation is off)",
-    "skip_bad": "skip unreadable image files (their count is reported) instead of failing",
-    "strategy": "tf.distribute strategy: default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
-}
+# ---------------------------------------------------------------- text -> TrainConfig
+
+# ASCII only: str.isdigit() and int() also accept other scripts' digits ('²', '٣'),
+# which then fail later or mean something the user did not type.
+WHOLE_RE = re.compile(r"[+-]?[0-9]+")
+NUMBER_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def field_kind(f: dataclasses.Field) -> str:
+    """'bool', 'int', 'float', 'ints' (a list of whole numbers) or 'str', from the field's annotation."""
+    kind = str(f.type).replace(" | None", "")
+    return {"tuple[int, ...]": "ints"}.get(kind, kind)
+
+
+def optional(f: dataclasses.Field) -> bool:
+    """Whether the field may be empty (None)."""
+    return "None" in str(f.type)
+
+
+def _parse_value(f: dataclasses.Field, raw: Any) -> Any:
+    """One field's value from text (or an already typed value); ValueError says what is wrong, in words."""
+    kind = field_kind(f)
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if raw == "":
+            if optional(f):
+                return None
+            raise ValueError("needs a value")
+    if kind == "ints":
+        items = re.split(r"[,\s]+", raw) if isinstance(raw, str) else list(raw)
+        items = [str(i).strip() for i in items if str(i).strip()]
+        bad = [i for i in items if not WHOLE_RE.fullmatch(i)]
+        if bad or not items:
+            raise ValueError(f"must be whole numbers separated by commas, e.g. 512, 256; {', '.join(repr(b) for b in bad) or 'nothing'} is not")
+        return tuple(int(i) for i in items)
+    if not isinstance(raw, str):
+        return raw  # typed already (a form's toggle or number box, or config.json)
+    if kind == "bool":
+        if raw.lower() in TRUE_WORDS + FALSE_WORDS:
+            return raw.lower() in TRUE_WORDS
+        raise ValueError(f"must be on or off (true/false), got {raw!r}")
+    if kind == "int":
+        if not WHOLE_RE.fullmatch(raw):
+            raise ValueError(f"must be a whole number written with the digits 0-9, got {raw!r}")
+        return int(raw)
+    if kind == "float":
+        if not NUMBER_RE.fullmatch(raw):
+            raise ValueError(f"must be a number such as 0.1 or 1e-4, got {raw!r}")
+        return float(raw)
+    return raw
+
+
+def parse_config(values: dict[str, Any], base: dict[str, Any] | None = None) -> TrainConfig:
+    """A validated TrainConfig from text (CLI flags, form boxes) over `base` values (e.g. a run's config).
+
+    Values may be text or already typed; None (or a missing key) keeps the base or
+    default value, an empty text clears an optional field. ConfigError names every
+    bad field at once, in words.
+    """
+    merged: dict[str, Any] = dict(base or {})
+    errors: dict[str, str] = {}
+    by_name = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(by_name))
+    errors.update({name: "unknown setting" for name in unknown})
+    for name, raw in values.items():
+        if name in by_name and raw is not None:
+            try:
+                merged[name] = _parse_value(by_name[name], raw)
+            except ValueError as err:
+                errors[name] = str(err)
+    for name in errors:
+        merged.pop(name, None)
+    try:
+        config = TrainConfig.from_dict(merged)
+    except ConfigError as err:
+        raise ConfigError({**err.errors, **errors}) from None
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import pickle
 import shutil
@@ -109,11 +110,17 @@ def load_cifar10(
     cache_dir: Path | None = None,
     skip_bad: bool = False,
     progress: Progress | None = None,
+    limit: int | None = None,
 ) -> CifarData:
     """Load CIFAR-10 from `data_dir` (any accepted layout) or, with no folder, from Keras.
 
     Decoded arrays are cached under `cache_dir`, keyed by the source's path, file
     count, sizes and modification times, so the second load skips decoding.
+
+    Args:
+        limit: only the first `limit` training images of each class are needed
+            (`make_splits(limit=...)` keeps the same ones). Image folders then decode
+            just those, unless the whole dataset is cached already.
     """
     if not data_dir:
         return _load_from_keras()
@@ -124,8 +131,14 @@ def load_cifar10(
     cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
     if (cache / "meta.json").is_file():
         return _read_cache(cache)
-    loader = {"folders": _load_folders, "kaggle": _load_kaggle, "batches": _load_batches}[layout]
-    data = loader(folder, skip_bad=skip_bad, progress=progress)
+    if limit and layout == "folders":
+        cache = cache.with_name(f"{cache.name}-first{limit}")
+        if (cache / "meta.json").is_file():
+            return _read_cache(cache)
+        data = _load_folders(folder, skip_bad=skip_bad, progress=progress, limit=limit)
+    else:
+        loader = {"folders": _load_folders, "kaggle": _load_kaggle, "batches": _load_batches}[layout]
+        data = loader(folder, skip_bad=skip_bad, progress=progress)
     _write_cache(cache, data)
     return data
 
@@ -223,7 +236,8 @@ def _check_classes(found: list[str], where: str) -> None:
         raise DataError(f"{where}: {'; '.join(problems)}. Expected exactly: {', '.join(CLASS_NAMES)}.")
 
 
-def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
+def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit: int | None = None) -> CifarData:
+    """Decode an image-folder dataset; with `limit`, only the first `limit` training images of each class."""
     arrays, skipped = {}, []
     for split in ("train", "test"):
         split_dir = folder / split
@@ -232,6 +246,8 @@ def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None) -> Ci
         paths, labels = [], []
         for d in dirs:
             files = sorted(f for f in d.iterdir() if f.is_file())
+            if split == "train" and limit:
+                files = files[:limit]
             paths += files
             labels += [CLASS_NAMES.index(d.name)] * len(files)
         if not paths:
@@ -401,19 +417,6 @@ def preprocess(images, input_size: int = NATIVE_SIZE):
     return keras.applications.vgg16.preprocess_input(x)
 
 
-def augmenter(seed: int):
-    """Random horizontal flip plus a random shift of up to 4 pixels (pad-and-crop), as Keras layers."""
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", seed=seed + 1),
-        ],
-        name="augment",
-    )
-
-
 def one_hot(y: np.ndarray) -> np.ndarray:
     """Integer labels (N,) -> float32 one-hot rows (N, 10), the loss's target format."""
     return np.eye(len(CLASS_NAMES), dtype=np.float32)[y]
@@ -443,16 +446,70 @@ def make_dataset(
     input_size: int = NATIVE_SIZE,
     seed: int = 0,
 ):
-    """A batched, prefetched tf.data pipeline of (preprocessed images, one-hot labels)."""
+    """One pass over (x, y) as batches of (preprocessed images, one-hot labels), prefetched.
+
+    With `training`, reshuffled every pass; with `augment` too, random flips and
+    reflect-padded shifts of up to 4 pixels. Training runs use `training_stream`.
+    """
     import tensorflow as tf
 
+    from cifar_core import augment as aug
+
     ds = batched(x, y, batch_size, training=training, seed=seed)
-    aug = augmenter(seed) if training and augment else None
 
     def prep(images, labels):
         images = tf.cast(images, tf.float32)
-        if aug is not None:
-            images = aug(images, training=True)
+        if training and augment:
+            n = tf.shape(images)[0]
+            images = aug.flip(images, tf.random.uniform([n]) < 0.5)
+            images = aug.translate(images, 4, aug.random_offsets(n, 4))
+        return preprocess(images, input_size), tf.one_hot(labels, len(CLASS_NAMES))
+
+    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def training_stream(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    flip: str,
+    translate: int,
+    input_size: int = NATIVE_SIZE,
+    seed: int = 0,
+    first_epoch: int = 0,
+):
+    """Endless training batches, epoch after epoch (`fit` with `steps_per_epoch`), reshuffled every epoch.
+
+    Each epoch is `ceil(len(x) / batch_size)` batches, so the pipeline knows which
+    epoch a batch belongs to: "alternating" flips need it. Augmentation draws from
+    stateless seeds, so a run with the same seed sees the same batches.
+
+    Args:
+        flip: "random", "alternating" (see `augment`) or "none".
+        translate: largest shift in pixels (reflect padding); 0 = none.
+        first_epoch: the epoch the stream starts at (a resumed phase).
+    """
+    import tensorflow as tf
+
+    from cifar_core import augment as aug
+
+    steps = math.ceil(len(x) / batch_size)
+    bits = aug.flip_bits(len(x), seed)
+    ds = tf.data.Dataset.from_tensor_slices((x, y, bits))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat().enumerate()
+
+    def prep(count, batch):
+        images, labels, bit = batch
+        images = tf.cast(images, tf.float32)
+        n = tf.shape(images)[0]
+        step_seed = tf.stack([tf.constant(seed, tf.int64), count])
+        if flip == "alternating":
+            odd_epoch = (first_epoch + count // steps) % 2 == 1
+            images = aug.flip(images, tf.math.logical_xor(bit, odd_epoch))
+        elif flip == "random":
+            images = aug.flip(images, tf.random.stateless_uniform([n], seed=step_seed) < 0.5)
+        images = aug.translate(images, translate, aug.random_offsets(n, translate, step_seed + 1))
         return preprocess(images, input_size), tf.one_hot(labels, len(CLASS_NAMES))
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, augment
 from cifar_core.data import make_dataset
 from cifar_core.runs import atomic_write_text
 
@@ -36,13 +36,15 @@ def predict_probs(
     tta: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> np.ndarray:
-    """Class probabilities for uint8 images `x`; with `tta`, averaged with the horizontally flipped images."""
+    """Class probabilities for uint8 images `x`; with `tta`, the weighted mean over `augment.tta_views`."""
     ds = make_dataset(x, np.zeros(len(x), np.int64), batch_size, training=False, input_size=input_size)
     out, done = [], 0
     for images, _ in ds:
-        p = np.asarray(model.predict_on_batch(images), dtype=np.float32)
         if tta:
-            p = (p + np.asarray(model.predict_on_batch(images[:, :, ::-1, :]), dtype=np.float32)) / 2
+            views, weights = augment.tta_views(images)
+            p = np.asarray(augment.tta_average(model.predict_on_batch(views), weights), dtype=np.float32)
+        else:
+            p = np.asarray(model.predict_on_batch(images), dtype=np.float32)
         out.append(p)
         done += len(p)
         if progress:

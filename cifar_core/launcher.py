@@ -26,7 +26,19 @@ def start_training(config: TrainConfig, store: RunStore) -> Run:
     """Register a queued run and start its training process; RunBusyError if one is live."""
     config.validate()
     run = store.create(config, status="queued", exclusive=True)
-    cmd = [sys.executable, "-m", "cifar_core", "train", "--run-id", run.id, "--runs-dir", str(store.root)]
+    return _spawn(run, store, ["--run-id", run.id])
+
+
+def resume_training(run_id: str, store: RunStore) -> Run:
+    """Queue a stopped or failed run again and continue it from its last completed epoch
+    (`train --resume`) in a background process; RunBusyError if another run is live."""
+    run = store.requeue(run_id)
+    return _spawn(run, store, ["--resume", run.id, "--run-id", run.id])
+
+
+def _spawn(run: Run, store: RunStore, args: list[str]) -> Run:
+    """Start `python -m cifar_core train ARGS` for a queued run, its output appended to the run's process log."""
+    cmd = [sys.executable, "-m", "cifar_core", "train", *args, "--runs-dir", str(store.root)]
     try:
         with open(run.dir / PROCESS_LOG, "ab") as log:
             # A new session: Ctrl-C or a restart of the dashboard must not reach the training.

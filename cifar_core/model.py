@@ -45,29 +45,44 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def vgg16_bn(input_shape: tuple[int, int, int], width: float = 1.0) -> keras.Model:
+def batchnorm_momentum(steps_per_epoch: int) -> float:
+    """BatchNorm's moving-average momentum for a run of `steps_per_epoch` batches per epoch.
+
+    Keras' 0.99 averages over ~100 steps: a run of a few dozen steps would then
+    validate and save with statistics still close to their initial (0, 1) and
+    score at chance. Averaging over the last quarter epoch instead keeps the
+    statistics those of the weights being saved, whatever the run's length.
+    """
+    return float(min(0.99, max(0.5, 1.0 - 4.0 / max(steps_per_epoch, 1))))
+
+
+def vgg16_bn(input_shape: tuple[int, int, int], width: float = 1.0, bn_momentum: float = 0.99, bn_scale: bool = True) -> keras.Model:
     """VGG16's layout with BatchNorm after every conv, randomly initialised (no ImageNet weights exist).
 
-    `width` scales every block's filter count (0.5 -> 32..256 filters).
+    Args:
+        width: scales every block's filter count (0.5 -> 32..256 filters).
+        bn_momentum: BatchNorm moving-average momentum (see `batchnorm_momentum`).
+        bn_scale: whether BatchNorm learns a scale; False fixes it at 1 (airbench94 does so).
     """
     inputs = keras.Input(input_shape)
     x = inputs
     for b, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for i in range(1, convs + 1):
             x = keras.layers.Conv2D(max(8, round(filters * width)), 3, padding="same", use_bias=False, name=f"block{b}_conv{i}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{b}_bn{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum, scale=bn_scale, name=f"block{b}_bn{i}")(x)
             x = keras.layers.Activation("relu", name=f"block{b}_relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     return keras.Model(inputs, x, name="vgg16_bn")
 
 
-def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool", width: float = 1.0) -> keras.Model:
+def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool", width: float = 1.0,
+               bn_momentum: float = 0.99, bn_scale: bool = True) -> keras.Model:
     """The convolutional base, cut after `cut`, with weights 'imagenet', 'none' or a file path."""
     shape = (input_size, input_size, 3)
     if arch == "vgg16_bn" and weights == "imagenet":
         raise WeightsError("vgg16_bn has no ImageNet weights; use weights 'none' (from scratch) or a vgg16_bn weights file.")
     if arch == "vgg16_bn":
-        full = vgg16_bn(shape, width)
+        full = vgg16_bn(shape, width, bn_momentum, bn_scale)
     elif weights == "imagenet":
         try:
             full = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
@@ -107,24 +122,29 @@ def load_base_weights(base: keras.Model, path: Path) -> None:
         ) from err
 
 
-def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...], dropout: float) -> keras.Model:
+def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...], dropout: float,
+               bn_momentum: float = 0.99) -> keras.Model:
     """The classifier: the seed's Flatten->[Dense->BN->Dropout]*->softmax, or the same after global pooling."""
     inputs = keras.Input(feature_shape)
     x = keras.layers.Flatten()(inputs) if head == "flatten" else keras.layers.GlobalAveragePooling2D()(inputs)
     for u in units:
         x = keras.layers.Dense(u, activation="relu")(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
         x = keras.layers.Dropout(dropout)(x)
     # float32 probabilities even under mixed precision, for a stable loss.
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="head")
 
 
-def build_model(config: TrainConfig) -> keras.Model:
-    """Input -> base -> head, built under bf16 when `config.bf16`."""
+def build_model(config: TrainConfig, bn_momentum: float = 0.99) -> keras.Model:
+    """Input -> base -> head, built under bf16 when `config.bf16`.
+
+    Args:
+        bn_momentum: of every BatchNorm layer; `batchnorm_momentum(steps)` for a run.
+    """
     with dtype_policy("mixed_bfloat16" if config.bf16 else "float32"):
-        base = build_base(config.arch, config.weights, config.input_size, config.cut, config.width)
-        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout)
+        base = build_base(config.arch, config.weights, config.input_size, config.cut, config.width, bn_momentum, config.bn_scale)
+        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout, bn_momentum)
         inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
         model = keras.Model(inputs, head(base(inputs)), name=f"{config.arch}_cifar10")
     return model

@@ -287,6 +287,28 @@ class RunStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def requeue(self, run_id: str) -> Run:
+        """Queue a stopped or failed run again, for the launcher to resume; RunBusyError while one is live."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+                    if _pid_alive(row["pid"], row["host"]):
+                        raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                    self._mark_dead(db, row)
+                row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+                if row is None or row["status"] not in ("stopped", "failed"):
+                    raise RunError(f"Run {run_id} is {row['status'] if row else 'unknown'}; only a stopped or failed run can be resumed.")
+                db.execute(
+                    "UPDATE runs SET status='queued', finished=NULL, pid=?, host=?, stop_requested=0 WHERE id=?",
+                    (os.getpid(), socket.gethostname(), run_id),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return self.get(run_id)
+
     def set_pid(self, run_id: str, pid: int) -> None:
         with self._connect() as db:
             db.execute("UPDATE runs SET pid=? WHERE id=?", (pid, run_id))

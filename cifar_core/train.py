@@ -11,6 +11,7 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,8 @@ from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback
 from cifar_core.config import TrainConfig
-from cifar_core.model import build_model, load_model, set_freeze
+from cifar_core.outcome import did_not_learn, likely_reasons
+from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
 from cifar_core.paths import cache_dir
 from cifar_core.runs import Run, RunStore, atomic_save_model
 
@@ -45,9 +47,29 @@ def phases(config: TrainConfig) -> list[Phase]:
     return [p for p in planned if p.epochs > 0]
 
 
+@keras.saving.register_keras_serializable(package="cifar_core")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise-linear rate: from `peak / 10` up to `peak` over `warmup_steps`, then down to 0 at `total_steps`."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = float(peak), int(warmup_steps), int(total_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = max(self.warmup_steps, 1)
+        rising = self.peak * (0.1 + 0.9 * step / warm)
+        falling = self.peak * keras.ops.maximum(self.total_steps - step, 0.0) / max(self.total_steps - self.warmup_steps, 1)
+        return keras.ops.where(step < self.warmup_steps, rising, falling)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
 def make_optimizer(config: TrainConfig, lr: float, epochs: int, steps: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer, with a cosine schedule (and linear warmup) when asked for."""
+    """The configured optimizer, with its learning-rate schedule."""
     rate: float | keras.optimizers.schedules.LearningRateSchedule = lr
+    if config.schedule == "onecycle":
+        rate = OneCycle(lr, min(config.warmup_epochs, max(epochs - 1, 0)) * steps, epochs * steps)
     if config.schedule == "cosine":
         warmup = min(config.warmup_epochs, max(epochs - 1, 0)) * steps
         rate = keras.optimizers.schedules.CosineDecay(
@@ -162,26 +184,72 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     strategy = distribute.make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     log.info("run %s: %s", run.id, config.to_json().replace("\n", " "))
-    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=progress)
+    stage = StageReporter(store, run.id, progress)
+    splits, summary = _load_data(config, store, run, resume, stage, log)
+    stage("building the model")
+    steps = math.ceil(len(splits.x_train) / config.batch_size)
+    with strategy.scope():
+        model = build_model(config, batchnorm_momentum(steps))
+    distribute.prepare_model(model, strategy)
+    summary.update(steps_per_epoch=steps)
+    store.update_summary(run.id, steps_per_epoch=steps)
+    stopped = _run_phases(config, store, run, model, splits, summary, strategy, steps, resume, stage, log)
+    return _finish(config, store, run, model, splits, summary, stopped, stage, log)
+
+
+class StageReporter:
+    """Tells the run store (hence the dashboard) and the CLI's progress bars which stage a run is in.
+
+    Calls with a count are throttled: the store is written at most every half second.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, progress: Progress | None):
+        self.store, self.run_id, self.progress = store, run_id, progress
+        self.last_write = 0.0
+        self.name, self.since = "", 0.0
+
+    def __call__(self, name: str, done: int | None = None, total: int | None = None) -> None:
+        if self.progress and total:
+            self.progress(done or 0, total, name)
+        now = time.time()
+        if name != self.name:
+            self.name, self.since = name, now  # the stage's start, for its rate and ETA
+        if total is None or done in (0, total) or now - self.last_write >= 0.5:
+            self.last_write = now
+            self.store.update_summary(self.run_id, stage={"name": name, "done": done, "total": total, "since": self.since, "ts": now})
+
+    def counter(self, name: str) -> Progress:
+        """A progress callback that reports `name` (the data loader's and evaluator's own label is kept as detail)."""
+        return lambda done, total, what: self(f"{name}: {what}", done, total)
+
+
+def _load_data(config: TrainConfig, store: RunStore, run: Run, resume: bool, stage: StageReporter,
+               log: logging.Logger) -> tuple[data_lib.Splits, dict]:
+    """The run's train/val/test splits, and its summary so far (kept on resume)."""
+    stage("loading the data")
+    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=stage.counter("loading the data"),
+                                 limit=config.limit)
     if data.skipped:
         log.info("skipped %d unreadable file(s); first: %s", len(data.skipped), data.skipped[0])
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     log.info("data: %s; train %d, val %d, test %d", data.source, len(splits.x_train), len(splits.x_val), len(splits.x_test))
+    summary = dict(run.summary) if resume else {}
+    summary.pop("stage", None)
+    summary.update(train_images=len(splits.x_train), val_images=len(splits.x_val), test_images=len(splits.x_test),
+                   skipped_files=len(data.skipped), data_source=data.source)
+    store.update_summary(run.id, **summary)
+    return splits, summary
 
-    with strategy.scope():
-        model = build_model(config)
-    distribute.prepare_model(model, strategy)
+
+def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: data_lib.Splits, summary: dict,
+                strategy, steps: int, resume: bool, stage: StageReporter, log: logging.Logger) -> bool:
+    """Train each planned phase in turn (skipping those a resumed run completed); True if stopped on request."""
     base, head = model.get_layer("base"), model.get_layer("head")
     checkpoint = run.dir / "model.keras"
-    summary = dict(run.summary) if resume else {}
-    summary.update(train_images=len(splits.x_train), val_images=len(splits.x_val), skipped_files=len(data.skipped), data_source=data.source)
-    store.update_summary(run.id, **summary)
     best = summary.get("best_val_accuracy", -math.inf)
     epoch_offset = 0
-    stopped = False
-    train_ds = val_ds = None
-
-    for phase in phases(config):
+    plan = phases(config)
+    for number, phase in enumerate(plan, start=1):
         done = summary.get("phase_epochs", {})
         weights_file = run.dir / f"after_{phase.name}.weights.h5"
         if resume and phase.name in done and weights_file.is_file():
@@ -189,9 +257,9 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             epoch_offset += done[phase.name]
             log.info("phase %s already completed; resuming after it", phase.name)
             continue
+        stage(f"phase {number}/{len(plan)} ({phase.name}): preparing")
         with strategy.scope():
             set_freeze(base, phase.freeze)
-        steps = math.ceil(len(splits.x_train) / config.batch_size)
         use_features = (
             phase.freeze == "all"
             and not config.augment
@@ -210,67 +278,99 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             store, run.id, phase=phase.name, full_model=model, checkpoint=checkpoint, best=best,
             epoch_offset=epoch_offset, epochs=phase.epochs, steps=steps, batch_size=config.batch_size,
         )
-        callbacks: list[keras.callbacks.Callback] = [
-            # store_cb before the backup: an epoch is logged, then backed up. A kill
-            # between the two re-runs that epoch, and store_cb drops its old record;
-            # the other order would leave a gap in the curves instead.
-            store_cb,
-            # double_checkpoint: a kill while the backup is being written leaves the
-            # previous one to resume from. Kept when fit ends (Keras would delete it) so
-            # that a stopped run resumes from its last epoch too; removed below once the
-            # phase is complete.
-            CompletedEpochBackup(str(backup), double_checkpoint=True, delete_checkpoint=False),
-            keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs, p=phase, o=epoch_offset: log.info(
-                "[%s] epoch %d: %s", p.name, o + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
-        ]
-        if config.patience:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True))
-        if config.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2 or 2)))
-
+        callbacks = _phase_callbacks(config, phase, store_cb, backup, epoch_offset, log)
         log.info("phase %s: %d epoch(s) at lr %g, freeze=%s, %s", phase.name, phase.epochs, phase.lr, phase.freeze,
                  "on cached base features" if use_features else "on live images")
+        stage(f"phase {number}/{len(plan)} ({phase.name})")
         if use_features:
-            cache = cache_dir()
-            f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=progress)
-            f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=progress)
-            head.fit(
-                data_lib.batched(f_train, data_lib.one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
-                validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val), config.batch_size, training=False),
-                epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0,  # batched() shuffles
-            )
+            _fit_head_on_features(config, base, head, splits, phase, callbacks, stage)
         else:
-            if train_ds is None:
-                train_ds = distribute.shard_by_data(data_lib.make_dataset(
-                    splits.x_train, splits.y_train, config.batch_size, training=True,
-                    augment=config.augment, input_size=config.input_size, seed=config.seed))
-                val_ds = distribute.shard_by_data(data_lib.make_dataset(
-                    splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size))
+            train_ds = distribute.shard_by_data(data_lib.training_stream(
+                splits.x_train, splits.y_train, config.batch_size, flip=config.flip if config.augment else "none",
+                translate=config.translate if config.augment else 0, input_size=config.input_size,
+                seed=config.seed, first_epoch=epoch_offset))
+            val_ds = distribute.shard_by_data(data_lib.make_dataset(
+                splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size))
             # shuffle=False: the tf.data pipeline already reshuffles every epoch.
-            model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0)
+            model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False,
+                      callbacks=callbacks, verbose=0)
 
         best = store_cb.best
         ran = store_cb.last_epoch - epoch_offset
         epoch_offset = store_cb.last_epoch
+        summary.update(epochs_completed=epoch_offset)
         if store_cb.stopped:
-            stopped = True
             log.info("stop requested: phase %s stopped after %d complete epoch(s)", phase.name, ran)
-            break
+            return True
         summary.setdefault("phase_epochs", {})[phase.name] = ran
         model.save_weights(weights_file)
         store.update_summary(run.id, phase_epochs=summary["phase_epochs"])
         shutil.rmtree(backup, ignore_errors=True)
-
-    if not checkpoint.exists():
-        atomic_save_model(model, checkpoint)  # stopped before any epoch ended: keep what there is
-    summary.update(store.get(run.id).summary)
     summary.update(epochs_completed=epoch_offset)
+    return False
 
+
+def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallback, backup: Path, epoch_offset: int,
+                     log: logging.Logger) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [
+        # store_cb before the backup: an epoch is logged, then backed up. A kill
+        # between the two re-runs that epoch, and store_cb drops its old record;
+        # the other order would leave a gap in the curves instead.
+        store_cb,
+        # double_checkpoint: a kill while the backup is being written leaves the
+        # previous one to resume from. Kept when fit ends (Keras would delete it) so
+        # that a stopped run resumes from its last epoch too; removed once the
+        # phase is complete.
+        CompletedEpochBackup(str(backup), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: log.info(
+            "[%s] epoch %d: %s", phase.name, epoch_offset + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
+    ]
+    if config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True))
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2 or 2)))
+    return callbacks
+
+
+def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Model, splits: data_lib.Splits, phase: Phase,
+                          callbacks: list, stage: StageReporter) -> None:
+    """Phase 1 on cached frozen-base features: the base runs once, not every epoch."""
+    cache = cache_dir()
+    counter = stage.counter("computing the frozen base's features")
+    f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=counter)
+    f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=counter)
+    head.fit(
+        data_lib.batched(f_train, data_lib.one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
+        validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val), config.batch_size, training=False),
+        epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0,  # batched() shuffles
+    )
+
+
+def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: data_lib.Splits, summary: dict,
+            stopped: bool, stage: StageReporter, log: logging.Logger) -> dict:
+    """Evaluate the best model on the test set, save the results, and mark the run final."""
+    checkpoint = run.dir / "model.keras"
+    if not checkpoint.exists():
+        stage("saving the model")
+        atomic_save_model(model, checkpoint)  # stopped before any epoch ended: keep what there is
+    epochs_completed = summary.get("epochs_completed", 0)
+    summary.update(store.get(run.id).summary)
+    summary.update(epochs_completed=epochs_completed)
     best_model = load_model(checkpoint)
-    interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, progress=progress)
+    evaluating = stage.counter("evaluating the best model on the test set" + (" (stopped on request)" if stopped else ""))
+    if config.tta:  # the model card reports both; the run's own accuracy is the one its users get
+        plain = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, progress=evaluating)
+        summary.update(test_accuracy_no_tta=plain.accuracy)
+    interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, tta=config.tta, progress=evaluating)
+    stage("saving the results")
     interp.save(run.dir)
     store.metrics(run.id, "epoch").to_csv(run.dir / "history.csv", index=False)
     summary.update(test_accuracy=interp.accuracy, val_accuracy=summary.get("best_val_accuracy"))
+    if did_not_learn(summary.get("val_accuracy")):
+        summary["did_not_learn"] = likely_reasons(config.to_dict(), summary)
+        log.info("did not learn: validation accuracy %.1f%% is at chance level; likely: %s",
+                 100 * (summary["val_accuracy"] or 0), "; ".join(summary["did_not_learn"]))
+    summary.pop("stage", None)
     status = "stopped" if stopped else "completed"
     store.finish(run.id, status, summary=summary)
     log.info("run %s %s: best val_accuracy %.4f, test accuracy %.4f", run.id, status, summary.get("val_accuracy") or float("nan"), interp.accuracy)

@@ -1,0 +1,78 @@
+"""Which trained models the studio can use, and which one it uses by default."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cifar_core.outcome import verdict
+from cifar_core.paths import default_model_dir
+from cifar_core.runs import RunStore
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A usable model: a completed or stopped run, or the shipped default model."""
+
+    label: str
+    key: str  # stable across sessions (run id, or "default"): what a URL or a saved pick names
+    model_path: Path
+    folder: Path
+    run_id: str | None
+    config: dict[str, Any]
+    accuracy: float | None
+    default_ok: bool = True  # may be picked by default: completed, and it learned
+
+
+def model_choices(store: RunStore) -> list[ModelChoice]:
+    """Usable models, the default first: the highest test accuracy among completed runs that
+    learned and the shipped model; then the other completed runs, newest first; then stopped
+    runs and runs that did not learn (they stay selectable, never the default)."""
+    choices = []
+    for run in store.list():
+        if run.status in ("completed", "stopped") and run.health() is None:
+            acc = run.summary.get("test_accuracy")
+            learned = verdict(run) is None
+            usable_default = run.status == "completed" and learned
+            label = f"run {run.id}" + ("" if run.status == "completed" else f" ({run.status})")
+            label += "" if learned else " (did not learn)"
+            label += f" · test acc {acc:.1%}" if isinstance(acc, (int, float)) else ""
+            choices.append(ModelChoice(label, run.id, run.model_path, run.dir, run.id, run.config, acc, usable_default))
+    folder = default_model_dir()
+    if (folder / "model.keras").is_file():
+        acc = _read_json(folder / "evaluation.json").get("accuracy")
+        label = "shipped default model" + (f" · test acc {acc:.1%}" if isinstance(acc, (int, float)) else "")
+        choices.append(ModelChoice(label, "default", folder / "model.keras", folder, None, _read_json(folder / "config.json"), acc))
+    ranked = [c for c in choices if c.default_ok and isinstance(c.accuracy, (int, float))]
+    best = max(ranked, key=lambda c: c.accuracy, default=None)
+    rest = [c for c in choices if c is not best]
+    # Stable sort: learned, completed models before the others, each group newest first (store order).
+    rest.sort(key=lambda c: not c.default_ok)
+    return ([best] if best else []) + rest
+
+
+def pick(choices: list[ModelChoice], key: str | None) -> ModelChoice | None:
+    """The choice named by `key` (a run id or "default"), else the default (the first)."""
+    return next((c for c in choices if c.key == key), choices[0] if choices else None)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def history(choice: ModelChoice, store: RunStore) -> pd.DataFrame:
+    """Per-epoch metrics of the model's training: from the store for a run, else the folder's history.csv."""
+    if choice.run_id:
+        return store.metrics(choice.run_id, "epoch")
+    try:
+        return pd.read_csv(choice.folder / "history.csv")
+    except (OSError, ValueError):
+        return pd.DataFrame(columns=["phase", "epoch", "step", "ts"])

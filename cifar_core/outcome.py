@@ -1,0 +1,75 @@
+"""How a run ended, in words: whether it learned anything, and its line in the runs table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cifar_core import NUM_CLASSES
+from cifar_core.runs import Run
+
+# A model within this many points of chance (1 / classes) has learned nothing usable.
+CHANCE_MARGIN = 0.02
+
+
+def did_not_learn(val_accuracy: float | None, num_classes: int = NUM_CLASSES) -> bool:
+    """True when the best validation accuracy is within CHANCE_MARGIN of guessing."""
+    return val_accuracy is not None and val_accuracy <= 1.0 / num_classes + CHANCE_MARGIN
+
+
+def likely_reasons(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """Why a run may have stayed at chance, from its settings, most likely first."""
+    reasons = []
+    steps = summary.get("steps_per_epoch")
+    epochs = summary.get("epochs_completed") or 0
+    if steps is not None and steps * max(epochs, 1) < 100:
+        reasons.append(f"only {steps * max(epochs, 1)} training steps in all: use more images per class or more epochs")
+    if config.get("weights") == "none" and config.get("arch") == "vgg16":
+        reasons.append("plain vgg16 from scratch (no BatchNorm) rarely trains: use arch vgg16_bn")
+    lr = config.get("finetune_lr") if config.get("epochs_finetune") else config.get("lr")
+    if isinstance(lr, (int, float)):
+        if config.get("optimizer") in ("adam", "rmsprop") and lr > 3e-3:
+            reasons.append(f"learning rate {lr:g} is high for {config.get('optimizer')}: try 1e-3 or less")
+        elif config.get("optimizer") == "sgd" and lr > 1.0:
+            reasons.append(f"learning rate {lr:g} is high for SGD: try 0.05-0.4")
+        elif lr < 1e-5:
+            reasons.append(f"learning rate {lr:g} is very low")
+    if config.get("limit") is not None and config["limit"] < 50:
+        reasons.append(f"{config['limit']} images per class is very few")
+    return reasons or ["the settings look plausible: check the training curves for a diverging loss"]
+
+
+def verdict(run: Run) -> str | None:
+    """'did not learn: <reasons>' for a finished run at chance level, else None."""
+    if run.status not in ("completed", "stopped"):
+        return None
+    s = run.summary
+    if not did_not_learn(s.get("best_val_accuracy", s.get("val_accuracy"))):
+        return None
+    return "did not learn (validation accuracy at chance): " + "; ".join(likely_reasons(run.config, s))
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """One line of the runs table: status ('broken' or 'did not learn' when so), config highlights and metrics."""
+    broken = run.health() if run.status not in ("queued", "running") else None
+    failed_to_learn = None if broken else verdict(run)
+    c, s = run.config, run.summary
+    status = "broken" if broken else "did not learn" if failed_to_learn else run.status
+    return {
+        "run": run.id,
+        "status": status,
+        "arch": c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}",
+        "weights": Path(str(c.get("weights"))).name if c.get("weights") not in ("imagenet", "none") else c.get("weights"),
+        "input": c.get("input_size"),
+        "head": f"{c.get('head')} {'-'.join(str(u) for u in c.get('head_units', []))}",
+        "epochs": f"{c.get('epochs_head')}+{c.get('epochs_finetune')}",
+        "optimizer": c.get("optimizer"),
+        "batch": c.get("batch_size"),
+        "val acc": s.get("val_accuracy") or s.get("best_val_accuracy"),
+        "test acc": s.get("test_accuracy"),
+        "epochs run": s.get("epochs_completed"),
+        "created": pd.Timestamp(run.created, unit="s").strftime("%Y-%m-%d %H:%M"),
+        "problem": broken or failed_to_learn or run.error or "",
+    }

@@ -1,0 +1,90 @@
+"""A model's predictions on the test images: where the images come from, and saved or fresh predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from cifar_core.config import TrainConfig
+from cifar_core.data import DataError, load_cifar10
+from cifar_core.evaluate import Interpretation, evaluate_model
+from cifar_core.model_choice import ModelChoice
+
+Progress = Callable[[int, int, str], None]
+
+
+def data_dir_for(choice: ModelChoice | None) -> str | None:
+    """The test images to show for a model: its run's data folder if it still exists, else the current one."""
+    own = (choice.config.get("data_dir") if choice else None) or None
+    if own and Path(own).is_dir():
+        return own
+    return TrainConfig().resolved_data_dir()
+
+
+def load_test_set(data_dir: str | None, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Test images and labels from a data folder (decoded once, then cached); DataError without one."""
+    if not data_dir:
+        # Never fall back to Keras' download from the dashboard: it can hang without a network.
+        raise DataError("No data folder set: point CIFAR10_DIR (or the Train page's data folder) at CIFAR-10.")
+    data = load_cifar10(data_dir, progress=progress)
+    return data.x_test, data.y_test
+
+
+def saved_predictions(choice: ModelChoice) -> Interpretation | None:
+    """The test predictions saved in the model's folder at the end of training, if any."""
+    try:
+        return Interpretation.load(choice.folder)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def matching_predictions(choice: ModelChoice, y_test: np.ndarray) -> Interpretation | None:
+    """The saved test predictions, if they were made on exactly this test set."""
+    saved = saved_predictions(choice)
+    if saved is not None and len(saved.y) == len(y_test) and np.array_equal(saved.y, y_test):
+        return saved
+    return None
+
+
+def compute_predictions(choice: ModelChoice, x_test: np.ndarray, y_test: np.ndarray, progress: Progress | None = None) -> Interpretation:
+    """Predict the test set with the model and save the result into its run folder if it has none yet.
+
+    Existing predictions are never overwritten (they are the run's own evaluation,
+    possibly on a different test set than the one shown now), and the shipped
+    model's folder is never written to.
+    """
+    from cifar_core.model import load_model
+
+    model = load_model(choice.model_path)
+    tta = bool(choice.config.get("tta"))  # a model trained for TTA is always evaluated with it
+    interp = evaluate_model(model, x_test, y_test, input_size=int(model.input_shape[1]), tta=tta, progress=progress)
+    if choice.run_id and saved_predictions(choice) is None:
+        try:
+            interp.save(choice.folder)
+        except OSError:
+            pass  # a read-only model folder: the dashboard still keeps the result for the session
+    return interp
+
+
+def filter_predictions(
+    table: pd.DataFrame,
+    *,
+    true: list[str] | None = None,
+    predicted: list[str] | None = None,
+    correct: bool | None = None,
+    confidence: tuple[float, float] = (0.0, 1.0),
+    sort_by: str = "confidence",
+    descending: bool = True,
+) -> pd.DataFrame:
+    """Rows of `Interpretation.table()` matching the filters (empty lists mean any), sorted; the index is the image index."""
+    keep = table["confidence"].between(*confidence)
+    if true:
+        keep &= table["true"].isin(true)
+    if predicted:
+        keep &= table["predicted"].isin(predicted)
+    if correct is not None:
+        keep &= table["correct"] == correct
+    return table[keep].sort_values(sort_by, ascending=not descending, kind="stable")
