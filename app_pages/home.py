@@ -27,10 +27,19 @@ elif model is None:
 else:
     st.subheader("Active model")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–")
-    c2.metric("Architecture", f"{model.config.get('arch', '?')} · {model.config.get('input_size', '?')}px")
-    c3.metric("Head", f"{model.config.get('head', '?')} {'-'.join(str(u) for u in model.config.get('head_units', []))}")
+    c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–",
+              help="on the 10,000 test images" + (", with test-time augmentation" if model.config.get("tta") else ""))
+    width = model.config.get("width", 1.0)
+    arch = model.config.get("arch", "?") + (f" ×{width:g}" if model.config.get("arch") == "vgg16_bn" and width != 1 else "")
+    c2.metric("Architecture", f"{arch} · {model.config.get('input_size', '?')}px")
+    weights = model.config.get("weights")
+    c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "none (from scratch)"}.get(weights, "a weights file"))
     st.caption(studio_ui.model_caption(model))
+    if model.run_id is None:
+        st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "
+                "2-core CPU machine: no ImageNet weights could be downloaded there, so it is not ImageNet transfer "
+                "learning. Its model card (artifacts/default/MODEL_CARD.md) has the exact command, the time it took "
+                "and per-class results.", icon=":material/info:")
 
 st.subheader("Pages")
 for path, label, icon, what in (

@@ -154,26 +154,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core import data as data_lib
     from cifar_core.evaluate import evaluate_model
     from cifar_core.model import load_model
+    from cifar_core.model_choice import resolve_model
+    from cifar_core.runs import RunError
 
-    store = _store(args)
-    run = store.resolve(args.run)
+    choice = resolve_model(_store(args), args.model)
+    if choice.run_id and not choice.config:
+        raise RunError(f"Run {choice.run_id} has no readable settings (config.json and its database row are damaged); "
+                       "evaluate its model file instead: --model <run folder>/model.keras.")
+    saved = TrainConfig.from_dict({**choice.config, "weights": "none"}) if choice.config else None
+    if args.split == "val" and saved is None:
+        raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
     # weights "none": the saved model holds its weights, so the base weights file the
     # run started from may be gone without stopping an evaluation.
-    config = TrainConfig.from_dict({**run.config, "weights": "none", **({"data_dir": args.data_dir} if args.data_dir else {})})
+    config = dataclasses.replace(saved or TrainConfig(weights="none"), data_dir=args.data_dir or (saved.data_dir if saved else None))
+    if args.data_dir:
+        config.validate()
+    tta = bool(config.tta) if args.tta is None else args.tta  # the model's own TTA unless told otherwise
     data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=_tqdm_progress())
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
-    interp = evaluate_model(load_model(run.model_path), x, y, input_size=config.input_size, tta=args.tta, progress=_tqdm_progress())
-    interp.save(run.dir, args.split)
-    _print_json({"run_id": run.id, "split": args.split, "tta": args.tta, **interp.to_dict()})
+    model = load_model(choice.model_path)
+    interp = evaluate_model(model, x, y, input_size=int(model.input_shape[1]), tta=tta, progress=_tqdm_progress())
+    if choice.run_id:  # results go to run folders only: the shipped model and arbitrary files are never written to
+        interp.save(choice.folder, args.split)
+    _print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict()})
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_core.inference import Classifier
-    from cifar_core.runs import model_path_for
+    from cifar_core.model_choice import resolve_model
 
-    path = model_path_for(_store(args), args.model)
+    path = resolve_model(_store(args), args.model).model_path
     classifier = Classifier(path)
     results = classifier.classify_files(args.files, top_k=args.top)
     overlays = _write_overlays(classifier, results, Path(args.gradcam), args.layer) if args.gradcam else {}
@@ -209,7 +221,7 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     from cifar_core.data import load_cifar10
     from cifar_core.gradcam import deletion_check, default_layer
     from cifar_core.inference import Classifier
-    from cifar_core.runs import model_path_for
+    from cifar_core.model_choice import resolve_model
 
     bad = [f"--images: {args.images} is not a positive count"] * (args.images < 1)
     bad += [f"--fraction: {args.fraction} is not between 0 and 1"] * (not 0 < args.fraction < 1)
@@ -217,7 +229,7 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
         _stderr(f"error: {message}")
     if bad:
         return EXIT_USAGE
-    classifier = Classifier(model_path_for(_store(args), args.model))
+    classifier = Classifier(resolve_model(_store(args), args.model).model_path)
     data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
     pick = np.random.default_rng(args.seed).choice(len(data.x_test), min(args.images, len(data.x_test)), replace=False)
     default = default_layer(classifier.model)
@@ -227,12 +239,15 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from cifar_core.outcome import verdict
+
     runs = _store(args).list()
     rows = [{
         "run_id": r.id, "status": r.status, "arch": r.config.get("arch"), "weights": r.config.get("weights"),
         "val_accuracy": r.summary.get("val_accuracy") or r.summary.get("best_val_accuracy"),
         "test_accuracy": r.summary.get("test_accuracy"), "error": r.error or r.health(),
         "broken": r.health(),  # why the run's files or row are unusable; None when fine
+        "did_not_learn": verdict(r),  # why a finished run is at chance level; None when it learned
     } for r in runs]
     if args.json:
         for row in rows:
@@ -242,9 +257,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print("no runs yet")
     for row in rows:
         acc = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
-        status = "broken" if row["broken"] else row["status"]
+        status = "broken" if row["broken"] else "no-learn" if row["did_not_learn"] else row["status"]
         line = f"{row['run_id']}  {status:<9} {row['arch']!s:<9} weights={row['weights']!s:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
-        print(line + (f"  ({row['broken'] or row['error']})" if row["error"] or row["broken"] else ""))
+        problem = row["broken"] or row["did_not_learn"] or row["error"]
+        print(line + (f"  ({problem})" if problem else ""))
     return 0
 
 
@@ -288,15 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the dashboard's launcher
     p.set_defaults(func=cmd_train)
 
-    p = add("evaluate", "evaluate a run's best model on the test or validation split")
-    p.add_argument("--run", required=True, metavar="RUN_ID_OR_DIR")
+    p = add("evaluate", "evaluate a model on the test split (or a run's validation split)")
+    p.add_argument("--model", "--run", dest="model", default=None, metavar="RUN_OR_PATH",
+                   help="a run id or run folder, a .keras file, or a folder holding model.keras such as artifacts/default "
+                        "(default: the studio's default model, the most accurate one)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time augmentation (image, mirror, 1-pixel shifts); default: as the model was trained")
     p.set_defaults(func=cmd_evaluate)
 
     p = add("predict", "classify image files")
-    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write a Grad-CAM overlay PNG of each top class here")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
@@ -304,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = add("gradcam", "check, per layer, that Grad-CAM highlights what the prediction depends on (blank hottest vs coldest part)")
-    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--images", type=int, default=500, help="test images to sample")
     p.add_argument("--fraction", type=float, default=0.25, help="share of each image blanked")

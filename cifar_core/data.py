@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +188,23 @@ def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> 
     return h.hexdigest()[:16]
 
 
+def describe_decode_error(err: Exception) -> str:
+    """Why Pillow could not decode an image, in words (no exception names or object reprs)."""
+    text = str(err)
+    lowered = text.lower()
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "not an image format that can be read (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+    if isinstance(err, Image.DecompressionBombError):
+        return "the image is too large to decode safely"
+    if "truncated" in lowered or "broken data stream" in lowered:
+        return "the image data is truncated or damaged"
+    if isinstance(err, OSError) and err.strerror:
+        return f"cannot read the file ({err.strerror.lower()})"
+    # Pillow's other messages are plain words, but may embed reprs such as "<_io.BytesIO object at 0x...>".
+    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", text).strip()
+    return f"the image data is damaged ({text})" if text else "the image data is damaged"
+
+
 def _decode(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         im = im.convert("RGB")
@@ -202,7 +220,7 @@ def _decode_all(paths: list[Path], skip_bad: bool, progress: Progress | None, wh
         try:
             return _decode(path)
         except Exception as err:  # PIL raises many types for bad files
-            return f"{path}: {type(err).__name__}: {err}"
+            return f"{path}: not a readable image: {describe_decode_error(err)}"
 
     images, kept, bad = [], [], []
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:

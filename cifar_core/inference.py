@@ -8,6 +8,7 @@ or declare more pixels than MAX_PIXELS get a per-file error, never an exception.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,8 @@ from PIL import Image, ImageOps
 # TensorFlow's own graph-freezing tool (also behind its SavedModel/TFLite converters); it has no public alias.
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from cifar_core import CLASS_NAMES
-from cifar_core.data import NATIVE_SIZE, preprocess
+from cifar_core import CLASS_NAMES, augment
+from cifar_core.data import NATIVE_SIZE, describe_decode_error, preprocess
 from cifar_core.model import load_model
 
 # A decompression-bomb guard: checked from the header, before any pixel is decoded.
@@ -90,9 +91,9 @@ def load_image(data: bytes) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"the image is too large to decode safely ({err})") from err
+        raise ImageError("the image is too large to decode safely") from err
     except Exception as err:  # PIL signals bad files with many exception types
-        raise ImageError(f"not a readable image ({type(err).__name__}: {err})") from err
+        raise ImageError(f"not a readable image: {describe_decode_error(err)}") from err
 
 
 @dataclass
@@ -107,6 +108,15 @@ class Prediction:
         return {"file": self.file, "error": self.error} if self.error else {"file": self.file, "top": self.top}
 
 
+def trained_with_tta(model_path: Path) -> bool:
+    """Whether the run that saved `model_path` asked for test-time augmentation (its config.json says so)."""
+    try:
+        config = json.loads((Path(model_path).parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("tta") is True
+
+
 class Classifier:
     """A loaded model plus one compiled prediction function, reused for every call.
 
@@ -116,14 +126,24 @@ class Classifier:
     converting every weight on each call. That is what makes a single image fast.
     """
 
-    def __init__(self, model_path: str | Path):
+    def __init__(self, model_path: str | Path, tta: bool | None = None):
+        """Args:
+            tta: average test-time augmentation views (`augment.tta_views`); default: what the
+                config.json beside the model says it was trained for.
+        """
         self.model_path = Path(model_path)
         self.model = load_model(self.model_path)
         self.input_size = int(self.model.input_shape[1])
-        traced = tf.function(
-            lambda images: self.model(preprocess(images, self.input_size), training=False),
-            input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)],
-        )
+        self.tta = trained_with_tta(self.model_path) if tta is None else tta
+
+        def probabilities(images):
+            if not self.tta:
+                return self.model(preprocess(images, self.input_size), training=False)
+            # All views in one batch: one call of the frozen graph, not six.
+            views, weights = augment.tta_views(tf.cast(images, tf.float32))
+            return augment.tta_average(self.model(preprocess(views, self.input_size), training=False), weights)
+
+        traced = tf.function(probabilities, input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)])
         self._predict = convert_variables_to_constants_v2(traced.get_concrete_function())
         self._predict(tf.zeros([1, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8))  # warm up once
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from cifar_core.outcome import verdict
 from cifar_core.paths import default_model_dir
-from cifar_core.runs import RunStore
+from cifar_core.runs import RunError, RunStore
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,31 @@ def model_choices(store: RunStore) -> list[ModelChoice]:
     # Stable sort: learned, completed models before the others, each group newest first (store order).
     rest.sort(key=lambda c: not c.default_ok)
     return ([best] if best else []) + rest
+
+
+def resolve_model(store: RunStore, ref: str | None = None) -> ModelChoice:
+    """The model a command names: a `.keras` file, a folder holding `model.keras` (e.g.
+    artifacts/default), a run id or run folder; with no `ref`, the studio's default (the
+    first of `model_choices`). A model file's settings come from the config.json beside it."""
+    if ref is None:
+        choices = model_choices(store)
+        if not choices:
+            raise RunError("No trained model yet: train one (python -m cifar_core train ...) or pass --model.")
+        return choices[0]
+    path = Path(ref)
+    if ref.endswith(".keras") or (path.is_dir() and (path / "model.keras").is_file() and not _is_run_dir(store, path)):
+        model_path = path if ref.endswith(".keras") else path / "model.keras"
+        return ModelChoice(str(model_path), str(model_path), model_path, model_path.parent, None,
+                           _read_json(model_path.parent / "config.json"), _read_json(model_path.parent / "evaluation.json").get("accuracy"))
+    run = store.resolve(ref)
+    return ModelChoice(f"run {run.id}", run.id, run.model_path, run.dir, run.id, run.config, run.summary.get("test_accuracy"))
+
+
+def _is_run_dir(store: RunStore, path: Path) -> bool:
+    try:
+        return path.resolve().parent == store.runs_dir.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def pick(choices: list[ModelChoice], key: str | None) -> ModelChoice | None:

@@ -485,21 +485,3 @@ def _json_dict(text: Any) -> dict | None:
 def _number(value: Any) -> float | None:
     """`value` if it is a real number, else None (a damaged row may hold text there)."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def model_path_for(store: RunStore, ref: str | None = None) -> Path:
-    """The model to use: a `.keras` path, a run id or run folder, or (no ref) the newest
-    completed run, falling back to the shipped default model."""
-    from cifar_core.paths import default_model_dir
-
-    if ref and ref.endswith(".keras"):
-        return Path(ref)
-    if ref:
-        return store.resolve(ref).model_path
-    latest = store.latest_completed()
-    if latest:
-        return latest.model_path
-    default = default_model_dir() / "model.keras"
-    if default.is_file():
-        return default
-    raise RunError("No trained model yet: train one (python -m cifar_core train ...) or pass --model.")

@@ -47,34 +47,10 @@ def server(tiny_run, tiny_data, tmp_path_factory):
     store, summary = tiny_run
     artifacts = tmp_path_factory.mktemp("browser") / "artifacts"
     shutil.copytree(store.root, artifacts)
-    port = free_port()
     env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(tiny_data),
            "CIFAR_DEFAULT_MODEL_DIR": str(artifacts / "no_default_model")}
-    log = open(artifacts / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
+    for url, _ in _serve(artifacts, env):
         yield url, artifacts, summary
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +136,8 @@ def test_train_start_live_curves_then_stop(server, page):
     page.locator("[data-testid='stSelectbox']").filter(has_text="Start from").click()
     page.get_by_role("option", name="Quick try").click()
     # The preset's rerun refills the form; typing before it has would be overwritten.
-    epochs = page.get_by_role("spinbutton", name="Epochs, phase 2 (fine-tune)")
-    page.wait_for_function("el => el.value === '3'", arg=epochs.element_handle())  # the preset's value
+    epochs = page.get_by_role("textbox", name="Epochs, phase 2 (fine-tune)")
+    page.wait_for_function("el => el.value === '5'", arg=epochs.element_handle())  # the preset's value
     wait_idle(page)
     epochs.fill("500")  # long enough to be stopped while it runs
     epochs.press("Tab")  # commits the value (Enter would submit the form)
@@ -217,3 +193,96 @@ def test_train_start_live_curves_then_stop(server, page):
             time.sleep(0.2)
         else:
             os.kill(store.get(run.id).pid, signal.SIGTERM)  # the pid the launcher recorded
+
+
+# ---------------------------------------------------------------- Quick try on the real data
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """The dashboard over fresh artifacts, the real CIFAR-10 and the shipped model."""
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 folder not found at {SHARED_DATA}")
+    artifacts = tmp_path_factory.mktemp("browser_real") / "artifacts"
+    artifacts.mkdir()
+    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(SHARED_DATA),
+           "CIFAR_DEFAULT_MODEL_DIR": str(ROOT / "artifacts" / "default")}
+    yield from _serve(artifacts, env)
+
+
+def _serve(artifacts: Path, env: dict):
+    port = free_port()
+    log = open(artifacts / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
+        yield url, artifacts
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_quick_try_learns_in_the_browser_and_never_becomes_the_default(real_server, browser, page):
+    url, artifacts = real_server
+    page.goto(f"{url}/train")
+    page.get_by_text("New training").wait_for()
+    wait_idle(page)
+    assert page.locator("[data-testid='stSelectbox']").filter(has_text="Start from").inner_text().count("Quick try")
+    page.get_by_role("button", name="Start training").click()
+    # Every stage is named on the page while it happens: poll the live view's progress line.
+    seen: list[str] = []
+    done = page.get_by_text(re.compile(r"Run \S+ completed: test accuracy"))
+    deadline = time.time() + 600
+    while not done.is_visible() and time.time() < deadline:
+        for bar in page.locator("[data-testid='stProgress']").all():
+            with __import__("contextlib").suppress(Exception):
+                text = bar.inner_text(timeout=500)
+                if text and (not seen or seen[-1] != text):
+                    seen.append(text)
+        page.wait_for_timeout(250)
+    stages = "\n".join(seen)
+    assert done.is_visible(), f"the run did not complete; stages seen:\n{stages}"
+    for stage in ("Loading the data", "Phase 1/1 (finetune) · epoch", "ETA", "Evaluating the best model on the test set"):
+        assert stage in stages, f"stage {stage!r} was never shown; seen:\n{stages}"
+    wait_idle(page)
+    shot(page, "train_quick_try_done")
+
+    run = RunStore(artifacts).list()[0]
+    page.goto(f"{url}/runs")
+    page.get_by_text("Compare curves").wait_for()
+    wait_idle(page)
+    assert run.status == "completed" and run.summary["test_accuracy"] >= 0.40, run.summary
+    assert f"{run.summary['test_accuracy']:.1%}".rstrip("%") in page.locator("[data-testid='stDataFrame']").first.inner_text() \
+        or run.id in page.locator("[data-testid='stMain']").inner_text()
+    shot(page, "runs_after_quick_try")
+
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1200})
+    try:
+        other = fresh.new_page()
+        other.set_default_timeout(90_000)
+        other.goto(url)
+        other.get_by_text("Active model").wait_for()
+        wait_idle(other)
+        picked = other.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first.inner_text()
+        assert "shipped default model" in picked and run.id not in picked, picked
+    finally:
+        fresh.close()

@@ -129,3 +129,10 @@ def test_figures_mark_the_phase_boundary_and_export_png():
     cm = np.eye(10, dtype=int) * 3
     assert plots.confusion_png(cm).startswith(b"\x89PNG")
     assert not math.isnan(plots.confusion_figure(cm).data[0].z[0][0])
+
+
+def test_chance_level_is_two_points_around_one_in_ten():
+    from cifar_core.outcome import did_not_learn
+
+    assert did_not_learn(0.10) and did_not_learn(0.119)
+    assert not did_not_learn(0.13) and not did_not_learn(None)

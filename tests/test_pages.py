@@ -131,7 +131,7 @@ def test_quick_preset_fills_the_form(with_data):
     at.selectbox(key="train_preset").select_index(0).run()
     assert at.selectbox(key="cfg_arch").value == "vgg16_bn"
     assert at.text_input(key="cfg_weights").value == "none"
-    assert at.text_input(key="cfg_limit").value == "300"
+    assert at.text_input(key="cfg_limit").value == "1000"
 
 
 # ---------------------------------------------------------------- a completed run

@@ -12,7 +12,7 @@ from cifar_core import features
 from cifar_core import train as train_lib
 from cifar_core.callbacks import RunStoreCallback
 from cifar_core.evaluate import Interpretation
-from cifar_core.model import build_base, build_model, dtype_policy, load_model
+from cifar_core.model import batchnorm_momentum, build_base, build_model, dtype_policy, load_model
 from cifar_core.runs import RunBusyError, RunStore
 from cifar_core.train import compile_phase, make_optimizer, phases, train
 
@@ -52,6 +52,40 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_data):
         opt.iterations.assign(step)
         lrs.append(float(opt.learning_rate))
     assert lrs == pytest.approx([0.01, 0.1, 0.05, 0.0], abs=1e-6)
+
+
+def test_onecycle_schedule_rises_linearly_then_falls_to_zero(tiny_data):
+    opt = make_optimizer(tiny_config(tiny_data, schedule="onecycle", warmup_epochs=1), 0.1, 3, 10)
+    lrs = []
+    for step in (0, 5, 10, 20, 30):
+        opt.iterations.assign(step)
+        lrs.append(float(opt.learning_rate))
+    assert lrs == pytest.approx([0.01, 0.055, 0.1, 0.05, 0.0], abs=1e-6)
+
+
+def test_batchnorm_averages_over_the_last_quarter_epoch():
+    assert batchnorm_momentum(8) == 0.5  # floor: never average over a fraction of a step
+    assert batchnorm_momentum(40) == pytest.approx(0.9)
+    assert batchnorm_momentum(100_000) == 0.99  # Keras' default for long epochs
+
+
+def test_a_short_run_learns(tiny_data, tmp_path):
+    """18 steps in all: with Keras' fixed 0.99 momentum the saved BatchNorm statistics would stay
+    near their initial values (the issue's chance-level quick runs); the per-run momentum follows the weights."""
+    config = tiny_config(tiny_data, epochs_head=0, epochs_finetune=3, finetune_freeze="none", finetune_lr=1e-3)
+    learned = train(config, store=RunStore(tmp_path / "auto"))
+    assert learned["val_accuracy"] >= 0.5 and learned["test_accuracy"] >= 0.5
+    assert "did_not_learn" not in learned
+
+
+def test_a_chance_level_run_says_so_with_reasons(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_lib, "did_not_learn", lambda val_accuracy: True)
+    config = tiny_config(tiny_data, epochs_head=1, epochs_finetune=0, limit=3)
+    summary = train(config, store=RunStore(tmp_path / "store"))
+    assert summary["status"] == "completed"
+    assert summary["did_not_learn"] and all(isinstance(r, str) and r for r in summary["did_not_learn"])
+    assert any("training steps" in r for r in summary["did_not_learn"])  # 2 steps: the first reason
+    assert "did not learn" in (tmp_path / "store" / "runs" / summary["run_id"] / "train.log").read_text()
 
 
 def test_label_smoothing_reaches_the_loss(tiny_data):
