@@ -271,10 +271,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
+    if args.which == "ablation":
+        from cifar_core.recipe import run_ablation
+
+        for row in run_ablation(data_dir, quick=args.quick, echo=_stderr):
+            _print_json(row)
+        return 0
     from cifar_core.bench import run_bench
 
-    result = run_bench(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), quick=args.quick, echo=_stderr)
-    _print_json(result)
+    _print_json(run_bench(data_dir=data_dir, quick=args.quick, echo=_stderr))
     return 0
 
 
@@ -339,9 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_ID")
     p.set_defaults(func=cmd_stop)
 
-    p = add("bench", "speed benchmark against the seed's recipe")
+    p = add("bench", "speed benchmark against the seed's recipe, or the recipe's ablation")
+    p.add_argument("which", nargs="?", choices=("speed", "ablation"), default="speed",
+                   help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
+                        "one JSON line per variant")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--quick", action="store_true", help="small version, under 3 minutes")
+    p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.set_defaults(func=cmd_bench)
 
     p = add("publish", "copy a finished run, with figures and a model card, to artifacts/default/ (the shipped model)")

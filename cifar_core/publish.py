@@ -85,7 +85,7 @@ Run `{run.id}`, status {run.status}, finished {finished}.
 - Machine: {machine_description()}. {machine_note}
 
 ## Results on the test split
-**Test accuracy: {interp.accuracy:.2%}** ({int((interp.preds == interp.y).sum())} of {interp.y.size} images), without test-time augmentation.
+{_accuracy_line(cfg, summary, interp)}
 
 | class | accuracy (recall) | precision | F1 |
 |---|---|---|---|
@@ -106,6 +106,16 @@ Most confused pairs (true → predicted, count):
 CIFAR-10 images are 32x32 and of ten classes ({', '.join(CLASS_NAMES)}); anything
 else is squeezed into one of them. Photos are resized to 32x32 before classification.
 """
+
+
+def _accuracy_line(cfg: dict, summary: dict, interp: Interpretation) -> str:
+    correct = f"{int((interp.preds == interp.y).sum())} of {interp.y.size} images"
+    if not cfg.get("tta"):
+        return f"**Test accuracy: {interp.accuracy:.2%}** ({correct}), without test-time augmentation."
+    plain = summary.get("test_accuracy_no_tta")
+    return (f"**Test accuracy: {interp.accuracy:.2%}** ({correct}) with the model's test-time augmentation (the mean over "
+            "the image, its mirror and both shifted by one pixel up-left and down-right; every page, `evaluate` and `predict` "
+            "use it for this model)" + (f"; **{plain:.2%}** without it." if isinstance(plain, float) else "."))
 
 
 def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_note: str = "", machine_note: str = "") -> Path:

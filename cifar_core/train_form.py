@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cifar_core import recipe
 from cifar_core.config import TrainConfig, field_kind, parse_config
 from cifar_core.paths import artifacts_dir
 
@@ -19,18 +20,8 @@ from cifar_core.paths import artifacts_dir
 # Times and accuracies in the help texts were measured on this project's 2-core CPU
 # machine (README, "Results"), with the test set's 10,000 images.
 PRESETS: dict[str, dict[str, Any]] = {
-    "Quick try (about a minute on 2 CPU cores, from scratch)": dict(
-        weights="none", arch="vgg16_bn", width=0.25, cut="block5_pool", head="gap", head_units=(64,), dropout=0.0,
-        epochs_head=0, epochs_finetune=5, finetune_freeze="none", finetune_lr=0.1, optimizer="sgd", schedule="onecycle",
-        warmup_epochs=1, label_smoothing=0.1, batch_size=64, patience=0, limit=1000, val_fraction=0.1, bf16=True,
-        flip="alternating", translate=2,
-    ),
-    "Shipped model's recipe (~60 minutes on 2 CPU cores)": dict(
-        weights="none", arch="vgg16_bn", width=0.5, cut="block5_pool", head="gap", head_units=(512,), dropout=0.2,
-        epochs_head=0, epochs_finetune=18, finetune_freeze="none", finetune_lr=0.4, optimizer="sgd", momentum=0.9,
-        weight_decay=5e-4, schedule="onecycle", warmup_epochs=3, label_smoothing=0.2, batch_size=512, flip="alternating",
-        translate=2, tta=True, patience=0, bf16=True, val_fraction=0.04, seed=0,
-    ),
+    "Quick try (about a minute on 2 CPU cores, from scratch)": recipe.QUICK_TRY,
+    "Shipped model's recipe (~60 minutes on 2 CPU cores)": recipe.RECIPE,
     "Seed notebook (VGG16 on ImageNet weights; needs internet)": {},
 }
 PRESET_HELP = {
@@ -38,7 +29,7 @@ PRESET_HELP = {
         "A quarter-width VGG16-BN trained from scratch for 5 epochs on 1,000 images per class (only those are decoded): "
         "a first model in about a minute, to see the whole loop work; expect roughly 60% test accuracy.",
     "Shipped model's recipe (~60 minutes on 2 CPU cores)":
-        "Reproduces artifacts/default: a half-width VGG16-BN from scratch, 18 epochs with the airbench94-style recipe "
+        "Reproduces artifacts/default: a half-width VGG16-BN from scratch, 24 epochs with the airbench94-style recipe "
         "(one-cycle Nesterov SGD, label smoothing 0.2, alternating flips, 2-pixel shifts, test-time augmentation).",
     "Seed notebook (VGG16 on ImageNet weights; needs internet)":
         "The seed notebook's settings: ImageNet VGG16, a flatten head, RMSprop at 1e-4, 15 + 20 epochs. "

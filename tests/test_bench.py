@@ -39,3 +39,15 @@ def test_bench_runs_on_tiny_synthetic_data():
 def test_format_table_tolerates_missing_figures():
     table = format_table({"data": "synthetic", "cpus": 2, "load_average_at_start": 0.0, "quick": True})
     assert "head_epoch_speedup" in table and "-" in table
+
+
+def test_ablation_quick_trains_every_variant_and_reports_both_accuracies(tiny_data, capsys):
+    """`bench ablation --quick` on the tiny dataset: every variant trains and is reported (no accuracy claims here)."""
+    from cifar_core.cli import main
+    from cifar_core.recipe import ABLATION
+
+    assert main(["bench", "ablation", "--quick", "--data-dir", str(tiny_data)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["variant"] for r in rows] == list(ABLATION)
+    for row in rows:
+        assert 0 <= row["test_accuracy_tta"] <= 1 and 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0

@@ -50,3 +50,19 @@ def test_one_epoch_run_on_real_images_with_limit(real_subset, tmp_path):
     assert 0 <= summary["test_accuracy"] <= 1
     run = store.get(summary["run_id"])
     assert run.model_path.is_file() and (run.dir / "evaluation.json").is_file()
+
+
+def test_evaluate_reproduces_the_shipped_models_recorded_accuracy(shared_data, capsys):
+    """`evaluate --model artifacts/default` on the full test split gives the accuracy its model card records
+    (with the test-time augmentation the model was trained for, when it was)."""
+    import json
+    from pathlib import Path
+
+    from cifar_core.cli import main
+
+    shipped = Path(__file__).resolve().parent.parent / "artifacts" / "default"
+    recorded = json.loads((shipped / "evaluation.json").read_text())["accuracy"]
+    assert main(["evaluate", "--model", str(shipped), "--data-dir", str(shared_data)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 10_000 and result["run_id"] is None
+    assert result["accuracy"] == pytest.approx(recorded, abs=1e-4)
