@@ -87,7 +87,7 @@ def test_save_and_load_without_pickle(interp, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
 
 
-def test_predict_probs_preprocesses_and_flip_tta_averages():
+def test_predict_probs_preprocesses_and_tta_averages_its_six_views():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
@@ -96,6 +96,12 @@ def test_predict_probs_preprocesses_and_flip_tta_averages():
     plain = predict_probs(model, x, input_size=32, batch_size=3)
     np.testing.assert_allclose(plain, model.predict_on_batch(pre(x)), atol=1e-5)
     tta = predict_probs(model, x, input_size=32, tta=True)
-    flipped = model.predict_on_batch(pre(x[:, :, ::-1]))
-    np.testing.assert_allclose(tta, (plain + flipped) / 2, atol=1e-5)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    expected = 0.0
+    # The image, shifted 1 px up-left and down-right (content moves by (dy, dx)), each also mirrored.
+    for (dy, dx), weight in (((0, 0), 0.5), ((-1, -1), 0.25), ((1, 1), 0.25)):
+        view = padded[:, 1 - dy:33 - dy, 1 - dx:33 - dx]
+        for v in (view, view[:, :, ::-1]):
+            expected = expected + weight / 2 * model.predict_on_batch(pre(v))
+    np.testing.assert_allclose(tta, expected, atol=1e-5)
     assert not np.allclose(tta, plain)

@@ -7,6 +7,7 @@ assertions read what the page shows.
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cifar_core import CLASS_NAMES
+from cifar_core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("home", "train", "classify", "predictions", "error_analysis", "runs")
@@ -244,7 +246,6 @@ def test_run_runs_page_lists_and_deletes_with_confirmation(with_run, tmp_path, m
     assert summary["run_id"] in table.index and table.loc[summary["run_id"], "status"] == "completed"
     assert any(b.label.startswith("Download model") for b in at.get("download_button"))
     # Deleting needs the confirmation box; try it on a copy of the store so the shared run survives.
-    import shutil
 
     from cifar_core.runs import RunStore
 
@@ -358,8 +359,28 @@ def test_run_classify_grad_cam_overlays_each_classified_image(with_run, tiny_dat
     assert not [c for c in image_captions(at) if c.startswith("Grad-CAM")]
 
 
-def test_run_error_analysis_grad_cam_explains_predicted_or_true_class(with_run):
-    store, summary = with_run
+@pytest.fixture
+def with_mistakes(tiny_run, with_data, tmp_path, monkeypatch):
+    """A copy of the tiny run whose saved test predictions hold mistakes (the tiny model may make none):
+    the first image of each class is predicted as the next class."""
+    from cifar_core.evaluate import Interpretation
+
+    store, summary = tiny_run
+    root = tmp_path / "copy"
+    shutil.copytree(store.root, root)
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(root))
+    copy = RunStore(root)
+    interp = Interpretation.load(copy.get(summary["run_id"]).dir)
+    probs = interp.probs.copy()
+    for c in range(10):
+        i = int(np.flatnonzero(interp.y == c)[0])
+        probs[i] = np.eye(10, dtype=np.float32)[(c + 1) % 10] * 0.9 + 0.01
+    Interpretation(probs, interp.y).save(copy.get(summary["run_id"]).dir)
+    return copy, summary
+
+
+def test_run_error_analysis_grad_cam_explains_predicted_or_true_class(with_mistakes):
+    store, summary = with_mistakes
     from cifar_core.evaluate import Interpretation
 
     true_name, pred_name, n = Interpretation.load(store.get(summary["run_id"]).dir).most_confused()[0]
