@@ -246,9 +246,6 @@ def test_run_runs_page_lists_and_deletes_with_confirmation(with_run, tmp_path, m
     assert summary["run_id"] in table.index and table.loc[summary["run_id"], "status"] == "completed"
     assert any(b.label.startswith("Download model") for b in at.get("download_button"))
     # Deleting needs the confirmation box; try it on a copy of the store so the shared run survives.
-
-    from cifar_core.runs import RunStore
-
     copy = tmp_path / "copy"
     shutil.copytree(store.root, copy)
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(copy))
