@@ -35,7 +35,7 @@ QUICK_TRY: dict[str, Any] = dict(
 
 # The ablation: each technique of RECIPE switched off (or back to the previous recipe's
 # choice) in a fixed short budget, everything else equal.
-ABLATION_BUDGET: dict[str, Any] = dict(epochs_finetune=10, warmup_epochs=2, limit=1000, val_fraction=0.1)
+ABLATION_BUDGET: dict[str, Any] = dict(width=0.25, epochs_finetune=8, warmup_epochs=2, limit=1000, val_fraction=0.1)
 ABLATION: dict[str, dict[str, Any]] = {
     "recipe (all on)": {},
     "random flips instead of alternating": dict(flip="random"),
