@@ -7,9 +7,11 @@ The CLI builds it from flags, the dashboard from its form; both call
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +174,21 @@ def _number(value: Any) -> bool:
 
 def _valid_freeze(spec: str) -> bool:
     spec = str(spec)
-    return spec in ("none", "all") or spec in BLOCK_NAMES or (spec.isdigit() and int(spec) >= 0)
+    # ASCII digits only: '²'.isdigit() is true, yet int('²') fails.
+    return spec in ("none", "all") or spec in BLOCK_NAMES or re.fullmatch(r"[0-9]+", spec) is not None
+
+
+def parse_number(text: Any, kind: type) -> int | float:
+    """`text` (typed in a form or on the command line) as an int or a float; ValueError in words.
+
+    ASCII only: Python's int() and float() also read other scripts' digits
+    ('٣' is 3) yet fail on others ('²'), which no user means as a number.
+    """
+    raw = str(text).strip()
+    if raw.isascii():
+        with contextlib.suppress(ValueError):
+            return kind(raw)
+    raise ValueError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}")
 
 
 # One line of help per setting, shown by the CLI (--help) and the dashboard's form.

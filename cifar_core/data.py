@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, faults
 from cifar_core.paths import cache_dir as default_cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -124,6 +124,7 @@ def load_cifar10(
     cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
     if (cache / "meta.json").is_file():
         return _read_cache(cache)
+    faults.point("data_load")
     loader = {"folders": _load_folders, "kaggle": _load_kaggle, "batches": _load_batches}[layout]
     data = loader(folder, skip_bad=skip_bad, progress=progress)
     _write_cache(cache, data)

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, faults
 from cifar_core.data import make_dataset
 from cifar_core.runs import atomic_write_text
 
@@ -163,4 +163,5 @@ def evaluate_model(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Interpretation:
     """Predict `x` and wrap the result with its labels."""
+    faults.point("evaluate")
     return Interpretation(predict_probs(model, x, input_size=input_size, tta=tta, progress=progress), np.asarray(y, dtype=np.int64))

@@ -23,7 +23,7 @@ from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback
 from cifar_core.config import TrainConfig
 from cifar_core.model import build_model, load_model, set_freeze
 from cifar_core.paths import cache_dir
-from cifar_core.runs import Run, RunStore, atomic_save_model
+from cifar_core.runs import Run, RunStore, atomic_save_model, atomic_save_weights, error_text
 
 Progress = Callable[[int, int, str], None]
 
@@ -147,9 +147,9 @@ def _train_logged(config: TrainConfig, store: RunStore, run: Run, resume: bool, 
     except BaseException as err:
         # exc_info: the traceback goes to train.log, while the echoed line (the CLI's
         # stderr) stays one readable message for expected errors such as bad data.
-        log.error("training failed: %s", err, exc_info=True)
+        log.error("training failed: %s", error_text(err, run.id), exc_info=True)
         status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-        store.finish(run.id, status, summary=store.get(run.id).summary, error=f"{type(err).__name__}: {err}")
+        store.finish(run.id, status, summary=store.get(run.id).summary, error=error_text(err, run.id))
         raise
     finally:
         for handler in list(log.handlers):
@@ -215,11 +215,9 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             # between the two re-runs that epoch, and store_cb drops its old record;
             # the other order would leave a gap in the curves instead.
             store_cb,
-            # double_checkpoint: a kill while the backup is being written leaves the
-            # previous one to resume from. Kept when fit ends (Keras would delete it) so
-            # that a stopped run resumes from its last epoch too; removed below once the
-            # phase is complete.
-            CompletedEpochBackup(str(backup), double_checkpoint=True, delete_checkpoint=False),
+            # Kept when fit ends, so that a stopped run resumes from its last epoch too;
+            # removed below once the phase is complete.
+            CompletedEpochBackup(backup, note=log.warning),
             keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs, p=phase, o=epoch_offset: log.info(
                 "[%s] epoch %d: %s", p.name, o + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
         ]
@@ -257,7 +255,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
             log.info("stop requested: phase %s stopped after %d complete epoch(s)", phase.name, ran)
             break
         summary.setdefault("phase_epochs", {})[phase.name] = ran
-        model.save_weights(weights_file)
+        atomic_save_weights(model, weights_file)
         store.update_summary(run.id, phase_epochs=summary["phase_epochs"])
         shutil.rmtree(backup, ignore_errors=True)
 
