@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from cifar_core import CLASS_NAMES, faults
+from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -118,7 +120,11 @@ def load_cifar10(
     if not data_dir:
         return _load_from_keras()
     # Resolved, so the cached source description names the folder the same way from any cwd.
-    layout, folder = detect_layout(Path(data_dir).resolve())
+    try:
+        resolved = Path(data_dir).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic link loop
+        raise DataError(f"Data folder {str(data_dir)!r} cannot be opened ({plain_message(err)}).") from err
+    layout, folder = detect_layout(resolved)
     files = _source_files(layout, folder)
     key = _cache_key(layout, folder, files, skip_bad)
     cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
@@ -148,9 +154,24 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(p for p in split_dir.iterdir() if p.is_dir()) if split_dir.is_dir() else []
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _files(folder: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    """The files of `folder` (those ending in `suffixes` if given), sorted.
+
+    Links that lead nowhere (dangling, or a loop) are listed too, so that loading
+    names them as unreadable (skipped with --skip-bad) instead of silently dropping them.
+    """
+    def listed(entry: os.DirEntry) -> bool:
+        try:
+            return entry.is_file() or entry.is_symlink() and not os.path.exists(entry.path)
+        except OSError:  # a link loop: following it fails
+            return True
+
     with os.scandir(folder) as it:
-        return sorted(Path(e.path) for e in it if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        return sorted(Path(e.path) for e in it if (suffixes is None or e.name.lower().endswith(suffixes)) and listed(e))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return _files(folder, IMAGE_SUFFIXES)
 
 
 def _source_files(layout: str, folder: Path) -> list[Path]:
@@ -166,17 +187,26 @@ def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> 
     h = hashlib.sha1(f"{layout}|{folder.resolve()}|{len(files)}|{skip_bad}".encode())
     prefix = str(folder) + os.sep
     for f in files:
-        st = os.stat(f)
+        try:
+            st = os.stat(f)
+            signature = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError as err:  # a dangling link or a link loop: reported when the files are decoded
+            signature = f"unreadable {err.errno}"
         # The relative path, not just the name: moving a file to another class folder relabels it.
         # Slicing off the shared prefix is much cheaper than relative_to over 60,000 files.
         path = str(f)
         rel = path[len(prefix):] if path.startswith(prefix) else str(f.relative_to(folder))
-        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+        h.update(f"{rel}:{signature};".encode())
     return h.hexdigest()[:16]
 
 
 def _decode(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
+    """One training image as uint8 RGB 32x32, with the uploads' limits on file size and declared pixels."""
+    data = read_image_file(path)
+    if webp_size := webp_canvas_size(data):
+        check_pixels(webp_size)
+    with Image.open(io.BytesIO(data)) as im:
+        check_pixels(im.size)
         im = im.convert("RGB")
         if im.size != (NATIVE_SIZE, NATIVE_SIZE):
             im = im.resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
@@ -190,7 +220,7 @@ def _decode_all(paths: list[Path], skip_bad: bool, progress: Progress | None, wh
         try:
             return _decode(path)
         except Exception as err:  # PIL raises many types for bad files
-            return f"{path}: {type(err).__name__}: {err}"
+            return f"{path}: {plain_message(err)}"
 
     images, kept, bad = [], [], []
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -232,7 +262,7 @@ def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None) -> Ci
         _check_classes([d.name for d in dirs], str(split_dir))
         paths, labels = [], []
         for d in dirs:
-            files = sorted(f for f in d.iterdir() if f.is_file())
+            files = _files(d)
             paths += files
             labels += [CLASS_NAMES.index(d.name)] * len(files)
         if not paths:
