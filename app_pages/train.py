@@ -67,7 +67,7 @@ def finished_view(run_id: str) -> None:
         return  # deleted meanwhile
     summary = run.summary
     if run.status == "failed":
-        st.error(f"Run {run.id} failed: {run.error}", icon=":material/error:")
+        st.error(f"Run {run.id} failed: {studio_ui.plain(run.error)}", icon=":material/error:")
         st.code(launcher.process_log(run) or "(no output)", language=None)
         return
     test_acc = summary.get("test_accuracy")
@@ -137,10 +137,10 @@ if submitted:
         run = launcher.start_training(config, store)
     except ConfigError as err:
         for name, message in err.errors.items():
-            (slots[name] if name in slots else st).error(message, icon=":material/error:")
+            (slots[name] if name in slots else st).error(studio_ui.plain(message), icon=":material/error:")
         st.error(f"{len(err.errors)} setting(s) need fixing before the training can start.")
     except RunError as err:  # RunBusyError (one at a time), or no room to write the run
-        st.error(str(err), icon=":material/block:")
+        st.error(studio_ui.plain(err), icon=":material/block:")
     else:
         st.session_state["train_run"] = run.id
         st.rerun()
