@@ -6,7 +6,6 @@ The dashboard's live curves read exactly what this callback writes.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import keras
 import numpy as np
 
 from cifar_core import faults
-from cifar_core.runs import RunStore, atomic_save_model
+from cifar_core.runs import RunStore, atomic_save_model, atomic_write_bytes, weights_h5
 
 # Batch records are throttled: the dashboard refreshes every ~2 s, and one SQLite
 # commit per batch would cost more than it shows.
@@ -141,8 +140,8 @@ class CompletedEpochBackup(keras.callbacks.Callback):
 
     Keras' BackupAndRestore rewrites one file in place, so a kill or a full disk
     during the write leaves nothing to resume from. Here each backup is a new file,
-    `epoch-NNNN.weights.h5`, written under a temp name and renamed into place; the
-    newest KEEP_BACKUPS stay. A backup that cannot be loaded (damaged later) makes
+    `epoch-NNNN.weights.h5`, made in memory, written under a temp name and renamed
+    into place; the newest KEEP_BACKUPS stay. A backup that cannot be loaded (damaged later) makes
     way for the one before it, and with none readable the phase starts over; `note`
     says which happened, for train.log and the terminal.
 
@@ -188,14 +187,8 @@ class CompletedEpochBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"epoch-{epoch + 1:04d}.weights.h5"
-        tmp = self.dir / f".tmp-{path.name}"  # Keras insists on the .weights.h5 ending
-        try:
-            self.model.save_weights(tmp)
-            faults.point("backup_write")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        data = weights_h5(self.model)
+        faults.point("backup_write")
+        atomic_write_bytes(self.dir / f"epoch-{epoch + 1:04d}.weights.h5", data)
         for _, old in self.backups()[KEEP_BACKUPS:]:
             old.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
@@ -393,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # A log line that cannot be written (a full disk) must not print a traceback; the error is reported anyway.
+    logging.raiseExceptions = False
     args = build_parser().parse_args(argv)
     from cifar_core.gradcam import GradCamError
     from cifar_core.inference import ImageError

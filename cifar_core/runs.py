@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import re
@@ -146,11 +147,16 @@ def keras_file_problem(path: Path) -> str | None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old or the new file, never half of one."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -172,15 +178,25 @@ def atomic_save_model(model: Any, path: Path) -> None:
             tmp.unlink()
 
 
+def weights_h5(model: Any) -> bytes:
+    """What `model.save_weights` writes (weights and optimizer state), made in memory.
+
+    HDF5 never writes to disk here: when its write fails half-way (a full disk),
+    h5py keeps the broken file open and the process crashes as it exits.
+    """
+    # Keras' own steps of save_weights, with an in-memory file: it has no public way to take one.
+    from keras.src.saving.saving_lib import H5IOStore, _save_state
+
+    buffer = io.BytesIO()
+    store = H5IOStore(buffer, mode="w")
+    _save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
+
+
 def atomic_save_weights(model: Any, path: Path) -> None:
-    """`model.save_weights` to a temp file in the same folder, then rename over `path`."""
-    tmp = path.with_name(f".tmp-{path.name}")  # Keras insists on the .weights.h5 ending
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    """`model.save_weights(path)`, written atomically and without HDF5 touching the disk."""
+    atomic_write_bytes(path, weights_h5(model))
 
 
 def disk_full(err: BaseException | None) -> bool:

@@ -104,10 +104,19 @@ def model_bytes(config: dict[str, Any]) -> int:
     pending = list(global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True))
     try:
         with keras.StatelessScope(initialize_variables=False):
-            model = keras.saving.deserialize_keras_object({**config, "compile_config": None}, safe_mode=True)
+            model = keras.saving.deserialize_keras_object(_without_compile(config), safe_mode=True)
         return sum(_nbytes(tuple(v.shape), np.dtype(v.dtype)) for v in model.weights)
     finally:
         global_state.set_global_attribute("uninitialized_variables", pending)
+
+
+def _without_compile(config: Any) -> Any:
+    """A copy of a model config without its (nested) compile settings: optimizers cannot be dry-built, and are not needed."""
+    if isinstance(config, dict):
+        return {k: _without_compile(v) for k, v in config.items() if k != "compile_config"}
+    if isinstance(config, list):
+        return [_without_compile(v) for v in config]
+    return config
 
 
 def check_keras_file(path: str | Path) -> None:
