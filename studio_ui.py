@@ -29,9 +29,10 @@ def plain(text: object) -> str:
     bring: unescaped, `![x](http://host/)` in a file name would make every viewer's
     browser fetch that address, and links, colours, icons and LaTeX would render.
     Every ASCII punctuation mark is backslash-escaped (CommonMark reads each as
-    itself) and line breaks become spaces, so the text cannot open a block either.
+    itself), and line breaks and leading spaces go, so the text cannot open a
+    block (heading, list, code) either.
     """
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()))
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()).strip())
 
 
 def store() -> RunStore:

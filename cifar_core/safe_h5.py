@@ -52,24 +52,26 @@ def declared_bytes(f: h5py.File) -> int:
     def attributes(obj: h5py.HLObject) -> int:
         return sum(_nbytes(aid.shape, aid.dtype) for aid in map(obj.attrs.get_id, obj.attrs))
 
-    def refuse_external_links(name: str, link: Any) -> None:
-        if isinstance(link, h5py.ExternalLink):
-            raise UnsafeFileError(f"its entry {name} points into another file")
+    # h5py's visits stop at the first callback that returns something (an exception raised
+    # inside one would leave h5py's lock in a bad state): the names of offenders are returned.
+    linked = f.visititems_links(lambda name, link: name if isinstance(link, h5py.ExternalLink) else None)
+    if linked:
+        raise UnsafeFileError(f"its entry {linked} points into another file")
+    sizes = [attributes(f)]
 
-    total = attributes(f)
-
-    def add(name: str, obj: h5py.HLObject) -> None:
-        nonlocal total
-        total += attributes(obj)
+    def add(name: str, obj: h5py.HLObject) -> str | None:
         if isinstance(obj, h5py.Dataset):
             if obj.external or obj.is_virtual:
-                raise UnsafeFileError(f"its dataset {name} keeps its data in other files")
+                return name
             # A chunk is read whole, so a chunk larger than its dataset costs its own size.
-            total += max(_nbytes(obj.shape, obj.dtype), _nbytes(obj.chunks, obj.dtype))
+            sizes.append(max(_nbytes(obj.shape, obj.dtype), _nbytes(obj.chunks, obj.dtype)))
+        sizes.append(attributes(obj))
+        return None
 
-    f.visititems_links(refuse_external_links)
-    f.visititems(add)
-    return total
+    outside = f.visititems(add)
+    if outside:
+        raise UnsafeFileError(f"its dataset {outside} keeps its data in other files")
+    return sum(sizes)
 
 
 def _h5_declared(source: str | Path | BinaryIO, stored: int) -> int:
