@@ -71,7 +71,7 @@ class RunStoreCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.first_epoch:
-            # `epoch` is where this fit starts: 0, or the epoch BackupAndRestore restored
+            # `epoch` is where this fit starts: 0, or the epoch CompletedEpochBackup restored
             # after an interruption. Records past it belong to epochs that are about to be
             # run again (the interrupted one, or one logged just before its backup was
             # written), so drop them: the curves then continue without duplicates.
