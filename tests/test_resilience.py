@@ -324,6 +324,49 @@ def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_a
     assert not (run.dir / "backup" / "finetune").exists()  # removed once the phase is complete
 
 
+def stop_during_epoch(n: int, monkeypatch) -> None:
+    """Make the trainer request its own stop during epoch `n` (after its first batch)."""
+    from cifar_core import callbacks
+
+    logged = callbacks.RunStoreCallback.on_train_batch_end
+
+    def stop(self, batch, logs=None):
+        if self.epoch_offset + self.epoch + 1 == n and batch >= 1:
+            self.store.request_stop(self.run_id)
+        logged(self, batch, logs)
+
+    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", stop)
+
+
+@pytest.mark.parametrize("damaged, said", [
+    (["epoch-0002"], "resuming from the older backup epoch-0001.weights.h5"),
+    (["epoch-0002", "epoch-0001"], "this phase starts again from its first epoch"),
+])
+def test_a_damaged_backup_falls_back_to_the_one_before_or_restarts_the_phase(damaged, said, tiny_data, isolated_artifacts, monkeypatch, capsys):
+    from cifar_core import train
+
+    store = RunStore(isolated_artifacts)
+    stop_during_epoch(3, monkeypatch)
+    first = train.train(tiny_config(tiny_data, epochs_head=0, epochs_finetune=4), store=store)
+    assert first["status"] == "stopped"
+    backup = Path(first["run_dir"]) / "backup" / "finetune"
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    for name in damaged:  # cut short, as a full disk or a bad copy would leave it
+        path = backup / f"{name}.weights.h5"
+        path.write_bytes(path.read_bytes()[:3000])
+
+    monkeypatch.undo()
+    store.clear_stop(first["run_id"])
+    echoed: list[str] = []
+    run = store.get(first["run_id"])
+    second = train.train(TrainConfig.from_dict(run.config), store=store, run_id=run.id, resume=True, echo=echoed.append)
+    assert second["status"] == "completed" and second["epochs_completed"] == 4
+    assert epochs(store, run.id)["epoch"].tolist() == [1, 2, 3, 4]
+    log = (run.dir / "train.log").read_text()
+    assert said in log and any(said in line for line in echoed)  # in train.log and on the terminal
+    assert f"backup {backup / 'epoch-0002.weights.h5'} cannot be read" in log
+
+
 # ---------------------------------------------------------------- simultaneous starts
 
 
