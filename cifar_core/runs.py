@@ -354,26 +354,32 @@ class RunStore:
         self.check_writable()
         run_id = new_run_id()
         now = time.time()
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # serialises concurrent starts across processes
-            try:
-                if exclusive:
-                    for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
-                        if _row_alive(row):
-                            raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
-                        self._mark_dead(db, row)
-                pid = pid or os.getpid()
-                db.execute(
-                    "INSERT INTO runs (id, status, created, started, pid, pid_start, host, config) VALUES (?,?,?,?,?,?,?,?)",
-                    (run_id, status, now, now if status == "running" else None, pid, _process_start(pid), socket.gethostname(), config.to_json()),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         run_dir = self.run_dir(run_id)
+        # The folder before the row: a kill at any moment leaves either no row (and an unused
+        # folder) or a row whose folder and config.json exist, so that `--resume` can continue it.
         run_dir.mkdir(parents=True)
         atomic_write_text(run_dir / "config.json", config.to_json())
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")  # serialises concurrent starts across processes
+                try:
+                    if exclusive:
+                        for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+                            if _row_alive(row):
+                                raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                            self._mark_dead(db, row)
+                    pid = pid or os.getpid()
+                    db.execute(
+                        "INSERT INTO runs (id, status, created, started, pid, pid_start, host, config) VALUES (?,?,?,?,?,?,?,?)",
+                        (run_id, status, now, now if status == "running" else None, pid, _process_start(pid), socket.gethostname(), config.to_json()),
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         return self.get(run_id)
 
     def mark_running(self, run_id: str, pid: int | None = None) -> None:
