@@ -21,7 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import studio_ui
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("home", "train", "classify", "predictions", "error_analysis", "runs")
@@ -289,7 +289,7 @@ def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, mon
         # A reload (a new session) re-attaches to the live run instead of offering a second one.
         assert f"Training run {run.id}" in [s.value for s in open_page("train").subheader]
     finally:
-        store.request_stop(run.id)
+        launcher.stop_training(run.id, store)  # nothing to do if it has ended
         import os
         import signal
         import time
