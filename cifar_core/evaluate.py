@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -149,8 +150,17 @@ class Interpretation:
 
     @classmethod
     def load(cls, run_dir: Path, split: str = "test") -> "Interpretation":
-        with np.load(Path(run_dir) / f"{split}_probs.npz", allow_pickle=False) as z:
-            return cls(z["probs"], z["y"])
+        """The predictions saved in a run folder; OSError, KeyError or ValueError when they are missing or damaged."""
+        path = Path(run_dir) / f"{split}_probs.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                probs, y = z["probs"], z["y"]
+        except (zipfile.BadZipFile, EOFError) as err:  # a truncated or garbled archive
+            raise ValueError(f"{path} is damaged ({err})") from err
+        n_classes = len(CLASS_NAMES)
+        if probs.shape != (len(y), n_classes) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or ((y < 0) | (y >= n_classes)).any():
+            raise ValueError(f"{path} does not hold {n_classes} probabilities and one class per image")
+        return cls(probs, y)
 
 
 def evaluate_model(

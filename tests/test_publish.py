@@ -61,6 +61,11 @@ def missing_predictions(store, run):
     (run.dir / "test_probs.npz").unlink()
 
 
+def truncated_predictions(store, run):
+    path = run.dir / "test_probs.npz"
+    path.write_bytes(path.read_bytes()[:100])
+
+
 def garbage_model(store, run):
     run.model_path.write_bytes(os.urandom(5000))
 
@@ -79,6 +84,7 @@ def deleted_folder(store, run):
 
 @pytest.mark.parametrize("damage, reason", [
     (missing_predictions, "test_probs.npz missing"),
+    (truncated_predictions, "test predictions cannot be read"),
     (garbage_model, "could not be loaded"),
     (truncated_model, "could not be loaded"),
     (failed_run, "is failed; only completed or stopped runs"),
