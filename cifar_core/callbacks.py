@@ -134,6 +134,24 @@ class RunStoreCallback(keras.callbacks.Callback):
             self.store.update_summary(self.run_id, best_val_accuracy=self.best, best_epoch=epoch_no)
 
 
+def try_load_weights(model: keras.Model, path: Path) -> str | None:
+    """Load a weights file into `model` (and its optimizer); None if that worked, else why not.
+
+    A file that fails half-way may already have overwritten some variables, so
+    they are put back: the model is then exactly as it was.
+    """
+    optimizer = getattr(model, "optimizer", None)  # absent on a model never compiled
+    variables = list(model.weights) + list(optimizer.variables if optimizer else [])
+    before = [v.numpy() for v in variables]
+    try:
+        model.load_weights(path)
+    except Exception as err:  # h5py and Keras report damaged files with many exception types
+        for v, value in zip(variables, before):
+            v.assign(value)
+        return str(err) or type(err).__name__
+    return None
+
+
 class CompletedEpochBackup(keras.callbacks.Callback):
     """Back up the fitted model (weights and optimizer state) after each completed epoch,
     and restore the newest readable backup when fit starts.
@@ -167,16 +185,10 @@ class CompletedEpochBackup(keras.callbacks.Callback):
         model = self.model
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # its slots must exist to be loaded
-        variables = list(model.weights) + list(model.optimizer.variables if model.optimizer else [])
-        # A file that fails half-way may already have overwritten some variables: put them back before the next try.
-        before = [v.numpy() for v in variables]
         for epochs, path in backups:
-            try:
-                model.load_weights(path)
-            except Exception as err:  # h5py and Keras report damaged files with many exception types
-                for v, value in zip(variables, before):
-                    v.assign(value)
-                self.note(f"backup {path} cannot be read ({err}); trying an older one")
+            problem = try_load_weights(model, path)
+            if problem:
+                self.note(f"backup {path} cannot be read ({problem}); trying an older one")
                 continue
             if path != backups[0][1]:
                 self.note(f"resuming from the older backup {path.name} ({epochs} epoch(s) of this phase done)")

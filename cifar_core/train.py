@@ -19,7 +19,7 @@ import keras
 
 from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
-from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback
+from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
 from cifar_core.config import TrainConfig
 from cifar_core.model import build_model, load_model, set_freeze
 from cifar_core.paths import cache_dir
@@ -185,10 +185,12 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
         done = summary.get("phase_epochs", {})
         weights_file = run.dir / f"after_{phase.name}.weights.h5"
         if resume and phase.name in done and weights_file.is_file():
-            model.load_weights(weights_file)
-            epoch_offset += done[phase.name]
-            log.info("phase %s already completed; resuming after it", phase.name)
-            continue
+            if (problem := try_load_weights(model, weights_file)) is None:
+                epoch_offset += done[phase.name]
+                log.info("phase %s already completed; resuming after it", phase.name)
+                continue
+            log.warning("the weights saved after phase %s cannot be read (%s): it runs again, and so do the phases after it", phase.name, problem)
+            resume = False
         with strategy.scope():
             set_freeze(base, phase.freeze)
         steps = math.ceil(len(splits.x_train) / config.batch_size)

@@ -367,6 +367,25 @@ def test_a_damaged_backup_falls_back_to_the_one_before_or_restarts_the_phase(dam
     assert f"backup {backup / 'epoch-0002.weights.h5'} cannot be read" in log
 
 
+def test_damaged_weights_of_a_completed_phase_run_that_phase_again(tiny_data, isolated_artifacts, monkeypatch):
+    from cifar_core import train
+
+    store = RunStore(isolated_artifacts)
+    stop_during_epoch(3, monkeypatch)  # in the fine-tuning phase, after the head phase completed
+    first = train.train(tiny_config(tiny_data), store=store)
+    assert first["status"] == "stopped" and first["phase_epochs"] == {"head": 2}
+    saved = Path(first["run_dir"]) / "after_head.weights.h5"
+    saved.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
+
+    monkeypatch.undo()
+    store.clear_stop(first["run_id"])
+    run = store.get(first["run_id"])
+    second = train.train(TrainConfig.from_dict(run.config), store=store, run_id=run.id, resume=True)
+    assert second["status"] == "completed" and second["phase_epochs"] == {"head": 2, "finetune": 2}
+    assert epochs(store, run.id)["epoch"].tolist() == [1, 2, 3, 4]
+    assert "the weights saved after phase head cannot be read" in (run.dir / "train.log").read_text()
+
+
 # ---------------------------------------------------------------- simultaneous starts
 
 
