@@ -5,6 +5,7 @@ Everything here is presentation or caching; the logic lives in `cifar_core`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from cifar_core.evaluate import Interpretation
 from cifar_core.gradcam import GradCam, cam_layers, default_layer
 from cifar_core.inference import Classifier
 from cifar_core.model_choice import ModelChoice
-from cifar_core.runs import RunStore
+from cifar_core.runs import RunError, RunStore
 
 ACTIVE_MODEL = "active_model"
 # The pick is kept in the URL (?model=<run id>|default), so it survives reloads,
@@ -25,8 +26,26 @@ ACTIVE_MODEL = "active_model"
 MODEL_PARAM = "model"
 
 
+def plain(text: object) -> str:
+    """`text` made literal inside Markdown (st.markdown, st.error, st.caption...).
+
+    File names, paths and error messages come from users and the files they
+    bring: unescaped, `![x](http://host/)` in a file name would make every viewer's
+    browser fetch that address, and links, colours, icons and LaTeX would render.
+    Every ASCII punctuation mark is backslash-escaped (CommonMark reads each as
+    itself), and line breaks and leading spaces go, so the text cannot open a
+    block (heading, list, code) either.
+    """
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()).strip())
+
+
 def store() -> RunStore:
-    return RunStore()
+    """The run store; when its index cannot be used (damaged, locked), say so and stop the page."""
+    try:
+        return RunStore()
+    except RunError as err:
+        st.error(plain(err), icon=":material/error:")
+        st.stop()
 
 
 # ---------------------------------------------------------------- sidebar
@@ -40,7 +59,7 @@ def sidebar() -> ModelChoice | None:
         if status["ok"]:
             counts = ", ".join(f"{n:,} {split}" for split, n in status["counts"].items())
             st.success(f"CIFAR-10 found ({status['layout']} layout): {counts} images", icon=":material/dataset:")
-            st.caption(status["path"])
+            st.caption(plain(status["path"]))
         else:
             st.warning("No CIFAR-10 data found.", icon=":material/warning:")
             with st.expander("How to get the data"):
@@ -136,7 +155,7 @@ def test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         return _test_set(data_dir, str(status["counts"]), progress)
     except DataError as err:
-        st.error(f"The test images could not be loaded: {err}")
+        st.error(f"The test images could not be loaded: {plain(err)}")
         return None
     finally:
         bar.empty()

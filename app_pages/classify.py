@@ -5,13 +5,14 @@ import streamlit as st
 
 import studio_ui
 from cifar_core import plots, previews
+from cifar_core.image_limits import MAX_FILE_BYTES
 
 st.title("Classify")
 st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
 model = studio_ui.require_model()
 files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
-                         help="several at once; any size, colour mode or orientation")
+                         help="several at once; any size, colour mode or orientation", max_upload_size=MAX_FILE_BYTES // 2**20)
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
 explain = toggle_col.toggle("Show where the model looked (Grad-CAM)",
                             help="a heatmap of the parts of the 32×32 image that raised the top class's score")
@@ -35,10 +36,10 @@ for i, (upload, result) in enumerate(zip(files, results)):
                 st.image(preview, width=160)
             if i in overlays:
                 st.image(previews.upscale(overlays[i], 5), width=160, caption=f"Grad-CAM: {result.top[0]['label']}")
-            st.markdown(f"**{result.file}**")
+            st.text(result.file)  # a user's file name: shown as typed, never as Markdown
         with chart:
             if result.error is not None:
-                st.error(f"Could not classify this file: {result.error}", icon=":material/broken_image:")
+                st.error(f"Could not classify this file: {studio_ui.plain(result.error)}", icon=":material/broken_image:")
             else:
                 best = result.top[0]
                 st.markdown(f"### {best['label']} · {best['prob']:.1%}")

@@ -37,7 +37,11 @@ elif ids:
 
 st.header("One run", divider="gray")
 run_id = st.selectbox("Run", table.index.tolist())
-run = store.get(run_id)
+try:
+    run = store.get(run_id)
+except RunError as err:  # a damaged row whose id is not a run id
+    st.error(studio_ui.plain(err), icon=":material/error:")
+    st.stop()
 left, right = st.columns(2)
 with left:
     st.json({"status": run.status, "error": run.error, "config": run.config, "summary": run.summary}, expanded=1)
@@ -70,7 +74,7 @@ with right:
             try:
                 store.delete(run.id)
             except RunError as err:  # a live run must be stopped first
-                st.error(str(err))
+                st.error(studio_ui.plain(err))
             else:
                 st.toast(f"Run {run.id} deleted")
                 st.rerun()

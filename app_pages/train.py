@@ -147,9 +147,9 @@ if submitted:
         run = launcher.start_training(config, store)
     except ConfigError as err:
         for name, message in err.errors.items():
-            (slots[name] if name in slots else st).error(message, icon=":material/error:")
+            (slots[name] if name in slots else st).error(studio_ui.plain(message), icon=":material/error:")
         st.error(f"{len(err.errors)} setting(s) need fixing before the training can start.")
     except RunError as err:  # RunBusyError (one at a time), or no room to write the run
-        st.error(str(err), icon=":material/block:")
+        st.error(studio_ui.plain(err), icon=":material/block:")
     else:
         st.rerun()

@@ -6,17 +6,23 @@ The dashboard's live curves read exactly what this callback writes.
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 
-from cifar_core.runs import RunStore, atomic_save_model
+from cifar_core import faults
+from cifar_core.runs import RunStore, atomic_save_model, atomic_write_bytes, weights_h5
 
 # Batch records are throttled: the dashboard refreshes every ~2 s, and one SQLite
 # commit per batch would cost more than it shows.
 BATCH_LOG_INTERVAL_S = 0.5
+# The newest backup and the one before it: the fallback if the newest is damaged.
+KEEP_BACKUPS = 2
+BACKUP_RE = re.compile(r"epoch-(\d+)\.weights\.h5")
 
 
 class RunStoreCallback(keras.callbacks.Callback):
@@ -65,7 +71,7 @@ class RunStoreCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.first_epoch:
-            # `epoch` is where this fit starts: 0, or the epoch BackupAndRestore restored
+            # `epoch` is where this fit starts: 0, or the epoch CompletedEpochBackup restored
             # after an interruption. Records past it belong to epochs that are about to be
             # run again (the interrupted one, or one logged just before its backup was
             # written), so drop them: the curves then continue without duplicates.
@@ -109,6 +115,7 @@ class RunStoreCallback(keras.callbacks.Callback):
             )
             step = (self.epoch_offset + self.epoch) * self.steps + batch + 1
             self.store.log_metrics(self.run_id, "batch", self.phase, self.epoch_offset + self.epoch + 1, step, values)
+        faults.point("batch")
 
     def on_epoch_end(self, epoch, logs=None):
         if self.stopped:
@@ -127,8 +134,34 @@ class RunStoreCallback(keras.callbacks.Callback):
             self.store.update_summary(self.run_id, best_val_accuracy=self.best, best_epoch=epoch_no)
 
 
-class CompletedEpochBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that backs up completed epochs only.
+def try_load_weights(model: keras.Model, path: Path) -> str | None:
+    """Load a weights file into `model` (and its optimizer); None if that worked, else why not.
+
+    A file that fails half-way may already have overwritten some variables, so
+    they are put back: the model is then exactly as it was.
+    """
+    optimizer = getattr(model, "optimizer", None)  # absent on a model never compiled
+    variables = list(model.weights) + list(optimizer.variables if optimizer else [])
+    before = [v.numpy() for v in variables]
+    try:
+        model.load_weights(path)
+    except Exception as err:  # h5py and Keras report damaged files with many exception types
+        for v, value in zip(variables, before):
+            v.assign(value)
+        return str(err) or type(err).__name__
+    return None
+
+
+class CompletedEpochBackup(keras.callbacks.Callback):
+    """Back up the fitted model (weights and optimizer state) after each completed epoch,
+    and restore the newest readable backup when fit starts.
+
+    Keras' BackupAndRestore rewrites one file in place, so a kill or a full disk
+    during the write leaves nothing to resume from. Here each backup is a new file,
+    `epoch-NNNN.weights.h5`, made in memory, written under a temp name and renamed
+    into place; the newest KEEP_BACKUPS stay. A backup that cannot be loaded (damaged later) makes
+    way for the one before it, and with none readable the phase starts over; `note`
+    says which happened, for train.log and the terminal.
 
     Keras still calls on_epoch_end for an epoch cut short by a stop request
     (`stop_training` set during its batches); backing that one up would make a
@@ -136,6 +169,38 @@ class CompletedEpochBackup(keras.callbacks.BackupAndRestore):
     `stop_training` at epoch end (EarlyStopping), whose epochs are complete.
     """
 
+    def __init__(self, backup_dir: Path, note: Callable[[str], None]):
+        super().__init__()
+        self.dir, self.note = Path(backup_dir), note
+
+    def backups(self) -> list[tuple[int, Path]]:
+        """(completed epochs, file) of every backup in the folder, newest first."""
+        found = [(int(m[1]), p) for p in (self.dir.iterdir() if self.dir.is_dir() else ()) if (m := BACKUP_RE.fullmatch(p.name))]
+        return sorted(found, reverse=True)
+
+    def on_train_begin(self, logs=None):
+        backups = self.backups()
+        if not backups:
+            return
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # its slots must exist to be loaded
+        for epochs, path in backups:
+            problem = try_load_weights(model, path)
+            if problem:
+                self.note(f"backup {path} cannot be read ({problem}); trying an older one")
+                continue
+            if path != backups[0][1]:
+                self.note(f"resuming from the older backup {path.name} ({epochs} epoch(s) of this phase done)")
+            model._initial_epoch = epochs  # where Keras' fit starts, as BackupAndRestore sets it
+            return
+        self.note(f"no readable backup in {self.dir}: this phase starts again from its first epoch")
+
     def on_epoch_end(self, epoch, logs=None):
-        if not self.model.stop_training:
-            super().on_epoch_end(epoch, logs)
+        if self.model.stop_training:
+            return
+        data = weights_h5(self.model)
+        faults.point("backup_write")
+        atomic_write_bytes(self.dir / f"epoch-{epoch + 1:04d}.weights.h5", data)
+        for _, old in self.backups()[KEEP_BACKUPS:]:
+            old.unlink(missing_ok=True)

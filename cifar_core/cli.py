@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
+from cifar_core import NUM_CLASSES
+from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
 
 EXIT_USAGE = 2
 
@@ -44,6 +46,30 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     """A validated TrainConfig from parsed flags (over `base` values); ConfigError lists every bad value."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     return parse_config({name: getattr(args, name, None) for name in names}, base)
+
+
+def _whole(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`, with a message in words otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = parse_number(text, int)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = parse_number(text, float)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {value}")
+    return value
 
 
 def _print_json(obj: Any) -> None:
@@ -81,20 +107,20 @@ def _store(args: argparse.Namespace):
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.data import DataError
     from cifar_core.model import WeightsError
-    from cifar_core.runs import RunBusyError, RunError
+    from cifar_core.runs import LIVE, RunBusyError, RunError, disk_full, error_text
     from cifar_core.train import train
 
     store = _store(args)
     try:
         if args.resume:
             run = store.resolve(args.resume)
-            config = config_from_args(args, base=run.config)
+            config = config_from_args(args, base=run.usable_config())
             queued_for_us = run.status == "queued" and args.run_id == run.id  # the dashboard's Resume
             if run.status in ("queued", "running") and not queued_for_us:
                 raise RunError(f"Run {run.id} is still {run.status}; it cannot be resumed twice.")
@@ -106,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif args.run_id:  # launched by the dashboard: the run row already holds the config from its form
             # Launched by the dashboard: the run row already holds the config from its form.
             run = store.get(args.run_id)
-            config = config_from_args(args, base=run.config)
+            config = config_from_args(args, base=run.usable_config())
             run_id = run.id
         else:
             config = config_from_args(args)
@@ -135,16 +161,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         _stderr(f"error: {err}")
         return EXIT_USAGE
     except (Exception, KeyboardInterrupt) as err:
-        if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)):
+        if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)) and not disk_full(err):
             import traceback
 
             traceback.print_exc()
-        _stderr(f"error: {err}")
-        # The run this process registered: the newest row with its pid.
-        failed_id = run_id or next((r.id for r in store.list() if r.pid == os.getpid()), None)
-        failed = store.get(failed_id) if failed_id else None
+        try:  # the run this process registered: the newest row with its pid
+            failed_id = run_id or next((r.id for r in store.list() if r.pid == os.getpid()), None)
+            failed = store.get(failed_id) if failed_id else None
+        except RunError:  # the index cannot be read now; the error below still says what happened
+            failed_id, failed = run_id, None
+        special = isinstance(err, KeyboardInterrupt) or disk_full(err)
+        message = error_text(err, failed_id) if special or not str(err) else str(err)
+        _stderr(f"error: {message}")
+        # The row may still say 'running' when a full disk kept the trainer from updating it.
+        ended = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
+        status = failed.status if failed and failed.status not in LIVE else ended
         _print_json({"run_id": failed_id, "run_dir": str(failed.dir) if failed else None,
-                     "status": failed.status if failed else "failed", "error": str(err), "val_accuracy": None, "test_accuracy": None})
+                     "status": status, "error": message, "val_accuracy": None, "test_accuracy": None})
         return 1
     _print_json(summary)
     return 0 if summary["status"] in ("completed", "stopped") else 1
@@ -155,12 +188,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core.evaluate import evaluate_model
     from cifar_core.model import load_model
     from cifar_core.model_choice import resolve_model
-    from cifar_core.runs import RunError
 
-    choice = resolve_model(_store(args), args.model)
-    if choice.run_id and not choice.config:
-        raise RunError(f"Run {choice.run_id} has no readable settings (config.json and its database row are damaged); "
-                       "evaluate its model file instead: --model <run folder>/model.keras.")
+    store = _store(args)
+    choice = resolve_model(store, args.model)
+    if choice.run_id:
+        store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
     saved = TrainConfig.from_dict({**choice.config, "weights": "none"}) if choice.config else None
     if args.split == "val" and saved is None:
         raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
@@ -185,10 +217,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
+    folder = Path(args.gradcam) if args.gradcam else None
+    if folder:  # made first, so that a bad folder is reported before any work is done
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            reason = "it exists and is not a folder" if folder.exists() else err.strerror
+            _stderr(f"error: --gradcam: cannot write overlays to {folder}: {reason}")
+            return EXIT_USAGE
     path = resolve_model(_store(args), args.model).model_path
     classifier = Classifier(path)
     results = classifier.classify_files(args.files, top_k=args.top)
-    overlays = _write_overlays(classifier, results, Path(args.gradcam), args.layer) if args.gradcam else {}
+    overlays = _write_overlays(classifier, results, folder, args.layer) if folder else {}
     for r in results:
         _print_json({**r.to_json(), "model": str(path), **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
     return 1 if any(r.error for r in results) else 0
@@ -206,7 +246,6 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
     if not good:
         return {}
     overlays = GradCam(classifier.model, layer).overlays(np.stack([r.image for r in good]))
-    folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for i, (r, image) in enumerate(zip(good, overlays)):
         out = folder / f"{i:03d}_{Path(r.file).stem}_{r.top[0]['label']}.png"  # the index keeps same-named files apart
@@ -223,12 +262,6 @@ def cmd_gradcam(args: argparse.Namespace) -> int:
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
-    bad = [f"--images: {args.images} is not a positive count"] * (args.images < 1)
-    bad += [f"--fraction: {args.fraction} is not between 0 and 1"] * (not 0 < args.fraction < 1)
-    for message in bad:
-        _stderr(f"error: {message}")
-    if bad:
-        return EXIT_USAGE
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
     data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
     pick = np.random.default_rng(args.seed).choice(len(data.x_test), min(args.images, len(data.x_test)), replace=False)
@@ -322,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
-    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--top", type=_whole(1, NUM_CLASSES), default=3, help=f"classes to list per file, 1 to {NUM_CLASSES}")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write a Grad-CAM overlay PNG of each top class here")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -331,10 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gradcam", "check, per layer, that Grad-CAM highlights what the prediction depends on (blank hottest vs coldest part)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--images", type=int, default=500, help="test images to sample")
-    p.add_argument("--fraction", type=float, default=0.25, help="share of each image blanked")
+    p.add_argument("--images", type=_whole(1, 10**6), default=500, help="test images to sample")
+    p.add_argument("--fraction", type=_fraction, default=0.25, help="share of each image blanked")
     p.add_argument("--layers", nargs="+", default=None, help="default: every rectified conv output of the base")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
     p.set_defaults(func=cmd_gradcam)
 
     p = add("runs", "list runs with status and metrics")
@@ -364,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # A log line that cannot be written (a full disk) must not print a traceback; the error is reported anyway.
+    logging.raiseExceptions = False
     args = build_parser().parse_args(argv)
     from cifar_core.gradcam import GradCamError
     from cifar_core.inference import ImageError
@@ -379,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, message in err.errors.items():
             _stderr(f"error: {_flag(name)}: {message}")
         return EXIT_USAGE
+    except OSError as err:  # e.g. a full disk or a read-only folder while writing results
+        _stderr(f"error: {err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+        return 1
     except Exception as err:
         from cifar_core.data import DataError
 

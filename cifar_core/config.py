@@ -205,6 +205,16 @@ NUMBER_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
+def parse_number(text: Any, kind: type) -> int | float:
+    """`text` as an int or a float, written with ASCII digits; ValueError in words otherwise."""
+    raw = str(text).strip()
+    if kind is int and WHOLE_RE.fullmatch(raw):
+        return int(raw)
+    if kind is float and NUMBER_RE.fullmatch(raw):
+        return float(raw)
+    raise ValueError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}")
+
+
 def field_kind(f: dataclasses.Field) -> str:
     """'bool', 'int', 'float', 'ints' (a list of whole numbers) or 'str', from the field's annotation."""
     kind = str(f.type).replace(" | None", "")
@@ -238,14 +248,14 @@ def _parse_value(f: dataclasses.Field, raw: Any) -> Any:
         if raw.lower() in TRUE_WORDS + FALSE_WORDS:
             return raw.lower() in TRUE_WORDS
         raise ValueError(f"must be on or off (true/false), got {raw!r}")
-    if kind == "int":
-        if not WHOLE_RE.fullmatch(raw):
-            raise ValueError(f"must be a whole number written with the digits 0-9, got {raw!r}")
-        return int(raw)
-    if kind == "float":
-        if not NUMBER_RE.fullmatch(raw):
-            raise ValueError(f"must be a number such as 0.1 or 1e-4, got {raw!r}")
-        return float(raw)
+    try:
+        if kind == "int":
+            return parse_number(raw, int)
+        if kind == "float":
+            return parse_number(raw, float)
+    except ValueError:
+        example = "a whole number written with the digits 0-9" if kind == "int" else "a number such as 0.1 or 1e-4"
+        raise ValueError(f"must be {example}, got {raw!r}") from None
     return raw
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
 import pickle
-import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +26,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, faults
+from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -126,12 +127,17 @@ def load_cifar10(
     if not data_dir:
         return _load_from_keras()
     # Resolved, so the cached source description names the folder the same way from any cwd.
-    layout, folder = detect_layout(Path(data_dir).resolve())
+    try:
+        resolved = Path(data_dir).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic link loop
+        raise DataError(f"Data folder {str(data_dir)!r} cannot be opened ({plain_message(err)}).") from err
+    layout, folder = detect_layout(resolved)
     files = _source_files(layout, folder)
     key = _cache_key(layout, folder, files, skip_bad)
     cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
     if (cache / "meta.json").is_file():
         return _read_cache(cache)
+    faults.point("data_load")
     if limit and layout == "folders":
         cache = cache.with_name(f"{cache.name}-first{limit}")
         if (cache / "meta.json").is_file():
@@ -161,9 +167,24 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(p for p in split_dir.iterdir() if p.is_dir()) if split_dir.is_dir() else []
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _files(folder: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    """The files of `folder` (those ending in `suffixes` if given), sorted.
+
+    Links that lead nowhere (dangling, or a loop) are listed too, so that loading
+    names them as unreadable (skipped with --skip-bad) instead of silently dropping them.
+    """
+    def listed(entry: os.DirEntry) -> bool:
+        try:
+            return entry.is_file() or entry.is_symlink() and not os.path.exists(entry.path)
+        except OSError:  # a link loop: following it fails
+            return True
+
     with os.scandir(folder) as it:
-        return sorted(Path(e.path) for e in it if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        return sorted(Path(e.path) for e in it if (suffixes is None or e.name.lower().endswith(suffixes)) and listed(e))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return _files(folder, IMAGE_SUFFIXES)
 
 
 def _source_files(layout: str, folder: Path) -> list[Path]:
@@ -179,34 +200,26 @@ def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> 
     h = hashlib.sha1(f"{layout}|{folder.resolve()}|{len(files)}|{skip_bad}".encode())
     prefix = str(folder) + os.sep
     for f in files:
-        st = os.stat(f)
+        try:
+            st = os.stat(f)
+            signature = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError as err:  # a dangling link or a link loop: reported when the files are decoded
+            signature = f"unreadable {err.errno}"
         # The relative path, not just the name: moving a file to another class folder relabels it.
         # Slicing off the shared prefix is much cheaper than relative_to over 60,000 files.
         path = str(f)
         rel = path[len(prefix):] if path.startswith(prefix) else str(f.relative_to(folder))
-        h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+        h.update(f"{rel}:{signature};".encode())
     return h.hexdigest()[:16]
 
 
-def describe_decode_error(err: Exception) -> str:
-    """Why Pillow could not decode an image, in words (no exception names or object reprs)."""
-    text = str(err)
-    lowered = text.lower()
-    if isinstance(err, Image.UnidentifiedImageError):
-        return "not an image format that can be read (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
-    if isinstance(err, Image.DecompressionBombError):
-        return "the image is too large to decode safely"
-    if "truncated" in lowered or "broken data stream" in lowered:
-        return "the image data is truncated or damaged"
-    if isinstance(err, OSError) and err.strerror:
-        return f"cannot read the file ({err.strerror.lower()})"
-    # Pillow's other messages are plain words, but may embed reprs such as "<_io.BytesIO object at 0x...>".
-    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", text).strip()
-    return f"the image data is damaged ({text})" if text else "the image data is damaged"
-
-
 def _decode(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
+    """One training image as uint8 RGB 32x32, with the uploads' limits on file size and declared pixels."""
+    data = read_image_file(path)
+    if webp_size := webp_canvas_size(data):
+        check_pixels(webp_size)
+    with Image.open(io.BytesIO(data)) as im:
+        check_pixels(im.size)
         im = im.convert("RGB")
         if im.size != (NATIVE_SIZE, NATIVE_SIZE):
             im = im.resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
@@ -220,7 +233,7 @@ def _decode_all(paths: list[Path], skip_bad: bool, progress: Progress | None, wh
         try:
             return _decode(path)
         except Exception as err:  # PIL raises many types for bad files
-            return f"{path}: not a readable image: {describe_decode_error(err)}"
+            return f"{path}: {plain_message(err)}"
 
     images, kept, bad = [], [], []
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -263,7 +276,7 @@ def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit
         _check_classes([d.name for d in dirs], str(split_dir))
         paths, labels = [], []
         for d in dirs:
-            files = sorted(f for f in d.iterdir() if f.is_file())
+            files = _files(d)
             if split == "train" and limit:
                 files = files[:limit]
             paths += files

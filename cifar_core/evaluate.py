@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES, augment
+from cifar_core import CLASS_NAMES, augment, faults
 from cifar_core.data import make_dataset
 from cifar_core.runs import atomic_write_text
 
@@ -151,8 +152,17 @@ class Interpretation:
 
     @classmethod
     def load(cls, run_dir: Path, split: str = "test") -> "Interpretation":
-        with np.load(Path(run_dir) / f"{split}_probs.npz", allow_pickle=False) as z:
-            return cls(z["probs"], z["y"])
+        """The predictions saved in a run folder; OSError, KeyError or ValueError when they are missing or damaged."""
+        path = Path(run_dir) / f"{split}_probs.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                probs, y = z["probs"], z["y"]
+        except (zipfile.BadZipFile, EOFError) as err:  # a truncated or garbled archive
+            raise ValueError(f"{path} is damaged ({err})") from err
+        n_classes = len(CLASS_NAMES)
+        if probs.shape != (len(y), n_classes) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or ((y < 0) | (y >= n_classes)).any():
+            raise ValueError(f"{path} does not hold {n_classes} probabilities and one class per image")
+        return cls(probs, y)
 
 
 def evaluate_model(
@@ -165,4 +175,5 @@ def evaluate_model(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Interpretation:
     """Predict `x` and wrap the result with its labels."""
+    faults.point("evaluate")
     return Interpretation(predict_probs(model, x, input_size=input_size, tta=tta, progress=progress), np.asarray(y, dtype=np.int64))

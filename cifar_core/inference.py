@@ -20,16 +20,9 @@ from PIL import Image, ImageOps
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from cifar_core import CLASS_NAMES, augment
-from cifar_core.data import NATIVE_SIZE, describe_decode_error, preprocess
+from cifar_core.data import NATIVE_SIZE, preprocess
+from cifar_core.image_limits import ImageError, check_pixels, check_size, plain_message, read_image_file, webp_canvas_size
 from cifar_core.model import load_model
-
-# A decompression-bomb guard: checked from the header, before any pixel is decoded.
-MAX_PIXELS = 40_000_000
-MAX_FILE_BYTES = 50 * 2**20
-
-
-class ImageError(ValueError):
-    """The file cannot be turned into an image; the message says why."""
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -45,37 +38,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def webp_canvas_size(data: bytes) -> tuple[int, int] | None:
-    """The canvas size a WebP header declares (RFC 9649), or None for other files.
-
-    libwebp allocates the whole canvas when Pillow merely opens the file, so WebP
-    sizes must be checked before Image.open, unlike every other format.
-    """
-    if data[:4] != b"RIFF" or data[8:12] != b"WEBP" or len(data) < 30:
-        return None
-    kind = data[12:16]
-    if kind == b"VP8X":
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-    if kind == b"VP8L" and data[20] == 0x2F:
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
-
-
-def check_pixels(size: tuple[int, int]) -> None:
-    w, h = size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"the image declares {w}x{h} pixels; the limit is {MAX_PIXELS:,} pixels")
-
-
 def load_image(data: bytes) -> np.ndarray:
     """Decode image bytes into a uint8 (32, 32, 3) RGB array, or raise ImageError."""
     if not data:
         raise ImageError("the file is empty")
-    if len(data) > MAX_FILE_BYTES:
-        raise ImageError(f"the file is {len(data) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+    check_size(len(data))
     if webp_size := webp_canvas_size(data):
         check_pixels(webp_size)
     try:
@@ -93,7 +60,7 @@ def load_image(data: bytes) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError("the image is too large to decode safely") from err
     except Exception as err:  # PIL signals bad files with many exception types
-        raise ImageError(f"not a readable image: {describe_decode_error(err)}") from err
+        raise ImageError(f"not a readable image ({plain_message(err)})") from err
 
 
 @dataclass
@@ -176,9 +143,9 @@ class Classifier:
         errors = {}
         for path in paths:
             try:
-                items.append((str(path), Path(path).read_bytes()))
-            except OSError as err:
-                errors[str(path)] = f"cannot read the file ({err.strerror or err})"
+                items.append((str(path), read_image_file(path)))
+            except ImageError as err:
+                errors[str(path)] = str(err)
                 items.append((str(path), b""))
         results = self.classify_bytes(items, top_k)
         for r in results:

@@ -8,6 +8,7 @@ run row is created here ('queued', exclusively) and `python -m cifar_core train
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from cifar_core.config import TrainConfig
 from cifar_core.paths import PROJECT_ROOT
-from cifar_core.runs import Run, RunStore
+from cifar_core.runs import Run, RunError, RunStore
 
 # The child's stdout/stderr (progress bars, tracebacks); train.log holds the run's own log.
 PROCESS_LOG = "process.log"
@@ -56,8 +57,13 @@ def _spawn(run: Run, store: RunStore, args: list[str]) -> Run:
 
 
 def stop_training(run_id: str, store: RunStore) -> None:
-    """Ask a live run to stop after its current batch; it saves its model and ends 'stopped'."""
-    store.request_stop(run_id)
+    """Ask a live run to stop after its current batch; it saves its model and ends 'stopped'.
+
+    A run that ended (or was deleted) since the page showed its Stop button needs
+    no stop: the page's next refresh shows how it ended.
+    """
+    with contextlib.suppress(RunError):
+        store.request_stop(run_id)
 
 
 def process_log(run: Run, lines: int = 40) -> str:

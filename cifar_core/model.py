@@ -8,13 +8,15 @@ the very layers of the full model.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 from typing import Iterator
 
 import keras
+import numpy as np
 
-from cifar_core import NUM_CLASSES
+from cifar_core import NUM_CLASSES, safe_h5
 from cifar_core.config import BLOCK_NAMES, TrainConfig
 
 IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -112,6 +114,11 @@ def load_base_weights(base: keras.Model, path: Path) -> None:
     """Load a full-base weights file (.weights.h5 or Keras' legacy .h5, e.g. the ImageNet file)."""
     if not path.is_file():
         raise WeightsError(f"Weights file {str(path)!r} does not exist.")
+    expected = sum(math.prod(w.shape) * np.dtype(w.dtype).itemsize for w in base.weights)
+    try:
+        safe_h5.check_weights_file(path, expected)
+    except safe_h5.UnsafeFileError as err:
+        raise WeightsError(f"Weights file {str(path)!r} is refused: {err}.") from err
     try:
         base.load_weights(str(path))
     except Exception as err:
@@ -181,6 +188,9 @@ def load_model(path: str | Path) -> keras.Model:
     if not path.is_file():
         raise ModelLoadError(f"Model file {str(path)!r} does not exist.")
     try:
+        safe_h5.check_keras_file(path)
         return keras.models.load_model(path, safe_mode=True, compile=False)
+    except safe_h5.UnsafeFileError as err:
+        raise ModelLoadError(f"Model file {str(path)!r} could not be loaded: {err}.") from err
     except Exception as err:
         raise ModelLoadError(f"Model file {str(path)!r} could not be loaded ({type(err).__name__}: {err}).") from err

@@ -1,14 +1,18 @@
 """Publish a run as the shipped default model, with a model card.
 
-`python -m cifar_core publish RUN` copies the run's model and results into
-`artifacts/default/` and writes MODEL_CARD.md from what the run recorded: the
-exact command, the data, the wall time, the machine and the test results.
+`python -m cifar_core publish RUN` checks the run, copies its model and results
+into a new folder beside `artifacts/default/`, writes MODEL_CARD.md from what
+the run recorded (the exact command, the data, the wall time, the machine and
+the test results), then swaps the new folder in.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import platform
+import secrets
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,8 +21,11 @@ from cifar_core import CLASS_NAMES
 from cifar_core.config import TrainConfig
 from cifar_core.evaluate import Interpretation
 from cifar_core.paths import default_model_dir
-from cifar_core.runs import Run, RunStore, atomic_write_text
+from cifar_core.runs import Run, RunError, RunStore, atomic_write_text
 
+# renameat2(2): paths relative to the working directory; swap the two names.
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
 RUN_FILES = ("model.keras", "config.json", "history.csv", "evaluation.json", "test_probs.npz", "train.log")
 
 
@@ -119,19 +126,73 @@ def _accuracy_line(cfg: dict, summary: dict, interp: Interpretation) -> str:
 
 
 def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_note: str = "", machine_note: str = "") -> Path:
-    """Copy a finished run into `dest` (default artifacts/default/) with figures and MODEL_CARD.md."""
+    """Publish a finished run into `dest` (default artifacts/default/) with figures and MODEL_CARD.md.
+
+    The run is checked first (finished, every file present, the model loads), the
+    new folder is built beside `dest`, then swapped in: `dest` is always wholly the
+    old or wholly the new model, never half of each. RunError says why a run is refused.
+    """
     from cifar_core import plots
+    from cifar_core.model import ModelLoadError, load_model
 
     run = store.resolve(run_ref)
     if run.status not in ("completed", "stopped"):
-        raise ValueError(f"Run {run.id} is {run.status}; only finished runs can be published.")
+        raise RunError(f"Run {run.id} is {run.status}; only completed or stopped runs can be published.")
+    if run.dir is None or not run.dir.is_dir():
+        raise RunError(f"Run {run.id} cannot be published: its run folder is missing.")
+    missing = [name for name in RUN_FILES if not (run.dir / name).is_file()]
+    if missing:
+        raise RunError(f"Run {run.id} cannot be published: {', '.join(missing)} missing from {run.dir}.")
+    try:
+        load_model(run.model_path)
+        interp = Interpretation.load(run.dir)
+    except ModelLoadError as err:
+        raise RunError(f"Run {run.id} cannot be published: {err}") from err
+    except (OSError, KeyError, ValueError) as err:
+        raise RunError(f"Run {run.id} cannot be published: its test predictions cannot be read ({err}).") from err
+
     dest = Path(dest or default_model_dir())
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        if (run.dir / name).is_file():
-            shutil.copy2(run.dir / name, dest / name)
-    interp = Interpretation.load(run.dir)
-    (dest / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), normalized=False))
-    (dest / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
-    atomic_write_text(dest / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note))
+    if dest.exists() and not dest.is_dir():
+        raise RunError(f"Cannot publish to {dest}: it exists and is not a folder.")
+    staging = dest.with_name(f".{dest.name}.new-{secrets.token_hex(4)}")
+    try:
+        staging.mkdir(parents=True)
+        try:
+            for name in RUN_FILES:
+                shutil.copy2(run.dir / name, staging / name)
+            (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), normalized=False))
+            (staging / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
+            atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note))
+            swap_in(staging, dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # the unfinished folder, or the replaced one
+    except OSError as err:
+        raise RunError(f"Could not publish run {run.id} to {dest} ({err.strerror or err}); {dest} is unchanged.") from err
     return dest
+
+
+def swap_in(new: Path, dest: Path) -> None:
+    """Put folder `new` at `dest` in one step; afterwards `new` holds what `dest` held, if anything."""
+    if not dest.exists():
+        os.rename(new, dest)
+        return
+    if _exchange(new, dest):
+        return
+    # No atomic exchange on this filesystem: two renames, with `dest` absent for an instant between them.
+    old = dest.with_name(f".{dest.name}.old-{secrets.token_hex(4)}")
+    os.rename(dest, old)
+    os.rename(new, dest)
+    os.rename(old, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where that is unavailable."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

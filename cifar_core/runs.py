@@ -10,6 +10,8 @@ every file is written atomically (temp file + rename).
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import re
@@ -26,6 +28,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from cifar_core import faults
 from cifar_core.config import TrainConfig
 from cifar_core.paths import artifacts_dir
 
@@ -40,6 +43,9 @@ MIN_FREE_BYTES = 1 << 30
 # the trainer's writes (a slow reader must not fail a training).
 READ_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 30.0
+# Settings every stored config has always held; without them a resume or an evaluation
+# would silently use defaults (ImageNet weights, Keras' download instead of the run's data).
+CORE_SETTINGS = ("arch", "weights", "data_dir")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,6 +55,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     finished REAL,
     pid INTEGER,
+    pid_start INTEGER,
     host TEXT,
     config TEXT NOT NULL,
     summary TEXT NOT NULL DEFAULT '{}',
@@ -97,6 +104,18 @@ class Run:
     def model_path(self) -> Path:
         return self.dir / "model.keras"
 
+    def usable_config(self) -> dict[str, Any]:
+        """The run's own settings, to resume or evaluate it; RunError if its folder or settings are gone.
+
+        Never falls back to defaults: they would train or evaluate another model on other data.
+        """
+        if self.dir is None or not self.dir.is_dir():
+            raise RunError(f"Run {self.id} has no run folder any more ({self.dir}); it cannot be resumed or evaluated.")
+        if not set(CORE_SETTINGS) <= set(self.config):
+            raise RunError(f"Run {self.id}'s stored settings are unreadable or incomplete in the run index; "
+                           "it cannot be resumed or evaluated. Start a new run.")
+        return self.config
+
     def health(self) -> str | None:
         """None if the run's files look usable, else why not (shown as 'broken')."""
         if self.broken:
@@ -128,11 +147,16 @@ def keras_file_problem(path: Path) -> str | None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old or the new file, never half of one."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -147,13 +171,67 @@ def atomic_save_model(model: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
         model.save(tmp)
+        faults.point("checkpoint_save")
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
 
 
-def _pid_alive(pid: int | None, host: str | None) -> bool:
+def weights_h5(model: Any) -> bytes:
+    """What `model.save_weights` writes (weights and optimizer state), made in memory.
+
+    HDF5 never writes to disk here: when its write fails half-way (a full disk),
+    h5py keeps the broken file open and the process crashes as it exits.
+    """
+    # Keras' own steps of save_weights, with an in-memory file: it has no public way to take one.
+    from keras.src.saving.saving_lib import H5IOStore, _save_state
+
+    buffer = io.BytesIO()
+    store = H5IOStore(buffer, mode="w")
+    _save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
+
+
+def atomic_save_weights(model: Any, path: Path) -> None:
+    """`model.save_weights(path)`, written atomically and without HDF5 touching the disk."""
+    atomic_write_bytes(path, weights_h5(model))
+
+
+def disk_full(err: BaseException | None) -> bool:
+    """True if `err`, or an error it arose from, says the disk is full."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(err).lower()
+        if "no space left" in text or "disk is full" in text:  # h5py and SQLite put it in words
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def error_text(err: BaseException, run_id: str | None = None) -> str:
+    """How an error that ended a training is reported: train.log, the run index, the terminal."""
+    resume = f"; `python -m cifar_core train --resume {run_id}` continues from the last completed epoch" if run_id else ""
+    if isinstance(err, KeyboardInterrupt):
+        return str(err) or "stopped by an interrupt (Ctrl-C)"
+    if disk_full(err):
+        where = getattr(err, "filename", None)
+        return f"no space left on device{f' writing {where}' if where else ''}: free some space{resume}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot, from /proc), or None where that cannot be read."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int | None, host: str | None, start: int | None = None) -> bool:
+    """Whether the process that registered a run still runs: `pid` on `host`, started at `start`."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     if host and host != socket.gethostname():
@@ -163,12 +241,13 @@ def _pid_alive(pid: int | None, host: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    # A zombie child (killed, not yet reaped by its parent) is dead for our purposes.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+        pass  # exists, under another user
+    with contextlib.suppress(OSError, IndexError):
+        # A zombie child (killed, not yet reaped by its parent) is dead for our purposes.
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    # The pid may have been reused by an unrelated process since: then it started at another time.
+    return start is None or _process_start(pid) in (start, None)
 
 
 def new_run_id() -> str:
@@ -184,13 +263,47 @@ class RunStore:
         self.db_path = self.root / "runs.db"
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
+            if not self.db_path.exists():
+                self._create_index()
+            empty = self.db_path.stat().st_size == 0
         except OSError as err:
-            raise RunError(f"Cannot create the artifacts folder {self.runs_dir} ({err.strerror or err}); "
-                           "point CIFAR_ARTIFACTS or --runs-dir at a writable folder.") from err
+            raise RunError(f"Cannot create the artifacts folder {self.runs_dir} and its run index "
+                           f"({err.strerror or err}); point CIFAR_ARTIFACTS or --runs-dir at a writable folder.") from err
+        if empty:  # an index is never empty once made (see _create_index): this one was cut short or replaced
+            raise RunError(f"The run index {self.db_path} is empty (0 bytes): the list of runs was lost, e.g. to a full disk. "
+                           f"Move it aside to start a new index; the run folders in {self.runs_dir} are kept.")
         with self._connect(READ_TIMEOUT_S) as db:
             # Read first: creating tables takes the write lock, which a busy trainer may hold.
             if db.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('runs','metrics','metrics_run')").fetchone()[0] < 3:
                 db.executescript(SCHEMA)
+            if "pid_start" not in {row["name"] for row in db.execute("PRAGMA table_info(runs)")}:
+                self._add_pid_start(db)
+
+    def _create_index(self) -> None:
+        """Make runs.db whole or not at all: built under a temp name, then linked into place.
+
+        So no reader ever sees a half-made (0-byte) index, and of two processes
+        creating it at once, one wins and the other uses its index.
+        """
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".runs.db.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with contextlib.closing(sqlite3.connect(tmp)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.db_path)
+        finally:
+            os.unlink(tmp)
+
+    @staticmethod
+    def _add_pid_start(db: sqlite3.Connection) -> None:
+        """Upgrade an index made before process start times were recorded."""
+        try:
+            db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+        except sqlite3.OperationalError as err:
+            if "duplicate column" not in str(err):  # another process upgraded it just now
+                raise
 
     @contextlib.contextmanager
     def _connect(self, timeout: float = WRITE_TIMEOUT_S) -> Iterator[sqlite3.Connection]:
@@ -204,6 +317,8 @@ class RunStore:
             db.execute("PRAGMA journal_mode=WAL")
             yield db
         except sqlite3.OperationalError as err:
+            if disk_full(err):
+                raise RunError(f"The run index {self.db_path} cannot be written: no space left on device ({err}); free some space.") from err
             if "locked" in str(err) or "busy" in str(err):
                 raise RunError(f"The run index {self.db_path} is locked by another process (waited {timeout:g} s); "
                                "try again, or find the process holding it with `fuser` and end it.") from err
@@ -239,25 +354,32 @@ class RunStore:
         self.check_writable()
         run_id = new_run_id()
         now = time.time()
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # serialises concurrent starts across processes
-            try:
-                if exclusive:
-                    for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
-                        if _pid_alive(row["pid"], row["host"]):
-                            raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
-                        self._mark_dead(db, row)
-                db.execute(
-                    "INSERT INTO runs (id, status, created, started, pid, host, config) VALUES (?,?,?,?,?,?,?)",
-                    (run_id, status, now, now if status == "running" else None, pid or os.getpid(), socket.gethostname(), config.to_json()),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         run_dir = self.run_dir(run_id)
+        # The folder before the row: a kill at any moment leaves either no row (and an unused
+        # folder) or a row whose folder and config.json exist, so that `--resume` can continue it.
         run_dir.mkdir(parents=True)
         atomic_write_text(run_dir / "config.json", config.to_json())
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")  # serialises concurrent starts across processes
+                try:
+                    if exclusive:
+                        for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+                            if _row_alive(row):
+                                raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                            self._mark_dead(db, row)
+                    pid = pid or os.getpid()
+                    db.execute(
+                        "INSERT INTO runs (id, status, created, started, pid, pid_start, host, config) VALUES (?,?,?,?,?,?,?,?)",
+                        (run_id, status, now, now if status == "running" else None, pid, _process_start(pid), socket.gethostname(), config.to_json()),
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         return self.get(run_id)
 
     def mark_running(self, run_id: str, pid: int | None = None) -> None:
@@ -275,12 +397,12 @@ class RunStore:
                     ours = row["id"] == run_id and (row["status"] == "queued" or row["pid"] == pid)
                     if ours:
                         continue
-                    if _pid_alive(row["pid"], row["host"]):
+                    if _row_alive(row):
                         raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
                     self._mark_dead(db, row)
                 db.execute(
-                    "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, host=? WHERE id=?",
-                    (time.time(), pid, socket.gethostname(), run_id),
+                    "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, pid_start=?, host=? WHERE id=?",
+                    (time.time(), pid, _process_start(pid), socket.gethostname(), run_id),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -311,7 +433,7 @@ class RunStore:
 
     def set_pid(self, run_id: str, pid: int) -> None:
         with self._connect() as db:
-            db.execute("UPDATE runs SET pid=? WHERE id=?", (pid, run_id))
+            db.execute("UPDATE runs SET pid=?, pid_start=? WHERE id=?", (pid, _process_start(pid), run_id))
 
     def finish(self, run_id: str, status: str, *, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
         if status not in STATUSES:
@@ -335,7 +457,10 @@ class RunStore:
             db.execute("COMMIT")
 
     def request_stop(self, run_id: str) -> None:
-        self.get(run_id)
+        """Ask a live run to stop after its current batch; RunError if it is not training."""
+        run = self.get(run_id)  # a run whose process died is marked failed here
+        if run.status not in LIVE:
+            raise RunError(f"Run {run_id} is not running (it is {run.status}): there is nothing to stop.")
         with self._connect() as db:
             db.execute("UPDATE runs SET stop_requested=1 WHERE id=?", (run_id,))
 
@@ -426,7 +551,7 @@ class RunStore:
 
     def _reap(self, rows: list[sqlite3.Row]) -> bool:
         """Mark live runs whose process has died as failed. Returns True if any changed."""
-        dead = [r for r in rows if r["status"] in LIVE and not _pid_alive(r["pid"], r["host"])]
+        dead = [r for r in rows if r["status"] in LIVE and not _row_alive(r)]
         if dead:
             with self._connect() as db:
                 for row in dead:
@@ -471,6 +596,11 @@ class RunStore:
         if path.parent != self.runs_dir.resolve():
             raise RunError(f"{ref!r} is neither a run id nor a run folder under {self.runs_dir}.")
         return self.get(path.name)
+
+
+def _row_alive(row: sqlite3.Row) -> bool:
+    """Whether the process recorded in a live run's row still runs."""
+    return _pid_alive(row["pid"], row["host"], row["pid_start"])
 
 
 def _json_dict(text: Any) -> dict | None:

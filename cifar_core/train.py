@@ -20,12 +20,12 @@ import keras
 
 from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
-from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback
+from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
 from cifar_core.config import TrainConfig
-from cifar_core.outcome import did_not_learn, likely_reasons
 from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
+from cifar_core.outcome import did_not_learn, likely_reasons
 from cifar_core.paths import cache_dir
-from cifar_core.runs import Run, RunStore, atomic_save_model
+from cifar_core.runs import Run, RunStore, atomic_save_model, atomic_save_weights, error_text
 
 Progress = Callable[[int, int, str], None]
 
@@ -169,9 +169,9 @@ def _train_logged(config: TrainConfig, store: RunStore, run: Run, resume: bool, 
     except BaseException as err:
         # exc_info: the traceback goes to train.log, while the echoed line (the CLI's
         # stderr) stays one readable message for expected errors such as bad data.
-        log.error("training failed: %s", err, exc_info=True)
+        log.error("training failed: %s", error_text(err, run.id), exc_info=True)
         status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-        store.finish(run.id, status, summary=store.get(run.id).summary, error=f"{type(err).__name__}: {err}")
+        store.finish(run.id, status, summary=store.get(run.id).summary, error=error_text(err, run.id))
         raise
     finally:
         for handler in list(log.handlers):
@@ -253,10 +253,12 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
         done = summary.get("phase_epochs", {})
         weights_file = run.dir / f"after_{phase.name}.weights.h5"
         if resume and phase.name in done and weights_file.is_file():
-            model.load_weights(weights_file)
-            epoch_offset += done[phase.name]
-            log.info("phase %s already completed; resuming after it", phase.name)
-            continue
+            if (problem := try_load_weights(model, weights_file)) is None:
+                epoch_offset += done[phase.name]
+                log.info("phase %s already completed; resuming after it", phase.name)
+                continue
+            log.warning("the weights saved after phase %s cannot be read (%s): it runs again, and so do the phases after it", phase.name, problem)
+            resume = False
         stage(f"phase {number}/{len(plan)} ({phase.name}): preparing")
         with strategy.scope():
             set_freeze(base, phase.freeze)
@@ -303,7 +305,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
             log.info("stop requested: phase %s stopped after %d complete epoch(s)", phase.name, ran)
             return True
         summary.setdefault("phase_epochs", {})[phase.name] = ran
-        model.save_weights(weights_file)
+        atomic_save_weights(model, weights_file)
         store.update_summary(run.id, phase_epochs=summary["phase_epochs"])
         shutil.rmtree(backup, ignore_errors=True)
     summary.update(epochs_completed=epoch_offset)
@@ -317,11 +319,9 @@ def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallba
         # between the two re-runs that epoch, and store_cb drops its old record;
         # the other order would leave a gap in the curves instead.
         store_cb,
-        # double_checkpoint: a kill while the backup is being written leaves the
-        # previous one to resume from. Kept when fit ends (Keras would delete it) so
-        # that a stopped run resumes from its last epoch too; removed once the
-        # phase is complete.
-        CompletedEpochBackup(str(backup), double_checkpoint=True, delete_checkpoint=False),
+        # Kept when fit ends, so that a stopped run resumes from its last epoch too;
+        # removed once the phase is complete.
+        CompletedEpochBackup(backup, note=log.warning),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: log.info(
             "[%s] epoch %d: %s", phase.name, epoch_offset + e + 1, " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))),
     ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import CLASS_NAMES
+from cifar_core import CLASS_NAMES, launcher
 from cifar_core.runs import LIVE, RunStore
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -186,7 +186,7 @@ def test_train_start_live_curves_then_stop(server, page):
         assert run.status == "stopped" and run.model_path.is_file()
     finally:
         # Never leave a training behind: the launcher started it in its own session.
-        store.request_stop(run.id)
+        launcher.stop_training(run.id, store)  # nothing to do if it has ended
         for _ in range(150):
             if store.get(run.id).status not in LIVE:
                 break

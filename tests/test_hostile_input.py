@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_config, write_batches
+from conftest import tiny_config, write_batches, write_folders
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -399,3 +400,251 @@ def test_any_value_is_accepted_or_rejected_for_its_own_field(field, raw):
         if field == "seed":
             np.random.default_rng(config.seed)  # an accepted seed must be usable
             keras.utils.set_random_seed(config.seed)
+
+
+# ---------------------------------------------------------------- small files that declare gigabytes
+
+
+def h5_bomb(path: Path, n_floats: int = 2**30) -> Path:
+    """An HDF5 file of a few kilobytes declaring one float32 dataset of `n_floats` (4 GiB by default)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("vars/0", shape=(n_floats,), dtype="f4", chunks=(min(n_floats, 2**20),), compression="gzip")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_base():
+    from cifar_core.model import build_base
+
+    return build_base("vgg16_bn", "none", 32, "block3_pool", 0.125)
+
+
+def test_weights_file_declaring_gigabytes_is_refused_before_loading(small_base, tmp_path):
+    from cifar_core.model import WeightsError, load_base_weights
+
+    bomb = h5_bomb(tmp_path / "bomb.weights.h5")
+    assert bomb.stat().st_size < 100_000
+    raised = []
+
+    def load():
+        with pytest.raises(WeightsError, match="declares 4,096.0 MB of arrays but holds only") as info:
+            load_base_weights(small_base, bomb)
+        raised.append(info)
+
+    assert peak_rss_growth_mb(load) < 50 and raised
+
+
+def test_weights_file_far_larger_than_the_model_is_refused(small_base, tmp_path):
+    import h5py
+
+    from cifar_core.model import WeightsError, load_base_weights
+
+    path = tmp_path / "big.h5"  # a real 24 MB of numbers, for a base of a few hundred kilobytes
+    with h5py.File(path, "w") as f:
+        f.create_dataset("w", data=np.random.default_rng(0).random(6 * 2**20, dtype=np.float32))
+    with pytest.raises(WeightsError, match="the model's weights take"):
+        load_base_weights(small_base, path)
+
+
+@pytest.mark.parametrize("kind", ["external link", "external storage", "virtual dataset"])
+def test_weights_that_point_into_other_files_are_refused(small_base, tmp_path, kind):
+    import h5py
+
+    from cifar_core.model import WeightsError, load_base_weights
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\x00" * 4096)
+    path = tmp_path / "weights.weights.h5"
+    with h5py.File(path, "w") as f:
+        if kind == "external link":
+            h5_bomb(tmp_path / "other.h5", 16)
+            f["vars"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/vars")
+        elif kind == "external storage":
+            f.create_dataset("vars/0", shape=(1024,), dtype="f4", external=[(str(secret), 0, 4096)])
+        else:
+            layout = h5py.VirtualLayout(shape=(16,), dtype="f4")
+            layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "vars/0", shape=(16,))
+            h5_bomb(tmp_path / "other.h5", 16)
+            f.create_virtual_dataset("vars/0", layout)
+    with pytest.raises(WeightsError, match="other files|another file"):
+        load_base_weights(small_base, path)
+
+
+def rebuilt_keras(source: Path, dest: Path, *, weights=None, config=None, compress: dict | None = None) -> Path:
+    """A copy of a .keras archive with its weights file or config replaced, or some members deflated."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as z, zipfile.ZipFile(dest, "w") as out:
+        for name in z.namelist():
+            data = z.read(name)
+            data = weights(data) if weights and name == "model.weights.h5" else data
+            data = config(data) if config and name == "config.json" else data
+            out.writestr(name, data)
+        for name, data in (compress or {}).items():
+            out.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+    return dest
+
+
+def with_extra_dataset(data: bytes) -> bytes:
+    """Weights with one more dataset declaring 1 GiB (stored: nothing)."""
+    import h5py
+
+    buf = io.BytesIO(data)
+    with h5py.File(buf, "a") as f:
+        f.create_dataset("extra", shape=(2**28,), dtype="f4", chunks=(2**20,), compression="gzip")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_file(classifier) -> Path:
+    return classifier.model_path
+
+
+def test_keras_file_whose_weights_declare_a_gigabyte_is_refused(model_file, tmp_path):
+    bomb = rebuilt_keras(model_file, tmp_path / "bomb.keras", weights=with_extra_dataset)
+    raised = []
+
+    def load():
+        with pytest.raises(ModelLoadError, match="declares 1,[0-9.]+ MB of arrays but holds only"):
+            load_model(bomb)
+        raised.append(True)
+
+    assert peak_rss_growth_mb(load) < 100 and raised
+
+
+def test_keras_file_whose_config_declares_huge_layers_is_refused(model_file, tmp_path):
+    # The classifier's last Dense layer made 5 million units wide: 640 MB of weights the file does not hold.
+    bomb = rebuilt_keras(model_file, tmp_path / "wide.keras", config=lambda c: c.replace(b'"units": 10,', b'"units": 5000000,', 1))
+    assert b'"units": 5000000' in __import__("zipfile").ZipFile(bomb).read("config.json")
+    raised = []
+
+    def load():
+        with pytest.raises(ModelLoadError, match="layers declare [0-9,.]+ MB of weights"):
+            load_model(bomb)
+        raised.append(True)
+
+    assert peak_rss_growth_mb(load) < 100 and raised
+
+
+def test_keras_file_with_a_member_that_inflates_is_refused(model_file, tmp_path):
+    bomb = rebuilt_keras(model_file, tmp_path / "zip.keras", compress={"assets/zeros.bin": b"\x00" * (64 << 20)})
+    assert bomb.stat().st_size < 20 << 20
+    with pytest.raises(ModelLoadError, match="member assets/zeros.bin declares 64.0 MB"):
+        load_model(bomb)
+
+
+def test_every_saved_model_still_loads(model_file):
+    assert load_model(model_file).count_params() > 0
+    shipped = Path(__file__).resolve().parents[1] / "artifacts" / "default" / "model.keras"
+    if shipped.is_file():
+        assert load_model(shipped).count_params() > 0
+
+
+# ---------------------------------------------------------------- files predict must not read whole
+
+
+def test_predict_refuses_huge_files_devices_pipes_and_folders_before_reading(classifier, tmp_path):
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:  # sparse: 3 GB declared, nothing written
+        f.truncate(3 * 2**30)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    results = {}
+
+    def classify():
+        for r in classifier.classify_files([huge, "/dev/zero", fifo, tmp_path]):
+            results[Path(r.file).name] = r.error
+
+    assert peak_rss_growth_mb(classify) < 50
+    assert "the limit is 50 MB" in results["huge.png"]
+    assert all("not a regular file" in results[name] for name in ("zero", "pipe.png", tmp_path.name))
+
+
+# ---------------------------------------------------------------- training data: bombs and odd links
+
+
+@pytest.fixture
+def folders(tmp_path) -> Path:
+    return write_folders(tmp_path / "data", n_train=3, n_test=2)
+
+
+def test_training_images_get_the_upload_pixel_limits(folders, tmp_path):
+    from cifar_core.data import DataError, load_cifar10
+
+    (folders / "train" / "cat" / "bomb.png").write_bytes(png_header_only(12000, 12000))
+    (folders / "train" / "dog" / "bomb.webp").write_bytes(BOMBS["webp_vp8l_16383x4000"])
+    results = []
+    growth = peak_rss_growth_mb(lambda: results.append(pytest.raises(DataError, load_cifar10, str(folders), cache_dir=tmp_path / "c1")))
+    message = str(results[0].value)
+    assert "bomb.png: the image declares 12000x12000 pixels" in message and "bomb.webp: the image declares 16383x4000" in message
+    assert growth < 100
+    data = load_cifar10(str(folders), cache_dir=tmp_path / "c2", skip_bad=True)
+    assert len(data.skipped) == 2 and len(data.x_train) == 30
+
+
+def test_dangling_links_and_link_loops_in_the_data_are_named_and_skippable(folders, tmp_path):
+    from cifar_core.data import DataError, describe_source, load_cifar10
+
+    cat = folders / "train" / "cat"
+    (cat / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (cat / "loop.png").symlink_to(cat / "loop.png")
+    (folders / "train" / "dog" / "subfolder").symlink_to(folders / "train")  # a folder loop: not followed
+    assert describe_source(str(folders))["ok"]
+    with pytest.raises(DataError) as info:
+        load_cifar10(str(folders), cache_dir=tmp_path / "c1")
+    message = str(info.value)
+    assert "2 unreadable" in message and "dangling.png: cannot read the file" in message and "loop.png: cannot read the file" in message
+    assert "--skip-bad" in message
+    data = load_cifar10(str(folders), cache_dir=tmp_path / "c2", skip_bad=True)
+    assert len(data.skipped) == 2 and len(data.x_train) == 30
+
+    loop = tmp_path / "loop_dir"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match="cannot be opened"):
+        load_cifar10(str(loop))
+
+
+# ---------------------------------------------------------------- numbers written in other scripts, and out-of-range counts
+
+OTHER_DIGITS = st.text(st.characters(categories=["Nd", "No", "Nl"], exclude_characters="0123456789"), min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(NUMERIC + ["finetune_freeze", "head_units"]), raw=OTHER_DIGITS)
+def test_digits_of_other_scripts_are_refused_in_words(field, raw):
+    args = cli.build_parser().parse_args(["train"])
+    setattr(args, field, [raw] if field == "head_units" else raw)
+    with pytest.raises(ConfigError) as info:
+        cli.config_from_args(args)
+    assert set(info.value.errors) == {field}
+    message = info.value.errors[field]
+    assert not any(word in message for word in ("int", "float", "ValueError", "Traceback")), message
+
+
+@pytest.mark.parametrize("spec", ["²", "٣", "１", "3²", "-1", "1.5", " 3", "block6"])
+def test_finetune_freeze_accepts_ascii_counts_only(spec, tiny_data):
+    with pytest.raises(ConfigError, match="finetune_freeze"):
+        tiny_config(tiny_data, finetune_freeze=spec)
+    assert tiny_config(tiny_data, finetune_freeze="14").finetune_freeze == "14"
+
+
+@pytest.mark.parametrize("top", ["0", "-1", "11", "²", "three", "2.5"])
+def test_predict_top_outside_1_to_10_is_a_usage_error(top, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["predict", "--top", top, str(tmp_path / "x.png")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --top:" in err and "Traceback" not in err and "invalid int" not in err
+
+
+def test_predict_gradcam_naming_a_file_is_a_usage_error(tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    image = tmp_path / "x.png"
+    image.write_bytes(VALID["png_rgb"])
+    assert cli.main(["predict", "--gradcam", str(taken), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --gradcam: cannot write overlays to {taken}: it exists and is not a folder\n"
+    assert taken.read_text() == "mine"

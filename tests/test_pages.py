@@ -6,16 +6,23 @@ assertions read what the page shows.
 
 from __future__ import annotations
 
+import html
 import io
+import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cifar_core import CLASS_NAMES
+import studio_ui
+from cifar_core import CLASS_NAMES, launcher
 from cifar_core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +40,11 @@ def shown(node) -> str:
     for child in getattr(node, "children", {}).values():
         parts.append(shown(child))
     return "\n".join(p for p in parts if p)
+
+
+def unescape(markdown: str) -> str:
+    """Markdown text with its backslash escapes resolved (what a reader sees)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def open_page(name: str) -> AppTest:
@@ -120,7 +132,7 @@ def test_train_form_covers_the_config_and_rejects_bad_values_per_field(with_data
     at.text_input(key="cfg_epochs_finetune").input("abc")  # text is refused, never read as 0
     at.selectbox(key="cfg_arch").select("vgg16_bn")  # with ImageNet weights: refused
     at.button(key="FormSubmitter:train_form-Start training").click().run()
-    errors = [e.value for e in at.error]
+    errors = [unescape(e.value) for e in at.error]
     assert "must be a number such as 0.1 or 1e-4, got 'fast'" in errors
     assert "must be a whole number written with the digits 0-9, got 'abc'" in errors
     assert any(e.startswith("must be a whole number from 1 to 4096") for e in errors)
@@ -278,7 +290,7 @@ def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, mon
         # A reload (a new session) re-attaches to the live run instead of offering a second one.
         assert f"Training run {run.id}" in [s.value for s in open_page("train").subheader]
     finally:
-        store.request_stop(run.id)
+        launcher.stop_training(run.id, store)  # nothing to do if it has ended
         import os
         import signal
         import time
@@ -397,3 +409,62 @@ def test_run_error_analysis_grad_cam_explains_predicted_or_true_class(with_mista
     assert len(plain) == len(predicted) == len(for_true) > 0
     assert not set(predicted) & set(plain)  # every tile became an overlay
     assert predicted != for_true  # a mistake's two classes are explained by different evidence
+
+
+# ---------------------------------------------------------------- user-supplied text is text
+
+
+HOSTILE_NAMES = [
+    "![t](http://127.0.0.1:9/beacon).png",
+    "[click](javascript:alert(1)) **bold** _it_ $x^2$.png",
+    ":red[alarm] :material/home: <b>x</b> `code`.png",
+    "# heading\n- item.png",
+]
+
+
+def test_uploaded_file_names_are_shown_as_text_not_markdown(with_run, tiny_data):
+    at = open_page("classify")
+    cat = next((tiny_data / "test" / "cat").iterdir()).read_bytes()
+    at.file_uploader[0].set_value([(name, cat if i % 2 else b"not an image", "image/png") for i, name in enumerate(HOSTILE_NAMES)])
+    at.run()
+    assert not at.exception
+    assert [t.value for t in at.text] == HOSTILE_NAMES  # verbatim, as plain text
+    for element in [*at.markdown, *at.error, *at.caption]:
+        for name in HOSTILE_NAMES:  # never fed to Markdown
+            assert name not in element.value and "](" not in element.value, element.value
+    assert len(at.error) == 2 and all(unescape(e.value).startswith("Could not classify this file: not a readable image") for e in at.error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=60))
+def test_plain_text_renders_as_itself_in_commonmark(text):
+    rendered = MarkdownIt("commonmark").render(studio_ui.plain(text))
+    inner = rendered.removeprefix("<p>").removesuffix("</p>\n")
+    assert "<" not in inner, (text, rendered)  # no element inside: no link, image, emphasis, heading, code
+    assert " ".join(html.unescape(inner).split()) == " ".join(text.replace("\0", "\ufffd").split())
+
+
+def test_a_damaged_run_index_is_a_message_on_every_page(tmp_path, monkeypatch):
+    art = tmp_path / "damaged"
+    art.mkdir()
+    (art / "runs.db").write_bytes(b"")
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(art))
+    for name in ("home", "runs", "train"):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+        if name != "home":
+            at.switch_page(f"app_pages/{name}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("is empty (0 bytes)" in unescape(e.value) for e in at.error), name
+
+
+def test_server_config_is_safe_by_default(with_run):
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] in ("localhost", "127.0.0.1")
+    assert config["client"]["showErrorDetails"] in ("none", False)
+    assert config["server"].get("enableXsrfProtection", True) is True
+    from cifar_core.image_limits import MAX_FILE_BYTES
+
+    # The weights upload (no limit of its own) must take VGG16's ImageNet base, 58,889,256 bytes.
+    assert config["server"]["maxUploadSize"] * 2**20 > 58_889_256
+    at = open_page("classify")
+    assert at.file_uploader[0].proto.max_upload_size_mb * 2**20 == MAX_FILE_BYTES

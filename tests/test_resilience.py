@@ -31,10 +31,13 @@ pytestmark = pytest.mark.slow
 # every batch (so the store shows exactly how far training got); TEST_HANG_AT_EPOCH parks
 # the trainer in the middle of that epoch and touches TEST_HANG_FILE (so a kill lands
 # mid-epoch however loaded the machine is); TEST_GO_FILE holds the process, TensorFlow
-# already imported, until the test releases all at once.
+# already imported, until the test releases all at once; TEST_MIN_FREE_BYTES lowers the free
+# space a training insists on (for a deliberately small disk).
 DRIVER = """
 import os, sys, time
-import cifar_core.callbacks, cifar_core.train
+import cifar_core.callbacks, cifar_core.runs, cifar_core.train
+if "TEST_MIN_FREE_BYTES" in os.environ:
+    cifar_core.runs.MIN_FREE_BYTES = int(os.environ["TEST_MIN_FREE_BYTES"])
 if "TEST_BATCH_LOG_INTERVAL" in os.environ:
     cifar_core.callbacks.BATCH_LOG_INTERVAL_S = float(os.environ["TEST_BATCH_LOG_INTERVAL"])
 if "TEST_HANG_AT_EPOCH" in os.environ:
@@ -179,6 +182,93 @@ def test_kill9_mid_epoch_then_resume_continues_the_curves(tiny_data, isolated_ar
     assert load_model(resumed.model_path).count_params() > 0
 
 
+# ---------------------------------------------------------------- killed or out of disk at each stage
+
+# Where CIFAR_FAULT (cifar_core/faults.py) parks the trainer before it is killed. With
+# `limit=5` and batch 16 an epoch has 3 batches and each phase 2 epochs: batch@5 is
+# mid-way through epoch 2; backup_write@1 is the head phase's first backup, @2 a later
+# one, @3 the fine-tuning phase's first (after a completed phase).
+PARK_AT = ["data_load", "batch@5", "backup_write@1", "backup_write@2", "backup_write@3", "checkpoint_save@1", "evaluate"]
+
+
+def assert_resumes_to_completed(store: RunStore, run_id: str, artifacts: Path) -> None:
+    """`train --resume` finishes the run: completed, every epoch recorded once, a loadable model."""
+    from cifar_core.model import load_model
+
+    rc, out, err = finish(start(["train", "--resume", run_id], artifacts))
+    assert rc == 0 and "Traceback" not in err, err[-3000:]
+    assert last_json(out)["status"] == "completed"
+    resumed = store.get(run_id)
+    assert resumed.status == "completed" and resumed.health() is None
+    assert epochs(store, run_id)["epoch"].tolist() == [1, 2, 3, 4]
+    assert load_model(resumed.model_path).count_params() > 0
+
+
+@pytest.mark.parametrize("where", PARK_AT)
+def test_killed_at_any_stage_the_run_resumes_to_completed(where, tiny_data, isolated_artifacts, tmp_path):
+    config = tiny_config(tiny_data, limit=5)
+    parked = tmp_path / "parked"
+    proc = start(["train", *flags(config)], isolated_artifacts, CIFAR_FAULT=f"{where}:park", CIFAR_FAULT_PARKED=str(parked))
+    wait_for(parked.exists, proc, f"the trainer to reach {where}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    store = RunStore(isolated_artifacts)
+    run = only_run(store)
+    assert store.get(run.id).status == "failed"  # the next read notices the dead process
+    assert_resumes_to_completed(store, run.id, isolated_artifacts)
+
+
+def test_disk_full_at_the_first_backup_fails_cleanly_then_resumes(tiny_data, isolated_artifacts):
+    config = tiny_config(tiny_data, limit=5)
+    rc, out, err = finish(start(["train", *flags(config)], isolated_artifacts, CIFAR_FAULT="backup_write@1:enospc"))
+    assert rc == 1 and "Traceback" not in err, err[-3000:]
+    assert "error: no space left on device" in err
+    result = last_json(out)
+    assert result["status"] == "failed" and "no space left on device" in result["error"]
+    store = RunStore(isolated_artifacts)
+    run = store.get(result["run_id"])
+    assert run.status == "failed" and "no space left on device" in run.error and f"--resume {run.id}" in run.error
+    assert "no space left on device" in (run.dir / "train.log").read_text()
+    assert_resumes_to_completed(store, run.id, isolated_artifacts)
+
+
+def test_a_real_full_disk_mid_training_fails_cleanly_then_resumes(tiny_data, tmp_path):
+    """The artifacts on a 100 MB tmpfs with 20 MB left: the run fails wherever the disk fills up."""
+    disk = tmp_path / "small_disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (it needs root)")
+    try:
+        subprocess.run(["fallocate", "-l", "80m", str(disk / "balloon")], check=True)
+        artifacts = disk / "artifacts"
+        config = tiny_config(tiny_data, limit=5)
+        proc = start(["train", *flags(config)], artifacts, driver=True, TEST_MIN_FREE_BYTES="0")
+        rc, out, err = finish(proc)
+        assert rc == 1 and "Traceback" not in err, err[-3000:]  # not a crash (h5py used to segfault here)
+        assert "error: no space left on device" in err
+        result = last_json(out)
+        assert result["status"] == "failed" and result["run_id"]
+
+        subprocess.run(["mount", "-o", "remount,size=2g", str(disk)], check=True)
+        (disk / "balloon").unlink()
+        assert_resumes_to_completed(RunStore(artifacts), result["run_id"], artifacts)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_sigterm_stops_the_run_and_says_so(tiny_data, isolated_artifacts, tmp_path):
+    parked = tmp_path / "parked"
+    proc = start(["train", *flags(tiny_config(tiny_data, limit=5))], isolated_artifacts,
+                 CIFAR_FAULT="batch@2:park", CIFAR_FAULT_PARKED=str(parked))
+    wait_for(parked.exists, proc, "training to start")
+    proc.send_signal(signal.SIGTERM)
+    rc, out, err = finish(proc)
+    assert rc == 1 and "error: stopped by SIGTERM" in err and "Traceback" not in err, err[-3000:]
+    result = last_json(out)
+    assert result["status"] == "stopped" and result["error"] == "stopped by SIGTERM"
+    assert RunStore(isolated_artifacts).get(result["run_id"]).status == "stopped"
+
+
 # ---------------------------------------------------------------- stop
 
 
@@ -232,6 +322,68 @@ def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_a
     assert after["epoch"].tolist() == [1, 2, 3]
     assert after["ts"].iloc[0] == before["ts"].iloc[0]  # epoch 1 was not trained again
     assert not (run.dir / "backup" / "finetune").exists()  # removed once the phase is complete
+
+
+def stop_during_epoch(n: int, monkeypatch) -> None:
+    """Make the trainer request its own stop during epoch `n` (after its first batch)."""
+    from cifar_core import callbacks
+
+    logged = callbacks.RunStoreCallback.on_train_batch_end
+
+    def stop(self, batch, logs=None):
+        if self.epoch_offset + self.epoch + 1 == n and batch >= 1:
+            self.store.request_stop(self.run_id)
+        logged(self, batch, logs)
+
+    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", stop)
+
+
+@pytest.mark.parametrize("damaged, said", [
+    (["epoch-0002"], "resuming from the older backup epoch-0001.weights.h5"),
+    (["epoch-0002", "epoch-0001"], "this phase starts again from its first epoch"),
+])
+def test_a_damaged_backup_falls_back_to_the_one_before_or_restarts_the_phase(damaged, said, tiny_data, isolated_artifacts, monkeypatch, capsys):
+    from cifar_core import train
+
+    store = RunStore(isolated_artifacts)
+    stop_during_epoch(3, monkeypatch)
+    first = train.train(tiny_config(tiny_data, epochs_head=0, epochs_finetune=4), store=store)
+    assert first["status"] == "stopped"
+    backup = Path(first["run_dir"]) / "backup" / "finetune"
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    for name in damaged:  # cut short, as a full disk or a bad copy would leave it
+        path = backup / f"{name}.weights.h5"
+        path.write_bytes(path.read_bytes()[:3000])
+
+    monkeypatch.undo()
+    store.clear_stop(first["run_id"])
+    echoed: list[str] = []
+    run = store.get(first["run_id"])
+    second = train.train(TrainConfig.from_dict(run.config), store=store, run_id=run.id, resume=True, echo=echoed.append)
+    assert second["status"] == "completed" and second["epochs_completed"] == 4
+    assert epochs(store, run.id)["epoch"].tolist() == [1, 2, 3, 4]
+    log = (run.dir / "train.log").read_text()
+    assert said in log and any(said in line for line in echoed)  # in train.log and on the terminal
+    assert f"backup {backup / 'epoch-0002.weights.h5'} cannot be read" in log
+
+
+def test_damaged_weights_of_a_completed_phase_run_that_phase_again(tiny_data, isolated_artifacts, monkeypatch):
+    from cifar_core import train
+
+    store = RunStore(isolated_artifacts)
+    stop_during_epoch(3, monkeypatch)  # in the fine-tuning phase, after the head phase completed
+    first = train.train(tiny_config(tiny_data), store=store)
+    assert first["status"] == "stopped" and first["phase_epochs"] == {"head": 2}
+    saved = Path(first["run_dir"]) / "after_head.weights.h5"
+    saved.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
+
+    monkeypatch.undo()
+    store.clear_stop(first["run_id"])
+    run = store.get(first["run_id"])
+    second = train.train(TrainConfig.from_dict(run.config), store=store, run_id=run.id, resume=True)
+    assert second["status"] == "completed" and second["phase_epochs"] == {"head": 2, "finetune": 2}
+    assert epochs(store, run.id)["epoch"].tolist() == [1, 2, 3, 4]
+    assert "the weights saved after phase head cannot be read" in (run.dir / "train.log").read_text()
 
 
 # ---------------------------------------------------------------- simultaneous starts
@@ -383,3 +535,90 @@ def test_full_disk_fails_before_loading_any_data(tiny_data, isolated_artifacts, 
     with pytest.raises(RunError, match="MB free"):
         train.train(tiny_config(tiny_data), store=store)
     assert store.list() == [] and list(store.runs_dir.iterdir()) == []
+
+
+# ---------------------------------------------------------------- a damaged store
+
+
+def finished_run(store: RunStore, config: TrainConfig, status: str = "failed"):
+    run = store.create(config, exclusive=False)
+    store.finish(run.id, status, error="interrupted" if status == "failed" else None)
+    return run
+
+
+def test_resume_after_the_run_folder_was_deleted_says_so(tiny_data, isolated_artifacts, capsys):
+    store = RunStore(isolated_artifacts)
+    run = finished_run(store, tiny_config(tiny_data))
+    shutil.rmtree(run.dir)
+    assert cli.main(["train", "--resume", run.id]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Run {run.id} has no run folder") and "Traceback" not in err
+    assert store.get(run.id).status == "failed"  # not left 'running'
+
+
+@pytest.mark.parametrize("stored", ['{"arch": ', "[1, 2]", "{}", '{"lr": 0.1}'])
+def test_a_run_whose_settings_are_unreadable_is_neither_resumed_nor_evaluated(stored, tiny_data, isolated_artifacts, capsys, monkeypatch):
+    from cifar_core import data, train
+
+    monkeypatch.setattr(data, "load_cifar10", lambda *a, **k: pytest.fail("data loaded for a run without its settings"))
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained with default settings"))
+    store = RunStore(isolated_artifacts)
+    run = finished_run(store, tiny_config(tiny_data))
+    with sqlite3.connect(store.db_path) as db:
+        db.execute("UPDATE runs SET config=? WHERE id=?", (stored, run.id))
+    for argv in (["train", "--resume", run.id], ["train", "--run-id", run.id], ["evaluate", "--run", run.id]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "stored settings are unreadable" in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_stale_row_whose_pid_now_belongs_to_another_process_blocks_nothing(tiny_data, isolated_artifacts, capsys):
+    store = RunStore(isolated_artifacts)
+    config = tiny_config(tiny_data)
+    stale = store.create(config)  # 'running', recorded with this process's pid and start time
+    other = subprocess.Popen(["sleep", "600"])  # an unrelated live process that got the pid
+    try:
+        with sqlite3.connect(store.db_path) as db:
+            db.execute("UPDATE runs SET pid=? WHERE id=?", (other.pid, stale.id))
+        assert cli.main(["stop", stale.id]) == 2
+        assert "is not running" in capsys.readouterr().err
+        assert store.get(stale.id).status == "failed"
+        fresh = store.create(config)  # not refused as busy
+        assert store.get(fresh.id).status == "running"
+        with pytest.raises(runs.RunBusyError):  # while the live one, this process's, still blocks
+            store.create(config)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stop_on_a_finished_run_says_it_is_not_running(tiny_data, isolated_artifacts, capsys):
+    store = RunStore(isolated_artifacts)
+    for status in ("completed", "stopped", "failed"):
+        run = finished_run(store, tiny_config(tiny_data), status)
+        assert cli.main(["stop", run.id]) == 2
+        assert capsys.readouterr().err == f"error: Run {run.id} is not running (it is {status}): there is nothing to stop.\n"
+        assert not store.get(run.id).stop_requested
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a database" * 100])
+def test_an_empty_or_garbage_index_is_reported(content, isolated_artifacts, capsys):
+    isolated_artifacts.mkdir(parents=True)
+    (isolated_artifacts / "runs.db").write_bytes(content)
+    assert cli.main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert ("is empty (0 bytes)" if not content else "is damaged") in err and "Traceback" not in err
+    assert (isolated_artifacts / "runs.db").read_bytes() == content  # reported, not overwritten
+
+
+def test_a_new_index_is_never_seen_empty_and_an_old_one_is_upgraded(tiny_data, isolated_artifacts):
+    assert RunStore(isolated_artifacts).db_path.stat().st_size > 0
+    old = isolated_artifacts.parent / "old"
+    old.mkdir()
+    with sqlite3.connect(old / "runs.db") as db:  # the schema before process start times were recorded
+        db.executescript(runs.SCHEMA.replace("    pid_start INTEGER,\n", ""))
+        db.execute("INSERT INTO runs (id, status, created, pid, host, config) VALUES ('r1', 'running', 0, 1, 'h', ?)",
+                   (tiny_config(tiny_data).to_json(),))
+    store = RunStore(old)
+    assert [r.id for r in store.list()] == ["r1"]
+    store.create(tiny_config(tiny_data), exclusive=False)

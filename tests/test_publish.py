@@ -1,0 +1,132 @@
+"""publish: the run is checked before anything is copied, and the shipped folder is replaced whole or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cifar_core import cli, publish
+from cifar_core.model import load_model
+from cifar_core.publish import RUN_FILES, publish_run, swap_in
+from cifar_core.runs import RunError, RunStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store(tiny_run, tmp_path) -> RunStore:
+    """A copy of the tiny completed run's store, free to damage."""
+    shutil.copytree(tiny_run[0].root, tmp_path / "store")
+    return RunStore(tmp_path / "store")
+
+
+@pytest.fixture
+def run_id(tiny_run) -> str:
+    return tiny_run[1]["run_id"]
+
+
+@pytest.fixture
+def shipped(tmp_path) -> Path:
+    """A published folder holding an older model: a refused publish must leave it byte for byte."""
+    dest = tmp_path / "default"
+    dest.mkdir()
+    for name in (*RUN_FILES, "MODEL_CARD.md", "curves.png"):
+        (dest / name).write_text(f"old {name}")
+    return dest
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_publish_replaces_the_folder_whole(store, run_id, shipped):
+    assert publish_run(store, run_id, shipped) == shipped
+    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "MODEL_CARD.md", "confusion_matrix.png", "curves.png"}
+    assert load_model(shipped / "model.keras").count_params() > 0
+    assert f"Run `{run_id}`" in (shipped / "MODEL_CARD.md").read_text()
+    assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == []  # nothing left beside it
+
+
+def test_publish_into_a_new_folder(store, run_id, tmp_path):
+    dest = tmp_path / "new" / "default"
+    publish_run(store, run_id, dest)
+    assert load_model(dest / "model.keras").count_params() > 0
+
+
+def missing_predictions(store, run):
+    (run.dir / "test_probs.npz").unlink()
+
+
+def truncated_predictions(store, run):
+    path = run.dir / "test_probs.npz"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def garbage_model(store, run):
+    run.model_path.write_bytes(os.urandom(5000))
+
+
+def truncated_model(store, run):
+    run.model_path.write_bytes(run.model_path.read_bytes()[:50_000])
+
+
+def failed_run(store, run):
+    store.finish(run.id, "failed", error="interrupted")
+
+
+def deleted_folder(store, run):
+    shutil.rmtree(run.dir)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (missing_predictions, "test_probs.npz missing"),
+    (truncated_predictions, "test predictions cannot be read"),
+    (garbage_model, "could not be loaded"),
+    (truncated_model, "could not be loaded"),
+    (failed_run, "is failed; only completed or stopped runs"),
+    (deleted_folder, "run folder is missing"),
+])
+def test_a_damaged_or_unfinished_run_is_refused_and_nothing_changes(store, run_id, shipped, damage, reason, capsys):
+    damage(store, store.get(run_id))
+    before = snapshot(shipped)
+    with pytest.raises(RunError, match=reason):
+        publish_run(store, run_id, shipped)
+    assert cli.main(["publish", "--runs-dir", str(store.root), run_id, "--to", str(shipped)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and reason in err and "Traceback" not in err
+    assert snapshot(shipped) == before
+
+
+def test_a_disk_full_while_copying_leaves_the_old_folder(store, run_id, shipped, monkeypatch):
+    copied = []
+
+    def copy_then_fail(src, dst):
+        if len(copied) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        copied.append(shutil.copyfile(src, dst))
+
+    monkeypatch.setattr(shutil, "copy2", copy_then_fail)
+    before = snapshot(shipped)
+    with pytest.raises(RunError, match="No space left on device.*is unchanged"):
+        publish_run(store, run_id, shipped)
+    assert snapshot(shipped) == before
+    assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == []
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two renames"])
+def test_swap_in_puts_the_new_folder_in_place(tmp_path, monkeypatch, exchange):
+    if not exchange:  # a filesystem without atomic exchange
+        monkeypatch.setattr(publish, "_exchange", lambda a, b: False)
+    new, dest = tmp_path / "new", tmp_path / "dest"
+    new.mkdir()
+    (new / "f").write_text("new")
+    swap_in(new, dest)  # no old folder yet
+    assert (dest / "f").read_text() == "new" and not new.exists()
+    new.mkdir()
+    (new / "f").write_text("newer")
+    swap_in(new, dest)
+    assert (dest / "f").read_text() == "newer" and (new / "f").read_text() == "new"
