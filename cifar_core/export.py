@@ -297,6 +297,11 @@ def failure_message(report: dict) -> str:
             f"{report['images']:,} test images; it needs at least {report['min_agreement']:.1%}. Do not use it.")
 
 
+def download_name(model_name: str, fmt: str) -> str:
+    """The file name a download of `fmt` gets (a SavedModel folder is zipped)."""
+    return f"{model_name}_{FILE_NAMES[fmt]}" + (".zip" if fmt == "savedmodel" else "")
+
+
 def download_bytes(path: Path) -> bytes:
     """The file's bytes, or a folder (a SavedModel) zipped."""
     path = Path(path)
