@@ -5,15 +5,19 @@ Everything here is presentation or caching; the logic lives in `cifar_core`.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from cifar_core import CLASS_NAMES, model_choice, previews, test_predictions
+from cifar_core import CLASS_NAMES, duplicates, embeddings, label_issues, model_choice, plots, previews, test_predictions
 from cifar_core.config import TrainConfig
-from cifar_core.data import DataError, describe_source
+from cifar_core.data import DataError, describe_source, load_cifar10
 from cifar_core.evaluate import Interpretation
 from cifar_core.gradcam import GradCam, cam_layers, default_layer
 from cifar_core.inference import Classifier
@@ -101,8 +105,9 @@ def require_model() -> ModelChoice:
     return model
 
 
-def data_available() -> bool:
-    return describe_source(TrainConfig().resolved_data_dir())["ok"]
+def data_available(data_dir: str | None = None) -> bool:
+    """Whether `data_dir` (default: the current data folder) holds CIFAR-10."""
+    return describe_source(data_dir or TrainConfig().resolved_data_dir())["ok"]
 
 
 # ---------------------------------------------------------------- cached resources
@@ -177,31 +182,226 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
     return interp
 
 
+# ---------------------------------------------------------------- features, neighbours, data issues
+
+
+@st.cache_resource(show_spinner="Loading the training images…", max_entries=2)
+def _train_set(data_dir: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    data = load_cifar10(data_dir)  # decoded with the test images already, so read from the data cache
+    return data.x_train, data.y_train
+
+
+def train_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training images and labels of `data_dir`, or None when the folder has none."""
+    status = describe_source(data_dir)
+    if not status["ok"] or not status["counts"].get("train"):
+        return None
+    try:
+        return _train_set(data_dir, str(status["counts"]))
+    except DataError:
+        return None
+
+
+# Long first computations show a spinner with the time elapsed: a progress bar drawn from inside
+# a cached function would be replayed on every later cache hit, on a page that no longer has it.
+@st.cache_resource(show_spinner="Computing the model's features of these images (once per model; "
+                                "later visits read them from disk)…", show_time=True, max_entries=4)
+def _features(path: str, mtime: float, split: str, data: str, _x: np.ndarray) -> np.ndarray:
+    return embeddings.cached_features(Path(path), _x, split, model=_classifier(path, mtime).model)
+
+
+def features(choice: ModelChoice, split: str, x: np.ndarray, data_id: str) -> np.ndarray:
+    """The model's penultimate features of `x` (one split of the data named `data_id`)."""
+    return _features(str(choice.model_path), choice.model_path.stat().st_mtime, split, data_id, x)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _neighbour_index(path: str, mtime: float, data: str, _feats: np.ndarray, _y: np.ndarray) -> embeddings.NeighbourIndex:
+    return embeddings.NeighbourIndex(_feats, _y)
+
+
+def training_neighbours(choice: ModelChoice) -> tuple[embeddings.NeighbourIndex, np.ndarray] | None:
+    """The index over the training images' features and the images themselves; None without training images."""
+    data_dir = test_predictions.data_dir_for(choice)
+    train = train_set(data_dir)
+    if train is None:
+        return None
+    data_id = f"{data_dir}|{len(train[1])}"
+    feats = features(choice, "train", train[0], data_id)
+    return _neighbour_index(str(choice.model_path), choice.model_path.stat().st_mtime, data_id, feats, train[1]), train[0]
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _embedder(path: str, mtime: float) -> embeddings.Embedder:
+    return embeddings.Embedder(_classifier(path, mtime).model)
+
+
+def embedder(choice: ModelChoice) -> embeddings.Embedder:
+    """Features of a few uploaded images at a time."""
+    return _embedder(str(choice.model_path), choice.model_path.stat().st_mtime)
+
+
+def similar_training_images(feature_row: np.ndarray, neighbours: tuple[embeddings.NeighbourIndex, np.ndarray], *,
+                            k: int = 8) -> None:
+    """The `k` training images nearest to one image in the model's feature space, with their labels."""
+    index, x_train = neighbours
+    start = time.perf_counter()
+    idx, sim = index.query(feature_row, k)
+    took_ms = (time.perf_counter() - start) * 1000
+    st.caption(f"What the model has seen that looks like this: the {k} training images whose features are closest "
+               f"(cosine similarity), out of {len(index):,}, found in {took_ms:.0f} ms.")
+    for col, i, s in zip(st.columns(k), idx[0], sim[0]):
+        with col:
+            st.image(previews.upscale(x_train[i]), width="stretch")
+            st.markdown(f"**{CLASS_NAMES[index.labels[i]]}**")
+            st.caption(f"train #{i} · similarity {s:.3f}")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _projection(path: str, mtime: float, method: str, data: str, _x: np.ndarray, _feats: np.ndarray) -> np.ndarray:
+    return embeddings.cached_projection(Path(path), _x, "test", _feats, method)
+
+
+def projection(choice: ModelChoice, x_test: np.ndarray, feats: np.ndarray, method: str, data_id: str) -> np.ndarray:
+    """The 2-D map of the test features (PCA or UMAP), computed once per model and kept on disk."""
+    with st.spinner(f"Computing the {method.upper()} map (once per model)…"):
+        return _projection(str(choice.model_path), choice.model_path.stat().st_mtime, method, data_id, x_test, feats)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _label_issues(path: str, mtime: float, data: str, _probs: np.ndarray, _y: np.ndarray) -> pd.DataFrame:
+    return label_issues.find_label_issues(_probs, _y)
+
+
+def label_issue_candidates(choice: ModelChoice, interp: Interpretation, data_id: str) -> pd.DataFrame:
+    """cleanlab's label-issue candidates among the test images (out-of-sample probabilities), most likely first."""
+    return _label_issues(str(choice.model_path), choice.model_path.stat().st_mtime, data_id, interp.probs, interp.y)
+
+
+@st.cache_resource(show_spinner="Comparing every test image with the test and training images (once per model; "
+                                "minutes on a CPU)…", show_time=True, max_entries=2)
+def _duplicate_scan(path: str, mtime: float, data: str, _x_test: np.ndarray, _x_train: np.ndarray) -> duplicates.NeighbourScan:
+    return duplicates.cached_scan(Path(path), _x_test, _x_train, model=_classifier(path, mtime).model)
+
+
+def duplicate_scan(choice: ModelChoice, x_test: np.ndarray, x_train: np.ndarray, data_id: str) -> duplicates.NeighbourScan:
+    """Each test image's nearest test and training images (layout features)."""
+    return _duplicate_scan(str(choice.model_path), choice.model_path.stat().st_mtime, data_id, x_test, x_train)
+
+
 # ---------------------------------------------------------------- galleries
 
+PAGE_SIZE = 40
 
-def image_tile(image: np.ndarray, true: str, predicted: str, confidence: float) -> None:
-    """One test image with its labels, green when right and red when wrong."""
+
+def image_tile(image: np.ndarray, true: str, predicted: str, p_predicted: float, p_true: float, loss: float | None = None,
+               true_word: str = "true") -> None:
+    """One image with the predicted class and its probability (green when right, red when wrong), the true
+    class and its probability, and optionally the loss."""
     st.image(previews.upscale(image), width="stretch")
     verdict = f":green[**✓ {predicted}**]" if true == predicted else f":red[**✗ {predicted}**]"
-    st.markdown(f"{verdict} {confidence:.0%}")
-    st.caption(f"true: {true}")
+    st.markdown(f"{verdict} {p_predicted:.0%}")
+    st.caption(f"{true_word}: {true} {p_true:.0%}" + (f" · loss {loss:.2f}" if loss is not None else ""))
 
 
 def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None,
-            overlays: np.ndarray | None = None) -> None:
+            overlays: np.ndarray | None = None, show_loss: bool = False, true_word: str = "true") -> None:
     """A grid of test images (or their `overlays`, one per index); with `pick_key`, each has a
-    button that stores its index in session state."""
+    button that stores its index in session state (the page then opens its detail)."""
     names = np.asarray(CLASS_NAMES)
     shown = x[indices] if overlays is None else overlays
     for start in range(0, len(indices), columns):
         cols = st.columns(columns)
         for col, i, image in zip(cols, indices[start:start + columns], shown[start:start + columns]):
             with col:
-                image_tile(image, names[interp.y[i]], names[interp.preds[i]], float(interp.confidence[i]))
+                image_tile(image, names[interp.y[i]], names[interp.preds[i]], float(interp.confidence[i]),
+                           float(interp.true_probs[i]), float(interp.losses[i]) if show_loss else None, true_word)
                 if pick_key:
                     st.button(f"#{i}", key=f"{pick_key}-{i}", on_click=st.session_state.__setitem__, args=(pick_key, int(i)),
-                              help="show all ten probabilities", width="stretch")
+                              help="details: all ten probabilities, Grad-CAM, similar training images", width="stretch")
+
+
+def paged_gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, key: str, order: str,
+                  columns: int = 8, page_size: int = PAGE_SIZE, pick_key: str | None = None, show_loss: bool = False,
+                  overlay: Callable[[np.ndarray], np.ndarray | None] | None = None, true_word: str = "true") -> None:
+    """`gallery` over all of `indices`, `page_size` at a time, with a page picker and a caption saying the order."""
+    indices = np.asarray(indices)
+    if not len(indices):
+        return
+    pages = -(-len(indices) // page_size)
+    # Keyed by the images shown, so that another selection starts again at page 1.
+    digest = hashlib.blake2b(indices.tobytes(), digest_size=6).hexdigest()
+    page = st.pagination(pages, key=f"{key}_page_{digest}") if pages > 1 else 1
+    shown = indices[(page - 1) * page_size: page * page_size]
+    first = (page - 1) * page_size + 1
+    st.caption(f"{order} · images {first:,}–{first + len(shown) - 1:,} of {len(indices):,} · page {page} of {pages}"
+               + (" · click an image's number for its details" if pick_key else ""))
+    gallery(shown, x, interp, columns=columns, pick_key=pick_key, overlays=overlay(shown) if overlay else None,
+            show_loss=show_loss, true_word=true_word)
+
+
+def pair_tile(left: np.ndarray, right: np.ndarray, caption: str) -> None:
+    """Two images side by side, with a white gap, and what they are."""
+    gap = np.full((left.shape[0], 2, 3), 255, np.uint8)
+    st.image(previews.upscale(np.concatenate([left, gap, right], axis=1), 3), width="stretch")
+    st.caption(caption)
+
+
+def paged_pairs(pairs: pd.DataFrame, *, key: str, columns: int = 5, page_size: int = 20,
+                tile: Callable[[pd.Series], None]) -> None:
+    """Pairs of images (one row of `pairs` each), `page_size` at a time; `tile` draws one pair."""
+    if pairs.empty:
+        return
+    pages = -(-len(pairs) // page_size)
+    page = st.pagination(pages, key=f"{key}_page") if pages > 1 else 1
+    shown = pairs.iloc[(page - 1) * page_size: page * page_size]
+    first = (page - 1) * page_size + 1
+    st.caption(f"Most similar first · pairs {first:,}–{first + len(shown) - 1:,} of {len(pairs):,} · page {page} of {pages}")
+    for start in range(0, len(shown), columns):
+        for col, (_, row) in zip(st.columns(columns), shown.iloc[start:start + columns].iterrows()):
+            with col:
+                tile(row)
+
+
+def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interpretation, pick_key: str) -> None:
+    """Everything about one test image: labels and loss, Grad-CAM for any class, the ten probabilities,
+    and the training images most like it."""
+    left, middle, right = st.columns([1, 1, 2])
+    left.image(previews.upscale(x_test[i], 6))
+    left.markdown(f"true **{CLASS_NAMES[interp.y[i]]}** ({interp.true_probs[i]:.1%}) · predicted "
+                  f"**{CLASS_NAMES[interp.preds[i]]}** ({interp.confidence[i]:.1%}) · loss {interp.losses[i]:.3f}")
+    with middle:
+        explained = st.selectbox("Grad-CAM: evidence for", CLASS_NAMES, index=int(interp.preds[i]), key=f"cam_class_{i}")
+        cam = gradcam_picker(choice, key=f"{pick_key}_cam_layer")
+        st.image(previews.upscale(cam.overlays(x_test[[i]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
+    right.plotly_chart(plots.probs_figure(dict(zip(CLASS_NAMES, interp.probs[i].tolist())), height=300),
+                       key=f"{pick_key}_probs", config={"displayModeBar": False})
+    st.markdown("**Similar training images**")
+    neighbours = training_neighbours(choice)
+    if neighbours is None:
+        st.caption("The data folder has no training images to compare with.")
+    else:
+        data_dir = test_predictions.data_dir_for(choice)
+        test_feats = features(choice, "test", x_test, f"{data_dir}|{len(x_test)}")
+        similar_training_images(test_feats[i], neighbours)
+
+
+def detail_dialog(choice: ModelChoice, x_test: np.ndarray, interp: Interpretation, pick_key: str) -> None:
+    """Open the detail of the image whose number was clicked (stored under `pick_key`), as a dialog."""
+    i = st.session_state.get(pick_key)
+    if i is None or i >= len(interp.y):
+        return
+
+    def close() -> None:
+        st.session_state.pop(pick_key, None)
+
+    def body() -> None:
+        image_detail(choice, i, x_test, interp, pick_key)
+        if st.button("Close", key=f"{pick_key}_close"):
+            close()
+            st.rerun()
+
+    st.dialog(f"Test image #{i}", width="large", on_dismiss=close)(body)()
 
 
 def model_caption(choice: ModelChoice) -> str:

@@ -16,6 +16,8 @@ files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "g
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
 explain = toggle_col.toggle("Show where the model looked (Grad-CAM)",
                             help="a heatmap of the parts of the 32×32 image that raised the top class's score")
+similar = toggle_col.toggle("Show similar training images", key="classify_similar",
+                            help="the training images closest to each upload in the model's feature space: what it has seen that looks like this")
 with layer_col:
     cam = studio_ui.gradcam_picker(model, key="classify_cam_layer") if explain else None
 if not files:
@@ -27,6 +29,14 @@ st.subheader(f"{len(good)} of {len(results)} image(s) classified")
 overlays = {}
 if cam is not None and good:
     overlays = dict(zip(good, cam.overlays(np.stack([results[i].image for i in good]))))
+neighbours, upload_features = None, {}
+if similar and good:
+    neighbours = studio_ui.training_neighbours(model)
+    if neighbours is None:
+        st.info("Similar images need the training images: no CIFAR-10 data folder with a train split is set (see the sidebar).",
+                icon=":material/image_not_supported:")
+    else:
+        upload_features = dict(zip(good, studio_ui.embedder(model)(np.stack([results[i].image for i in good]))))
 for i, (upload, result) in enumerate(zip(files, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])
@@ -46,3 +56,5 @@ for i, (upload, result) in enumerate(zip(files, results)):
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
                 st.caption(f"top 3 of 10 classes · {model.label}")
+        if i in upload_features:
+            studio_ui.similar_training_images(upload_features[i], neighbours)

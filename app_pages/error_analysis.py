@@ -1,11 +1,18 @@
-"""Error analysis: where the active model goes wrong, after fastai's interpretation tools."""
+"""Error analysis: where the active model goes wrong, and what in the data may be to blame.
 
+After fastai's ClassificationInterpretation (confusion matrix, most confused,
+top losses) and FiftyOne's brain (an embedding map, similar images, likely
+label mistakes, duplicates and leaks). Each tab runs only when it is open.
+"""
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import CLASS_NAMES, model_choice, plots, test_predictions
+from cifar_core import CLASS_NAMES, duplicates, embeddings, model_choice, plots, test_predictions
 
-GALLERY_MAX = 40
+DETAIL = "error_detail"  # the session key of the image whose details are open
 
 st.title("Error analysis")
 
@@ -13,42 +20,21 @@ model = studio_ui.require_model()
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.
-images = studio_ui.test_set(test_predictions.data_dir_for(model))
+data_dir = test_predictions.data_dir_for(model)
+images = studio_ui.test_set(data_dir)
 interp = studio_ui.predictions(model, images) if images is not None else test_predictions.saved_predictions(model)
 if interp is None:
     st.info("This model has no saved test predictions, and without the test images none can be made.", icon=":material/info:")
     st.stop()
 x_test = images[0] if images is not None else None
+data_id = f"{data_dir}|{len(interp.y)}"
+NO_IMAGES = "The galleries need the test images (see the sidebar)."
 
 c1, c2, c3 = st.columns(3)
 c1.metric("Test accuracy", f"{interp.accuracy:.1%}")
 c2.metric("Test images", f"{len(interp.y):,}")
 c3.metric("Mistakes", f"{int((interp.preds != interp.y).sum()):,}")
 
-st.header("Confusion matrix", divider="gray")
-normalized = st.segmented_control("Show", ["counts", "row-normalised"], default="counts", required=True) == "row-normalised"
-if "cell_true" not in st.session_state:
-    true_name, pred_name, _ = (interp.most_confused() or [(CLASS_NAMES[0], CLASS_NAMES[0], 0)])[0]
-    st.session_state["cell_true"], st.session_state["cell_pred"] = true_name, pred_name
-
-
-def select_cell() -> None:
-    """A click on the matrix picks the cell shown in the gallery below it."""
-    points = st.session_state["confusion_chart"].selection.points
-    if points:
-        st.session_state["cell_true"], st.session_state["cell_pred"] = points[0]["y"], points[0]["x"]
-
-
-cm = interp.confusion_matrix(normalize=normalized)
-st.plotly_chart(plots.confusion_figure(cm, CLASS_NAMES, normalized), key="confusion_chart", on_select=select_cell,
-                selection_mode="points", config={"displayModeBar": False})
-st.caption("Rows are the true classes, columns the predictions. Click a cell to see its images.")
-
-left, right = st.columns(2)
-true_name = left.selectbox("True class", CLASS_NAMES, key="cell_true")
-pred_name = right.selectbox("Predicted as", CLASS_NAMES, key="cell_pred")
-cell = interp.cell(CLASS_NAMES.index(true_name), CLASS_NAMES.index(pred_name))
-st.subheader(f"{true_name} predicted as {pred_name}: {len(cell)} image(s)")
 cam, explained = None, None
 if x_test is not None:
     mode_col, layer_col = st.columns([2, 1])
@@ -58,46 +44,174 @@ if x_test is not None:
     if explained != "off":
         with layer_col:
             cam = studio_ui.gradcam_picker(model, key="error_cam_layer")
-        st.caption(f"The overlays show where the model found evidence for each image's {explained}; "
-                   "they apply to the top losses below too.")
+        st.caption(f"The galleries show where the model found evidence for each image's {explained}.")
 
 
-def explain(indices):
-    """Overlays for the gallery when Grad-CAM is on, else None (the plain images)."""
+def explain(indices: np.ndarray) -> np.ndarray | None:
+    """Overlays for a gallery page when Grad-CAM is on, else None (the plain images)."""
     if cam is None:
         return None
     return cam.overlays(x_test[indices], interp.preds[indices] if explained == "predicted class" else interp.y[indices])
 
 
-if x_test is None:
-    st.caption("The galleries need the test images (see the sidebar).")
-elif len(cell):
-    if len(cell) > GALLERY_MAX:
-        st.caption(f"The {GALLERY_MAX} most confident of {len(cell)}.")
-    studio_ui.gallery(cell[:GALLERY_MAX], x_test, interp, columns=10, overlays=explain(cell[:GALLERY_MAX]))
+confusion_tab, losses_tab, map_tab, labels_tab, duplicates_tab = st.tabs(
+    ["Confusion matrix", "Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks"], key="error_tab", on_change="rerun")
 
-st.header("Per-class scores", divider="gray")
-scores, pairs = st.columns([3, 2])
-scores.dataframe(interp.per_class(), column_config={
-    "precision": st.column_config.ProgressColumn("precision", format="percent", min_value=0, max_value=1),
-    "recall": st.column_config.ProgressColumn("recall", format="percent", min_value=0, max_value=1),
-    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
-})
-pairs.markdown("**Most confused pairs**")
-pairs.dataframe(
-    [{"true": t, "predicted as": p, "images": n} for t, p, n in interp.most_confused()[:10]],
-    hide_index=True, column_config={"images": st.column_config.NumberColumn()},
-)
+# ---------------------------------------------------------------- confusion matrix
+if "cell_true" not in st.session_state:
+    true_name, pred_name, _ = (interp.most_confused() or [(CLASS_NAMES[0], CLASS_NAMES[0], 0)])[0]
+    st.session_state["cell_true"], st.session_state["cell_pred"] = true_name, pred_name
+st.session_state.setdefault("cm_show", "counts")
+# Widgets in a closed tab are not drawn, and Streamlit forgets the state of widgets it
+# did not draw; set again, the picked cell survives a visit to another tab.
+for name in ("cell_true", "cell_pred", "cm_show"):
+    st.session_state[name] = st.session_state[name]
+pairs = interp.most_confused()[:10]
 
-st.header("Top losses", divider="gray")
-st.caption("The model's most confident mistakes: worth a look for mislabelled or ambiguous images.")
-top = interp.top_losses(16)
-if x_test is None:
-    st.caption("The gallery needs the test images (see the sidebar).")
-elif len(top):
-    studio_ui.gallery(top, x_test, interp, columns=8, overlays=explain(top))
-else:
-    st.write("No mistakes on the test set.")
+
+def select_cell() -> None:
+    """A click on the matrix picks the cell shown in the gallery below it."""
+    points = st.session_state["confusion_chart"].selection.points
+    if points:
+        st.session_state["cell_true"], st.session_state["cell_pred"] = points[0]["y"], points[0]["x"]
+
+
+def select_pair() -> None:
+    """A click on a most-confused row picks its cell."""
+    rows = st.session_state["confused_pairs"].selection.rows
+    if rows:
+        st.session_state["cell_true"], st.session_state["cell_pred"] = pairs[rows[0]][:2]
+
+
+normalized = st.session_state["cm_show"] == "row-normalised"
+cm = interp.confusion_matrix(normalize=normalized)
+if confusion_tab.open:
+    with confusion_tab:
+        matrix_col, pairs_col = st.columns([3, 2])
+        with matrix_col:
+            st.segmented_control("Show", ["counts", "row-normalised"], required=True, key="cm_show")
+            selected_cell = (CLASS_NAMES.index(st.session_state["cell_true"]), CLASS_NAMES.index(st.session_state["cell_pred"]))
+            st.plotly_chart(plots.confusion_figure(cm, CLASS_NAMES, normalized, highlight=selected_cell), key="confusion_chart",
+                            on_select=select_cell, selection_mode="points", config={"displayModeBar": False})
+            st.caption("Rows are the true classes, columns the predictions. Click a cell to see its images; "
+                       "the outlined cell is the one shown below.")
+        with pairs_col:
+            st.markdown("**Most confused pairs**")
+            st.dataframe(pd.DataFrame(pairs, columns=["true", "predicted as", "images"]), hide_index=True, key="confused_pairs",
+                         on_select=select_pair, selection_mode="single-row")
+            st.caption("Select a row to see its images.")
+
+        left, right = st.columns(2)
+        true_name = left.selectbox("True class", CLASS_NAMES, key="cell_true")
+        pred_name = right.selectbox("Predicted as", CLASS_NAMES, key="cell_pred")
+        cell = interp.cell(CLASS_NAMES.index(true_name), CLASS_NAMES.index(pred_name))
+        st.subheader(f"{true_name} predicted as {pred_name}: {len(cell)} image(s)")
+        if x_test is None:
+            st.caption(NO_IMAGES)
+        else:
+            studio_ui.paged_gallery(cell, x_test, interp, key="cell", order="Most confident first", columns=10,
+                                    pick_key=DETAIL, overlay=explain)
+
+        st.subheader("Per-class scores")
+        st.dataframe(interp.per_class(), column_config={
+            "precision": st.column_config.ProgressColumn("precision", format="percent", min_value=0, max_value=1),
+            "recall": st.column_config.ProgressColumn("recall", format="percent", min_value=0, max_value=1),
+            "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+        })
+
+# ---------------------------------------------------------------- top losses
+if losses_tab.open:
+    with losses_tab:
+        st.caption("Misclassified test images, **highest loss first**. The loss is −log of the probability the model gave "
+                   "the true class, so it grows as that probability (after \"true:\") shrinks, whatever the predicted "
+                   "class's confidence. Worth a look for mislabelled or ambiguous images.")
+        top = interp.top_losses(None)
+        if x_test is None:
+            st.caption(NO_IMAGES)
+        elif len(top):
+            studio_ui.paged_gallery(top, x_test, interp, key="top_losses", order="Highest loss first", show_loss=True,
+                                    pick_key=DETAIL, overlay=explain)
+        else:
+            st.write("No mistakes on the test set.")
+
+# ---------------------------------------------------------------- embedding map
+if map_tab.open:
+    with map_tab:
+        if x_test is None:
+            st.caption("The map needs the test images (see the sidebar).")
+        else:
+            feats = studio_ui.features(model, "test", x_test, data_id)
+            methods = ["PCA", "UMAP"] if embeddings.umap_available() else ["PCA"]
+            method = st.segmented_control("Projection", methods, default="PCA", required=True, key="map_method",
+                                          help="PCA keeps the two directions of largest spread; UMAP keeps neighbourhoods")
+            if len(methods) == 1:
+                st.caption("UMAP needs the umap-learn package (pip install umap-learn); PCA is shown.")
+            xy = studio_ui.projection(model, x_test, feats, method.lower(), data_id)
+            event = st.plotly_chart(plots.embedding_figure(xy, interp.y, interp.preds, CLASS_NAMES, method), key="embedding_map",
+                                    on_select="rerun", selection_mode=("lasso", "box"))
+            st.caption(f"Each point is a test image, placed by the model's penultimate-layer features ({feats.shape[1]} numbers "
+                       f"per image) reduced to two dimensions by {method}; colour is the true class, crosses are mistakes. "
+                       "Draw a lasso or a box (toolbar, top right) to see those images.")
+            selected = np.unique([int(np.ravel(p["customdata"])[0]) for p in event.selection.points if "customdata" in p])
+            if len(selected):
+                right = float(np.mean(interp.preds[selected] == interp.y[selected]))
+                st.subheader(f"{len(selected):,} selected image(s) · the model is right on {right:.0%} of them")
+                order = selected[np.argsort(-interp.losses[selected], kind="stable")]
+                studio_ui.paged_gallery(order, x_test, interp, key="map_selection", order="Highest loss first", show_loss=True,
+                                        pick_key=DETAIL, overlay=explain)
+
+# ---------------------------------------------------------------- label mistakes
+if labels_tab.open:
+    with labels_tab:
+        issues = studio_ui.label_issue_candidates(model, interp, data_id)
+        st.info("These are **candidates for a person to check**, not verdicts: images whose given label the model's "
+                "probabilities contradict.", icon=":material/person_search:")
+        st.caption("Found by cleanlab's confident learning (find_label_issues) on the model's test-set probabilities. They "
+                   "are out-of-sample: the model never trained on the test images. Training images are not checked, "
+                   "because the model's probabilities on them are in-sample (a network that memorised a wrong label agrees with it).")
+        st.metric("Candidates among the test images", f"{len(issues):,}")
+        if x_test is None:
+            st.dataframe(issues)
+        elif len(issues):
+            st.caption("Each tile: the label the model suggests (its top class) with its probability, then the given label with its probability.")
+            studio_ui.paged_gallery(issues.index.to_numpy(), x_test, interp, key="label_issues", true_word="given",
+                                    order="Most likely mistake first (cleanlab's self-confidence ranking)", pick_key=DETAIL)
+            st.download_button("Candidates (CSV)", lambda: issues.to_csv().encode(), file_name="label_issue_candidates.csv",
+                               mime="text/csv", icon=":material/download:")
+
+# ---------------------------------------------------------------- duplicates and leaks
+if duplicates_tab.open:
+    with duplicates_tab:
+        train = studio_ui.train_set(data_dir)
+        if x_test is None or train is None:
+            st.caption("Finding duplicates and leaks needs the test and the training images (see the sidebar).")
+        else:
+            x_train, y_train = train
+            scan = studio_ui.duplicate_scan(model, x_test, x_train, data_id)
+            threshold = st.slider("Similarity threshold", 0.80, 1.0, duplicates.DEFAULT_THRESHOLD, 0.005, format="%.3f",
+                                  key="duplicate_threshold",
+                                  help=f"cosine similarity from which two images count as near copies (default {duplicates.DEFAULT_THRESHOLD})")
+            counts = duplicates.counts(scan, threshold)
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Test images with a near copy in train", f"{counts['leaked_test_images']:,}")
+            m2.metric("Train/test pairs", f"{counts['train_test_leak_pairs']:,}")
+            m3.metric("Near-duplicate pairs within test", f"{counts['test_duplicate_pairs']:,}")
+            st.caption(f"Pairs at cosine similarity ≥ {threshold:.3f} in the model's mid-level feature map (which keeps the "
+                       "layout of the image; the penultimate features would pair any two confident images of one class). "
+                       f"Each test image is compared with its {duplicates.K} nearest test and training images. A test image "
+                       "with a near copy in the training set measures memory more than generalisation.")
+            shown = st.segmented_control("Show", ["train/test leaks", "duplicates within test"], default="train/test leaks",
+                                         required=True, key="duplicate_kind")
+            if shown == "train/test leaks":
+                studio_ui.paged_pairs(duplicates.leak_pairs(scan, threshold), key="leaks", tile=lambda row: studio_ui.pair_tile(
+                    x_test[int(row["test"])], x_train[int(row["train"])],
+                    f"test #{int(row['test'])} {CLASS_NAMES[interp.y[int(row['test'])]]} · train #{int(row['train'])} "
+                    f"{CLASS_NAMES[y_train[int(row['train'])]]} · {row['similarity']:.3f}"))
+            else:
+                studio_ui.paged_pairs(duplicates.duplicate_pairs(scan, threshold), key="test_duplicates", tile=lambda row: studio_ui.pair_tile(
+                    x_test[int(row["a"])], x_test[int(row["b"])],
+                    f"test #{int(row['a'])} {CLASS_NAMES[interp.y[int(row['a'])]]} · test #{int(row['b'])} "
+                    f"{CLASS_NAMES[interp.y[int(row['b'])]]} · {row['similarity']:.3f}"))
 
 st.header("Downloads", divider="gray")
 d1, d2, d3 = st.columns(3)
@@ -108,3 +222,6 @@ d2.download_button("Training curves (PNG)", lambda: plots.curves_png(curves), fi
                    mime="image/png", icon=":material/download:", disabled=curves.empty)
 d3.download_button("Predictions (CSV)", lambda: interp.table().to_csv(index_label="image").encode(),
                    file_name="test_predictions.csv", mime="text/csv", icon=":material/download:")
+
+if x_test is not None:
+    studio_ui.detail_dialog(model, x_test, interp, DETAIL)

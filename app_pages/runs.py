@@ -1,22 +1,30 @@
-"""Runs: every training so far, side by side; compare, download, delete."""
+"""Runs: every training so far and the shipped model, side by side; compare, export, download, delete."""
 
 
 import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import launcher, outcome, plots
+from cifar_core import export, launcher, model_choice, outcome, plots, test_predictions
 from cifar_core.runs import LIVE, RunError
+
+EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}
 
 st.title("Runs")
 store = studio_ui.store()
 runs = store.list()
+# The shipped model is listed too, so that a user's runs can be compared with it.
+shipped = next((c for c in model_choice.model_choices(store) if c.key == "default"), None)
 if not runs:
     st.info("No runs yet: start one on the Train page.", icon=":material/model_training:")
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+    if shipped is None:
+        st.stop()
 
-table = pd.DataFrame([outcome.run_row(r) for r in runs]).set_index("run")
+rows = [outcome.run_row(r) for r in runs]
+if shipped is not None:
+    rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store), shipped.model_path))
+table = pd.DataFrame(rows).set_index("run")
 st.dataframe(table, column_config={
     "val acc": st.column_config.NumberColumn(format="percent"),
     "test acc": st.column_config.NumberColumn(format="percent"),
@@ -26,55 +34,120 @@ broken = table[table["status"] == "broken"]
 if len(broken):
     st.warning(f"{len(broken)} run(s) are broken (their files are incomplete); see the problem column.", icon=":material/warning:")
 
+
+def curves_of(name: str) -> pd.DataFrame:
+    return model_choice.history(shipped, store) if name == outcome.SHIPPED else store.metrics(name, "epoch")
+
+
 st.header("Compare curves", divider="gray")
-ids = st.multiselect("Runs to overlay", table.index.tolist(), default=table.index.tolist()[:3])
+names = table.index.tolist()
+default = [r.id for r in runs[:2]] + ([outcome.SHIPPED] if shipped is not None else [])
+ids = st.multiselect("Runs to overlay", names, default=default)
 metric = st.segmented_control("Metric", ["val_accuracy", "accuracy", "val_loss", "loss"], default="val_accuracy", required=True)
-curves = {run_id: store.metrics(run_id, "epoch") for run_id in ids}
+curves = {name: curves_of(name) for name in ids}
 if any(not df.empty for df in curves.values()):
     st.plotly_chart(plots.overlay_figure(curves, metric), key="overlay")
 elif ids:
     st.caption("The selected runs have no completed epoch yet.")
 
+
+def export_panel(choice: model_choice.ModelChoice) -> None:
+    """A button per export format; an export is offered for download only once it passed its parity check."""
+    st.markdown("**Export for other runtimes**")
+    st.caption(f"Each export takes float32 RGB pixels 0–255, shape (N, 32, 32, 3), and returns the ten class probabilities. "
+               f"Before it is offered, it classifies {export.PARITY_IMAGES:,} test images next to the Keras model: the top-1 "
+               f"class must agree on at least {export.FLOAT_MIN_AGREEMENT:.1%} of them ({export.INT8_MIN_AGREEMENT:.0%} for int8).")
+    data_dir = test_predictions.data_dir_for(choice)
+    has_data = studio_ui.data_available(data_dir)
+    out_dir = export.default_out_dir(choice.model_path)
+    for fmt, label in EXPORT_LABELS.items():
+        button_col, result_col = st.columns([1, 3], vertical_alignment="center")
+        clicked = button_col.button(f"Export {label}", key=f"export_{fmt}_{choice.key}", disabled=not has_data, width="stretch")
+        report = export.read_report(out_dir, fmt)
+        if clicked:
+            with result_col:
+                images = studio_ui.test_set(data_dir)
+                train = studio_ui.train_set(data_dir) if fmt == "tflite-int8" else None
+                try:
+                    with st.spinner(f"Exporting to {label} and checking it against Keras…"):
+                        report = export.export_model(choice.model_path, fmt, *images, x_train=train[0] if train else None,
+                                                     out_dir=out_dir, classifier=studio_ui.classifier(choice))
+                except export.ExportError as err:
+                    st.error(str(err), icon=":material/block:")
+                    continue
+        if report is None:
+            continue
+        summary = (f"{report['size_bytes'] / 2**20:.1f} MB (Keras {report['keras_size_bytes'] / 2**20:.1f} MB) · agrees on "
+                   f"{report['agreement']:.1%} of {report['images']:,} test images · accuracy {report['export_accuracy']:.1%} "
+                   f"(Keras {report['keras_accuracy']:.1%}) · {report['latency_ms']:.1f} ms per image (Keras {report['keras_latency_ms']:.1f} ms)")
+        if report["passed"]:
+            with result_col:
+                st.download_button(f"Download {label}", lambda path=report["path"]: export.download_bytes(path),
+                                   file_name=export.download_name(choice.key, fmt), mime="application/octet-stream",
+                                   icon=":material/download:", key=f"download_{fmt}_{choice.key}")
+                st.caption(summary)
+        else:
+            result_col.error(f"{export.failure_message(report)} ({summary})", icon=":material/block:")
+    if not has_data:
+        st.caption("Exports are checked on the test images: set a data folder (see the sidebar).")
+
+
 st.header("One run", divider="gray")
-run_id = st.selectbox("Run", table.index.tolist())
-try:
-    run = store.get(run_id)
-except RunError as err:  # a damaged row whose id is not a run id
-    st.error(studio_ui.plain(err), icon=":material/error:")
-    st.stop()
+run_id = st.selectbox("Run", names)
 left, right = st.columns(2)
-with left:
-    st.json({"status": run.status, "error": run.error, "config": run.config, "summary": run.summary}, expanded=1)
-with right:
-    if run.model_path.is_file():
-        st.download_button(f"Download model ({run.model_path.stat().st_size / 2**20:.0f} MB)",
-                           run.model_path.read_bytes, file_name=f"{run.id}.keras",
-                           mime="application/octet-stream", icon=":material/download:")
-    else:
-        st.caption("This run has no saved model.")
-    if st.button("New run from these settings", icon=":material/content_copy:", key=f"copy_{run.id}",
-                 help="opens the Train page with this run's settings in the form"):
-        studio_ui.fill_train_form(run.config, f"run {run.id}")
-        st.switch_page("app_pages/train.py")
-    if run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir():
-        if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}",
-                     help="continue from the last completed epoch (train --resume) and watch it on the Train page"):
-            try:
-                launcher.resume_training(run.id, store)
-            except RunError as err:
-                st.error(str(err), icon=":material/block:")
-            else:
-                st.switch_page("app_pages/train.py")
-    elif run.status in LIVE:
-        st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
-    with st.popover("Delete this run", icon=":material/delete:"):
-        st.write(f"Delete run **{run.id}**, its model and its metrics? This cannot be undone.")
-        confirm = st.checkbox(f"Yes, delete {run.id}", key=f"confirm_delete_{run.id}")
-        if st.button("Delete", type="primary", disabled=not confirm, key=f"delete_{run.id}"):
-            try:
-                store.delete(run.id)
-            except RunError as err:  # a live run must be stopped first
-                st.error(studio_ui.plain(err))
-            else:
-                st.toast(f"Run {run.id} deleted")
-                st.rerun()
+if run_id == outcome.SHIPPED:
+    with left:
+        st.json({"status": "shipped", "folder": shipped.folder.name, "config": shipped.config, "test_accuracy": shipped.accuracy}, expanded=1)
+    with right:
+        st.download_button(f"Download model ({shipped.model_path.stat().st_size / 2**20:.0f} MB)", shipped.model_path.read_bytes,
+                           file_name="shipped_model.keras", mime="application/octet-stream", icon=":material/download:")
+        if st.button("New run from these settings", icon=":material/content_copy:", key="copy_shipped",
+                     help="opens the Train page with the shipped model's settings in the form"):
+            studio_ui.fill_train_form(shipped.config, "the shipped model")
+            st.switch_page("app_pages/train.py")
+        export_panel(shipped)
+else:
+    try:
+        run = store.get(run_id)
+    except RunError as err:  # a damaged row whose id is not a run id
+        st.error(studio_ui.plain(err), icon=":material/error:")
+        st.stop()
+    with left:
+        st.json({"status": run.status, "error": run.error, "config": run.config, "summary": run.summary}, expanded=1)
+    with right:
+        if run.model_path.is_file():
+            st.download_button(f"Download model ({run.model_path.stat().st_size / 2**20:.0f} MB)",
+                               run.model_path.read_bytes, file_name=f"{run.id}.keras",
+                               mime="application/octet-stream", icon=":material/download:")
+        else:
+            st.caption("This run has no saved model.")
+        if st.button("New run from these settings", icon=":material/content_copy:", key=f"copy_{run.id}",
+                     help="opens the Train page with this run's settings in the form"):
+            studio_ui.fill_train_form(run.config, f"run {run.id}")
+            st.switch_page("app_pages/train.py")
+        if run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir():
+            if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}",
+                         help="continue from the last completed epoch (train --resume) and watch it on the Train page"):
+                try:
+                    launcher.resume_training(run.id, store)
+                except RunError as err:
+                    st.error(str(err), icon=":material/block:")
+                else:
+                    st.switch_page("app_pages/train.py")
+        elif run.status in LIVE:
+            st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
+        with st.popover("Delete this run", icon=":material/delete:"):
+            st.write(f"Delete run **{run.id}**, its model and its metrics? This cannot be undone.")
+            confirm = st.checkbox(f"Yes, delete {run.id}", key=f"confirm_delete_{run.id}")
+            if st.button("Delete", type="primary", disabled=not confirm, key=f"delete_{run.id}"):
+                try:
+                    store.delete(run.id)
+                except RunError as err:  # a live run must be stopped first
+                    st.error(studio_ui.plain(err))
+                else:
+                    st.toast(f"Run {run.id} deleted")
+                    st.rerun()
+        # Exportable: the models the studio can use (completed or stopped, files intact).
+        choice = next((c for c in model_choice.model_choices(store) if c.key == run.id), None)
+        if choice is not None:
+            export_panel(choice)

@@ -1,4 +1,4 @@
-"""`python -m cifar_core`: train, evaluate, predict, gradcam, runs, stop, bench, publish.
+"""`python -m cifar_core`: train, evaluate, predict, gradcam, inspect, export, runs, stop, bench, publish.
 
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
 `predict` prints one JSON line per file and exits 1 if any file failed; invalid
@@ -325,6 +325,55 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import time
+
+    from cifar_core.data import load_cifar10
+    from cifar_core.duplicates import DEFAULT_THRESHOLD
+    from cifar_core.inspection import inspect_model
+    from cifar_core.model import load_model
+    from cifar_core.runs import model_path_for
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0 < threshold <= 1:
+        _stderr(f"error: --threshold: {threshold} is not a cosine similarity above 0 and at most 1")
+        return EXIT_USAGE
+    path = model_path_for(_store(args), args.model)
+    model = load_model(path)  # a bad model path fails here, before the data is loaded
+    start = time.perf_counter()
+    data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
+    load_s = time.perf_counter() - start
+    result = inspect_model(path, data, model=model, threshold=threshold, progress=_tqdm_progress())
+    result["timings"] = {"data_load_s": round(load_s, 3), **result["timings"]}
+    _print_json(result)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cifar_core.data import load_cifar10
+    from cifar_core.export import ExportError, export_model, failure_message
+    from cifar_core.inference import Classifier
+    from cifar_core.runs import model_path_for
+
+    if args.images < 1:
+        _stderr(f"error: --images: {args.images} is not a positive count")
+        return EXIT_USAGE
+    path = model_path_for(_store(args), args.model)
+    classifier = Classifier(path)  # a bad model path fails here, before the data is loaded
+    data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
+    try:
+        report = export_model(path, args.format, data.x_test, data.y_test, x_train=data.x_train, classifier=classifier,
+                              out_dir=Path(args.out) if args.out else None, images=args.images)
+    except ExportError as err:
+        _stderr(f"error: {err}")
+        return 1
+    _print_json(report)
+    if not report["passed"]:
+        _stderr(f"error: {failure_message(report)}")
+        return 1
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -385,6 +434,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.set_defaults(func=cmd_bench)
+
+    p = add("inspect", "data issues seen through a model: likely label mistakes, near duplicates, train/test leaks (one JSON line)")
+    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threshold", type=float, default=None, help="cosine similarity at which two images count as near duplicates (default: the studio's, printed in the JSON)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = add("export", "export a model for other runtimes, checked against Keras on test images (one JSON line)")
+    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "tflite-int8", "onnx"))
+    p.add_argument("--out", default=None, metavar="DIR", help="default: the run's exports/ folder, or artifacts/exports/ for other models")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--images", type=int, default=1000, help="test images of the parity check")
+    p.set_defaults(func=cmd_export)
 
     p = add("publish", "copy a finished run, with figures and a model card, to artifacts/default/ (the shipped model)")
     p.add_argument("run", metavar="RUN_ID_OR_DIR")

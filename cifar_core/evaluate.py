@@ -72,7 +72,13 @@ class Interpretation:
 
     @property
     def confidence(self) -> np.ndarray:
+        """The predicted class's probability."""
         return self.probs.max(axis=1)
+
+    @property
+    def true_probs(self) -> np.ndarray:
+        """The true class's probability (the loss is its negative log)."""
+        return self.probs[np.arange(len(self.y)), self.y]
 
     @property
     def accuracy(self) -> float:
@@ -104,12 +110,22 @@ class Interpretation:
         pairs = [(self.class_names[i], self.class_names[j], int(cm[i, j])) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] >= min_count]
         return sorted(pairs, key=lambda p: -p[2])
 
-    def top_losses(self, k: int = 16, mistakes_only: bool = True) -> np.ndarray:
-        """Indices of the `k` highest-loss images (by default only misclassified ones)."""
-        order = np.argsort(-self.losses)
+    def top_losses(self, k: int | None = 16, mistakes_only: bool = True) -> np.ndarray:
+        """Indices of the `k` (None: all) highest-loss images, highest first (by default only misclassified ones)."""
+        order = np.argsort(-self.losses, kind="stable")
         if mistakes_only:
             order = order[self.preds[order] != self.y[order]]
-        return order[:k]
+        return order if k is None else order[:k]
+
+    def top_losses_table(self, k: int | None = 16, mistakes_only: bool = True) -> pd.DataFrame:
+        """The top losses with what explains their order, as fastai's plot_top_losses shows it:
+        predicted class and its probability, true class and its probability, and the loss; highest loss first."""
+        idx = self.top_losses(k, mistakes_only)
+        names = np.asarray(self.class_names)
+        return pd.DataFrame({
+            "predicted": names[self.preds[idx]], "p_predicted": self.confidence[idx],
+            "true": names[self.y[idx]], "p_true": self.true_probs[idx], "loss": self.losses[idx],
+        }, index=pd.Index(idx, name="image"))
 
     def cell(self, true_class: int, predicted_class: int) -> np.ndarray:
         """Indices of images of `true_class` predicted as `predicted_class`, most confident first."""
@@ -117,12 +133,14 @@ class Interpretation:
         return idx[np.argsort(-self.probs[idx, predicted_class])]
 
     def table(self) -> pd.DataFrame:
-        """One row per image: true, predicted, confidence, loss, correct, and each class's probability."""
+        """One row per image: true, predicted, confidence, the true class's probability, loss, correct,
+        and each class's probability."""
         names = np.asarray(self.class_names)
         df = pd.DataFrame({
             "true": names[self.y],
             "predicted": names[self.preds],
             "confidence": self.confidence,
+            "p_true": self.true_probs,
             "loss": self.losses,
             "correct": self.preds == self.y,
         })

@@ -12,6 +12,7 @@ from cifar_core.runs import Run
 
 # A model within this many points of chance (1 / classes) has learned nothing usable.
 CHANCE_MARGIN = 0.02
+SHIPPED = "shipped model"  # the shipped model's name in the runs table
 
 
 def did_not_learn(val_accuracy: float | None, num_classes: int = NUM_CLASSES) -> bool:
@@ -55,11 +56,37 @@ def run_row(run: Run) -> dict[str, Any]:
     """One line of the runs table: status ('broken' or 'did not learn' when so), config highlights and metrics."""
     broken = run.health() if run.status not in ("queued", "running") else None
     failed_to_learn = None if broken else verdict(run)
-    c, s = run.config, run.summary
+    s = run.summary
     status = "broken" if broken else "did not learn" if failed_to_learn else run.status
     return {
         "run": run.id,
         "status": status,
+        **_config_columns(run.config),
+        "val acc": s.get("val_accuracy") or s.get("best_val_accuracy"),
+        "test acc": s.get("test_accuracy"),
+        "epochs run": s.get("epochs_completed"),
+        "created": pd.Timestamp(run.created, unit="s").strftime("%Y-%m-%d %H:%M"),
+        "problem": broken or failed_to_learn or run.error or "",
+    }
+
+
+def shipped_row(config: dict[str, Any], test_accuracy: float | None, history: pd.DataFrame, model_file: Path) -> dict[str, Any]:
+    """The shipped model's line in the runs table, from its folder's config, evaluation and history."""
+    val = history["val_accuracy"] if "val_accuracy" in history else pd.Series(dtype=float)
+    return {
+        "run": SHIPPED,
+        "status": "shipped",
+        **_config_columns(config),
+        "val acc": float(val.max()) if len(val) else None,
+        "test acc": test_accuracy,
+        "epochs run": len(history) or None,
+        "created": pd.Timestamp(model_file.stat().st_mtime, unit="s").strftime("%Y-%m-%d %H:%M"),
+        "problem": "",
+    }
+
+
+def _config_columns(c: dict[str, Any]) -> dict[str, Any]:
+    return {
         "arch": c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}",
         "weights": Path(str(c.get("weights"))).name if c.get("weights") not in ("imagenet", "none") else c.get("weights"),
         "input": c.get("input_size"),
@@ -67,9 +94,4 @@ def run_row(run: Run) -> dict[str, Any]:
         "epochs": f"{c.get('epochs_head')}+{c.get('epochs_finetune')}",
         "optimizer": c.get("optimizer"),
         "batch": c.get("batch_size"),
-        "val acc": s.get("val_accuracy") or s.get("best_val_accuracy"),
-        "test acc": s.get("test_accuracy"),
-        "epochs run": s.get("epochs_completed"),
-        "created": pd.Timestamp(run.created, unit="s").strftime("%Y-%m-%d %H:%M"),
-        "problem": broken or failed_to_learn or run.error or "",
     }

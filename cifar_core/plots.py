@@ -18,6 +18,8 @@ from plotly.subplots import make_subplots
 from cifar_core import CLASS_NAMES
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
+HIGHLIGHT_COLOUR = "#d62728"
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MAX_BATCH_POINTS = 2000
 
 
@@ -82,8 +84,9 @@ def overlay_figure(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     return fig
 
 
-def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES, normalized: bool = False) -> go.Figure:
-    """A clickable confusion matrix: rows true, columns predicted.
+def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES, normalized: bool = False,
+                     highlight: tuple[int, int] | None = None) -> go.Figure:
+    """A clickable confusion matrix: rows true, columns predicted; `highlight` (true, predicted) is outlined.
 
     Plotly reports clicks on scatter points more reliably than on heatmap cells,
     so each cell also carries an invisible square marker that is what gets selected.
@@ -96,8 +99,37 @@ def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES,
     fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", text=np.ravel(text), showlegend=False,
                              marker=dict(symbol="square", size=36, opacity=0.0),
                              hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    if highlight is not None:
+        row, col = highlight
+        fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5, xref="x", yref="y",
+                      line=dict(color=HIGHLIGHT_COLOUR, width=4))
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=560, margin=dict(t=20, b=40, l=40, r=20),
                       yaxis_autorange="reversed", clickmode="event+select")
+    return fig
+
+
+def embedding_figure(xy: np.ndarray, y: np.ndarray, preds: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES,
+                     method: str = "PCA") -> go.Figure:
+    """The 2-D feature map: one colour per true class, mistakes drawn as crosses.
+
+    Each point's customdata is its image index, which is what a lasso or box selection reports.
+    """
+    fig = go.Figure()
+    right = preds == y
+    for c, name in enumerate(class_names):
+        for correct in (True, False):
+            idx = np.flatnonzero((y == c) & (right == correct))
+            if not len(idx):
+                continue
+            fig.add_trace(go.Scatter(
+                x=xy[idx, 0], y=xy[idx, 1], mode="markers", customdata=idx, legendgroup=name,
+                name=name if correct else f"{name} (mistake)", showlegend=correct,
+                marker=dict(color=CLASS_COLOURS[c % len(CLASS_COLOURS)], size=5 if correct else 7,
+                            symbol="circle" if correct else "x", opacity=0.6 if correct else 0.9),
+                text=[f"#{i} true {name}, predicted {class_names[preds[i]]}" for i in idx],
+                hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(height=620, margin=dict(t=20, b=40, l=40, r=20), dragmode="lasso", legend_title_text="true class",
+                      xaxis=dict(title=f"{method} 1", showticklabels=False), yaxis=dict(title=f"{method} 2", showticklabels=False))
     return fig
 
 

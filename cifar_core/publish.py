@@ -20,7 +20,7 @@ from pathlib import Path
 from cifar_core import CLASS_NAMES
 from cifar_core.config import TrainConfig
 from cifar_core.evaluate import Interpretation
-from cifar_core.paths import default_model_dir
+from cifar_core.paths import PROJECT_ROOT, default_model_dir
 from cifar_core.runs import Run, RunError, RunStore, atomic_write_text
 
 # renameat2(2): paths relative to the working directory; swap the two names.
@@ -85,7 +85,7 @@ Run `{run.id}`, status {run.status}, finished {finished}.
 ```
 {train_command(cfg)}
 ```
-- Data: {summary.get('data_source')}. {data_note}
+- Data: {_relative(summary.get('data_source') or '')}. {data_note}
 - Training images: {summary.get('train_images')}; validation (held out from train, stratified): {summary.get('val_images')}; test: {interp.y.size}.
 - Epochs completed: {summary.get('epochs_completed')}; best validation accuracy {summary.get('best_val_accuracy', float('nan')):.2%} at epoch {summary.get('best_epoch')}.
 - Wall time: {wall_min:.1f} minutes from start to finish (data loading, training and test evaluation).
@@ -113,6 +113,11 @@ Most confused pairs (true → predicted, count):
 CIFAR-10 images are 32x32 and of ten classes ({', '.join(CLASS_NAMES)}); anything
 else is squeezed into one of them. Photos are resized to 32x32 before classification.
 """
+
+
+def _relative(text: str) -> str:
+    """`text` with this checkout's parent folder written as `..`: a model card names no machine paths."""
+    return text.replace(str(PROJECT_ROOT.parent), "..")
 
 
 def _accuracy_line(cfg: dict, summary: dict, interp: Interpretation) -> str:

@@ -20,6 +20,7 @@ import keras
 
 from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
+from cifar_core import tensorboard_log
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
 from cifar_core.config import TrainConfig
 from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
@@ -329,6 +330,7 @@ def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallba
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2 or 2)))
+    callbacks += tensorboard_log.callbacks(store_cb.store.run_dir(store_cb.run_id), epoch_offset, store_cb.steps)
     return callbacks
 
 

@@ -55,6 +55,17 @@ def test_most_confused_and_top_losses(interp):
     np.testing.assert_array_equal(interp.top_losses(k=3, mistakes_only=False), [1, 5, 3])
 
 
+def test_top_losses_table_shows_what_orders_it(interp):
+    table = interp.top_losses_table(k=None)
+    assert list(table.index) == [1, 5]
+    assert list(table["predicted"]) == ["automobile", "airplane"] and list(table["true"]) == ["airplane", "bird"]
+    np.testing.assert_allclose(table["p_predicted"], [0.6, 0.55])
+    np.testing.assert_allclose(table["p_true"], [0.4 / 9, 0.45 / 9])
+    np.testing.assert_allclose(table["loss"], -np.log(table["p_true"]))  # the loss is the true class's -log p
+    assert table["loss"].is_monotonic_decreasing
+    assert len(interp.top_losses_table(k=None, mistakes_only=False)) == 6
+
+
 def test_cell_lists_images_most_confident_first(interp):
     np.testing.assert_array_equal(interp.cell(1, 1), [2, 3])
     np.testing.assert_array_equal(interp.cell(2, 0), [5])

@@ -1,0 +1,81 @@
+"""`python -m cifar_core inspect`: a model's data issues in numbers (label-mistake candidates, duplicates, leaks)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cifar_core import duplicates, embeddings, label_issues
+from cifar_core.data import CifarData
+from cifar_core.evaluate import Interpretation, predict_probs
+
+Progress = Callable[[int, int, str], None]
+QUERIES = 100  # single-image neighbour searches timed for `query_ms_p50`
+
+
+def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.ndarray,
+                       progress: Progress | None = None) -> tuple[np.ndarray, str]:
+    """The model's test probabilities: saved beside it if made on these labels, else predicted now."""
+    try:
+        saved = Interpretation.load(Path(model_path).parent)
+        if np.array_equal(saved.y, y_test):
+            return saved.probs, "saved"
+    except (OSError, KeyError, ValueError):
+        pass
+    return predict_probs(model, x_test, input_size=int(model.input_shape[1]), progress=progress), "predicted"
+
+
+def query_ms(index: embeddings.NeighbourIndex, queries: np.ndarray, k: int = 8) -> float:
+    """Median time of one exact k-nearest search over the index, one query at a time."""
+    times = []
+    for q in queries[:QUERIES]:
+        start = time.perf_counter()
+        index.query(q, k)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000) if times else float("nan")
+
+
+def inspect_model(model_path: Path, data: CifarData, *, model=None, threshold: float = duplicates.DEFAULT_THRESHOLD,
+                  progress: Progress | None = None) -> dict:
+    """Label-issue candidates on the test split, near-duplicate test pairs and train/test leaks, with timings.
+
+    `model` is the loaded model at `model_path`, when the caller has it already.
+    """
+    from cifar_core.model import load_model
+
+    model = model or load_model(model_path)
+    timings = {}
+    cached = embeddings.features_cached(model_path, data.x_test, "test") and embeddings.features_cached(model_path, data.x_train, "train")
+    start = time.perf_counter()
+    test_features = embeddings.cached_features(model_path, data.x_test, "test", model=model, progress=progress)
+    train_features = embeddings.cached_features(model_path, data.x_train, "train", model=model, progress=progress)
+    timings["features_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    probs, source = test_probabilities(model_path, model, data.x_test, data.y_test, progress)
+    issues = label_issues.find_label_issues(probs, data.y_test)
+    timings["label_issues_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    scan = duplicates.cached_scan(model_path, data.x_test, data.x_train, model=model, progress=progress)
+    counts = duplicates.counts(scan, threshold)
+    timings["duplicates_s"] = time.perf_counter() - start
+
+    index = embeddings.NeighbourIndex(train_features, data.y_train)
+    timings["query_ms_p50"] = query_ms(index, test_features)
+    return {
+        "model": str(model_path),
+        "test_images": int(len(data.y_test)),
+        "train_images": int(len(data.y_train)),
+        "feature_dim": int(test_features.shape[1]),
+        "features_were_cached": bool(cached),
+        "label_issues": int(len(issues)),
+        "label_issue_probabilities": f"test split, out-of-sample ({source})",
+        **counts,
+        "threshold": threshold,
+        "neighbours_per_image": duplicates.K,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }

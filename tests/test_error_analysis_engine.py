@@ -1,0 +1,210 @@
+"""Embeddings, nearest neighbours, label-issue candidates, near duplicates and leaks, and the TensorBoard log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar_core import duplicates, embeddings, label_issues
+from cifar_core.evaluate import Interpretation
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_run):
+    from cifar_core.model import load_model
+
+    store, summary = tiny_run
+    run = store.get(summary["run_id"])
+    return run.model_path, load_model(run.model_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_images(tiny_data):
+    from cifar_core.data import load_cifar10
+
+    return load_cifar10(str(tiny_data))
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_penultimate_features_are_the_input_of_the_last_layer(tiny_model, tiny_images):
+    path, model = tiny_model
+    feats = embeddings.compute_features(model, tiny_images.x_test)
+    assert feats.shape == (len(tiny_images.x_test), 32)  # the tiny head has one Dense(32)
+    # The last layer applied to these features gives the model's own probabilities.
+    last = model.get_layer("head").layers[-1]
+    probs = np.asarray(last(feats))
+    expected = Interpretation.load(path.parent).probs
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+
+
+def test_layout_features_keep_a_spatial_map(tiny_model, tiny_images):
+    _, model = tiny_model
+    base = model.get_layer("base")
+    layer = embeddings.layout_layer(base)
+    shape = base.get_layer(layer).output.shape
+    assert shape[1] >= embeddings.LAYOUT_MIN_SIZE
+    feats = embeddings.compute_features(model, tiny_images.x_test[:5], kind="layout")
+    assert feats.shape == (5, shape[1] * shape[2] * shape[3])
+
+
+def test_features_are_cached_beside_a_runs_predictions(tiny_run, tiny_images, tmp_path, monkeypatch):
+    import shutil
+
+    store, summary = tiny_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(store.get(summary["run_id"]).dir, run_dir)
+    path = run_dir / "model.keras"
+    first = embeddings.cached_features(path, tiny_images.x_test, "test")
+    assert embeddings.features_cached(path, tiny_images.x_test, "test")
+    assert list((run_dir / "embeddings").glob("features-test-*.npy"))
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(embeddings, "compute_features", no_compute)
+    np.testing.assert_array_equal(embeddings.cached_features(path, tiny_images.x_test, "test"), first)
+    # Other pixels are other features: a new key, not the cached file.
+    assert not embeddings.features_cached(path, tiny_images.x_test[::-1].copy(), "test")
+
+
+def test_the_shipped_models_folder_is_never_written(tiny_run, tiny_images, tmp_path, monkeypatch, isolated_artifacts):
+    import shutil
+
+    store, summary = tiny_run
+    shipped = tmp_path / "default"
+    shutil.copytree(store.get(summary["run_id"]).dir, shipped)
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
+    before = sorted(p.name for p in shipped.iterdir())
+    embeddings.cached_features(shipped / "model.keras", tiny_images.x_test, "test")
+    assert sorted(p.name for p in shipped.iterdir()) == before
+    assert list((isolated_artifacts / "cache" / "embeddings").rglob("features-test-*.npy"))
+
+
+def test_projections_are_two_dimensional():
+    feats = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
+    assert embeddings.project(feats, "pca").shape == (60, 2)
+    if embeddings.umap_available():
+        assert embeddings.project(feats, "umap").shape == (60, 2)
+    with pytest.raises(ValueError, match="unknown projection"):
+        embeddings.project(feats, "tsne")
+
+
+# ---------------------------------------------------------------- nearest neighbours
+
+
+def test_nearest_is_exact_cosine_search():
+    rng = np.random.default_rng(1)
+    refs = embeddings.unit_rows(rng.normal(size=(300, 8)))
+    queries = embeddings.unit_rows(rng.normal(size=(40, 8)))
+    idx, sim = embeddings.nearest(queries, refs, 5, chunk=7)  # chunks that do not divide the queries
+    brute = queries @ refs.T
+    np.testing.assert_array_equal(idx, np.argsort(-brute, axis=1)[:, :5])
+    np.testing.assert_allclose(sim, np.sort(brute, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+    assert np.all(np.diff(sim, axis=1) <= 0)
+
+
+def test_nearest_within_one_set_skips_each_image_itself():
+    refs = embeddings.unit_rows(np.random.default_rng(2).normal(size=(50, 4)))
+    idx, sim = embeddings.nearest(refs, refs, 3, exclude_self=True, chunk=16)
+    assert not np.any(idx == np.arange(50)[:, None])
+    assert np.all(sim < 1 - 1e-6)
+
+
+def test_neighbour_index_finds_an_image_among_its_own_set():
+    feats = np.random.default_rng(3).normal(size=(100, 12)).astype(np.float32)
+    index = embeddings.NeighbourIndex(feats, np.arange(100) % 10)
+    idx, sim = index.query(feats[17] * 3.0, k=4)  # cosine: the scale does not matter
+    assert idx[0, 0] == 17 and sim[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert idx.shape == sim.shape == (1, 4)
+
+
+# ---------------------------------------------------------------- label issues
+
+
+def test_cleanlab_finds_flipped_labels_and_suggests_the_right_class():
+    rng = np.random.default_rng(0)
+    y_true = np.repeat(np.arange(10), 60)
+    probs = np.full((600, 10), 0.02)
+    probs[np.arange(600), y_true] = 0.82
+    probs += rng.uniform(0, 0.01, probs.shape)
+    probs /= probs.sum(axis=1, keepdims=True)
+    flipped = rng.choice(600, 12, replace=False)
+    given = y_true.copy()
+    given[flipped] = (y_true[flipped] + 1 + rng.integers(0, 9, 12)) % 10
+    issues = label_issues.find_label_issues(probs, given)
+    # Confident learning prunes by estimated per-class noise counts, so it may miss a
+    # flip; it must not accuse a correct label here, where the model is confident and right.
+    assert set(issues.index) <= set(flipped) and len(issues) >= 0.8 * len(flipped)
+    from cifar_core import CLASS_NAMES
+
+    for i, row in issues.iterrows():
+        assert row["given"] == CLASS_NAMES[given[i]] and row["suggested"] == CLASS_NAMES[y_true[i]]
+        assert row["p_suggested"] > row["p_given"]
+    assert issues["p_given"].is_monotonic_increasing  # self-confidence ranking: least confident first
+
+
+def test_no_images_no_label_issues():
+    issues = label_issues.find_label_issues(np.zeros((0, 10)), np.zeros(0, np.int64))
+    assert len(issues) == 0 and list(issues.columns) == ["given", "suggested", "p_given", "p_suggested"]
+
+
+# ---------------------------------------------------------------- duplicates and leaks
+
+
+def planted() -> tuple[np.ndarray, np.ndarray]:
+    """Random test and train features with test 3 == test 8 (almost), and test 5 ~ train 20."""
+    rng = np.random.default_rng(4)
+    test, train = rng.normal(size=(30, 64)), rng.normal(size=(80, 64))
+    test[8] = test[3] + rng.normal(0, 0.01, 64)
+    train[20] = test[5] + rng.normal(0, 0.2, 64)
+    return test, train
+
+
+def test_planted_duplicates_and_leaks_are_found_at_the_threshold():
+    test, train = planted()
+    result = duplicates.scan(test, train)
+    assert duplicates.duplicate_pairs(result, 0.99)[["a", "b"]].values.tolist() == [[3, 8]]  # once, a < b
+    leaks = duplicates.leak_pairs(result, 0.95)
+    assert leaks[["test", "train"]].values.tolist() == [[5, 20]]
+    assert duplicates.counts(result, 0.95) == {"test_duplicate_pairs": 1, "train_test_leak_pairs": 1, "leaked_test_images": 1}
+    # A lower threshold can only add pairs.
+    low = duplicates.counts(result, 0.2)
+    assert low["test_duplicate_pairs"] >= 1 and low["train_test_leak_pairs"] >= 1
+    sim = leaks.loc[0, "similarity"]
+    assert duplicates.counts(result, float(sim) + 1e-4)["train_test_leak_pairs"] == 0
+
+
+def test_a_test_image_copied_into_train_is_a_leak(tiny_model, tiny_images, isolated_artifacts):
+    path, model = tiny_model
+    x_train = tiny_images.x_train.copy()
+    x_train[7] = tiny_images.x_test[11]
+    result = duplicates.cached_scan(path, tiny_images.x_test, x_train, model=model)
+    assert result.train_idx[11, 0] == 7 and result.train_sim[11, 0] == pytest.approx(1.0, abs=1e-4)
+    again = duplicates.cached_scan(path, tiny_images.x_test, x_train)  # from disk, no model needed
+    np.testing.assert_array_equal(again.train_idx, result.train_idx)
+    assert 11 in set(duplicates.leak_pairs(again, 0.9999)["test"])
+
+
+# ---------------------------------------------------------------- TensorBoard
+
+
+def test_each_run_has_a_tensorboard_log_counting_epochs_across_phases(tiny_run):
+    from cifar_core import tensorboard_log
+
+    if not tensorboard_log.available():
+        pytest.skip("tensorboard is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    store, summary = tiny_run
+    logs = store.get(summary["run_id"]).dir / tensorboard_log.LOG_FOLDER
+    train = EventAccumulator(str(logs / "train"), size_guidance={"tensors": 0}).Reload()
+    tags = train.Tags()["tensors"]
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(tags)
+    epochs = [e.step for e in train.Tensors("epoch_loss")]
+    assert epochs == list(range(summary["epochs_completed"]))  # 2 head + 2 fine-tune epochs: 0..3, no restart
+    validation = EventAccumulator(str(logs / "validation"), size_guidance={"tensors": 0}).Reload()
+    assert "epoch_accuracy" in validation.Tags()["tensors"]

@@ -1,0 +1,90 @@
+"""`python -m cifar_core inspect` and `export`: one JSON line each, exit codes, messages in words."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cifar_core import duplicates, export, label_issues
+from cifar_core.cli import build_parser, main
+from test_cli import cli, last_json
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_model(tiny_run):
+    store, summary = tiny_run
+    return store, store.get(summary["run_id"])
+
+
+def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
+    from cifar_core.data import load_cifar10
+    from cifar_core.evaluate import Interpretation
+
+    store, run = run_model
+    proc = cli(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "0.95"], store.root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = last_json(proc.stdout)
+    assert result["test_images"] == 40 and result["train_images"] == 120 and result["threshold"] == 0.95
+    saved = Interpretation.load(run.dir)
+    assert result["label_issues"] == len(label_issues.find_label_issues(saved.probs, saved.y))
+    assert "out-of-sample" in result["label_issue_probabilities"]
+    data = load_cifar10(str(tiny_data))
+    expected = duplicates.counts(duplicates.cached_scan(run.model_path, data.x_test, data.x_train), 0.95)
+    assert {k: result[k] for k in expected} == expected
+    assert {"data_load_s", "features_s", "label_issues_s", "duplicates_s", "query_ms_p50"} <= set(result["timings"])
+
+    # A second look reads the features from the run folder.
+    again = last_json(cli(["inspect", "--model", run.id, "--data-dir", str(tiny_data)], store.root).stdout)
+    assert again["features_were_cached"] and again["threshold"] == duplicates.DEFAULT_THRESHOLD
+
+
+def test_inspect_refuses_a_threshold_that_is_not_a_similarity(run_model, tiny_data, capsys):
+    store, run = run_model
+    assert main(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "1.5"]) == 2
+    assert "error: --threshold: 1.5 is not a cosine similarity" in capsys.readouterr().err
+
+
+def test_export_prints_the_parity_numbers(run_model, tiny_data, tmp_path):
+    store, run = run_model
+    proc = cli(["export", "--model", run.id, "--format", "tflite", "--data-dir", str(tiny_data), "--out", str(tmp_path)], store.root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = last_json(proc.stdout)
+    assert report["passed"] and report["agreement"] >= 0.995 and report["images"] == 40
+    assert {"size_bytes", "keras_size_bytes", "latency_ms", "keras_latency_ms", "keras_accuracy", "export_accuracy"} <= set(report)
+    assert (tmp_path / "model.tflite").stat().st_size == report["size_bytes"]
+    assert json.loads((tmp_path / "tflite.json").read_text()) == report
+
+
+def test_export_defaults_to_the_runs_folder(run_model, tiny_data, capsys):
+    store, run = run_model
+    assert main(["export", "--runs-dir", str(store.root), "--model", run.id, "--format", "savedmodel", "--data-dir", str(tiny_data),
+                 "--images", "10"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["images"] == 10 and (run.dir / "exports" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_an_export_that_fails_its_check_exits_1_with_the_reason(run_model, tiny_data, tmp_path, monkeypatch, capsys):
+    store, run = run_model
+    monkeypatch.setattr(export, "min_agreement", lambda fmt: 1.01)  # a bar no export can clear
+    code = main(["export", "--model", str(run.model_path), "--format", "tflite", "--data-dir", str(tiny_data), "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert not json.loads(captured.out.strip().splitlines()[-1])["passed"]
+    assert "needs at least 101.0%" in captured.err and "Do not use it" in captured.err
+
+
+def test_export_formats_and_bad_values(run_model, tiny_data, capsys):
+    store, run = run_model
+    choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["export"]._actions if a.dest == "format").choices
+    assert tuple(choices) == export.FORMATS
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", str(run.model_path), "--format", "coreml"])
+    assert exit_info.value.code == 2
+    assert main(["export", "--model", str(run.model_path), "--format", "tflite", "--images", "0"]) == 2
+    assert "error: --images: 0 is not a positive count" in capsys.readouterr().err
+    assert main(["export", "--model", "nowhere/model.keras", "--format", "tflite", "--data-dir", str(tiny_data)]) == 1
+    assert "does not exist" in capsys.readouterr().err
