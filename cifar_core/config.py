@@ -193,7 +193,7 @@ def _whole(value: Any) -> bool:
 
 def _valid_freeze(spec: str) -> bool:
     spec = str(spec)
-    return spec in ("none", "all") or spec in BLOCK_NAMES or WHOLE_RE.fullmatch(spec) is not None
+    return spec in ("none", "all") or spec in BLOCK_NAMES or re.fullmatch(r"[0-9]+", spec) is not None
 
 
 # ---------------------------------------------------------------- text -> TrainConfig

@@ -74,10 +74,12 @@ def plain_message(err: BaseException) -> str:
     """Why an image library could not decode a file, in words (no exception names or object reprs)."""
     text = str(err)
     lowered = text.lower()
+    if isinstance(err, ImageError):  # ours: already in words
+        return text
     if isinstance(err, Image.UnidentifiedImageError):
         return "not an image format that can be read (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
     if isinstance(err, Image.DecompressionBombError):
-        return "the image is too large to decode safely"
+        return "the image is too large to decode safely: it declares more pixels than the limit"
     if "truncated" in lowered or "broken data stream" in lowered:
         return "the image data is truncated or damaged"
     if isinstance(err, OSError) and err.strerror:

@@ -21,7 +21,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from cifar_core import CLASS_NAMES, augment
 from cifar_core.data import NATIVE_SIZE, preprocess
-from cifar_core.image_limits import ImageError, check_pixels, check_size, plain_message, read_image_file, webp_canvas_size
+from cifar_core.image_limits import MAX_PIXELS, ImageError, check_pixels, check_size, plain_message, read_image_file, webp_canvas_size
 from cifar_core.model import load_model
 
 
@@ -58,7 +58,7 @@ def load_image(data: bytes) -> np.ndarray:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError("the image is too large to decode safely") from err
+        raise ImageError(f"the image is too large to decode safely: it declares more pixels than the limit of {MAX_PIXELS:,}") from err
     except Exception as err:  # PIL signals bad files with many exception types
         raise ImageError(f"not a readable image ({plain_message(err)})") from err
 

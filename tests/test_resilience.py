@@ -447,7 +447,7 @@ def make_run(store: RunStore, config: TrainConfig, model: Path, status: str = "c
     return run
 
 
-def test_broken_runs_are_listed_with_reasons_and_the_rest_still_work(tiny_data, tiny_model_file, isolated_artifacts, tmp_path, capsys):
+def test_broken_runs_are_listed_with_reasons_and_the_rest_still_work(tiny_data, tiny_model_file, isolated_artifacts, tmp_path, capsys, monkeypatch):
     store = RunStore(isolated_artifacts)
     config = tiny_config(tiny_data)
     good = make_run(store, config, tiny_model_file)
@@ -474,7 +474,9 @@ def test_broken_runs_are_listed_with_reasons_and_the_rest_still_work(tiny_data, 
     from PIL import Image
 
     Image.new("RGB", (40, 30), (200, 30, 30)).save(image)
-    # With no --model, predict takes the newest *usable* run: the good one, not the three newer broken ones.
+    # With no --model, predict takes the default among *usable* models: the good run, not the three newer
+    # broken ones (no shipped model here, which could otherwise be the more accurate default).
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(tmp_path / "no_shipped_model"))
     predicted = run_cli(["predict", str(image)], isolated_artifacts)
     assert predicted.returncode == 0, predicted.stderr
     assert str(good.model_path) in json.loads(predicted.stdout)["model"]
