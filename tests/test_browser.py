@@ -6,6 +6,7 @@ to tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -41,14 +42,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run, tiny_data, tmp_path_factory):
-    """The dashboard on a free loopback port, over a copy of the tiny run's artifacts."""
-    store, summary = tiny_run
-    artifacts = tmp_path_factory.mktemp("browser") / "artifacts"
-    shutil.copytree(store.root, artifacts)
+@contextlib.contextmanager
+def dashboard(artifacts: Path, data_dir: Path):
+    """`streamlit run app.py` on a free loopback port over `artifacts` and `data_dir` (no shipped model); yields its URL."""
     port = free_port()
-    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(tiny_data),
+    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(data_dir),
            "CIFAR_DEFAULT_MODEL_DIR": str(artifacts / "no_default_model")}
     log = open(artifacts / "streamlit.log", "wb")
     proc = subprocess.Popen(
@@ -67,7 +65,7 @@ def server(tiny_run, tiny_data, tmp_path_factory):
                 time.sleep(0.5)
         else:
             pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
-        yield url, artifacts, summary
+        yield url
     finally:
         proc.terminate()
         try:
@@ -75,6 +73,16 @@ def server(tiny_run, tiny_data, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tiny_data, tmp_path_factory):
+    """The dashboard over a copy of the tiny run's artifacts."""
+    store, summary = tiny_run
+    artifacts = tmp_path_factory.mktemp("browser") / "artifacts"
+    shutil.copytree(store.root, artifacts)
+    with dashboard(artifacts, tiny_data) as url:
+        yield url, artifacts, summary
 
 
 @pytest.fixture(scope="module")
