@@ -121,3 +121,45 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "train").is_dir():
         pytest.skip(f"real CIFAR-10 folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+NOISY_FLIPS = 8  # test images filed under a wrong class
+NOISY_LEAKS = 3  # test images also copied into the training set
+
+
+@pytest.fixture(scope="session")
+def noisy_data(tmp_path_factory) -> dict:
+    """Image folders with 10 test images per class, of which NOISY_FLIPS carry a wrong label and
+    NOISY_LEAKS are also training images: what error analysis should surface. Returns the folder and
+    the (class, file name) of the flipped and the leaked test images."""
+    import shutil
+
+    root = write_folders(tmp_path_factory.mktemp("noisy_cifar"), n_train=12, n_test=10, seed=3)
+    test_files = sorted((root / "test").glob("*/*.png"))
+    picks = np.random.default_rng(0).choice(len(test_files), NOISY_FLIPS + NOISY_LEAKS, replace=False)
+    flipped, leaked = [], []
+    for k, i in enumerate(picks[:NOISY_FLIPS]):
+        src = test_files[i]
+        wrong = CLASS_NAMES[(CLASS_NAMES.index(src.parent.name) + 1 + k % 9) % len(CLASS_NAMES)]
+        dest = root / "test" / wrong / f"flipped_{src.name}"
+        shutil.move(src, dest)
+        flipped.append(dest)
+    for i in picks[NOISY_FLIPS:]:
+        src = test_files[i]
+        shutil.copy(src, root / "train" / src.parent.name / f"leaked_{src.name}")
+        leaked.append(src)
+    return {"root": root, "flipped": flipped, "leaked": leaked}
+
+
+@pytest.fixture(scope="session")
+def noisy_run(tmp_path_factory, noisy_data):
+    """A completed tiny run on `noisy_data`, in its own artifacts folder: (store, summary)."""
+    from cifar_core.runs import RunStore
+    from cifar_core.train import train
+
+    root = tmp_path_factory.mktemp("noisy_run_artifacts")
+    store = RunStore(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CIFAR_ARTIFACTS", str(root))
+        summary = train(tiny_config(noisy_data["root"]), store=store)
+    return store, summary

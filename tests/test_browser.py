@@ -6,6 +6,7 @@ to tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -41,15 +42,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def dashboard(artifacts: Path, data_dir: Path, shipped: Path | None = None):
+    """`streamlit run app.py` on a free loopback port over `artifacts`, `data_dir` and the `shipped` model folder
+    (none by default); yields its URL."""
+    port = free_port()
+    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(data_dir),
+           "CIFAR_DEFAULT_MODEL_DIR": str(shipped or artifacts / "no_default_model")}
+    log = open(artifacts / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_run, tiny_data, tmp_path_factory):
-    """The dashboard on a free loopback port, over a copy of the tiny run's artifacts."""
+    """The dashboard over a copy of the tiny run's artifacts."""
     store, summary = tiny_run
     artifacts = tmp_path_factory.mktemp("browser") / "artifacts"
     shutil.copytree(store.root, artifacts)
-    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(tiny_data),
-           "CIFAR_DEFAULT_MODEL_DIR": str(artifacts / "no_default_model")}
-    for url, _ in _serve(artifacts, env):
+    with dashboard(artifacts, tiny_data) as url:
         yield url, artifacts, summary
 
 
@@ -207,38 +240,8 @@ def real_server(tmp_path_factory):
         pytest.skip(f"real CIFAR-10 folder not found at {SHARED_DATA}")
     artifacts = tmp_path_factory.mktemp("browser_real") / "artifacts"
     artifacts.mkdir()
-    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(SHARED_DATA),
-           "CIFAR_DEFAULT_MODEL_DIR": str(ROOT / "artifacts" / "default")}
-    yield from _serve(artifacts, env)
-
-
-def _serve(artifacts: Path, env: dict):
-    port = free_port()
-    log = open(artifacts / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
+    with dashboard(artifacts, SHARED_DATA, shipped=ROOT / "artifacts" / "default") as url:
         yield url, artifacts
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_quick_try_learns_in_the_browser_and_never_becomes_the_default(real_server, browser, page):
