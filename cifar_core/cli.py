@@ -332,13 +332,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from cifar_core.duplicates import DEFAULT_THRESHOLD
     from cifar_core.inspection import inspect_model
     from cifar_core.model import load_model
-    from cifar_core.runs import model_path_for
+    from cifar_core.model_choice import resolve_model
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0 < threshold <= 1:
         _stderr(f"error: --threshold: {threshold} is not a cosine similarity above 0 and at most 1")
         return EXIT_USAGE
-    path = model_path_for(_store(args), args.model)
+    path = resolve_model(_store(args), args.model).model_path
     model = load_model(path)  # a bad model path fails here, before the data is loaded
     start = time.perf_counter()
     data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
@@ -353,12 +353,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from cifar_core.data import load_cifar10
     from cifar_core.export import ExportError, export_model, failure_message
     from cifar_core.inference import Classifier
-    from cifar_core.runs import model_path_for
+    from cifar_core.model_choice import resolve_model
 
     if args.images < 1:
         _stderr(f"error: --images: {args.images} is not a positive count")
         return EXIT_USAGE
-    path = model_path_for(_store(args), args.model)
+    path = resolve_model(_store(args), args.model).model_path
     classifier = Classifier(path)  # a bad model path fails here, before the data is loaded
     data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
     try:

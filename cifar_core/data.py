@@ -454,10 +454,9 @@ def one_hot(y: np.ndarray) -> np.ndarray:
 
 
 def batched(x, y, batch_size: int, *, training: bool, seed: int = 0):
-    """(x, y) as a tf.data pipeline of batches, reshuffled with `seed` every epoch when training.
+    """(x, y) as a tf.data pipeline of batches (one pass), reshuffled with `seed` every pass when training.
 
-    Shared by the image pipeline and the cached-feature head phase: with the same
-    seed, both see the same batches, so the feature cache changes speed, not results.
+    For validation, evaluation and `make_dataset`; training runs use `epoch_batches`.
     """
     import tensorflow as tf
 
@@ -499,6 +498,26 @@ def make_dataset(
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_batches(x, y, batch_size: int, *, seed: int, extra=None):
+    """Endless (batch number, (x, y[, extra])) pairs, reshuffled every epoch with `seed`.
+
+    Shared by the image stream and the cached-feature head phase: with the same seed,
+    both see the same batches, so the feature cache changes speed, not results.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if extra is None else (x, y, extra))
+    return ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat().enumerate()
+
+
+def feature_stream(features: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0):
+    """Endless training batches of (cached base features, one-hot labels), as `training_stream` orders images."""
+    import tensorflow as tf
+
+    ds = epoch_batches(features, y, batch_size, seed=seed)
+    return ds.map(lambda count, batch: (batch[0], tf.one_hot(batch[1], len(CLASS_NAMES)))).prefetch(tf.data.AUTOTUNE)
+
+
 def training_stream(
     x: np.ndarray,
     y: np.ndarray,
@@ -526,9 +545,7 @@ def training_stream(
     from cifar_core import augment as aug
 
     steps = math.ceil(len(x) / batch_size)
-    bits = aug.flip_bits(len(x), seed)
-    ds = tf.data.Dataset.from_tensor_slices((x, y, bits))
-    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat().enumerate()
+    ds = epoch_batches(x, y, batch_size, seed=seed, extra=aug.flip_bits(len(x), seed))
 
     def prep(count, batch):
         images, labels, bit = batch

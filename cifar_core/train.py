@@ -286,7 +286,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
                  "on cached base features" if use_features else "on live images")
         stage(f"phase {number}/{len(plan)} ({phase.name})")
         if use_features:
-            _fit_head_on_features(config, base, head, splits, phase, callbacks, stage)
+            _fit_head_on_features(config, base, head, splits, phase, steps, callbacks, stage)
         else:
             train_ds = distribute.shard_by_data(data_lib.training_stream(
                 splits.x_train, splits.y_train, config.batch_size, flip=config.flip if config.augment else "none",
@@ -335,16 +335,16 @@ def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallba
 
 
 def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Model, splits: data_lib.Splits, phase: Phase,
-                          callbacks: list, stage: StageReporter) -> None:
+                          steps: int, callbacks: list, stage: StageReporter) -> None:
     """Phase 1 on cached frozen-base features: the base runs once, not every epoch."""
     cache = cache_dir()
     counter = stage.counter("computing the frozen base's features")
     f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=counter)
     f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=counter)
     head.fit(
-        data_lib.batched(f_train, data_lib.one_hot(splits.y_train), config.batch_size, training=True, seed=config.seed),
+        data_lib.feature_stream(f_train, splits.y_train, config.batch_size, seed=config.seed),
         validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val), config.batch_size, training=False),
-        epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0,  # batched() shuffles
+        epochs=phase.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=0,  # the stream shuffles
     )
 
 

@@ -136,5 +136,7 @@ def test_cli_gradcam_check_reports_every_layer_and_the_default(tiny_run, tiny_da
 
 @pytest.mark.parametrize("flags, message", [(["--images", "0"], "--images"), (["--fraction", "1.5"], "--fraction")])
 def test_cli_gradcam_check_refuses_bad_values(flags, message, capsys):
-    assert main(["gradcam", *flags]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error, before any model is loaded
+        main(["gradcam", *flags])
+    assert exit_.value.code == 2
     assert message in capsys.readouterr().err
