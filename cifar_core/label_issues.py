@@ -31,7 +31,10 @@ def find_label_issues(probs: np.ndarray, y: np.ndarray, class_names: tuple[str, 
         return pd.DataFrame(columns=columns, index=pd.Index([], name="image"))
     # cleanlab needs rows that sum to 1 (float32 softmax can miss by ~1e-7).
     probs = probs / probs.sum(axis=1, keepdims=True)
-    ranked = np.asarray(cleanlab_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence"), dtype=np.int64)
+    # n_jobs=1: cleanlab's default forks a process pool, and a fork of a process running
+    # TensorFlow's threads can deadlock (seen in the test suite: a child hung for minutes).
+    ranked = np.asarray(cleanlab_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence", n_jobs=1),
+                        dtype=np.int64)
     names = np.asarray(class_names)
     suggested = probs[ranked].argmax(axis=1)
     return pd.DataFrame({
