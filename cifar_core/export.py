@@ -237,7 +237,7 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
 
     `classifier` is the model's loaded `inference.Classifier`, when the caller has it already.
     """
-    from cifar_core.inference import Classifier
+    from cifar_core.inference import Classifier, trained_with_tta
 
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
@@ -247,7 +247,9 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
         raise ExportError("TFLite int8 needs training images to calibrate on, and the data folder has none.")
     if fmt == "onnx":
         _onnx_tools()
-    keras_model = classifier or Classifier(model_path)  # the studio's own prediction path: what the export must match
+    # The studio's own prediction path, one view: the exported network is the model itself, so it is checked
+    # against the model without test-time augmentation (a model trained for TTA says so in the report).
+    keras_model = classifier if classifier is not None and not classifier.tta else Classifier(model_path, tta=False)
     out_dir = Path(out_dir or default_out_dir(model_path))
     out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / FILE_NAMES[fmt]
@@ -291,6 +293,9 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
         "input": "float32 RGB pixels 0..255, shape (N, 32, 32, 3)",
         "output": "probabilities (N, 10) in the order of class_names",
         "class_names": list(CLASS_NAMES),
+        # One view per image; a model trained for TTA gets its studio accuracy by averaging the views
+        # of `augment.tta_views` (image, mirror, 1-pixel shifts) through the exported model.
+        "model_trained_with_tta": trained_with_tta(Path(model_path)),
     }
     (out_dir / f"{fmt}.json").write_text(json.dumps(report, indent=2))
     return report
