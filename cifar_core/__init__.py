@@ -1,18 +1,15 @@
 """cifar_core: the engine of the VGG16 CIFAR-10 transfer-learning studio.
 
-Modules, one job each:
-  config     TrainConfig, the validated settings shared by the CLI and the dashboard
-  data       finding, decoding, caching and splitting CIFAR-10; the tf.data pipeline
-  model      VGG16 / VGG16-BN bases, classifier heads, cut points, freezing
-  features   the frozen-base feature cache used by the head phase
-  callbacks  the Keras callback that streams metrics into the run store and obeys stop requests
-  train      the two-phase (head, fine-tune) training of one run
-  runs       the run store: SQLite index plus one folder per run
-  launcher   starting a training as a background process, one at a time
-  evaluate   Interpretation: probabilities, metrics, confusion matrix, top losses
-  inference  classifying arbitrary user images
-  bench      the speed benchmark
-  cli        `python -m cifar_core`
+Modules, one job each (the README's "Files" section groups them):
+  config, train_form, recipe        the settings (described once), the form, the recipes
+  data, augment, image_limits       the dataset, tf.data, augmentation, size checks of image files
+  model, features, safe_h5          VGG16 / VGG16-BN, the frozen-feature cache, checks of weights files
+  train, callbacks, faults          one run's training; metrics, backups; the fault-injection hook
+  runs, launcher, run_progress, outcome, model_choice   the run store and what the dashboard shows of it
+  evaluate, test_predictions, embeddings, label_issues, duplicates, inspection   error analysis
+  inference, previews, gradcam      classifying and drawing user images; Grad-CAM
+  export, tensorboard_log, publish  taking models and runs elsewhere
+  plots, bench, distribute, paths, cli
 """
 
 CLASS_NAMES: tuple[str, ...] = (

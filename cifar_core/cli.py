@@ -436,13 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = add("inspect", "data issues seen through a model: likely label mistakes, near duplicates, train/test leaks (one JSON line)")
-    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--threshold", type=float, default=None, help="cosine similarity at which two images count as near duplicates (default: the studio's, printed in the JSON)")
     p.set_defaults(func=cmd_inspect)
 
     p = add("export", "export a model for other runtimes, checked against Keras on test images (one JSON line)")
-    p.add_argument("--model", default=None, metavar="RUN_ID_OR_MODEL_PATH", help="default: newest completed run, else the shipped model")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "tflite-int8", "onnx"))
     p.add_argument("--out", default=None, metavar="DIR", help="default: the run's exports/ folder, or artifacts/exports/ for other models")
     p.add_argument("--data-dir", default=None)
