@@ -30,7 +30,8 @@ PRESET_HELP = {
         "a first model in about a minute, to see the whole loop work; expect roughly 60% test accuracy.",
     "Shipped model's recipe (~60 minutes on 2 CPU cores)":
         "Reproduces artifacts/default: a half-width VGG16-BN from scratch, 24 epochs with the airbench94-style recipe "
-        "(one-cycle Nesterov SGD, label smoothing 0.2, alternating flips, 2-pixel shifts, test-time augmentation).",
+        "(one-cycle Nesterov SGD, label smoothing 0.2, alternating flips, 2-pixel shifts, test-time augmentation). "
+        "Measured here: 87.7% test accuracy with TTA (86.3% without) in 68 minutes on 2 CPU cores shared with other work.",
     "Seed notebook (VGG16 on ImageNet weights; needs internet)":
         "The seed notebook's settings: ImageNet VGG16, a flatten head, RMSprop at 1e-4, 15 + 20 epochs. "
         "Keras downloads the ImageNet weights on first use, so this needs internet (or the weights file).",
