@@ -99,20 +99,24 @@ def tiny_config(data_dir: Path, **overrides):
     return TrainConfig(**values).validate()
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, tiny_data):
-    """A completed tiny run in its own artifacts folder: (store, summary)."""
+def trained_run(root: Path, data_dir: Path):
+    """Train `tiny_config(data_dir)` into a run store at `root`: (store, summary)."""
     from cifar_core.runs import RunStore
     from cifar_core.train import train
 
-    root = tmp_path_factory.mktemp("tiny_run_artifacts")
     store = RunStore(root)
     # Session fixtures run before the autouse `isolated_artifacts`, so point the
     # data and feature caches at this run's folder rather than the project's artifacts/.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CIFAR_ARTIFACTS", str(root))
-        summary = train(tiny_config(tiny_data), store=store)
+        summary = train(tiny_config(data_dir), store=store)
     return store, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_data):
+    """A completed tiny run in its own artifacts folder: (store, summary)."""
+    return trained_run(tmp_path_factory.mktemp("tiny_run_artifacts"), tiny_data)
 
 
 @pytest.fixture
@@ -154,12 +158,4 @@ def noisy_data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def noisy_run(tmp_path_factory, noisy_data):
     """A completed tiny run on `noisy_data`, in its own artifacts folder: (store, summary)."""
-    from cifar_core.runs import RunStore
-    from cifar_core.train import train
-
-    root = tmp_path_factory.mktemp("noisy_run_artifacts")
-    store = RunStore(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CIFAR_ARTIFACTS", str(root))
-        summary = train(tiny_config(noisy_data["root"]), store=store)
-    return store, summary
+    return trained_run(tmp_path_factory.mktemp("noisy_run_artifacts"), noisy_data["root"])
