@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cifar_core import CLASS_NAMES, duplicates, embeddings, label_issues, model_choice, plots, previews, test_predictions
+from cifar_core import duplicates, embeddings, label_issues, model_choice, plots, previews, test_predictions
 from cifar_core.config import TrainConfig
-from cifar_core.data import DataError, describe_source, load_cifar10
+from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
 from cifar_core.gradcam import GradCam, cam_layers, default_layer
 from cifar_core.inference import Classifier
@@ -139,12 +139,13 @@ def gradcam_picker(choice: ModelChoice, key: str) -> GradCam:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _test_set(data_dir: str, key: str, _progress=None) -> tuple[np.ndarray, np.ndarray]:
-    return test_predictions.load_test_set(data_dir, progress=_progress)
+def _test_set(data_dir: str, key: str, class_names: tuple[str, ...], _progress=None) -> tuple[np.ndarray, np.ndarray]:
+    return test_predictions.load_test_set(data_dir, class_names, progress=_progress)
 
 
-def test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The test images and labels of `data_dir`, or None (with a message shown) when there are none.
+def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test images of a model's classes in `data_dir`, labelled in its output order, or None
+    (with a message shown) when there are none.
 
     The first load decodes them with a progress bar; later ones come from the caches.
     """
@@ -158,7 +159,7 @@ def test_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"Loading the images ({what}): {done:,}/{total:,}")
 
     try:
-        return _test_set(data_dir, str(status["counts"]), progress)
+        return _test_set(data_dir, str(status["counts"]), tuple(class_names), progress)
     except DataError as err:
         st.error(f"The test images could not be loaded: {plain(err)}")
         return None
@@ -186,18 +187,18 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
 
 
 @st.cache_resource(show_spinner="Loading the training images…", max_entries=2)
-def _train_set(data_dir: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    data = load_cifar10(data_dir)  # decoded with the test images already, so read from the data cache
-    return data.x_train, data.y_train
+def _train_set(data_dir: str, key: str, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    # Decoded with the test images already, so read from the data cache.
+    return test_predictions.load_train_set(data_dir, class_names)
 
 
-def train_set(data_dir: str | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The training images and labels of `data_dir`, or None when the folder has none."""
+def train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training images of a model's classes in `data_dir`, or None when the folder has none."""
     status = describe_source(data_dir)
     if not status["ok"] or not status["counts"].get("train"):
         return None
     try:
-        return _train_set(data_dir, str(status["counts"]))
+        return _train_set(data_dir, str(status["counts"]), tuple(class_names))
     except DataError:
         return None
 
@@ -223,7 +224,7 @@ def _neighbour_index(path: str, mtime: float, data: str, _feats: np.ndarray, _y:
 def training_neighbours(choice: ModelChoice) -> tuple[embeddings.NeighbourIndex, np.ndarray] | None:
     """The index over the training images' features and the images themselves; None without training images."""
     data_dir = test_predictions.data_dir_for(choice)
-    train = train_set(data_dir)
+    train = train_set(data_dir, choice.class_names)
     if train is None:
         return None
     data_id = f"{data_dir}|{len(train[1])}"
@@ -241,8 +242,8 @@ def embedder(choice: ModelChoice) -> embeddings.Embedder:
     return _embedder(str(choice.model_path), choice.model_path.stat().st_mtime)
 
 
-def similar_training_images(feature_row: np.ndarray, neighbours: tuple[embeddings.NeighbourIndex, np.ndarray], *,
-                            k: int = 8) -> None:
+def similar_training_images(feature_row: np.ndarray, neighbours: tuple[embeddings.NeighbourIndex, np.ndarray],
+                            class_names: tuple[str, ...], *, k: int = 8) -> None:
     """The `k` training images nearest to one image in the model's feature space, with their labels."""
     index, x_train = neighbours
     start = time.perf_counter()
@@ -253,7 +254,7 @@ def similar_training_images(feature_row: np.ndarray, neighbours: tuple[embedding
     for col, i, s in zip(st.columns(k), idx[0], sim[0]):
         with col:
             st.image(previews.upscale(x_train[i]), width="stretch")
-            st.markdown(f"**{CLASS_NAMES[index.labels[i]]}**")
+            st.markdown(f"**{class_names[index.labels[i]]}**")
             st.caption(f"train #{i} · similarity {s:.3f}")
 
 
@@ -308,7 +309,7 @@ def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, colum
             overlays: np.ndarray | None = None, show_loss: bool = False, true_word: str = "true") -> None:
     """A grid of test images (or their `overlays`, one per index); with `pick_key`, each has a
     button that stores its index in session state (the page then opens its detail)."""
-    names = np.asarray(CLASS_NAMES)
+    names = np.asarray(interp.class_names)
     shown = x[indices] if overlays is None else overlays
     for start in range(0, len(indices), columns):
         cols = st.columns(columns)
@@ -368,13 +369,14 @@ def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interp
     and the training images most like it."""
     left, middle, right = st.columns([1, 1, 2])
     left.image(previews.upscale(x_test[i], 6))
-    left.markdown(f"true **{CLASS_NAMES[interp.y[i]]}** ({interp.true_probs[i]:.1%}) · predicted "
-                  f"**{CLASS_NAMES[interp.preds[i]]}** ({interp.confidence[i]:.1%}) · loss {interp.losses[i]:.3f}")
+    names = interp.class_names
+    left.markdown(f"true **{names[interp.y[i]]}** ({interp.true_probs[i]:.1%}) · predicted "
+                  f"**{names[interp.preds[i]]}** ({interp.confidence[i]:.1%}) · loss {interp.losses[i]:.3f}")
     with middle:
-        explained = st.selectbox("Grad-CAM: evidence for", CLASS_NAMES, index=int(interp.preds[i]), key=f"cam_class_{i}")
+        explained = st.selectbox("Grad-CAM: evidence for", names, index=int(interp.preds[i]), key=f"cam_class_{i}")
         cam = gradcam_picker(choice, key=f"{pick_key}_cam_layer")
-        st.image(previews.upscale(cam.overlays(x_test[[i]], np.array([CLASS_NAMES.index(explained)]))[0], 6))
-    right.plotly_chart(plots.probs_figure(dict(zip(CLASS_NAMES, interp.probs[i].tolist())), height=300),
+        st.image(previews.upscale(cam.overlays(x_test[[i]], np.array([names.index(explained)]))[0], 6))
+    right.plotly_chart(plots.probs_figure(dict(zip(names, interp.probs[i].tolist())), height=300),
                        key=f"{pick_key}_probs", config={"displayModeBar": False})
     st.markdown("**Similar training images**")
     neighbours = training_neighbours(choice)
@@ -383,7 +385,7 @@ def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interp
     else:
         data_dir = test_predictions.data_dir_for(choice)
         test_feats = features(choice, "test", x_test, f"{data_dir}|{len(x_test)}")
-        similar_training_images(test_feats[i], neighbours)
+        similar_training_images(test_feats[i], neighbours, interp.class_names)
 
 
 def detail_dialog(choice: ModelChoice, x_test: np.ndarray, interp: Interpretation, pick_key: str) -> None:

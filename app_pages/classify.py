@@ -55,6 +55,6 @@ for i, (upload, result) in enumerate(zip(files, results)):
                 st.markdown(f"### {best['label']} · {best['prob']:.1%}")
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
-                st.caption(f"top 3 of 10 classes · {model.label}")
+                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {model.label}")
         if i in upload_features:
-            studio_ui.similar_training_images(upload_features[i], neighbours)
+            studio_ui.similar_training_images(upload_features[i], neighbours, model.class_names)

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import CLASS_NAMES, duplicates, embeddings, model_choice, plots, test_predictions
+from cifar_core import duplicates, embeddings, model_choice, plots, test_predictions
 
 DETAIL = "error_detail"  # the session key of the image whose details are open
 
@@ -21,12 +21,13 @@ model = studio_ui.require_model()
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.
 data_dir = test_predictions.data_dir_for(model)
-images = studio_ui.test_set(data_dir)
+images = studio_ui.test_set(data_dir, model.class_names)
 interp = studio_ui.predictions(model, images) if images is not None else test_predictions.saved_predictions(model)
 if interp is None:
     st.info("This model has no saved test predictions, and without the test images none can be made.", icon=":material/info:")
     st.stop()
 x_test = images[0] if images is not None else None
+names = interp.class_names
 data_id = f"{data_dir}|{len(interp.y)}"
 NO_IMAGES = "The galleries need the test images (see the sidebar)."
 
@@ -58,8 +59,8 @@ confusion_tab, losses_tab, map_tab, labels_tab, duplicates_tab = st.tabs(
     ["Confusion matrix", "Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks"], key="error_tab", on_change="rerun")
 
 # ---------------------------------------------------------------- confusion matrix
-if "cell_true" not in st.session_state:
-    true_name, pred_name, _ = (interp.most_confused() or [(CLASS_NAMES[0], CLASS_NAMES[0], 0)])[0]
+if st.session_state.get("cell_true") not in names or st.session_state.get("cell_pred") not in names:  # first visit, or another model's classes
+    true_name, pred_name, _ = (interp.most_confused() or [(names[0], names[0], 0)])[0]
     st.session_state["cell_true"], st.session_state["cell_pred"] = true_name, pred_name
 st.session_state.setdefault("cm_show", "counts")
 # Widgets in a closed tab are not drawn, and Streamlit forgets the state of widgets it
@@ -90,8 +91,8 @@ if confusion_tab.open:
         matrix_col, pairs_col = st.columns([3, 2])
         with matrix_col:
             st.segmented_control("Show", ["counts", "row-normalised"], required=True, key="cm_show")
-            selected_cell = (CLASS_NAMES.index(st.session_state["cell_true"]), CLASS_NAMES.index(st.session_state["cell_pred"]))
-            st.plotly_chart(plots.confusion_figure(cm, CLASS_NAMES, normalized, highlight=selected_cell), key="confusion_chart",
+            selected_cell = (names.index(st.session_state["cell_true"]), names.index(st.session_state["cell_pred"]))
+            st.plotly_chart(plots.confusion_figure(cm, names, normalized, highlight=selected_cell), key="confusion_chart",
                             on_select=select_cell, selection_mode="points", config={"displayModeBar": False})
             st.caption("Rows are the true classes, columns the predictions. Click a cell to see its images; "
                        "the outlined cell is the one shown below.")
@@ -102,9 +103,9 @@ if confusion_tab.open:
             st.caption("Select a row to see its images.")
 
         left, right = st.columns(2)
-        true_name = left.selectbox("True class", CLASS_NAMES, key="cell_true")
-        pred_name = right.selectbox("Predicted as", CLASS_NAMES, key="cell_pred")
-        cell = interp.cell(CLASS_NAMES.index(true_name), CLASS_NAMES.index(pred_name))
+        true_name = left.selectbox("True class", names, key="cell_true")
+        pred_name = right.selectbox("Predicted as", names, key="cell_pred")
+        cell = interp.cell(names.index(true_name), names.index(pred_name))
         st.subheader(f"{true_name} predicted as {pred_name}: {len(cell)} image(s)")
         if x_test is None:
             st.caption(NO_IMAGES)
@@ -147,7 +148,7 @@ if map_tab.open:
             if len(methods) == 1:
                 st.caption("UMAP needs the umap-learn package (pip install umap-learn); PCA is shown.")
             xy = studio_ui.projection(model, x_test, feats, method.lower(), data_id)
-            event = st.plotly_chart(plots.embedding_figure(xy, interp.y, interp.preds, CLASS_NAMES, method), key="embedding_map",
+            event = st.plotly_chart(plots.embedding_figure(xy, interp.y, interp.preds, names, method), key="embedding_map",
                                     on_select="rerun", selection_mode=("lasso", "box"))
             st.caption(f"Each point is a test image, placed by the model's penultimate-layer features ({feats.shape[1]} numbers "
                        f"per image) reduced to two dimensions by {method}; colour is the true class, crosses are mistakes. "
@@ -182,7 +183,7 @@ if labels_tab.open:
 # ---------------------------------------------------------------- duplicates and leaks
 if duplicates_tab.open:
     with duplicates_tab:
-        train = studio_ui.train_set(data_dir)
+        train = studio_ui.train_set(data_dir, model.class_names)
         if x_test is None or train is None:
             st.caption("Finding duplicates and leaks needs the test and the training images (see the sidebar).")
         else:
@@ -205,17 +206,17 @@ if duplicates_tab.open:
             if shown == "train/test leaks":
                 studio_ui.paged_pairs(duplicates.leak_pairs(scan, threshold), key="leaks", tile=lambda row: studio_ui.pair_tile(
                     x_test[int(row["test"])], x_train[int(row["train"])],
-                    f"test #{int(row['test'])} {CLASS_NAMES[interp.y[int(row['test'])]]} · train #{int(row['train'])} "
-                    f"{CLASS_NAMES[y_train[int(row['train'])]]} · {row['similarity']:.3f}"))
+                    f"test #{int(row['test'])} {names[interp.y[int(row['test'])]]} · train #{int(row['train'])} "
+                    f"{names[y_train[int(row['train'])]]} · {row['similarity']:.3f}"))
             else:
                 studio_ui.paged_pairs(duplicates.duplicate_pairs(scan, threshold), key="test_duplicates", tile=lambda row: studio_ui.pair_tile(
                     x_test[int(row["a"])], x_test[int(row["b"])],
-                    f"test #{int(row['a'])} {CLASS_NAMES[interp.y[int(row['a'])]]} · test #{int(row['b'])} "
-                    f"{CLASS_NAMES[interp.y[int(row['b'])]]} · {row['similarity']:.3f}"))
+                    f"test #{int(row['a'])} {names[interp.y[int(row['a'])]]} · test #{int(row['b'])} "
+                    f"{names[interp.y[int(row['b'])]]} · {row['similarity']:.3f}"))
 
 st.header("Downloads", divider="gray")
 d1, d2, d3 = st.columns(3)
-d1.download_button("Confusion matrix (PNG)", lambda: plots.confusion_png(cm, CLASS_NAMES, normalized),
+d1.download_button("Confusion matrix (PNG)", lambda: plots.confusion_png(cm, names, normalized),
                    file_name="confusion_matrix.png", mime="image/png", icon=":material/download:")
 curves = model_choice.history(model, studio_ui.store())
 d2.download_button("Training curves (PNG)", lambda: plots.curves_png(curves), file_name="training_curves.png",

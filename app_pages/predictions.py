@@ -3,13 +3,13 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import CLASS_NAMES, test_predictions
+from cifar_core import test_predictions
 
 st.title("Predictions")
 
 model = studio_ui.require_model()
 
-images = studio_ui.test_set(test_predictions.data_dir_for(model))
+images = studio_ui.test_set(test_predictions.data_dir_for(model), model.class_names)
 if images is None:
     st.stop()
 x_test, _ = images
@@ -18,8 +18,8 @@ table = interp.table()
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([2, 2, 1])
-    true_filter = c1.multiselect("True class", CLASS_NAMES, placeholder="any")
-    pred_filter = c2.multiselect("Predicted class", CLASS_NAMES, placeholder="any")
+    true_filter = c1.multiselect("True class", model.class_names, placeholder="any")
+    pred_filter = c2.multiselect("Predicted class", model.class_names, placeholder="any")
     verdict = c3.segmented_control("Verdict", ["all", "right", "wrong"], default="all", required=True)
     c4, c5, c6 = st.columns([2, 2, 1])
     conf_range = c4.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01)

@@ -66,8 +66,8 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
         report = export.read_report(out_dir, fmt)
         if clicked:
             with result_col:
-                images = studio_ui.test_set(data_dir)
-                train = studio_ui.train_set(data_dir) if fmt == "tflite-int8" else None
+                images = studio_ui.test_set(data_dir, choice.class_names)
+                train = studio_ui.train_set(data_dir, choice.class_names) if fmt == "tflite-int8" else None
                 try:
                     with st.spinner(f"Exporting to {label} and checking it against Keras…"):
                         report = export.export_model(choice.model_path, fmt, *images, x_train=train[0] if train else None,

@@ -5,7 +5,6 @@ import streamlit as st
 import studio_ui
 from cifar_core import launcher, outcome, plots, run_progress, train_form
 from cifar_core.config import ConfigError, field_kind
-from cifar_core.data import describe_source
 from cifar_core.runs import LIVE, RunError
 
 st.title("Train")
@@ -114,6 +113,8 @@ if st.session_state.get("form_preset") != preset or "cfg_seed" not in st.session
 elif copied:
     st.info(f"The form holds the settings of {copied}.", icon=":material/content_copy:")
 
+base_models = train_form.base_model_choices(store)
+data_classes = train_form.data_class_names(st.session_state.get("cfg_data_dir"))
 with st.form("train_form"):
     slots = {}
     for section, fields in train_form.sections().items():
@@ -129,21 +130,26 @@ with st.form("train_form"):
                 else:
                     st.text_input(label, key=key, help=help_text)
                 if f.name == "weights":
+                    st.selectbox("…or start from a trained model's base (transfer)", ["—"] + list(base_models),
+                                 key="cfg_weights_model", help="the convolutional base of one of your models, with a new head for "
+                                 "this run's classes; use the same architecture and width, and choose Phase 1/2 settings for transfer")
                     st.file_uploader("…or upload a base weights file", type=["h5"], key="cfg_weights_upload",
                                      help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False)")
+                if f.name == "classes" and data_classes:
+                    st.caption(f"Classes in the data folder: {', '.join(data_classes)}")
                 slots[f.name] = st.empty()
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
     values = {f.name: st.session_state[f"cfg_{f.name}"] for f in train_form.form_fields()}
     upload = st.session_state.get("cfg_weights_upload")
+    if st.session_state.get("cfg_weights_model", "—") != "—":
+        values["weights"] = base_models[st.session_state["cfg_weights_model"]]
     if upload is not None:
         values["weights"] = str(train_form.save_uploaded_weights(upload.name, upload.getvalue()))
     try:
         config = train_form.config_from_form(values)
-        data = describe_source(config.resolved_data_dir())
-        if not data["ok"]:  # the dashboard never falls back to Keras' download, which needs internet
-            raise ConfigError({"data_dir": data["message"]})
+        train_form.check_data(config)
         run = launcher.start_training(config, store)
     except ConfigError as err:
         for name, message in err.errors.items():

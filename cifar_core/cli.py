@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cifar_core import NUM_CLASSES
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
 
 EXIT_USAGE = 2
@@ -36,6 +35,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif field_kind(f) == "ints":
             parser.add_argument(_flag(f.name), nargs="+", default=None, metavar="N", help=help_text)
+        elif field_kind(f) == "words":
+            parser.add_argument(_flag(f.name), nargs="+", default=None, metavar="NAME", help=help_text + "; comma- or space-separated")
         else:
             choices = f.metadata["choices"]
             metavar = "{" + ",".join(choices) + "}" if choices else f.name.upper()
@@ -185,6 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core import data as data_lib
+    from cifar_core.classes import model_class_names
     from cifar_core.evaluate import evaluate_model
     from cifar_core.model import load_model
     from cifar_core.model_choice import resolve_model
@@ -202,11 +204,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data_dir:
         config.validate()
     tta = bool(config.tta) if args.tta is None else args.tta  # the model's own TTA unless told otherwise
+    model = load_model(choice.model_path)
+    class_names = model_class_names(choice.model_path, int(model.output_shape[-1]))
     data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=_tqdm_progress())
+    data = data_lib.select_classes(data, class_names)  # the model's classes, labelled in its output order
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
-    model = load_model(choice.model_path)
-    interp = evaluate_model(model, x, y, input_size=int(model.input_shape[1]), tta=tta, progress=_tqdm_progress())
+    interp = evaluate_model(model, x, y, input_size=int(model.input_shape[1]), tta=tta, progress=_tqdm_progress(),
+                            class_names=class_names)
     if choice.run_id:  # results go to run folders only: the shipped model and arbitrary files are never written to
         interp.save(choice.folder, args.split)
     _print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict()})
@@ -257,13 +262,13 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
 def cmd_gradcam(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cifar_core.data import load_cifar10
+    from cifar_core.data import load_cifar10, select_classes
     from cifar_core.gradcam import deletion_check, default_layer
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
-    data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
+    data = select_classes(load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress()), classifier.class_names)
     pick = np.random.default_rng(args.seed).choice(len(data.x_test), min(args.images, len(data.x_test)), replace=False)
     default = default_layer(classifier.model)
     for row in deletion_check(classifier.model, data.x_test[pick], classifier.predict_arrays, args.layers, args.fraction, args.seed):
@@ -305,6 +310,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
+    if args.which == "transfer":
+        from cifar_core.transfer import run_transfer
+
+        for row in run_transfer(data_dir, quick=args.quick, echo=_stderr):
+            _print_json(row)
+        return 0
     if args.which == "ablation":
         from cifar_core.recipe import run_ablation
 
@@ -328,7 +339,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import time
 
-    from cifar_core.data import load_cifar10
+    from cifar_core.classes import model_class_names
+    from cifar_core.data import load_cifar10, select_classes
     from cifar_core.duplicates import DEFAULT_THRESHOLD
     from cifar_core.inspection import inspect_model
     from cifar_core.model import load_model
@@ -342,6 +354,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     model = load_model(path)  # a bad model path fails here, before the data is loaded
     start = time.perf_counter()
     data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
+    data = select_classes(data, model_class_names(path, int(model.output_shape[-1])))
     load_s = time.perf_counter() - start
     result = inspect_model(path, data, model=model, threshold=threshold, progress=_tqdm_progress())
     result["timings"] = {"data_load_s": round(load_s, 3), **result["timings"]}
@@ -350,7 +363,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cifar_core.data import load_cifar10
+    from cifar_core.data import load_cifar10, select_classes
     from cifar_core.export import ExportError, export_model, failure_message
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
@@ -360,7 +373,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     path = resolve_model(_store(args), args.model).model_path
     classifier = Classifier(path)  # a bad model path fails here, before the data is loaded
-    data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
+    data = select_classes(load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress()), classifier.class_names)
     try:
         report = export_model(path, args.format, data.x_test, data.y_test, x_train=data.x_train, classifier=classifier,
                               out_dir=Path(args.out) if args.out else None, images=args.images)
@@ -404,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
-    p.add_argument("--top", type=_whole(1, NUM_CLASSES), default=3, help=f"classes to list per file, 1 to {NUM_CLASSES}")
+    p.add_argument("--top", type=_whole(1, 1000), default=3, help="classes to list per file (at most the model's classes)")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write a Grad-CAM overlay PNG of each top class here")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -427,10 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_ID")
     p.set_defaults(func=cmd_stop)
 
-    p = add("bench", "speed benchmark against the seed's recipe, or the recipe's ablation")
-    p.add_argument("which", nargs="?", choices=("speed", "ablation"), default="speed",
+    p = add("bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer"), default="speed",
                    help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
-                        "one JSON line per variant")
+                        "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
+                        "images per class from scratch, with a head on the frozen base, and with head + fine-tuning")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.set_defaults(func=cmd_bench)

@@ -51,9 +51,10 @@ class TrainConfig:
 
     data_dir: str | None = setting(None, "Data", "Data folder", "CIFAR-10 folder (image folders, Kaggle layout or python batches); default $CIFAR10_DIR, else Keras' download")
     limit: int | None = setting(None, "Data", "Images per class (empty = all)", "use only the first N training images per class (quick runs); only those are decoded")
+    classes: tuple[str, ...] | None = setting(None, "Data", "Classes (empty = all)", "train on these class folders of the dataset only, e.g. dog, frog, horse (empty = all of them); the model predicts just these")
     val_fraction: float = setting(0.1, "Data", "Validation fraction", "fraction of the training images held out (stratified) for validation")
     skip_bad: bool = setting(False, "Data", "Skip unreadable files", "skip unreadable image files (their count is reported) instead of failing")
-    weights: str = setting("imagenet", "Network", "Base weights", "'imagenet' (Keras download), 'none' (random init, from scratch) or a path to a base weights file")
+    weights: str = setting("imagenet", "Network", "Base weights", "'imagenet' (Keras download), 'none' (random init, from scratch), a base weights file, or a trained model (.keras) whose base to start from (transfer learning)")
     arch: str = setting("vgg16", "Network", "Architecture", "vgg16 (keras.applications) or vgg16_bn (same layout with BatchNorm, for training from scratch)", ARCHS)
     width: float = setting(1.0, "Network", "Width (vgg16_bn)", "conv width multiplier for vgg16_bn (0.5 = half of VGG16's filters, ~4x less compute); vgg16 is always 1")
     bn_scale: bool = setting(True, "Network", "BatchNorm scale (vgg16_bn)", "BatchNorm layers of the base learn a scale; off fixes it at 1, as airbench94 does")
@@ -148,6 +149,9 @@ class TrainConfig:
         check("batch_size", isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096, f"must be a whole number from 1 to 4096, got {self.batch_size!r}")
         check("patience", isinstance(self.patience, int) and self.patience >= 0, f"must be a whole number >= 0, got {self.patience!r}")
         check("val_fraction", _number(self.val_fraction) and 0.0 < self.val_fraction < 0.5, f"must be in (0, 0.5), got {self.val_fraction!r}")
+        check("classes", self.classes is None or (len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes)
+                                                  and all(isinstance(c, str) and c.strip() == c and c for c in self.classes)),
+              f"must be empty or two or more different class names, got {', '.join(map(str, self.classes or ()))!r}")
         check("limit", self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), f"must be empty or a whole number >= 2, got {self.limit!r}")
         # numpy's (hence Keras') seeds are 32-bit: a larger one fails only when training starts.
         check("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
@@ -160,6 +164,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["head_units"] = list(self.head_units)
+        d["classes"] = list(self.classes) if self.classes is not None else None
         return d
 
     def to_json(self) -> str:
@@ -173,8 +178,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError({k: "unknown setting" for k in unknown})
         d = dict(d)
-        if "head_units" in d:
-            d["head_units"] = tuple(d["head_units"])
+        for name in ("head_units", "classes"):
+            if isinstance(d.get(name), list):
+                d[name] = tuple(d[name])
         return cls(**d).validate()
 
     def resolved_data_dir(self) -> str | None:
@@ -216,9 +222,9 @@ def parse_number(text: Any, kind: type) -> int | float:
 
 
 def field_kind(f: dataclasses.Field) -> str:
-    """'bool', 'int', 'float', 'ints' (a list of whole numbers) or 'str', from the field's annotation."""
+    """'bool', 'int', 'float', 'ints' (a list of whole numbers), 'words' (a list of names) or 'str', from the field's annotation."""
     kind = str(f.type).replace(" | None", "")
-    return {"tuple[int, ...]": "ints"}.get(kind, kind)
+    return {"tuple[int, ...]": "ints", "tuple[str, ...]": "words"}.get(kind, kind)
 
 
 def optional(f: dataclasses.Field) -> bool:
@@ -242,6 +248,10 @@ def _parse_value(f: dataclasses.Field, raw: Any) -> Any:
         if bad or not items:
             raise ValueError(f"must be whole numbers separated by commas, e.g. 512, 256; {', '.join(repr(b) for b in bad) or 'nothing'} is not")
         return tuple(int(i) for i in items)
+    if kind == "words":
+        items = raw.split(",") if isinstance(raw, str) else [str(i) for i in raw]
+        names = tuple(n.strip() for item in items for n in item.split(",") if n.strip())
+        return names or None
     if not isinstance(raw, str):
         return raw  # typed already (a form's toggle or number box, or config.json)
     if kind == "bool":

@@ -1,5 +1,8 @@
 """CIFAR-10 data: find it, decode it once, cache it, split it, and feed it to Keras.
 
+An image-folder dataset may hold any set of class folders (its class list is the
+sorted folder names); `select_classes` keeps some of them (`--classes`).
+
 Accepted sources, detected from the folder's layout:
   1. image folders    <root>/{train,test}/<class>/*.{png,jpg,jpeg}
   2. Kaggle layout    <root>/train/<id>.png + <root>/trainLabels.csv
@@ -26,7 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cifar_core import CLASS_NAMES, faults
+from cifar_core import CLASS_NAMES, NUM_CLASSES, faults
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
 
@@ -52,7 +55,7 @@ class DataError(RuntimeError):
 
 @dataclass
 class CifarData:
-    """Decoded CIFAR-10: uint8 images (N, 32, 32, 3) and integer labels (N,)."""
+    """Decoded images: uint8 (N, 32, 32, 3), integer labels (N,) indexing `class_names`."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -84,7 +87,7 @@ def detect_layout(root: Path) -> tuple[str, Path]:
 def describe_source(data_dir: str | None) -> dict:
     """A cheap summary for status displays: layout and image counts, without decoding.
 
-    Returns {"ok": bool, "layout", "path", "counts": {split: n}} or {"ok": False, "message"}.
+    Returns {"ok": bool, "layout", "path", "counts": {split: n}, "class_names"} or {"ok": False, "message"}.
     """
     if not data_dir:
         return {"ok": False, "message": "No data folder set (CIFAR10_DIR or --data-dir).\n" + LAYOUT_HELP}
@@ -93,14 +96,18 @@ def describe_source(data_dir: str | None) -> dict:
     except DataError as err:
         return {"ok": False, "message": str(err)}
     counts: dict[str, int] = {}
+    class_names = CLASS_NAMES
     if layout == "folders":
         for split in ("train", "test"):
             counts[split] = sum(len(_image_files(d)) for d in _class_dirs(folder / split))
+        class_names = tuple(d.name for d in _class_dirs(folder / "train"))
     elif layout == "kaggle":
         counts["train"] = len(_image_files(folder / "train"))
+        with open(folder / "trainLabels.csv", newline="") as f:
+            class_names = tuple(sorted({row.get("label", "") for row in csv.DictReader(f)}))
     else:
         counts = {"train": 10000 * len(list(folder.glob("data_batch_*"))), "test": 10000 * (folder / "test_batch").is_file()}
-    return {"ok": True, "layout": layout, "path": str(folder), "counts": counts}
+    return {"ok": True, "layout": layout, "path": str(folder), "counts": counts, "class_names": class_names}
 
 
 # ---------------------------------------------------------------- loading
@@ -255,39 +262,74 @@ def _decode_all(paths: list[Path], skip_bad: bool, progress: Progress | None, wh
     return x, np.asarray(kept, dtype=np.int64), bad
 
 
-def _check_classes(found: list[str], where: str) -> None:
-    missing = sorted(set(CLASS_NAMES) - set(found))
-    extra = sorted(set(found) - set(CLASS_NAMES))
+def _folder_classes(folder: Path) -> tuple[str, ...]:
+    """The class list of an image-folder dataset: its train/ class folders, sorted; test/ must hold the same."""
+    train = [d.name for d in _class_dirs(folder / "train")]
+    test = [d.name for d in _class_dirs(folder / "test")]
     problems = []
-    if missing:
-        problems.append(f"missing class folders: {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected folders: {', '.join(extra)}")
+    if missing := sorted(set(train) - set(test)):
+        problems.append(f"{folder / 'test'} has no folder for: {', '.join(missing)}")
+    if extra := sorted(set(test) - set(train)):
+        problems.append(f"{folder / 'test'} has folders that train/ lacks: {', '.join(extra)}")
     if problems:
-        raise DataError(f"{where}: {'; '.join(problems)}. Expected exactly: {', '.join(CLASS_NAMES)}.")
+        raise DataError(f"The train and test splits must hold the same class folders; {'; '.join(problems)}. "
+                        f"Class folders in train/: {', '.join(train)}.")
+    if len(train) < 2:
+        raise DataError(f"{folder / 'train'} must hold at least two class folders, found: {', '.join(train) or 'none'}.")
+    return tuple(train)
+
+
+def select_classes(data: CifarData, names: tuple[str, ...] | list[str], in_data_order: bool = False) -> CifarData:
+    """Only the images of the classes `names`, labelled 0..len(names)-1 in that order.
+
+    Args:
+        in_data_order: order the classes as the dataset does, so that "cat,dog" and
+            "dog,cat" train the same model (a training run); else as given (a model's outputs).
+
+    DataError, naming the classes that exist, when one of `names` is not in the data.
+    """
+    names = tuple(names)
+    unknown = [n for n in names if n not in data.class_names]
+    if unknown or len(set(names)) != len(names) or len(names) < 2:
+        problem = (f"no class {', '.join(repr(n) for n in unknown)} in this dataset" if unknown
+                   else "each class must be named once" if len(set(names)) != len(names) else "at least two classes are needed")
+        raise DataError(f"{problem}; its classes are: {', '.join(data.class_names)}.")
+    if in_data_order:
+        names = tuple(n for n in data.class_names if n in names)
+    if names == data.class_names:
+        return data
+    old_index = np.asarray([data.class_names.index(n) for n in names])
+    relabel = np.full(len(data.class_names), -1, np.int64)
+    relabel[old_index] = np.arange(len(names))
+
+    def part(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.isin(y, old_index)
+        return x[keep], relabel[y[keep]]
+
+    return CifarData(*part(data.x_train, data.y_train), *part(data.x_test, data.y_test), source=data.source,
+                     class_names=names, skipped=data.skipped)
 
 
 def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit: int | None = None) -> CifarData:
     """Decode an image-folder dataset; with `limit`, only the first `limit` training images of each class."""
     arrays, skipped = {}, []
+    names = _folder_classes(folder)
     for split in ("train", "test"):
         split_dir = folder / split
-        dirs = _class_dirs(split_dir)
-        _check_classes([d.name for d in dirs], str(split_dir))
         paths, labels = [], []
-        for d in dirs:
-            files = _files(d)
+        for label, name in enumerate(names):
+            files = _files(split_dir / name)
             if split == "train" and limit:
                 files = files[:limit]
             paths += files
-            labels += [CLASS_NAMES.index(d.name)] * len(files)
+            labels += [label] * len(files)
         if not paths:
             raise DataError(f"The {split} split in {split_dir} has no images.")
         x, kept, bad = _decode_all(paths, skip_bad, progress, f"{split} split")
         arrays[split] = (x, np.asarray(labels, dtype=np.int64)[kept])
         skipped += bad
     _require_nonempty(arrays)
-    return CifarData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", skipped=skipped)
+    return CifarData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
 
 
 def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
@@ -295,19 +337,20 @@ def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> Cif
         rows = list(csv.DictReader(f))
     if not rows or not {"id", "label"} <= set(rows[0]):
         raise DataError(f"{folder / 'trainLabels.csv'} must have columns 'id' and 'label'.")
-    unknown = sorted({r["label"] for r in rows} - set(CLASS_NAMES))
-    if unknown:
-        raise DataError(f"{folder / 'trainLabels.csv'} has unknown classes: {', '.join(unknown[:10])}. Expected: {', '.join(CLASS_NAMES)}.")
+    names = tuple(sorted({r["label"] for r in rows}))
+    if len(names) < 2:
+        raise DataError(f"{folder / 'trainLabels.csv'} must name at least two classes, found: {', '.join(names)}.")
     paths = [folder / "train" / f"{r['id']}.png" for r in rows]
     missing = [r["id"] for r, p in zip(rows, paths) if not p.is_file()]
     if missing:
         raise DataError(f"{len(missing)} id(s) in trainLabels.csv have no image in {folder / 'train'}; first: {', '.join(missing[:5])}.")
     x, kept, bad = _decode_all(paths, skip_bad, progress, "train split")
-    y = np.asarray([CLASS_NAMES.index(r["label"]) for r in rows], dtype=np.int64)[kept]
+    y = np.asarray([names.index(r["label"]) for r in rows], dtype=np.int64)[kept]
     test_idx, train_idx = stratified_split(y, KAGGLE_TEST_FRACTION, seed=0)
     arrays = {"train": (x[train_idx], y[train_idx]), "test": (x[test_idx], y[test_idx])}
     _require_nonempty(arrays)
-    return CifarData(*arrays["train"], *arrays["test"], source=f"Kaggle layout at {folder} (test = 10% stratified hold-out of train)", skipped=bad)
+    return CifarData(*arrays["train"], *arrays["test"], source=f"Kaggle layout at {folder} (test = 10% stratified hold-out of train)",
+                     class_names=names, skipped=bad)
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -374,7 +417,7 @@ def _write_cache(cache: Path, data: CifarData) -> None:
     try:
         for name in ("x_train", "y_train", "x_test", "y_test"):
             np.save(tmp / f"{name}.npy", getattr(data, name), allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps({"source": data.source, "skipped": data.skipped}))
+        (tmp / "meta.json").write_text(json.dumps({"source": data.source, "skipped": data.skipped, "class_names": list(data.class_names)}))
         os.replace(tmp, cache)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -385,7 +428,8 @@ def _write_cache(cache: Path, data: CifarData) -> None:
 def _read_cache(cache: Path) -> CifarData:
     meta = json.loads((cache / "meta.json").read_text())
     arrays = {n: np.load(cache / f"{n}.npy", allow_pickle=False) for n in ("x_train", "y_train", "x_test", "y_test")}
-    return CifarData(**arrays, source=meta["source"], skipped=meta["skipped"])
+    # Caches written before class lists came from the data hold CIFAR-10's ten classes.
+    return CifarData(**arrays, source=meta["source"], skipped=meta["skipped"], class_names=tuple(meta.get("class_names", CLASS_NAMES)))
 
 
 # ---------------------------------------------------------------- splits
@@ -417,6 +461,7 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    class_names: tuple[str, ...] = CLASS_NAMES
 
 
 def make_splits(data: CifarData, *, val_fraction: float, seed: int, limit: int | None = None) -> Splits:
@@ -426,7 +471,7 @@ def make_splits(data: CifarData, *, val_fraction: float, seed: int, limit: int |
         keep = limit_per_class(y, limit)
         x, y = x[keep], y[keep]
     val_idx, train_idx = stratified_split(y, val_fraction, seed)
-    return Splits(x[train_idx], y[train_idx], x[val_idx], y[val_idx], data.x_test, data.y_test)
+    return Splits(x[train_idx], y[train_idx], x[val_idx], y[val_idx], data.x_test, data.y_test, data.class_names)
 
 
 # ---------------------------------------------------------------- tf.data
@@ -448,9 +493,9 @@ def preprocess(images, input_size: int = NATIVE_SIZE):
     return keras.applications.vgg16.preprocess_input(x)
 
 
-def one_hot(y: np.ndarray) -> np.ndarray:
-    """Integer labels (N,) -> float32 one-hot rows (N, 10), the loss's target format."""
-    return np.eye(len(CLASS_NAMES), dtype=np.float32)[y]
+def one_hot(y: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Integer labels (N,) -> float32 one-hot rows (N, num_classes), the loss's target format."""
+    return np.eye(num_classes, dtype=np.float32)[y]
 
 
 def batched(x, y, batch_size: int, *, training: bool, seed: int = 0):
@@ -475,6 +520,7 @@ def make_dataset(
     augment: bool = False,
     input_size: int = NATIVE_SIZE,
     seed: int = 0,
+    num_classes: int = NUM_CLASSES,
 ):
     """One pass over (x, y) as batches of (preprocessed images, one-hot labels), prefetched.
 
@@ -493,7 +539,7 @@ def make_dataset(
             n = tf.shape(images)[0]
             images = aug.flip(images, tf.random.uniform([n]) < 0.5)
             images = aug.translate(images, 4, aug.random_offsets(n, 4))
-        return preprocess(images, input_size), tf.one_hot(labels, len(CLASS_NAMES))
+        return preprocess(images, input_size), tf.one_hot(labels, num_classes)
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -510,12 +556,12 @@ def epoch_batches(x, y, batch_size: int, *, seed: int, extra=None):
     return ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat().enumerate()
 
 
-def feature_stream(features: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0):
+def feature_stream(features: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0, num_classes: int = NUM_CLASSES):
     """Endless training batches of (cached base features, one-hot labels), as `training_stream` orders images."""
     import tensorflow as tf
 
     ds = epoch_batches(features, y, batch_size, seed=seed)
-    return ds.map(lambda count, batch: (batch[0], tf.one_hot(batch[1], len(CLASS_NAMES)))).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda count, batch: (batch[0], tf.one_hot(batch[1], num_classes))).prefetch(tf.data.AUTOTUNE)
 
 
 def training_stream(
@@ -528,6 +574,7 @@ def training_stream(
     input_size: int = NATIVE_SIZE,
     seed: int = 0,
     first_epoch: int = 0,
+    num_classes: int = NUM_CLASSES,
 ):
     """Endless training batches, epoch after epoch (`fit` with `steps_per_epoch`), reshuffled every epoch.
 
@@ -558,6 +605,6 @@ def training_stream(
         elif flip == "random":
             images = aug.flip(images, tf.random.stateless_uniform([n], seed=step_seed) < 0.5)
         images = aug.translate(images, translate, aug.random_offsets(n, translate, step_seed + 1))
-        return preprocess(images, input_size), tf.one_hot(labels, len(CLASS_NAMES))
+        return preprocess(images, input_size), tf.one_hot(labels, num_classes)
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

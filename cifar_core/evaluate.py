@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cifar_core import CLASS_NAMES, augment, faults
+from cifar_core.classes import model_class_names
 from cifar_core.data import make_dataset
 from cifar_core.runs import atomic_write_text
 
@@ -50,7 +51,7 @@ def predict_probs(
         done += len(p)
         if progress:
             progress(done, len(x), "predicting")
-    return np.concatenate(out) if out else np.zeros((0, len(CLASS_NAMES)), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, int(model.output_shape[-1])), np.float32)
 
 
 @dataclass
@@ -170,17 +171,19 @@ class Interpretation:
 
     @classmethod
     def load(cls, run_dir: Path, split: str = "test") -> "Interpretation":
-        """The predictions saved in a run folder; OSError, KeyError or ValueError when they are missing or damaged."""
+        """The predictions saved in a run folder, with its model's class names (classes.json);
+        OSError, KeyError or ValueError when they are missing or damaged."""
         path = Path(run_dir) / f"{split}_probs.npz"
         try:
             with np.load(path, allow_pickle=False) as z:
                 probs, y = z["probs"], z["y"]
         except (zipfile.BadZipFile, EOFError) as err:  # a truncated or garbled archive
             raise ValueError(f"{path} is damaged ({err})") from err
-        n_classes = len(CLASS_NAMES)
+        class_names = model_class_names(Path(run_dir) / "model.keras", probs.shape[1] if probs.ndim == 2 else None)
+        n_classes = len(class_names)
         if probs.shape != (len(y), n_classes) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or ((y < 0) | (y >= n_classes)).any():
             raise ValueError(f"{path} does not hold {n_classes} probabilities and one class per image")
-        return cls(probs, y)
+        return cls(probs, y, class_names)
 
 
 def evaluate_model(
@@ -191,7 +194,9 @@ def evaluate_model(
     input_size: int,
     tta: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    class_names: tuple[str, ...] = CLASS_NAMES,
 ) -> Interpretation:
-    """Predict `x` and wrap the result with its labels."""
+    """Predict `x` and wrap the result with its labels (indices into `class_names`, the model's outputs)."""
     faults.point("evaluate")
-    return Interpretation(predict_probs(model, x, input_size=input_size, tta=tta, progress=progress), np.asarray(y, dtype=np.int64))
+    probs = predict_probs(model, x, input_size=input_size, tta=tta, progress=progress)
+    return Interpretation(probs, np.asarray(y, dtype=np.int64), tuple(class_names))

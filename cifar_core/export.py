@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from cifar_core import CLASS_NAMES, embeddings
+from cifar_core import embeddings
 from cifar_core.data import NATIVE_SIZE
 from cifar_core.paths import artifacts_dir
 
@@ -291,8 +291,8 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
         "latency_ms": latency_ms(exported, x[0].astype(np.float32)),
         "keras_latency_ms": latency_ms(keras_model.predict_arrays, x[0]),
         "input": "float32 RGB pixels 0..255, shape (N, 32, 32, 3)",
-        "output": "probabilities (N, 10) in the order of class_names",
-        "class_names": list(CLASS_NAMES),
+        "output": f"probabilities (N, {len(keras_model.class_names)}) in the order of class_names",
+        "class_names": list(keras_model.class_names),
         # One view per image; a model trained for TTA gets its studio accuracy by averaging the views
         # of `augment.tta_views` (image, mirror, 1-pixel shifts) through the exported model.
         "model_trained_with_tta": trained_with_tta(Path(model_path)),

@@ -19,7 +19,8 @@ from PIL import Image, ImageOps
 # TensorFlow's own graph-freezing tool (also behind its SavedModel/TFLite converters); it has no public alias.
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from cifar_core import CLASS_NAMES, augment
+from cifar_core import augment
+from cifar_core.classes import model_class_names
 from cifar_core.data import NATIVE_SIZE, preprocess
 from cifar_core.image_limits import MAX_PIXELS, ImageError, check_pixels, check_size, plain_message, read_image_file, webp_canvas_size
 from cifar_core.model import load_model
@@ -101,6 +102,7 @@ class Classifier:
         self.model_path = Path(model_path)
         self.model = load_model(self.model_path)
         self.input_size = int(self.model.input_shape[1])
+        self.class_names = model_class_names(self.model_path, int(self.model.output_shape[-1]))
         self.tta = trained_with_tta(self.model_path) if tta is None else tta
 
         def probabilities(images):
@@ -115,7 +117,7 @@ class Classifier:
         self._predict(tf.zeros([1, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8))  # warm up once
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 10) for uint8 images (N, 32, 32, 3)."""
+        """Probabilities (N, len(class_names)) for uint8 images (N, 32, 32, 3)."""
         (probs,) = self._predict(tf.convert_to_tensor(images, tf.uint8))  # a frozen function returns a list
         return np.asarray(probs, dtype=np.float32)
 
@@ -135,7 +137,7 @@ class Classifier:
             for (i, _), p in zip(good, probs):
                 order = np.argsort(-p)[:top_k]
                 results[i].probs = p
-                results[i].top = [{"label": CLASS_NAMES[j], "prob": float(p[j])} for j in order]
+                results[i].top = [{"label": self.class_names[j], "prob": float(p[j])} for j in order]
         return results
 
     def classify_files(self, paths: list[str | Path], top_k: int = 3) -> list[Prediction]:

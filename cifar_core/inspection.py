@@ -56,7 +56,7 @@ def inspect_model(model_path: Path, data: CifarData, *, model=None, threshold: f
 
     start = time.perf_counter()
     probs, source = test_probabilities(model_path, model, data.x_test, data.y_test, progress)
-    issues = label_issues.find_label_issues(probs, data.y_test)
+    issues = label_issues.find_label_issues(probs, data.y_test, data.class_names)
     timings["label_issues_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -97,9 +97,11 @@ def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool
             ) from err
     else:
         full = keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
-    if weights not in ("imagenet", "none"):
+    if weights not in ("imagenet", "none") and not weights.endswith(".keras"):
         load_base_weights(full, Path(weights))
     base = full if cut == full.layers[-1].name else keras.Model(full.input, full.get_layer(cut).output)
+    if weights.endswith(".keras"):
+        base_from_model(base, Path(weights))
     # A fixed name lets the head phase and tooling find the base inside saved models.
     return keras.Model(base.input, base.output, name="base")
 
@@ -129,8 +131,36 @@ def load_base_weights(base: keras.Model, path: Path) -> None:
         ) from err
 
 
+def base_from_model(base: keras.Model, path: Path) -> None:
+    """Copy the base of a trained model (a run's model.keras) into `base`, layer by layer.
+
+    The transfer-learning path: the trained model may have another head and other
+    classes; its base must have the same architecture, width and cut (or a deeper cut:
+    the layers `base` has are taken).
+    """
+    source = load_model(path)
+    try:
+        trained = source.get_layer("base")
+    except ValueError:
+        raise WeightsError(f"{str(path)!r} has no 'base' part: it was not saved by a training run of this studio.") from None
+    for layer in base.layers:
+        if not layer.weights:
+            continue
+        try:
+            donor = trained.get_layer(layer.name)
+        except ValueError:
+            raise WeightsError(f"The model {str(path)!r} has no layer {layer.name}: its base is cut earlier than this run's "
+                               f"(choose the same or an earlier cut point).") from None
+        shapes = [tuple(w.shape) for w in donor.weights]
+        if shapes != [tuple(w.shape) for w in layer.weights]:
+            raise WeightsError(f"The model {str(path)!r} has another architecture or width than this run "
+                               f"(layer {layer.name}: {shapes} instead of {[tuple(w.shape) for w in layer.weights]}); "
+                               "use the same architecture and width as the model you start from.")
+        layer.set_weights(donor.get_weights())
+
+
 def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...], dropout: float,
-               bn_momentum: float = 0.99) -> keras.Model:
+               bn_momentum: float = 0.99, num_classes: int = NUM_CLASSES) -> keras.Model:
     """The classifier: the seed's Flatten->[Dense->BN->Dropout]*->softmax, or the same after global pooling."""
     inputs = keras.Input(feature_shape)
     x = keras.layers.Flatten()(inputs) if head == "flatten" else keras.layers.GlobalAveragePooling2D()(inputs)
@@ -139,19 +169,20 @@ def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...]
         x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
         x = keras.layers.Dropout(dropout)(x)
     # float32 probabilities even under mixed precision, for a stable loss.
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="head")
 
 
-def build_model(config: TrainConfig, bn_momentum: float = 0.99) -> keras.Model:
+def build_model(config: TrainConfig, bn_momentum: float = 0.99, num_classes: int = NUM_CLASSES) -> keras.Model:
     """Input -> base -> head, built under bf16 when `config.bf16`.
 
     Args:
         bn_momentum: of every BatchNorm layer; `batchnorm_momentum(steps)` for a run.
+        num_classes: the head's outputs (the run's class list).
     """
     with dtype_policy("mixed_bfloat16" if config.bf16 else "float32"):
         base = build_base(config.arch, config.weights, config.input_size, config.cut, config.width, bn_momentum, config.bn_scale)
-        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout, bn_momentum)
+        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout, bn_momentum, num_classes)
         inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
         model = keras.Model(inputs, head(base(inputs)), name=f"{config.arch}_cifar10")
     return model

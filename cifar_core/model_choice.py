@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from cifar_core.classes import model_class_names
 from cifar_core.outcome import verdict
 from cifar_core.paths import default_model_dir
 from cifar_core.runs import RunError, RunStore
@@ -26,6 +27,11 @@ class ModelChoice:
     config: dict[str, Any]
     accuracy: float | None
     default_ok: bool = True  # may be picked by default: completed, and it learned
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes the model predicts, in output order (its classes.json; CIFAR-10's without one)."""
+        return model_class_names(self.model_path)
 
 
 def model_choices(store: RunStore) -> list[ModelChoice]:

@@ -17,7 +17,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cifar_core import CLASS_NAMES
+from cifar_core.classes import write_class_names
 from cifar_core.config import TrainConfig
 from cifar_core.evaluate import Interpretation
 from cifar_core.paths import PROJECT_ROOT, default_model_dir
@@ -107,11 +107,11 @@ Most confused pairs (true → predicted, count):
 
 ## Files
 `model.keras` (Keras 3, loads with `safe_mode=True`), `config.json`, `history.csv`
-(per-epoch metrics), `evaluation.json`, `test_probs.npz` (test probabilities and labels), `train.log`.
+(per-epoch metrics), `classes.json` (the class names, in output order), `evaluation.json`, `test_probs.npz` (test probabilities and labels), `train.log`.
 
 ## Limits
-CIFAR-10 images are 32x32 and of ten classes ({', '.join(CLASS_NAMES)}); anything
-else is squeezed into one of them. Photos are resized to 32x32 before classification.
+The model knows {len(interp.class_names)} classes ({', '.join(interp.class_names)}, listed in `classes.json`);
+anything else is squeezed into one of them. Photos are resized to 32x32 before classification.
 """
 
 
@@ -165,7 +165,8 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
         try:
             for name in RUN_FILES:
                 shutil.copy2(run.dir / name, staging / name)
-            (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), normalized=False))
+            write_class_names(staging, interp.class_names)
+            (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))
             (staging / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
             atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note))
             swap_in(staging, dest)

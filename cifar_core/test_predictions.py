@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cifar_core.config import TrainConfig
-from cifar_core.data import DataError, load_cifar10
+from cifar_core.data import CifarData, DataError, load_cifar10, select_classes
 from cifar_core.evaluate import Interpretation, evaluate_model
 from cifar_core.model_choice import ModelChoice
 
@@ -24,13 +24,24 @@ def data_dir_for(choice: ModelChoice | None) -> str | None:
     return TrainConfig().resolved_data_dir()
 
 
-def load_test_set(data_dir: str | None, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Test images and labels from a data folder (decoded once, then cached); DataError without one."""
+def load_test_set(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Test images and labels of a model's classes (labelled in its output order) from a data folder,
+    decoded once, then cached; DataError without one, or when the folder lacks one of the classes."""
+    data = _load(data_dir, class_names, progress)
+    return data.x_test, data.y_test
+
+
+def load_train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Training images and labels of a model's classes, as `load_test_set`."""
+    data = _load(data_dir, class_names)
+    return data.x_train, data.y_train
+
+
+def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None) -> CifarData:
     if not data_dir:
         # Never fall back to Keras' download from the dashboard: it can hang without a network.
         raise DataError("No data folder set: point CIFAR10_DIR (or the Train page's data folder) at CIFAR-10.")
-    data = load_cifar10(data_dir, progress=progress)
-    return data.x_test, data.y_test
+    return select_classes(load_cifar10(data_dir, progress=progress), class_names)
 
 
 def saved_predictions(choice: ModelChoice) -> Interpretation | None:
@@ -60,7 +71,8 @@ def compute_predictions(choice: ModelChoice, x_test: np.ndarray, y_test: np.ndar
 
     model = load_model(choice.model_path)
     tta = bool(choice.config.get("tta"))  # a model trained for TTA is always evaluated with it
-    interp = evaluate_model(model, x_test, y_test, input_size=int(model.input_shape[1]), tta=tta, progress=progress)
+    interp = evaluate_model(model, x_test, y_test, input_size=int(model.input_shape[1]), tta=tta, progress=progress,
+                            class_names=choice.class_names)
     if choice.run_id and saved_predictions(choice) is None:
         try:
             interp.save(choice.folder)

@@ -21,6 +21,7 @@ import keras
 from cifar_core import data as data_lib
 from cifar_core import distribute, evaluate, features
 from cifar_core import tensorboard_log
+from cifar_core.classes import write_class_names
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
 from cifar_core.config import TrainConfig
 from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
@@ -190,7 +191,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     stage("building the model")
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     with strategy.scope():
-        model = build_model(config, batchnorm_momentum(steps))
+        model = build_model(config, batchnorm_momentum(steps), num_classes=len(splits.class_names))
     distribute.prepare_model(model, strategy)
     summary.update(steps_per_epoch=steps)
     store.update_summary(run.id, steps_per_epoch=steps)
@@ -232,12 +233,16 @@ def _load_data(config: TrainConfig, store: RunStore, run: Run, resume: bool, sta
                                  limit=config.limit)
     if data.skipped:
         log.info("skipped %d unreadable file(s); first: %s", len(data.skipped), data.skipped[0])
+    if config.classes:
+        data = data_lib.select_classes(data, config.classes, in_data_order=True)
+    # Written before training: a stopped run's checkpoint is a usable model too.
+    write_class_names(run.dir, data.class_names)
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     log.info("data: %s; train %d, val %d, test %d", data.source, len(splits.x_train), len(splits.x_val), len(splits.x_test))
     summary = dict(run.summary) if resume else {}
     summary.pop("stage", None)
     summary.update(train_images=len(splits.x_train), val_images=len(splits.x_val), test_images=len(splits.x_test),
-                   skipped_files=len(data.skipped), data_source=data.source)
+                   skipped_files=len(data.skipped), data_source=data.source, class_names=list(data.class_names))
     store.update_summary(run.id, **summary)
     return splits, summary
 
@@ -291,9 +296,10 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
             train_ds = distribute.shard_by_data(data_lib.training_stream(
                 splits.x_train, splits.y_train, config.batch_size, flip=config.flip if config.augment else "none",
                 translate=config.translate if config.augment else 0, input_size=config.input_size,
-                seed=config.seed, first_epoch=epoch_offset))
+                seed=config.seed, first_epoch=epoch_offset, num_classes=len(splits.class_names)))
             val_ds = distribute.shard_by_data(data_lib.make_dataset(
-                splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size))
+                splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
+                num_classes=len(splits.class_names)))
             # shuffle=False: the tf.data pipeline already reshuffles every epoch.
             model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False,
                       callbacks=callbacks, verbose=0)
@@ -342,8 +348,8 @@ def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Mo
     f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=counter)
     f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=counter)
     head.fit(
-        data_lib.feature_stream(f_train, splits.y_train, config.batch_size, seed=config.seed),
-        validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val), config.batch_size, training=False),
+        data_lib.feature_stream(f_train, splits.y_train, config.batch_size, seed=config.seed, num_classes=len(splits.class_names)),
+        validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val, len(splits.class_names)), config.batch_size, training=False),
         epochs=phase.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=0,  # the stream shuffles
     )
 
@@ -361,14 +367,16 @@ def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, 
     best_model = load_model(checkpoint)
     evaluating = stage.counter("evaluating the best model on the test set" + (" (stopped on request)" if stopped else ""))
     if config.tta:  # the model card reports both; the run's own accuracy is the one its users get
-        plain = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, progress=evaluating)
+        plain = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, progress=evaluating,
+                                        class_names=splits.class_names)
         summary.update(test_accuracy_no_tta=plain.accuracy)
-    interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, tta=config.tta, progress=evaluating)
+    interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, tta=config.tta,
+                                     progress=evaluating, class_names=splits.class_names)
     stage("saving the results")
     interp.save(run.dir)
     store.metrics(run.id, "epoch").to_csv(run.dir / "history.csv", index=False)
     summary.update(test_accuracy=interp.accuracy, val_accuracy=summary.get("best_val_accuracy"))
-    if did_not_learn(summary.get("val_accuracy")):
+    if did_not_learn(summary.get("val_accuracy"), len(splits.class_names)):
         summary["did_not_learn"] = likely_reasons(config.to_dict(), summary)
         log.info("did not learn: validation accuracy %.1f%% is at chance level; likely: %s",
                  100 * (summary["val_accuracy"] or 0), "; ".join(summary["did_not_learn"]))

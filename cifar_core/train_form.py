@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from cifar_core import recipe
-from cifar_core.config import TrainConfig, field_kind, parse_config
+from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
+from cifar_core.data import describe_source
+from cifar_core.model_choice import model_choices
+from cifar_core.runs import RunStore
 from cifar_core.paths import artifacts_dir
 
 # Starting points for the form; each overrides some of TrainConfig's defaults.
@@ -88,6 +91,32 @@ def form_text(value: Any) -> str:
 def config_from_form(values: dict[str, Any]) -> "TrainConfig":
     """A validated TrainConfig from the form's values; ConfigError names each bad field, in words."""
     return parse_config(values)
+
+
+def check_data(config: TrainConfig) -> None:
+    """ConfigError when the config's data folder cannot be used from the dashboard, or lacks a chosen class.
+
+    The dashboard never falls back to Keras' download (it needs internet), so a folder is required.
+    """
+    source = describe_source(config.resolved_data_dir())
+    if not source["ok"]:
+        raise ConfigError({"data_dir": source["message"]})
+    unknown = [c for c in config.classes or () if c not in source["class_names"]]
+    if unknown:
+        raise ConfigError({"classes": f"no class {', '.join(repr(c) for c in unknown)} in this data folder; "
+                                      f"its classes are: {', '.join(source['class_names'])}"})
+
+
+def data_class_names(data_dir: str | None) -> tuple[str, ...]:
+    """The class names of a data folder (none when it cannot be read), for the form's hint."""
+    source = describe_source(data_dir or TrainConfig().resolved_data_dir())
+    return tuple(source["class_names"]) if source["ok"] else ()
+
+
+def base_model_choices(store: RunStore) -> dict[str, str]:
+    """Trained models whose base a new run can start from (transfer learning): {label: model path}."""
+    return {f"{c.label} · {c.config.get('arch', '?')} width {c.config.get('width', '?')} · "
+            f"{len(c.class_names)} classes": str(c.model_path) for c in model_choices(store)}
 
 
 def save_uploaded_weights(name: str, data: bytes) -> Path:
