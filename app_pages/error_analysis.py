@@ -197,6 +197,12 @@ if duplicates_tab.open:
             m1.metric("Test images with a near copy in train", f"{counts['leaked_test_images']:,}")
             m2.metric("Train/test pairs", f"{counts['train_test_leak_pairs']:,}")
             m3.metric("Near-duplicate pairs within test", f"{counts['test_duplicate_pairs']:,}")
+            leaked = np.zeros(len(interp.y), bool)
+            leaked[duplicates.leak_pairs(scan, threshold)["test"].to_numpy()] = True
+            right = interp.preds == interp.y
+            if leaked.any() and not leaked.all():
+                st.markdown(f"The model is right on **{right[leaked].mean():.1%}** of the test images with a near copy in "
+                            f"train, and on **{right[~leaked].mean():.1%}** of the others.")
             st.caption(f"Pairs at cosine similarity ≥ {threshold:.3f} in the model's mid-level feature map (which keeps the "
                        "layout of the image; the penultimate features would pair any two confident images of one class). "
                        f"Each test image is compared with its {duplicates.K} nearest test and training images. A test image "

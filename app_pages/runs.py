@@ -61,8 +61,9 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
     has_data = studio_ui.data_available(data_dir)
     out_dir = export.default_out_dir(choice.model_path)
     for fmt, label in EXPORT_LABELS.items():
-        button_col, result_col = st.columns([1, 3], vertical_alignment="center")
-        clicked = button_col.button(f"Export {label}", key=f"export_{fmt}_{choice.key}", disabled=not has_data, width="stretch")
+        button_col, result_col = st.columns([1, 2], vertical_alignment="center")
+        clicked = button_col.button(label, key=f"export_{fmt}_{choice.key}", disabled=not has_data, width="stretch",
+                                    icon=":material/ios_share:", help=f"export to {label} and check it against the Keras model")
         report = export.read_report(out_dir, fmt)
         if clicked:
             with result_col:

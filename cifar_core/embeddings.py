@@ -180,7 +180,8 @@ def features_cached(model_path: Path, x: np.ndarray, split: str) -> bool:
 
 
 def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """A 2-D map (N, 2) of the features: PCA, or UMAP (cosine metric) when `umap-learn` is installed."""
+    """A 2-D map (N, 2) of the features for cosine geometry: PCA of the unit rows, or UMAP with the
+    cosine metric (when `umap-learn` is installed)."""
     if method not in PROJECTIONS:
         raise ValueError(f"unknown projection {method!r}; use one of {', '.join(PROJECTIONS)}")
     if len(features) < 3:
@@ -193,7 +194,9 @@ def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndar
         return np.asarray(reducer.fit_transform(features), dtype=np.float32)
     from sklearn.decomposition import PCA
 
-    return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(features), dtype=np.float32)
+    # On unit rows, as the neighbour search sees them: raw penultimate features spread along a few
+    # confident classes' directions, and their PCA squeezes every other class into one blob.
+    return np.asarray(PCA(n_components=2, random_state=seed).fit_transform(unit_rows(features)), dtype=np.float32)
 
 
 def cached_projection(model_path: Path, x: np.ndarray, split: str, features: np.ndarray, method: str = "pca") -> np.ndarray:
