@@ -319,7 +319,7 @@ def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, colum
                            float(interp.true_probs[i]), float(interp.losses[i]) if show_loss else None, true_word)
                 if pick_key:
                     st.button(f"#{i}", key=f"{pick_key}-{i}", on_click=st.session_state.__setitem__, args=(pick_key, int(i)),
-                              help="details: all ten probabilities, Grad-CAM, similar training images", width="stretch")
+                              help="details: every class probability, Grad-CAM, similar training images", width="stretch")
 
 
 def paged_gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, key: str, order: str,
@@ -365,7 +365,7 @@ def paged_pairs(pairs: pd.DataFrame, *, key: str, columns: int = 5, page_size: i
 
 
 def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interpretation, pick_key: str) -> None:
-    """Everything about one test image: labels and loss, Grad-CAM for any class, the ten probabilities,
+    """Everything about one test image: labels and loss, Grad-CAM for any class, every class probability,
     and the training images most like it."""
     left, middle, right = st.columns([1, 1, 2])
     left.image(previews.upscale(x_test[i], 6))

@@ -5,7 +5,8 @@ import streamlit as st
 import studio_ui
 
 st.title("CIFAR-10 VGG16 studio")
-st.write("Train a VGG16 transfer-learning classifier on CIFAR-10 from your browser, inspect its mistakes, and use it.")
+st.write("Train a VGG16 classifier on CIFAR-10 (or any image-folder dataset, or some of its classes) from your browser, "
+         "from scratch or from the base of a model you trained before; inspect its mistakes, and use it.")
 
 model = studio_ui.active_model()
 if not studio_ui.data_available():
@@ -28,13 +29,15 @@ else:
     st.subheader("Active model")
     c1, c2, c3 = st.columns(3)
     c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–",
-              help="on the 10,000 test images" + (", with test-time augmentation" if model.config.get("tta") else ""))
+              help=f"on the test images of its {len(model.class_names)} classes"
+                   + (", with test-time augmentation" if model.config.get("tta") else ""))
     width = model.config.get("width", 1.0)
     arch = model.config.get("arch", "?") + (f" ×{width:g}" if model.config.get("arch") == "vgg16_bn" and width != 1 else "")
     c2.metric("Architecture", f"{arch} · {model.config.get('input_size', '?')}px")
     weights = model.config.get("weights")
-    c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "none (from scratch)"}.get(weights, "a weights file"))
-    st.caption(studio_ui.model_caption(model))
+    c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "none (from scratch)"}.get(
+        weights, "a trained model's base" if str(weights).endswith(".keras") else "a weights file"))
+    st.caption(studio_ui.model_caption(model) + f" · classes: {', '.join(model.class_names)}")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "
                 "2-core CPU machine: no ImageNet weights could be downloaded there, so it is not ImageNet transfer "

@@ -54,7 +54,7 @@ elif ids:
 def export_panel(choice: model_choice.ModelChoice) -> None:
     """A button per export format; an export is offered for download only once it passed its parity check."""
     st.markdown("**Export for other runtimes**")
-    st.caption(f"Each export takes float32 RGB pixels 0–255, shape (N, 32, 32, 3), and returns the ten class probabilities. "
+    st.caption(f"Each export takes float32 RGB pixels 0–255, shape (N, 32, 32, 3), and returns the model's class probabilities (in the order of its classes.json). "
                f"Before it is offered, it classifies {export.PARITY_IMAGES:,} test images next to the Keras model: the top-1 "
                f"class must agree on at least {export.FLOAT_MIN_AGREEMENT:.1%} of them ({export.INT8_MIN_AGREEMENT:.0%} for int8).")
     data_dir = test_predictions.data_dir_for(choice)

@@ -1,8 +1,8 @@
 """cifar_core: the engine of the VGG16 CIFAR-10 transfer-learning studio.
 
 Modules, one job each (the README's "Files" section groups them):
-  config, train_form, recipe        the settings (described once), the form, the recipes
-  data, augment, image_limits       the dataset, tf.data, augmentation, size checks of image files
+  config, train_form, recipe, transfer   the settings (described once), the form, the recipes, the transfer experiment
+  data, augment, image_limits, classes   the dataset, tf.data, augmentation, size checks of image files; class names of a model
   model, features, safe_h5          VGG16 / VGG16-BN, the frozen-feature cache, checks of weights files
   train, callbacks, faults          one run's training; metrics, backups; the fault-injection hook
   runs, launcher, run_progress, outcome, model_choice   the run store and what the dashboard shows of it
@@ -12,6 +12,7 @@ Modules, one job each (the README's "Files" section groups them):
   plots, bench, distribute, paths, cli
 """
 
+# CIFAR-10's classes: the default class list (a dataset's own folders may name others).
 CLASS_NAMES: tuple[str, ...] = (
     "airplane",
     "automobile",

@@ -1,7 +1,8 @@
 """Models you can take elsewhere: SavedModel, TFLite, TFLite int8 and ONNX, each checked against Keras.
 
 Every exported model takes float32 RGB pixels in 0..255, shape (N, 32, 32, 3),
-and returns the ten class probabilities (N, 10): the studio's preprocessing
+and returns the class probabilities (N, classes), in the order of the report's
+`class_names` (the model's classes.json): the studio's preprocessing
 (VGG16's BGR mean subtraction) is part of the exported graph. Models trained in
 mixed bfloat16 are exported in float32 (same weights), which phones, browsers
 and ONNX runtimes all run.

@@ -88,10 +88,19 @@ def shipped_row(config: dict[str, Any], test_accuracy: float | None, history: pd
 def _config_columns(c: dict[str, Any]) -> dict[str, Any]:
     return {
         "arch": c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}",
-        "weights": Path(str(c.get("weights"))).name if c.get("weights") not in ("imagenet", "none") else c.get("weights"),
+        "weights": _weights_label(str(c.get("weights"))),
+        "classes": ", ".join(c["classes"]) if c.get("classes") else "all",
         "input": c.get("input_size"),
         "head": f"{c.get('head')} {'-'.join(str(u) for u in c.get('head_units', []))}",
         "epochs": f"{c.get('epochs_head')}+{c.get('epochs_finetune')}",
         "optimizer": c.get("optimizer"),
         "batch": c.get("batch_size"),
     }
+
+
+def _weights_label(weights: str) -> str:
+    """'imagenet', 'none', a weights file's name, or "base of RUN" for a trained model's base (transfer)."""
+    if weights in ("imagenet", "none"):
+        return weights
+    path = Path(weights)
+    return f"base of {path.parent.name}" if path.suffix == ".keras" else path.name

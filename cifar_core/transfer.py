@@ -77,10 +77,6 @@ def _timed_run(name: str, config, store, train: Callable, echo: Callable[[str], 
     return {
         "arm": name, "classes": list(config.classes or ()), "test_accuracy": summary["test_accuracy"],
         "test_images": summary["test_images"], "train_images": summary["train_images"], "val_images": summary["val_images"],
-        "epochs": {"head": config.epochs_head, "finetune": config.epochs_finetune}, "weights": _weights_label(config.weights),
-        "finetune_freeze": config.finetune_freeze, "seconds": round(time.time() - start, 1), "run_dir": summary["run_dir"],
+        "epochs": {"head": config.epochs_head, "finetune": config.epochs_finetune},
+        "weights": "pre-trained base" if config.weights.endswith(".keras") else config.weights, "finetune_freeze": config.finetune_freeze, "seconds": round(time.time() - start, 1), "run_dir": summary["run_dir"],
     }
-
-
-def _weights_label(weights: str) -> str:
-    return "pre-trained base" if weights.endswith(".keras") else weights

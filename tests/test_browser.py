@@ -228,6 +228,39 @@ def test_train_start_live_curves_then_stop(server, page):
             os.kill(store.get(run.id).pid, signal.SIGTERM)  # the pid the launcher recorded
 
 
+def test_transfer_run_from_a_trained_models_base_on_chosen_classes(server, page):
+    """The Train page starts a transfer run: a trained model's base, two of the data's classes, a new head."""
+    url, artifacts, summary = server
+    page.goto(f"{url}/train")
+    page.get_by_text("New training").wait_for()
+    page.get_by_text("Classes in the data folder: airplane, automobile").wait_for()  # the form names the classes that exist
+    wait_idle(page)
+    # The base must match the tiny run's network: full width, cut after block3.
+    for name, value in (("Classes (empty = all)", "dog, cat"), ("Width (vgg16_bn)", "1"), ("Epochs, phase 1 (head)", "1"),
+                        ("Epochs, phase 2 (fine-tune)", "1"), ("Phase 2 freezing", "block3")):
+        box = page.get_by_role("textbox", name=name)
+        box.fill(value)
+        box.press("Tab")
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Cut point").click()
+    page.get_by_role("option", name="block3_pool").click()
+    page.locator("[data-testid='stSelectbox']").filter(has_text="start from a trained model's base").click()
+    page.get_by_role("option", name=re.compile(f"run {summary['run_id']}")).click()
+    wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    store = RunStore(artifacts)
+    done = page.get_by_text(re.compile(r"Run \S+ completed: test accuracy"))
+    done.wait_for(timeout=300_000)
+    run = store.list()[0]
+    assert run.config["weights"].endswith(f"{summary['run_id']}/model.keras") and run.config["classes"] == ["cat", "dog"]
+    assert run.summary["class_names"] == ["cat", "dog"] and run.summary["test_images"] == 2 * 4
+    page.goto(f"{url}/runs")
+    page.get_by_text("Compare curves").wait_for()
+    wait_idle(page)
+    table = page.locator("[data-testid='stDataFrame']").first
+    table.scroll_into_view_if_needed()
+    shot(page, "runs_after_transfer")
+
+
 # ---------------------------------------------------------------- Quick try on the real data
 
 
