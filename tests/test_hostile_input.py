@@ -630,8 +630,8 @@ def test_finetune_freeze_accepts_ascii_counts_only(spec, tiny_data):
     assert tiny_config(tiny_data, finetune_freeze="14").finetune_freeze == "14"
 
 
-@pytest.mark.parametrize("top", ["0", "-1", "11", "²", "three", "2.5"])
-def test_predict_top_outside_1_to_10_is_a_usage_error(top, tmp_path, capsys):
+@pytest.mark.parametrize("top", ["0", "-1", "1001", "²", "three", "2.5"])
+def test_predict_top_not_a_count_of_classes_is_a_usage_error(top, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["predict", "--top", top, str(tmp_path / "x.png")])
     assert exit_.value.code == 2

@@ -229,7 +229,7 @@ def test_run_predictions_grid_filters_and_detail(with_run, with_data):
     from cifar_core.test_predictions import load_test_set
 
     heat, _ = GradCam(load_model(store.get(summary["run_id"]).model_path)).heatmaps(
-        np.repeat(load_test_set(str(with_data))[0][[picked]], 10, axis=0), np.arange(10))
+        np.repeat(load_test_set(str(with_data), CLASS_NAMES)[0][[picked]], 10, axis=0), np.arange(10))
     mine = CLASS_NAMES.index(predicted)
     other = next(CLASS_NAMES[c] for c in range(10) if not np.allclose(heat[c], heat[mine], atol=0.01))
     at.selectbox(key=f"cam_class_{picked}").select(other).run()
@@ -279,10 +279,12 @@ def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, mon
     at = open_page("train")
     assert not at.get("progress")
     at.selectbox(key="train_preset").select_index(0).run()
+    at.text_input(key="cfg_epochs_finetune").set_value("500")  # still running when checked, on any machine
     at.button(key="FormSubmitter:train_form-Start training").click().run()
     store = RunStore(tmp_path / "fresh")
     run = store.list()[0]
     try:
+        assert run.config["epochs_finetune"] == 500
         assert run.status in ("queued", "running")
         assert run.pid and run.pid != __import__("os").getpid()
         assert f"Training run {run.id}" in [s.value for s in at.subheader]

@@ -45,7 +45,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_publish_replaces_the_folder_whole(store, run_id, shipped):
     assert publish_run(store, run_id, shipped) == shipped
-    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "MODEL_CARD.md", "confusion_matrix.png", "curves.png"}
+    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "classes.json", "MODEL_CARD.md", "confusion_matrix.png", "curves.png"}
     assert load_model(shipped / "model.keras").count_params() > 0
     assert f"Run `{run_id}`" in (shipped / "MODEL_CARD.md").read_text()
     assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == []  # nothing left beside it

@@ -79,7 +79,7 @@ def test_a_short_run_learns(tiny_data, tmp_path):
 
 
 def test_a_chance_level_run_says_so_with_reasons(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_lib, "did_not_learn", lambda val_accuracy: True)
+    monkeypatch.setattr(train_lib, "did_not_learn", lambda val_accuracy, num_classes: True)
     config = tiny_config(tiny_data, epochs_head=1, epochs_finetune=0, limit=3)
     summary = train(config, store=RunStore(tmp_path / "store"))
     assert summary["status"] == "completed"
