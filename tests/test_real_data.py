@@ -66,3 +66,17 @@ def test_evaluate_reproduces_the_shipped_models_recorded_accuracy(shared_data, c
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == 10_000 and result["run_id"] is None
     assert result["accuracy"] == pytest.approx(recorded, abs=1e-4)
+
+
+def test_bench_transfer_quick_on_the_real_data(shared_data, capsys):
+    """`bench transfer --quick` on the shared CIFAR-10: the pre-training and the three arms complete on the real
+    classes and are reported (their accuracy after a few steps means nothing; the README has the full run)."""
+    import json
+
+    from cifar_core.cli import main
+    from cifar_core.transfer import ARMS
+
+    assert main(["bench", "transfer", "--quick", "--data-dir", str(shared_data)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["arm"] for r in rows] == ["pre-train", *ARMS]
+    assert all(r["test_images"] == 5000 for r in rows)  # each run's five classes' test images
