@@ -112,7 +112,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cifar_core.data import DataError
+    from cifar_core.data import DataError, missing_classes
     from cifar_core.model import WeightsError
     from cifar_core.runs import LIVE, RunBusyError, RunError, disk_full, error_text
     from cifar_core.train import train
@@ -138,6 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = config_from_args(args)
             run_id = None
+            if problem := missing_classes(config.resolved_data_dir(), config.classes):
+                raise ConfigError({"classes": problem})  # before a run is registered
         if config.strategy == "multiworker":
             from cifar_core.distribute import DistributeError, worker_task
 

@@ -110,6 +110,18 @@ def describe_source(data_dir: str | None) -> dict:
     return {"ok": True, "layout": layout, "path": str(folder), "counts": counts, "class_names": class_names}
 
 
+def missing_classes(data_dir: str | None, classes: tuple[str, ...] | None) -> str | None:
+    """Why `classes` cannot be trained from `data_dir`, in words, or None (also when the folder itself
+    is unusable: loading it says why). Without a folder, Keras' CIFAR-10 has the ten classes."""
+    source = describe_source(data_dir) if data_dir else {"ok": True, "class_names": CLASS_NAMES}
+    if not classes or not source["ok"]:
+        return None
+    unknown = [c for c in classes if c not in source["class_names"]]
+    if not unknown:
+        return None
+    return f"no class {', '.join(repr(c) for c in unknown)} in this data folder; its classes are: {', '.join(source['class_names'])}"
+
+
 # ---------------------------------------------------------------- loading
 
 

@@ -138,7 +138,10 @@ def base_from_model(base: keras.Model, path: Path) -> None:
     classes; its base must have the same architecture, width and cut (or a deeper cut:
     the layers `base` has are taken).
     """
-    source = load_model(path)
+    try:
+        source = load_model(path)
+    except ModelLoadError as err:
+        raise WeightsError(str(err)) from err  # a failed training reports WeightsError in words
     try:
         trained = source.get_layer("base")
     except ValueError:

@@ -219,7 +219,9 @@ def error_text(err: BaseException, run_id: str | None = None) -> str:
     if disk_full(err):
         where = getattr(err, "filename", None)
         return f"no space left on device{f' writing {where}' if where else ''}: free some space{resume}"
-    return f"{type(err).__name__}: {err}"
+    if type(err).__module__.startswith("cifar_core.") and str(err):
+        return str(err)  # the studio's own errors (bad data, weights, runs) are worded for users already
+    return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from
 
 
 def _process_start(pid: int) -> int | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cifar_core import recipe
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
-from cifar_core.data import describe_source
+from cifar_core.data import describe_source, missing_classes
 from cifar_core.model_choice import model_choices
 from cifar_core.runs import RunStore
 from cifar_core.paths import artifacts_dir
@@ -101,10 +101,8 @@ def check_data(config: TrainConfig) -> None:
     source = describe_source(config.resolved_data_dir())
     if not source["ok"]:
         raise ConfigError({"data_dir": source["message"]})
-    unknown = [c for c in config.classes or () if c not in source["class_names"]]
-    if unknown:
-        raise ConfigError({"classes": f"no class {', '.join(repr(c) for c in unknown)} in this data folder; "
-                                      f"its classes are: {', '.join(source['class_names'])}"})
+    if problem := missing_classes(config.resolved_data_dir(), config.classes):
+        raise ConfigError({"classes": problem})
 
 
 def data_class_names(data_dir: str | None) -> tuple[str, ...]:

@@ -190,3 +190,27 @@ def test_bench_transfer_quick_runs_the_three_arms(tiny_data, capsys):
         assert row["classes"] == list(TARGET_CLASSES) and row["test_images"] == 5 * 4
         assert 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0
     assert rows[1]["weights"] == "none" and rows[2]["weights"] == rows[3]["weights"] == "pre-trained base"
+
+
+def test_cli_refuses_unknown_classes_before_registering_a_run(tiny_data, tmp_path, capsys, monkeypatch):
+    from cifar_core.cli import main
+    from cifar_core.runs import RunStore
+
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "art"))
+    code = main(["train", "--data-dir", str(tiny_data), "--weights", "none", "--arch", "vgg16_bn", "--classes", "cat,unicorn"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--classes: no class 'unicorn' in this data folder; its classes are: airplane" in err
+    assert RunStore(tmp_path / "art").list() == []
+
+
+def test_a_damaged_model_as_base_weights_fails_the_run_in_words(tiny_data, tmp_path, capsys, monkeypatch):
+    from cifar_core.cli import main
+
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "art"))
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(b"not a zip")
+    code = main(["train", "--data-dir", str(tiny_data), "--weights", str(damaged), "--arch", "vgg16_bn", "--epochs-head", "1",
+                 "--epochs-finetune", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err and "Error:" not in err
+    assert "could not be loaded: it is not a complete Keras archive" in json.loads(out.strip().splitlines()[-1])["error"]
