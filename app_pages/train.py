@@ -130,7 +130,7 @@ with st.form("train_form"):
                 else:
                     st.text_input(label, key=key, help=help_text)
                 if f.name == "weights":
-                    st.selectbox("…or start from a trained model's base (transfer)", ["—"] + list(base_models),
+                    st.selectbox("…or a trained model's base (transfer learning)", ["—"] + list(base_models),
                                  key="cfg_weights_model", help="the convolutional base of one of your models, with a new head for "
                                  "this run's classes; use the same architecture and width, and choose Phase 1/2 settings for transfer")
                     st.file_uploader("…or upload a base weights file", type=["h5"], key="cfg_weights_upload",
