@@ -109,6 +109,8 @@ class TrainConfig:
             weights_ok,
             f"{self.weights!r} is neither 'imagenet', 'none' nor an existing weights file",
         )
+        if weights_ok and self.weights.endswith(".keras"):
+            check("weights", (problem := _base_mismatch(self)) is None, problem or "")
         if self.arch == "vgg16_bn":
             check(
                 "weights",
@@ -186,6 +188,24 @@ class TrainConfig:
     def resolved_data_dir(self) -> str | None:
         """The data folder to use: the config's, else $CIFAR10_DIR, else None (Keras download)."""
         return self.data_dir or os.environ.get("CIFAR10_DIR") or None
+
+
+def _base_mismatch(config: "TrainConfig") -> str | None:
+    """Why the trained model `config.weights` cannot lend its base to `config`, from the config.json beside
+    it (other architecture or width, or a shallower cut), or None. Without that file, loading the weights checks."""
+    try:
+        theirs = json.loads((Path(config.weights).parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(theirs, dict):
+        return None
+    differ = [f"{name} {theirs.get(name)} (this run: {getattr(config, name)})" for name in ("arch", "width")
+              if name in theirs and theirs[name] != getattr(config, name)]
+    if theirs.get("cut") in CUTS and config.cut in CUTS and CUTS.index(theirs["cut"]) > CUTS.index(config.cut):
+        differ.append(f"cut {theirs['cut']} (this run: {config.cut}, deeper)")
+    if not differ:
+        return None
+    return f"that model's base has {', '.join(differ)}; use the same architecture and width, and the same or an earlier cut"
 
 
 def _number(value: Any) -> bool:

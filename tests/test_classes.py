@@ -158,13 +158,24 @@ def test_a_new_run_starts_from_a_trained_models_base(subset_run, tiny_data):
     assert model.output_shape[-1] == 2
 
 
-def test_a_base_of_another_width_is_refused_in_words(subset_run, tiny_data):
+def test_a_base_of_another_width_or_a_shallower_cut_is_refused_before_training(subset_run, tiny_data):
+    store, summary = subset_run
+    trained = str(store.get(summary["run_id"]).dir / "model.keras")  # full width, cut after block3
+    with pytest.raises(ConfigError) as info:
+        tiny_config(tiny_data, weights=trained, width=0.5, cut="block5_pool")
+    assert info.value.errors["weights"] == ("that model's base has width 1.0 (this run: 0.5), cut block3_pool (this run: "
+                                            "block5_pool, deeper); use the same architecture and width, and the same or an earlier cut")
+    assert tiny_config(tiny_data, weights=trained).weights == trained
+
+
+def test_a_model_file_of_another_width_is_refused_when_its_base_is_copied(subset_run, tiny_data, tmp_path):
     from cifar_core.model import WeightsError, build_model
 
     store, summary = subset_run
-    trained = store.get(summary["run_id"]).dir / "model.keras"
+    loose = tmp_path / "model.keras"  # no config.json beside it: only the layers can tell
+    shutil.copy(store.get(summary["run_id"]).dir / "model.keras", loose)
     with pytest.raises(WeightsError, match="another architecture or width than this run"):
-        build_model(tiny_config(tiny_data, weights=str(trained), width=0.5), num_classes=2)
+        build_model(tiny_config(tiny_data, weights=str(loose), width=0.5), num_classes=2)
 
 
 def test_the_dashboard_form_refuses_unknown_classes_before_starting(tiny_data):
