@@ -10,6 +10,7 @@ import pytest
 from conftest import synthetic_images, write_batches, write_folders, write_kaggle
 from PIL import Image
 
+from cifar_core import CLASS_NAMES
 from cifar_core import data as data_lib
 from cifar_core.data import DataError, describe_source, load_cifar10, make_dataset, make_splits
 
@@ -259,11 +260,12 @@ def rewrite_labels(root, edit):
         csv.writer(f).writerows(rows)
 
 
-def test_kaggle_unknown_classes_are_named(tmp_path):
+def test_kaggle_class_list_comes_from_its_labels(tmp_path):
     root = write_kaggle(tmp_path / "k", n_train=2)
     rewrite_labels(root, lambda rows: [[rows[0][0], "unicorn"]] + rows[1:])
-    with pytest.raises(DataError, match="unknown classes: unicorn"):
-        load(root, tmp_path)
+    data = load(root, tmp_path)
+    assert data.class_names == tuple(sorted([*CLASS_NAMES, "unicorn"]))
+    assert describe_source(str(root))["class_names"] == data.class_names
 
 
 def test_kaggle_missing_ids_are_named(tmp_path):
@@ -291,7 +293,8 @@ def test_missing_python_batch_is_named(tmp_path):
 
 def test_describe_source_counts_without_decoding(tmp_path):
     folders = write_folders(tmp_path / "d", n_train=2, n_test=1)
-    assert describe_source(str(folders)) == {"ok": True, "layout": "folders", "path": str(folders), "counts": {"train": 20, "test": 10}}
+    assert describe_source(str(folders)) == {"ok": True, "layout": "folders", "path": str(folders), "counts": {"train": 20, "test": 10},
+                                             "class_names": CLASS_NAMES}
     kaggle = write_kaggle(tmp_path / "k", n_train=3)
     assert describe_source(str(kaggle))["counts"] == {"train": 30}
     missing = describe_source(str(tmp_path / "nowhere"))
