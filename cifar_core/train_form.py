@@ -2,7 +2,9 @@
 
 The form is generated from TrainConfig's field descriptions (`config.setting`);
 this module only adds what is specific to a form: starting points (presets),
-how each value is written in a box, and where uploaded weights are kept.
+how each value is written in a box, the checks made before a run starts (data
+folder, classes), the models a run can take its base from, and where uploaded
+weights are kept.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from cifar_core import recipe
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
 from cifar_core.data import describe_source, missing_classes
 from cifar_core.model_choice import model_choices
-from cifar_core.runs import RunStore
 from cifar_core.paths import artifacts_dir
+from cifar_core.runs import RunStore
 
 # Starting points for the form; each overrides some of TrainConfig's defaults.
 # Times and accuracies in the help texts were measured on this project's 2-core CPU
