@@ -96,30 +96,44 @@ def describe_source(data_dir: str | None) -> dict:
     except DataError as err:
         return {"ok": False, "message": str(err)}
     counts: dict[str, int] = {}
-    class_names = CLASS_NAMES
     if layout == "folders":
         for split in ("train", "test"):
             counts[split] = sum(len(_image_files(d)) for d in _class_dirs(folder / split))
-        class_names = tuple(d.name for d in _class_dirs(folder / "train"))
     elif layout == "kaggle":
         counts["train"] = len(_image_files(folder / "train"))
-        with open(folder / "trainLabels.csv", newline="") as f:
-            class_names = tuple(sorted({row.get("label", "") for row in csv.DictReader(f)}))
     else:
         counts = {"train": 10000 * len(list(folder.glob("data_batch_*"))), "test": 10000 * (folder / "test_batch").is_file()}
-    return {"ok": True, "layout": layout, "path": str(folder), "counts": counts, "class_names": class_names}
+    return {"ok": True, "layout": layout, "path": str(folder), "counts": counts, "class_names": _layout_classes(layout, folder)}
+
+
+def dataset_classes(data_dir: str | None) -> tuple[str, ...] | None:
+    """The class names of a data folder, from its folder names or labels file (nothing is counted or
+    decoded); CIFAR-10's without a folder (Keras' download); None when the folder holds no dataset."""
+    if not data_dir:
+        return CLASS_NAMES
+    try:
+        return _layout_classes(*detect_layout(Path(data_dir)))
+    except (DataError, OSError):
+        return None
+
+
+def _layout_classes(layout: str, folder: Path) -> tuple[str, ...]:
+    if layout == "folders":
+        return tuple(d.name for d in _class_dirs(folder / "train"))
+    if layout == "kaggle":
+        with open(folder / "trainLabels.csv", newline="") as f:
+            return tuple(sorted({row.get("label", "") for row in csv.DictReader(f)}))
+    return CLASS_NAMES
 
 
 def missing_classes(data_dir: str | None, classes: tuple[str, ...] | None) -> str | None:
     """Why `classes` cannot be trained from `data_dir`, in words, or None (also when the folder itself
     is unusable: loading it says why). Without a folder, Keras' CIFAR-10 has the ten classes."""
-    source = describe_source(data_dir) if data_dir else {"ok": True, "class_names": CLASS_NAMES}
-    if not classes or not source["ok"]:
-        return None
-    unknown = [c for c in classes if c not in source["class_names"]]
+    available = dataset_classes(data_dir)
+    unknown = [c for c in classes or () if available is not None and c not in available]
     if not unknown:
         return None
-    return f"no class {', '.join(repr(c) for c in unknown)} in this data folder; its classes are: {', '.join(source['class_names'])}"
+    return f"no class {', '.join(repr(c) for c in unknown)} in this data folder; its classes are: {', '.join(available)}"
 
 
 # ---------------------------------------------------------------- loading

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ class ModelChoice:
     accuracy: float | None
     default_ok: bool = True  # may be picked by default: completed, and it learned
 
-    @property
+    @cached_property  # read once per choice: pages ask for it several times a render
     def class_names(self) -> tuple[str, ...]:
         """The classes the model predicts, in output order (its classes.json; CIFAR-10's without one)."""
         return model_class_names(self.model_path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from cifar_core import recipe
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
-from cifar_core.data import describe_source, missing_classes
+from cifar_core.data import dataset_classes, describe_source, missing_classes
 from cifar_core.model_choice import model_choices
 from cifar_core.paths import artifacts_dir
 from cifar_core.runs import RunStore
@@ -108,9 +108,9 @@ def check_data(config: TrainConfig) -> None:
 
 
 def data_class_names(data_dir: str | None) -> tuple[str, ...]:
-    """The class names of a data folder (none when it cannot be read), for the form's hint."""
-    source = describe_source(data_dir or TrainConfig().resolved_data_dir())
-    return tuple(source["class_names"]) if source["ok"] else ()
+    """The class names of the form's data folder (none when it holds no dataset), for the form's hint."""
+    folder = data_dir or TrainConfig().resolved_data_dir()
+    return (dataset_classes(folder) or ()) if folder else ()
 
 
 def base_model_choices(store: RunStore) -> dict[str, str]:

@@ -50,26 +50,27 @@ def run_transfer(data_dir: str | None, quick: bool = False, echo: Callable[[str]
     images, their count, the training images, and the wall time.
     """
     from cifar_core.runs import RunStore
-    from cifar_core.train import train
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="cifar-transfer-") as tmp:
         store = RunStore(Path(tmp))
         config = recipe_config(data_dir, **{**PRETRAIN, **(QUICK | QUICK_PRETRAIN if quick else {})})
-        pretrained = _timed_run("pre-train", config, store, train, echo)
+        pretrained = _timed_run("pre-train", config, store, echo)
         rows.append(pretrained)
         for name, change in ARMS.items():
             if quick:
                 change = {k: (QUICK_EPOCHS if k.startswith("epochs_") and v else v) for k, v in change.items()}
             weights = change.get("weights", str(Path(pretrained["run_dir"]) / "model.keras"))
             config = recipe_config(data_dir, **{**TARGET, **(QUICK | QUICK_TARGET if quick else {}), **change, "weights": weights})
-            rows.append(_timed_run(name, config, store, train, echo))
+            rows.append(_timed_run(name, config, store, echo))
     for row in rows:
         row.pop("run_dir")
     return rows
 
 
-def _timed_run(name: str, config, store, train: Callable, echo: Callable[[str], None] | None) -> dict:
+def _timed_run(name: str, config, store, echo: Callable[[str], None] | None) -> dict:
+    from cifar_core.train import train  # TensorFlow is imported only when a run trains
+
     if echo:
         echo(f"transfer: {name} ({', '.join(config.classes or ())})")
     start = time.time()
