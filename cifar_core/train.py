@@ -25,6 +25,7 @@ from cifar_core.classes import write_class_names
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
 from cifar_core.config import TrainConfig
 from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
+from cifar_core.optimizer import ema_callbacks, make_optimizer
 from cifar_core.outcome import did_not_learn, likely_reasons
 from cifar_core.paths import cache_dir
 from cifar_core.runs import Run, RunStore, atomic_save_model, atomic_save_weights, error_text
@@ -47,45 +48,6 @@ def phases(config: TrainConfig) -> list[Phase]:
         Phase("finetune", config.epochs_finetune, config.finetune_lr, config.finetune_freeze),
     ]
     return [p for p in planned if p.epochs > 0]
-
-
-@keras.saving.register_keras_serializable(package="cifar_core")
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Piecewise-linear rate: from `peak / 10` up to `peak` over `warmup_steps`, then down to 0 at `total_steps`."""
-
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
-        self.peak, self.warmup_steps, self.total_steps = float(peak), int(warmup_steps), int(total_steps)
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warm = max(self.warmup_steps, 1)
-        rising = self.peak * (0.1 + 0.9 * step / warm)
-        falling = self.peak * keras.ops.maximum(self.total_steps - step, 0.0) / max(self.total_steps - self.warmup_steps, 1)
-        return keras.ops.where(step < self.warmup_steps, rising, falling)
-
-    def get_config(self) -> dict:
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
-
-
-def make_optimizer(config: TrainConfig, lr: float, epochs: int, steps: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer, with its learning-rate schedule."""
-    rate: float | keras.optimizers.schedules.LearningRateSchedule = lr
-    if config.schedule == "onecycle":
-        rate = OneCycle(lr, min(config.warmup_epochs, max(epochs - 1, 0)) * steps, epochs * steps)
-    if config.schedule == "cosine":
-        warmup = min(config.warmup_epochs, max(epochs - 1, 0)) * steps
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=lr / 10 if warmup else lr,
-            decay_steps=max(epochs * steps - warmup, 1),
-            warmup_target=lr if warmup else None,
-            warmup_steps=warmup,
-        )
-    wd = config.weight_decay or None
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=config.momentum, nesterov=True, weight_decay=wd)
-    if config.optimizer == "adam":
-        return keras.optimizers.AdamW(rate, weight_decay=wd) if wd else keras.optimizers.Adam(rate)
-    return keras.optimizers.RMSprop(rate, weight_decay=wd)
 
 
 def compile_phase(model: keras.Model, config: TrainConfig, phase: Phase, steps: int) -> None:
@@ -322,6 +284,10 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
 def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallback, backup: Path, epoch_offset: int,
                      log: logging.Logger) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
+        # First, so that store_cb checkpoints the averaged weights it validated. The backup
+        # then holds them too, and a resumed run continues from the average: a small step
+        # aside from an uninterrupted run, which never loses an epoch.
+        *ema_callbacks(config),
         # store_cb before the backup: an epoch is logged, then backed up. A kill
         # between the two re-runs that epoch, and store_cb drops its old record;
         # the other order would leave a gap in the curves instead.

@@ -14,7 +14,7 @@ from cifar_core.callbacks import RunStoreCallback
 from cifar_core.evaluate import Interpretation
 from cifar_core.model import batchnorm_momentum, build_base, build_model, dtype_policy, load_model
 from cifar_core.runs import RunBusyError, RunStore
-from cifar_core.train import compile_phase, make_optimizer, phases, train
+from cifar_core.train import compile_phase, phases, train
 
 pytestmark = pytest.mark.slow
 
@@ -30,37 +30,6 @@ def test_phases_follow_the_config(tiny_data):
     ]
     assert [p.name for p in phases(tiny_config(tiny_data, epochs_head=0))] == ["finetune"]
     assert [p.name for p in phases(tiny_config(tiny_data, epochs_finetune=0))] == ["head"]
-
-
-@pytest.mark.parametrize(
-    "optimizer, weight_decay, kind",
-    [("sgd", 0.0, keras.optimizers.SGD), ("adam", 0.0, keras.optimizers.Adam), ("adam", 0.01, keras.optimizers.AdamW),
-     ("rmsprop", 0.0, keras.optimizers.RMSprop)],
-)
-def test_optimizer_choice(tiny_data, optimizer, weight_decay, kind):
-    opt = make_optimizer(tiny_config(tiny_data, optimizer=optimizer, weight_decay=weight_decay, momentum=0.8), 0.1, 3, 10)
-    assert type(opt) is kind
-    assert float(opt.learning_rate) == pytest.approx(0.1)
-    if optimizer == "sgd":
-        assert opt.nesterov and opt.momentum == 0.8
-
-
-def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_data):
-    opt = make_optimizer(tiny_config(tiny_data, schedule="cosine", warmup_epochs=1), 0.1, 3, 10)
-    lrs = []
-    for step in (0, 10, 20, 30):
-        opt.iterations.assign(step)
-        lrs.append(float(opt.learning_rate))
-    assert lrs == pytest.approx([0.01, 0.1, 0.05, 0.0], abs=1e-6)
-
-
-def test_onecycle_schedule_rises_linearly_then_falls_to_zero(tiny_data):
-    opt = make_optimizer(tiny_config(tiny_data, schedule="onecycle", warmup_epochs=1), 0.1, 3, 10)
-    lrs = []
-    for step in (0, 5, 10, 20, 30):
-        opt.iterations.assign(step)
-        lrs.append(float(opt.learning_rate))
-    assert lrs == pytest.approx([0.01, 0.055, 0.1, 0.05, 0.0], abs=1e-6)
 
 
 def test_batchnorm_averages_over_the_last_quarter_epoch():
