@@ -26,7 +26,8 @@ from cifar_core.runs import Run, RunError, RunStore, atomic_write_text
 # renameat2(2): paths relative to the working directory; swap the two names.
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
-RUN_FILES = ("model.keras", "config.json", "history.csv", "evaluation.json", "test_probs.npz", "train.log")
+RUN_FILES = ("model.keras",  # first: saved again, the others copied
+             "config.json", "history.csv", "evaluation.json", "test_probs.npz", "train.log")
 
 
 def train_command(config: dict) -> str:
@@ -149,7 +150,7 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     if missing:
         raise RunError(f"Run {run.id} cannot be published: {', '.join(missing)} missing from {run.dir}.")
     try:
-        load_model(run.model_path)
+        model = load_model(run.model_path)  # without its optimizer: see below
         interp = Interpretation.load(run.dir)
     except ModelLoadError as err:
         raise RunError(f"Run {run.id} cannot be published: {err}") from err
@@ -163,7 +164,10 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     try:
         staging.mkdir(parents=True)
         try:
-            for name in RUN_FILES:
+            # Saved again as loaded, without the optimizer's state that the run's own
+            # checkpoint keeps for resuming: half the size, and a published model is for use.
+            model.save(staging / "model.keras")
+            for name in RUN_FILES[1:]:
                 shutil.copy2(run.dir / name, staging / name)
             write_class_names(staging, interp.class_names)
             (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))

@@ -57,6 +57,22 @@ def test_publish_into_a_new_folder(store, run_id, tmp_path):
     assert load_model(dest / "model.keras").count_params() > 0
 
 
+def test_the_published_model_predicts_as_the_run_without_its_optimizer_state(store, run_id, tmp_path):
+    import io
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    dest = publish_run(store, run_id, tmp_path / "default")
+    ours, theirs = load_model(dest / "model.keras"), load_model(store.get(run_id).model_path)
+    x = np.random.default_rng(0).uniform(-100, 100, (4, *ours.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    with zipfile.ZipFile(dest / "model.keras") as z, h5py.File(io.BytesIO(z.read("model.weights.h5"))) as weights:
+        assert "layers" in weights and "optimizer" not in weights
+    assert (dest / "model.keras").stat().st_size < store.get(run_id).model_path.stat().st_size
+
+
 def missing_predictions(store, run):
     (run.dir / "test_probs.npz").unlink()
 
