@@ -19,7 +19,7 @@ from cifar_core import duplicates, embeddings, label_issues, model_choice, plots
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
-from cifar_core.gradcam import GradCam, cam_layers, default_layer
+from cifar_core.gradcam import GradCam, cam_layers, check_sentence, default_layer, deletion_check
 from cifar_core.inference import Classifier
 from cifar_core.model_choice import ModelChoice
 from cifar_core.runs import RunError, RunStore
@@ -136,6 +136,26 @@ def gradcam_picker(choice: ModelChoice, key: str) -> GradCam:
                          help=f"{default} by default: the deepest layer whose map is at least 8×8; deeper ones are "
                               "too coarse at 32×32 to point at anything (see the README's Grad-CAM check)")
     return _gradcam(str(choice.model_path), choice.model_path.stat().st_mtime, layer)
+
+
+CAM_CHECK_IMAGES = 200
+
+
+@st.cache_data(show_spinner="Checking this layer's maps on test images (once per model and layer)…", max_entries=32)
+def _cam_check(path: str, mtime: float, layer: str, data: str, _x: np.ndarray) -> dict:
+    model = _classifier(path, mtime)
+    return deletion_check(model.model, _x, model.predict_arrays, [layer])[0]
+
+
+def cam_check(choice: ModelChoice, layer: str) -> None:
+    """Say whether `layer`'s maps are faithful for this model (a caption), measured on test images when there are any."""
+    data_dir = test_predictions.data_dir_for(choice)
+    if not data_available(data_dir) or (images := test_set(data_dir, choice.class_names)) is None:
+        return
+    x = images[0]
+    pick = np.random.default_rng(0).choice(len(x), min(CAM_CHECK_IMAGES, len(x)), replace=False)
+    row = _cam_check(str(choice.model_path), choice.model_path.stat().st_mtime, layer, f"{data_dir}|{len(x)}", x[pick])
+    st.caption(check_sentence(row, len(pick)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

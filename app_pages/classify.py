@@ -20,6 +20,8 @@ similar = toggle_col.toggle("Show similar training images", key="classify_simila
                             help="the training images closest to each upload in the model's feature space: what it has seen that looks like this")
 with layer_col:
     cam = studio_ui.gradcam_picker(model, key="classify_cam_layer") if explain else None
+if cam is not None:
+    studio_ui.cam_check(model, cam.layer)
 if not files:
     st.stop()
 

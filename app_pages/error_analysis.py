@@ -46,6 +46,7 @@ if x_test is not None:
         with layer_col:
             cam = studio_ui.gradcam_picker(model, key="error_cam_layer")
         st.caption(f"The galleries show where the model found evidence for each image's {explained}.")
+        studio_ui.cam_check(model, cam.layer)
 
 
 def explain(indices: np.ndarray) -> np.ndarray | None:

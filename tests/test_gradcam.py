@@ -12,7 +12,7 @@ from PIL import Image
 
 from cifar_core.cli import main
 from cifar_core.data import preprocess
-from cifar_core.gradcam import GREY, GradCam, GradCamError, cam_layers, deletion_check, default_layer, overlay
+from cifar_core.gradcam import GREY, GradCam, GradCamError, cam_layers, check_sentence, deletion_check, default_layer, overlay
 from cifar_core.model import build_base, build_head, build_model
 
 
@@ -97,7 +97,8 @@ def test_deletion_check_measures_the_prediction_drop(tiny_data):
     model = build_model(tiny_config(tiny_data))
     x = images(8, seed=5)
     blind = deletion_check(model, x, lambda batch: np.full((len(batch), 10), 0.1, np.float32), layers=["block2_relu2"])
-    assert blind == [{"layer": "block2_relu2", "map_size": 16, "hot_drop": 0.0, "cold_drop": 0.0, "empty_maps": pytest.approx(blind[0]["empty_maps"])}]
+    assert blind == [{"layer": "block2_relu2", "map_size": 16, "hot_drop": 0.0, "cold_drop": 0.0, "faithful": False,
+                      "empty_maps": pytest.approx(blind[0]["empty_maps"])}]
 
     def grey_share(batch: np.ndarray) -> np.ndarray:
         """Class 0's probability falls with the share of blanked pixels; the other classes share the rest."""
@@ -107,6 +108,15 @@ def test_deletion_check_measures_the_prediction_drop(tiny_data):
 
     [row] = deletion_check(model, x, grey_share, layers=["block3_relu3"], fraction=0.25)
     assert row["hot_drop"] == pytest.approx(0.8 * 0.25, abs=0.01) and row["cold_drop"] == pytest.approx(0.8 * 0.25, abs=0.01)
+    assert not row["faithful"]  # blanking anywhere costs the same: the maps single nothing out
+
+
+def test_the_check_is_said_in_words():
+    passed = check_sentence({"hot_drop": 0.374, "cold_drop": 0.274, "faithful": True}, 500)
+    assert passed.startswith("Check on 500 test images") and "0.37" in passed and "0.27" in passed
+    assert "point at what the prediction depends on." in passed
+    failed = check_sentence({"hot_drop": 0.242, "cold_drop": 0.250, "faithful": False}, 200)
+    assert "do not point" in failed and "pick another layer" in failed
 
 
 def test_cli_predict_writes_an_overlay_per_classified_file(tiny_run, tmp_path, capsys):

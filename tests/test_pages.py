@@ -358,6 +358,8 @@ def test_run_classify_grad_cam_overlays_each_classified_image(with_run, tiny_dat
     at = open_page("classify")
     at.toggle[0].set_value(True).run()
     assert at.selectbox(key="classify_cam_layer").value == "block3_relu3"  # the deepest 8x8 map of the tiny model
+    # The layer's maps are checked on the test images (4 per class here) and the page says what it found.
+    assert [c.value for c in at.caption if c.value.startswith("Check on 40 test images")]
     files = [(f"{name}.png", next((tiny_data / "test" / name).iterdir()).read_bytes(), "image/png") for name in ("cat", "ship")]
     at.file_uploader[0].set_value([*files, ("notes.png", b"not an image", "image/png")]).run()
     assert not at.exception
