@@ -19,7 +19,7 @@ from cifar_core import duplicates, embeddings, label_issues, model_choice, plots
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
-from cifar_core.gradcam import GradCam, cam_layers, check_sentence, default_layer, deletion_check
+from cifar_core.gradcam import GradCam, cam_layers, check_images, check_sentence, default_layer, deletion_check
 from cifar_core.inference import Classifier
 from cifar_core.model_choice import ModelChoice
 from cifar_core.runs import RunError, RunStore
@@ -152,10 +152,9 @@ def cam_check(choice: ModelChoice, layer: str) -> None:
     data_dir = test_predictions.data_dir_for(choice)
     if not data_available(data_dir) or (images := test_set(data_dir, choice.class_names)) is None:
         return
-    x = images[0]
-    pick = np.random.default_rng(0).choice(len(x), min(CAM_CHECK_IMAGES, len(x)), replace=False)
-    row = _cam_check(str(choice.model_path), choice.model_path.stat().st_mtime, layer, f"{data_dir}|{len(x)}", x[pick])
-    st.caption(check_sentence(row, len(pick)))
+    sample = check_images(images[0], CAM_CHECK_IMAGES)
+    row = _cam_check(str(choice.model_path), choice.model_path.stat().st_mtime, layer, f"{data_dir}|{len(images[0])}", sample)
+    st.caption(check_sentence(row, len(sample)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

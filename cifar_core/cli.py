@@ -262,19 +262,17 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
 
 
 def cmd_gradcam(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from cifar_core.data import load_cifar10, select_classes
-    from cifar_core.gradcam import deletion_check, default_layer
+    from cifar_core.gradcam import check_images, deletion_check, default_layer
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
     data = select_classes(load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress()), classifier.class_names)
-    pick = np.random.default_rng(args.seed).choice(len(data.x_test), min(args.images, len(data.x_test)), replace=False)
+    images = check_images(data.x_test, args.images, args.seed)
     default = default_layer(classifier.model)
-    for row in deletion_check(classifier.model, data.x_test[pick], classifier.predict_arrays, args.layers, args.fraction, args.seed):
-        _print_json({**row, "default": row["layer"] == default, "images": len(pick)})
+    for row in deletion_check(classifier.model, images, classifier.predict_arrays, args.layers, args.fraction, args.seed):
+        _print_json({**row, "default": row["layer"] == default, "images": len(images)})
     return 0
 
 

@@ -141,6 +141,11 @@ def deletion_check(model: keras.Model, images: np.ndarray, predict: Callable[[np
     return results
 
 
+def check_images(x: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """The `count` images (at most all of `x`) that `deletion_check` measures: a seeded sample, the same each time."""
+    return x[np.random.default_rng(seed).choice(len(x), min(count, len(x)), replace=False)]
+
+
 def check_sentence(row: dict, images: int) -> str:
     """What one `deletion_check` row on `images` images means, in words."""
     measured = (f"Check on {images} test images: blanking the hottest quarter of each map lowers the predicted "
