@@ -192,6 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core.evaluate import evaluate_model
     from cifar_core.model import load_model
     from cifar_core.model_choice import resolve_model
+    from cifar_core.runs import RunError
 
     store = _store(args)
     choice = resolve_model(store, args.model)

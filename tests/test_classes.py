@@ -11,7 +11,7 @@ from cifar_core import CLASS_NAMES
 from cifar_core.classes import model_class_names, write_class_names
 from cifar_core.config import ConfigError, parse_config
 from cifar_core.data import DataError, load_cifar10, select_classes
-from tests.conftest import synthetic_images, tiny_config, write_folders
+from tests.conftest import synthetic_images, tiny_config
 
 SUBSET = ("cat", "dog", "ship")
 

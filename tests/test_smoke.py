@@ -1,4 +1,3 @@
-from conftest import tiny_config
 
 
 def test_tiny_run_completes_and_beats_chance(tiny_run):
