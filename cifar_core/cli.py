@@ -1,4 +1,4 @@
-"""`python -m cifar_core`: train, evaluate, predict, gradcam, inspect, export, runs, stop, bench, publish.
+"""`python -m cifar_core`: train, evaluate, calibrate, predict, gradcam, inspect, export, runs, stop, bench, publish.
 
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
 `predict` prints one JSON line per file and exits 1 if any file failed; invalid
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from cifar_core import paths
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
 
 EXIT_USAGE = 2
@@ -58,6 +59,19 @@ def _whole(low: int, high: int):
             raise argparse.ArgumentTypeError(str(err)) from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float):
+    """An argparse type: a number (ASCII digits) above `low` and at most `high`, with a message in words otherwise."""
+    def parse(text: str) -> float:
+        try:
+            value = parse_number(text, float)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number above {low:g} and at most {high:g}, got {value:g}")
         return value
     return parse
 
@@ -209,7 +223,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tta = bool(config.tta) if args.tta is None else args.tta  # the model's own TTA unless told otherwise
     model = load_model(choice.model_path)
     class_names = model_class_names(choice.model_path, int(model.output_shape[-1]))
-    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=_tqdm_progress())
+    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad or args.skip_bad, progress=_tqdm_progress())
     data = data_lib.select_classes(data, class_names)  # the model's classes, labelled in its output order
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
@@ -218,6 +232,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if choice.run_id:  # results go to run folders only: the shipped model and arbitrary files are never written to
         interp.save(choice.folder, args.split)
     _print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict()})
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from cifar_core import calibration
+    from cifar_core.model_choice import resolve_model
+    from cifar_core.runs import RunError
+
+    store = _store(args)
+    choice = resolve_model(store, args.model)
+    if choice.run_id:
+        store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
+    if not choice.config:
+        raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown "
+                       "and there are no held-out images to fit a temperature on.")
+    config = TrainConfig.from_dict({**choice.config, "weights": "none"})  # the saved model holds its weights
+    if args.data_dir:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+        config.validate()
+    fitted = calibration.fit_for_model(choice.model_path, config, progress=_tqdm_progress())
+    _print_json({"model": str(choice.model_path), "run_id": choice.run_id,
+                 "file": str(choice.model_path.parent / calibration.CALIBRATION_FILE), **fitted.to_dict()})
     return 0
 
 
@@ -235,6 +271,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     path = resolve_model(_store(args), args.model).model_path
     classifier = Classifier(path)
+    if args.top > len(classifier.class_names):
+        _stderr(f"error: --top: must be a whole number from 1 to {len(classifier.class_names)} (the model's classes), got {args.top}")
+        return EXIT_USAGE
     results = classifier.classify_files(args.files, top_k=args.top)
     overlays = _write_overlays(classifier, results, folder, args.layer) if folder else {}
     for r in results:
@@ -263,13 +302,12 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
 
 
 def cmd_gradcam(args: argparse.Namespace) -> int:
-    from cifar_core.data import load_cifar10, select_classes
     from cifar_core.gradcam import check_images, deletion_check, default_layer
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
-    data = select_classes(load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress()), classifier.class_names)
+    data = _load_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
     images = check_images(data.x_test, args.images, args.seed)
     default = default_layer(classifier.model)
     for row in deletion_check(classifier.model, images, classifier.predict_arrays, args.layers, args.fraction, args.seed):
@@ -310,7 +348,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
+    data_dir = paths.data_dir(args.data_dir)
     if args.which == "transfer":
         from cifar_core.transfer import run_transfer
 
@@ -329,6 +367,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_model(args: argparse.Namespace, class_names, skip_bad: bool = False):
+    """The dataset of --data-dir (or $CIFAR10_DIR), narrowed to a model's classes in the model's order."""
+    from cifar_core.data import load_cifar10, select_classes
+
+    return select_classes(load_cifar10(paths.data_dir(args.data_dir), skip_bad=skip_bad, progress=_tqdm_progress()), class_names)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from cifar_core.publish import publish_run
 
@@ -341,21 +386,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import time
 
     from cifar_core.classes import model_class_names
-    from cifar_core.data import load_cifar10, select_classes
     from cifar_core.duplicates import DEFAULT_THRESHOLD
     from cifar_core.inspection import inspect_model
     from cifar_core.model import load_model
     from cifar_core.model_choice import resolve_model
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    if not 0 < threshold <= 1:
-        _stderr(f"error: --threshold: {threshold} is not a cosine similarity above 0 and at most 1")
-        return EXIT_USAGE
     path = resolve_model(_store(args), args.model).model_path
     model = load_model(path)  # a bad model path fails here, before the data is loaded
     start = time.perf_counter()
-    data = load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress())
-    data = select_classes(data, model_class_names(path, int(model.output_shape[-1])))
+    data = _load_for_model(args, model_class_names(path, int(model.output_shape[-1])), skip_bad=args.skip_bad)
     load_s = time.perf_counter() - start
     result = inspect_model(path, data, model=model, threshold=threshold, progress=_tqdm_progress())
     result["timings"] = {"data_load_s": round(load_s, 3), **result["timings"]}
@@ -364,17 +404,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cifar_core.data import load_cifar10, select_classes
     from cifar_core.export import ExportError, export_model, failure_message
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
-    if args.images < 1:
-        _stderr(f"error: --images: {args.images} is not a positive count")
-        return EXIT_USAGE
     path = resolve_model(_store(args), args.model).model_path
     classifier = Classifier(path)  # a bad model path fails here, before the data is loaded
-    data = select_classes(load_cifar10(args.data_dir or os.environ.get("CIFAR10_DIR"), progress=_tqdm_progress()), classifier.class_names)
+    data = _load_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
     try:
         report = export_model(path, args.format, data.x_test, data.y_test, x_train=data.x_train, classifier=classifier,
                               out_dir=Path(args.out) if args.out else None, images=args.images)
@@ -414,11 +450,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="test-time augmentation (image, mirror, 1-pixel shifts); default: as the model was trained")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (their count is reported) instead of failing")
     p.set_defaults(func=cmd_evaluate)
+
+    p = add("calibrate", "fit a model's temperature on its run's validation split and store it beside the model (calibration.json)")
+    p.add_argument("--model", "--run", dest="model", default=None, metavar="RUN_OR_PATH",
+                   help="a run id or run folder, a .keras file, or a folder holding model.keras such as artifacts/default "
+                        "(default: the studio's default model)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_calibrate)
 
     p = add("predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
-    p.add_argument("--top", type=_whole(1, 1000), default=3, help="classes to list per file (at most the model's classes)")
+    p.add_argument("--top", type=_whole(1, 1000), default=3, help="classes to list per file, from 1 to the model's number of classes")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write a Grad-CAM overlay PNG of each top class here")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -431,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=_fraction, default=0.25, help="share of each image blanked")
     p.add_argument("--layers", nargs="+", default=None, help="default: every rectified conv output of the base")
     p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (their count is reported) instead of failing")
     p.set_defaults(func=cmd_gradcam)
 
     p = add("runs", "list runs with status and metrics")
@@ -453,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect", "data issues seen through a model: likely label mistakes, near duplicates, train/test leaks (one JSON line)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--threshold", type=float, default=None, help="cosine similarity at which two images count as near duplicates (default: the studio's, printed in the JSON)")
+    p.add_argument("--threshold", type=_number(0, 1), default=None,
+                   help="cosine similarity above 0 and at most 1 at which two images count as near duplicates (default: the studio's, printed in the JSON)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (their count is reported) instead of failing")
     p.set_defaults(func=cmd_inspect)
 
     p = add("export", "export a model for other runtimes, checked against Keras on test images (one JSON line)")
@@ -461,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "tflite-int8", "onnx"))
     p.add_argument("--out", default=None, metavar="DIR", help="default: the run's exports/ folder, or artifacts/exports/ for other models")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--images", type=int, default=1000, help="test images of the parity check")
+    p.add_argument("--images", type=_whole(1, 10**6), default=1000, help="test images of the parity check")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (their count is reported) instead of failing")
     p.set_defaults(func=cmd_export)
 
     p = add("publish", "copy a finished run, with figures and a model card, to artifacts/default/ (the shipped model)")

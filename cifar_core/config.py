@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,7 +191,9 @@ class TrainConfig:
 
     def resolved_data_dir(self) -> str | None:
         """The data folder to use: the config's, else $CIFAR10_DIR, else None (Keras download)."""
-        return self.data_dir or os.environ.get("CIFAR10_DIR") or None
+        from cifar_core.paths import data_dir
+
+        return data_dir(self.data_dir)
 
 
 def _base_mismatch(config: "TrainConfig") -> str | None:
