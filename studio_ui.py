@@ -207,7 +207,7 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
 
 @st.cache_resource(show_spinner="Loading the training images…", max_entries=2)
 def _train_set(data_dir: str, key: str, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    # Decoded with the test images already, so read from the data cache.
+    # The test pages decode only the test split; the first use of the training images decodes them here.
     return test_predictions.load_train_set(data_dir, class_names)
 
 

@@ -22,7 +22,7 @@ import pickle
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -159,15 +159,7 @@ def load_cifar10(
     """
     if not data_dir:
         return _load_from_keras()
-    # Resolved, so the cached source description names the folder the same way from any cwd.
-    try:
-        resolved = Path(data_dir).resolve()
-    except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic link loop
-        raise DataError(f"Data folder {str(data_dir)!r} cannot be opened ({plain_message(err)}).") from err
-    layout, folder = detect_layout(resolved)
-    files = _source_files(layout, folder)
-    key = _cache_key(layout, folder, files, skip_bad)
-    cache = Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
+    layout, folder, cache = _locate(data_dir, cache_dir, skip_bad)
     if (cache / "meta.json").is_file():
         return _read_cache(cache)
     faults.point("data_load")
@@ -181,6 +173,56 @@ def load_cifar10(
         data = loader(folder, skip_bad=skip_bad, progress=progress)
     _write_cache(cache, data)
     return data
+
+
+def load_test_split(
+    data_dir: str,
+    *,
+    cache_dir: Path | None = None,
+    skip_bad: bool = False,
+    progress: Progress | None = None,
+) -> CifarData:
+    """The test split of `data_dir` (the training arrays empty), decoding no more than it needs.
+
+    Pages that only show test predictions call this: an image-folder dataset not
+    cached yet has just its test folders decoded (10,000 images instead of 60,000
+    for CIFAR-10) into a test-only cache entry; a full cache entry is used when
+    there is one. Other layouts derive or store the test split with the training
+    images (Kaggle's is a hold-out of train), so they are loaded whole.
+    """
+    layout, folder, cache = _locate(data_dir, cache_dir, skip_bad)
+    if (cache / "meta.json").is_file():
+        return _read_cache(cache, splits=("test",))
+    if layout != "folders":
+        return _test_only(load_cifar10(data_dir, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress))
+    cache = cache.with_name(f"{cache.name}-test")
+    if (cache / "meta.json").is_file():
+        return _read_cache(cache, splits=("test",))
+    faults.point("data_load")
+    data = _load_folders(folder, skip_bad=skip_bad, progress=progress, splits=("test",))
+    _write_cache(cache, data)
+    return data
+
+
+def data_cache_folder(data_dir: str, *, cache_dir: Path | None = None, skip_bad: bool = False) -> Path:
+    """The decode cache entry `load_cifar10` reads and writes for this folder (it may not exist yet)."""
+    return _locate(data_dir, cache_dir, skip_bad)[2]
+
+
+def _locate(data_dir: str, cache_dir: Path | None, skip_bad: bool) -> tuple[str, Path, Path]:
+    """(layout, data folder, cache entry) of a data folder: the entry is keyed by the source's files."""
+    # Resolved, so the cached source description names the folder the same way from any cwd.
+    try:
+        resolved = Path(data_dir).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic link loop
+        raise DataError(f"Data folder {str(data_dir)!r} cannot be opened ({plain_message(err)}).") from err
+    layout, folder = detect_layout(resolved)
+    key = _cache_key(layout, folder, _source_files(layout, folder), skip_bad)
+    return layout, folder, Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
+
+
+def _test_only(data: CifarData) -> CifarData:
+    return replace(data, x_train=data.x_train[:0], y_train=data.y_train[:0])
 
 
 def _load_from_keras() -> CifarData:
@@ -336,11 +378,14 @@ def select_classes(data: CifarData, names: tuple[str, ...] | list[str], in_data_
                      class_names=names, skipped=data.skipped)
 
 
-def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit: int | None = None) -> CifarData:
-    """Decode an image-folder dataset; with `limit`, only the first `limit` training images of each class."""
-    arrays, skipped = {}, []
+def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit: int | None = None,
+                  splits: tuple[str, ...] = ("train", "test")) -> CifarData:
+    """Decode an image-folder dataset; with `limit`, only the first `limit` training images of each class;
+    a split left out of `splits` comes back empty."""
     names = _folder_classes(folder)
-    for split in ("train", "test"):
+    empty = (np.zeros((0, NATIVE_SIZE, NATIVE_SIZE, 3), np.uint8), np.zeros(0, np.int64))
+    arrays, skipped = {"train": empty, "test": empty}, []
+    for split in splits:
         split_dir = folder / split
         paths, labels = [], []
         for label, name in enumerate(names):
@@ -354,7 +399,7 @@ def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit
         x, kept, bad = _decode_all(paths, skip_bad, progress, f"{split} split")
         arrays[split] = (x, np.asarray(labels, dtype=np.int64)[kept])
         skipped += bad
-    _require_nonempty(arrays)
+    _require_nonempty({split: arrays[split] for split in splits})
     return CifarData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
 
 
@@ -451,9 +496,12 @@ def _write_cache(cache: Path, data: CifarData) -> None:
             raise
 
 
-def _read_cache(cache: Path) -> CifarData:
+def _read_cache(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> CifarData:
+    """A cache entry's arrays; the splits left out of `splits` come back empty without being read."""
     meta = json.loads((cache / "meta.json").read_text())
-    arrays = {n: np.load(cache / f"{n}.npy", allow_pickle=False) for n in ("x_train", "y_train", "x_test", "y_test")}
+    empty = {"x": np.zeros((0, NATIVE_SIZE, NATIVE_SIZE, 3), np.uint8), "y": np.zeros(0, np.int64)}
+    arrays = {f"{a}_{split}": np.load(cache / f"{a}_{split}.npy", allow_pickle=False) if split in splits else empty[a]
+              for split in ("train", "test") for a in ("x", "y")}
     # Caches written before class lists came from the data hold CIFAR-10's ten classes.
     return CifarData(**arrays, source=meta["source"], skipped=meta["skipped"], class_names=tuple(meta.get("class_names", CLASS_NAMES)))
 

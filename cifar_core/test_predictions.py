@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cifar_core.config import TrainConfig
-from cifar_core.data import CifarData, DataError, load_cifar10, select_classes
+from cifar_core.data import CifarData, DataError, load_cifar10, load_test_split, select_classes
 from cifar_core.evaluate import Interpretation, evaluate_model
 from cifar_core.model_choice import ModelChoice
 
@@ -26,8 +26,11 @@ def data_dir_for(choice: ModelChoice | None) -> str | None:
 
 def load_test_set(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Test images and labels of a model's classes (labelled in its output order) from a data folder,
-    decoded once, then cached; DataError without one, or when the folder lacks one of the classes."""
-    data = _load(data_dir, class_names, progress)
+    decoded once, then cached; DataError without one, or when the folder lacks one of the classes.
+
+    The training images are not decoded for this (pages listing test predictions need none).
+    """
+    data = _load(data_dir, class_names, progress, test_only=True)
     return data.x_test, data.y_test
 
 
@@ -37,11 +40,12 @@ def load_train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[
     return data.x_train, data.y_train
 
 
-def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None) -> CifarData:
+def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None, *, test_only: bool = False) -> CifarData:
     if not data_dir:
         # Never fall back to Keras' download from the dashboard: it can hang without a network.
         raise DataError("No data folder set: point CIFAR10_DIR (or the Train page's data folder) at CIFAR-10.")
-    return select_classes(load_cifar10(data_dir, progress=progress), class_names)
+    load = load_test_split if test_only else load_cifar10
+    return select_classes(load(data_dir, progress=progress), class_names)
 
 
 def saved_predictions(choice: ModelChoice) -> Interpretation | None:

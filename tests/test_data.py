@@ -162,6 +162,41 @@ def test_progress_is_reported_while_decoding(tmp_path):
     assert (10, 10, "decoding test split") in calls
 
 
+def test_test_split_alone_decodes_no_training_image(tmp_path, monkeypatch):
+    root = write_folders(tmp_path / "d", n_train=2, n_test=1)
+    decode = data_lib._decode
+
+    def test_images_only(path):
+        assert "train" not in path.parts, f"decoded the training image {path}"
+        return decode(path)
+
+    monkeypatch.setattr(data_lib, "_decode", test_images_only)
+    part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
+    assert len(part.x_train) == len(part.y_train) == 0
+    monkeypatch.setattr(data_lib, "_decode", decode)
+    whole = load(root, tmp_path)
+    np.testing.assert_array_equal(part.x_test, whole.x_test)
+    np.testing.assert_array_equal(part.y_test, whole.y_test)
+    # A test-only cache entry never stands in for the whole dataset: the training images are there.
+    assert len(whole.x_train) == 20
+
+
+def test_test_split_alone_reads_a_full_cache_entry(tmp_path, monkeypatch):
+    root = write_folders(tmp_path / "d", n_train=2, n_test=1)
+    whole = load(root, tmp_path)
+    monkeypatch.setattr(data_lib, "_decode", lambda path: pytest.fail(f"decoded {path} despite the cache"))
+    part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(part.x_test, whole.x_test)
+    assert len(part.x_train) == 0
+
+
+def test_test_split_alone_of_a_kaggle_folder_is_its_hold_out(tmp_path):
+    root = write_kaggle(tmp_path / "k", n_train=10)
+    part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(part.x_test, load(root, tmp_path).x_test)
+    assert len(part.x_train) == 0
+
+
 # ---------------------------------------------------------------- splits
 
 
