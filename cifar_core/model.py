@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -18,8 +17,8 @@ import numpy as np
 
 from cifar_core import NUM_CLASSES, safe_h5
 from cifar_core.config import BLOCK_NAMES, TrainConfig
+from cifar_core.start_weights import IMAGENET_NOTOP_FILE, keras_models_dir
 
-IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 # VGG16's conv widths per block; vgg16_bn keeps the layout and adds BatchNorm.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
@@ -104,12 +103,6 @@ def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool
         base_from_model(base, Path(weights))
     # A fixed name lets the head phase and tooling find the base inside saved models.
     return keras.Model(base.input, base.output, name="base")
-
-
-def keras_models_dir() -> str:
-    """Where Keras caches downloaded weights: $KERAS_HOME/models, else ~/.keras/models."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "models")
 
 
 def load_base_weights(base: keras.Model, path: Path) -> None:
