@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -157,9 +158,37 @@ def cam_check(choice: ModelChoice, layer: str) -> None:
     st.caption(check_sentence(row, len(sample)))
 
 
+class Slot:
+    """A cache entry that its caller fills.
+
+    A cached function that draws (a progress bar) is replayed on every later cache hit, onto
+    a page that no longer has the element it drew into: Streamlit then fails the page with
+    CacheReplayClosureError. So the cached function returns an empty Slot (data only), and
+    the caller computes the value once, outside the cache, drawing its own progress.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # two sessions' first visits compute it once
+        self.value = None
+
+
+def fill(slot: Slot, compute: Callable[[], object], waiting: str) -> object:
+    """`slot`'s value, computed by `compute` (which may draw progress) when it has none yet;
+    while another session computes it, a spinner saying `waiting`."""
+    if not slot.lock.acquire(blocking=False):
+        with st.spinner(waiting):
+            slot.lock.acquire()
+    try:
+        if slot.value is None:
+            slot.value = compute()  # an exception leaves the slot empty, to be tried again
+        return slot.value
+    finally:
+        slot.lock.release()
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _test_set(data_dir: str, key: str, class_names: tuple[str, ...], _progress=None) -> tuple[np.ndarray, np.ndarray]:
-    return test_predictions.load_test_set(data_dir, class_names, progress=_progress)
+def _test_set(data_dir: str, key: str, class_names: tuple[str, ...]) -> Slot:
+    return Slot()
 
 
 def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -178,7 +207,9 @@ def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.nda
         bar.progress(min(done / max(total, 1), 1.0), text=f"Loading the images ({what}): {done:,}/{total:,}")
 
     try:
-        return _test_set(data_dir, str(status["counts"]), tuple(class_names), progress)
+        return fill(_test_set(data_dir, str(status["counts"]), tuple(class_names)),
+                    lambda: test_predictions.load_test_set(data_dir, class_names, progress=progress),
+                    "Another session is loading the test images…")
     except DataError as err:
         st.error(f"The test images could not be loaded: {plain(err)}")
         return None

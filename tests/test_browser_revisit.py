@@ -1,0 +1,95 @@
+"""Every page, visited again and again in a real browser, never shows an error.
+
+A cached function that draws (a progress bar, say) is replayed on its next cache hit, onto a
+page that no longer has the element it drew into: Streamlit then fails that page with
+CacheReplayClosureError, for every browser session, until the entry is evicted. Only a
+second visit shows it, so this test makes them: on a fresh artifacts folder (the shipped
+model, empty caches) it visits every page twice, then again in a second browser context,
+then again after a server restart (caches on disk, none in memory).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, SHOTS, dashboard, wait_idle
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+PAGES = ["", "train", "classify", "predictions", "error_analysis", "runs"]
+ERROR_TABS = ["Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks", "Confusion matrix"]
+# Streamlit's exception box, the box it shows instead when details are hidden, and the app's own st.error boxes.
+ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
+REDACTED = "This app has encountered an error"
+
+
+def check(page, where: str) -> None:
+    """Fail, with the error's text and a screenshot, if the page shows any error."""
+    wait_idle(page)
+    boxes = page.locator(ERRORS)
+    texts = [boxes.nth(i).inner_text() for i in range(boxes.count())]
+    body = page.locator("body").inner_text()
+    if texts or REDACTED in body:
+        SHOTS.mkdir(exist_ok=True)
+        path = SHOTS / f"revisit_error_{where.replace('/', '_').replace(' ', '_')}.png"
+        page.screenshot(path=str(path), full_page=True)
+        pytest.fail(f"{where}: the page shows an error: {texts or [REDACTED]} (screenshot {path})")
+
+
+def visit(page, url: str, path: str, where: str, *, deep: bool) -> None:
+    """Open one page and wait until its script run ends; with `deep`, also open what it hides behind clicks."""
+    page.goto(f"{url}/{path}")
+    page.wait_for_function("document.querySelector('h1') || document.querySelector(\"[data-testid='stException']\")")
+    check(page, f"{where} /{path}")
+    if not deep:
+        return
+    if path == "error_analysis":
+        for tab in ERROR_TABS:
+            page.get_by_role("tab", name=tab).click()
+            check(page, f"{where} /{path} tab {tab}")
+    elif path == "predictions":
+        # An image's detail: Grad-CAM, every class probability, the training images most like it.
+        page.locator("[data-testid='stMain'] button").filter(has_text="#").first.click()
+        page.get_by_text("Similar training images").wait_for()
+        check(page, f"{where} /{path} image detail")
+
+
+def tour(context, url: str, where: str) -> None:
+    """Every page twice in one browser context: the second visit hits the caches the first one filled."""
+    page = context.new_page()
+    page.set_default_timeout(180_000)  # the first visit imports TensorFlow and decodes the images
+    for round_ in (1, 2):
+        for path in PAGES:
+            visit(page, url, path, f"{where}, visit {round_},", deep=round_ == 1)
+    page.close()
+
+
+def test_every_page_twice_in_two_contexts_and_after_a_restart(tiny_data, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    shipped = shutil.copytree(ROOT / "artifacts" / "default", artifacts / "default")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            with dashboard(artifacts, tiny_data, shipped=shipped) as url:
+                for where in ("first browser context", "second browser context"):
+                    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+                    try:
+                        tour(context, url, where)
+                    finally:
+                        context.close()
+            with dashboard(artifacts, tiny_data, shipped=shipped) as url:
+                context = browser.new_context(viewport={"width": 1400, "height": 1200})
+                try:
+                    tour(context, url, "after a server restart")
+                finally:
+                    context.close()
+        finally:
+            browser.close()
