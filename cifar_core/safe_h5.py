@@ -24,11 +24,15 @@ import numpy as np
 # list until the next scope allocates them all; the dry build below must take its own off.
 from keras.src.backend.common import global_state
 
+from cifar_core.model_cost import cost_problem
+
 # Weights barely compress, and Keras stores them uncompressed: a file may declare at
 # most this many bytes of arrays per byte it holds, plus SLACK_BYTES (harmless either way).
 MAX_EXPANSION = 2
 SLACK_BYTES = 16 << 20
 WEIGHTS_MEMBER = "model.weights.h5"
+# A Keras archive holds config.json, metadata.json, model.weights.h5 and maybe a few assets.
+MAX_MEMBERS = 64
 
 
 class UnsafeFileError(ValueError):
@@ -96,8 +100,9 @@ def check_weights_file(path: str | Path, expected_bytes: int) -> None:
         raise UnsafeFileError(f"it declares {_mb(declared)} of arrays; the model's weights take {_mb(expected_bytes)}")
 
 
-def model_bytes(config: dict[str, Any]) -> int:
-    """Bytes of the variables a Keras model config declares, found by building it without allocating them.
+def dry_build(config: dict[str, Any]) -> tuple[int, str | None]:
+    """(bytes of the variables a Keras model config declares, why running it would cost too much or None),
+    found by building it without allocating its variables.
 
     In a StatelessScope Keras records each variable's shape and defers its
     allocation; the dry-built model is then dropped. Raises what Keras raises
@@ -107,7 +112,7 @@ def model_bytes(config: dict[str, Any]) -> int:
     try:
         with keras.StatelessScope(initialize_variables=False):
             model = keras.saving.deserialize_keras_object(_without_compile(config), safe_mode=True)
-        return sum(_nbytes(tuple(v.shape), np.dtype(v.dtype)) for v in model.weights)
+        return sum(_nbytes(tuple(v.shape), np.dtype(v.dtype)) for v in model.weights), cost_problem(model)
     finally:
         global_state.set_global_attribute("uninitialized_variables", pending)
 
@@ -125,7 +130,13 @@ def check_keras_file(path: str | Path) -> None:
     """UnsafeFileError unless a .keras archive's members, weights and layers are backed by its bytes."""
     try:
         with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
+            members = z.infolist()
+            if len(members) > MAX_MEMBERS:
+                raise UnsafeFileError(f"it holds {len(members):,} files; a Keras model archive holds a few")
+            total = sum(info.file_size for info in members)
+            if total > MAX_EXPANSION * os.path.getsize(path) + SLACK_BYTES:
+                raise UnsafeFileError(f"its files declare {_mb(total)} in total but the archive holds {_mb(os.path.getsize(path))}")
+            for info in members:
                 if info.file_size > MAX_EXPANSION * info.compress_size + SLACK_BYTES:
                     raise UnsafeFileError(f"its member {info.filename} declares {_mb(info.file_size)} "
                                           f"but holds {_mb(info.compress_size)}")
@@ -140,8 +151,10 @@ def check_keras_file(path: str | Path) -> None:
     if not isinstance(config, dict):
         raise UnsafeFileError("its config.json is not a model configuration")
     try:
-        needed = model_bytes(config)
+        needed, too_costly = dry_build(config)
     except Exception as err:  # Keras reports a config it cannot build with many exception types
         raise UnsafeFileError(f"its configuration does not build a model ({err})") from err
+    if too_costly:
+        raise UnsafeFileError(too_costly)
     if needed > declared + SLACK_BYTES:
         raise UnsafeFileError(f"its layers declare {_mb(needed)} of weights but its weights file holds {_mb(declared)}")
