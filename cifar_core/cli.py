@@ -201,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cifar_core import calibration
     from cifar_core import data as data_lib
     from cifar_core.classes import model_class_names
     from cifar_core.evaluate import evaluate_model
@@ -212,6 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     choice = resolve_model(store, args.model)
     if choice.run_id:
         store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
+    stored = calibration.read(choice.folder)  # a damaged calibration.json is reported before any work
     saved = TrainConfig.from_dict({**choice.config, "weights": "none"}) if choice.config else None
     if args.split == "val" and saved is None:
         raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
@@ -231,7 +233,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             class_names=class_names)
     if choice.run_id:  # results go to run folders only: the shipped model and arbitrary files are never written to
         interp.save(choice.folder, args.split)
-    _print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict()})
+    # A temperature fitted with the other TTA setting does not fit these probabilities: reported uncalibrated.
+    t = stored.temperature if stored is not None and stored.tta == tta else 1.0
+    scored = calibration.summary(interp.probs, interp.y, t)
+    fitted_on = f"{stored.images} validation images, tta={stored.tta}" if stored is not None else None
+    _stderr(f"calibration ({args.split}): ECE {scored['ece_uncalibrated']:.4f} uncalibrated, {scored['ece']:.4f} with temperature "
+            f"{t:.4f}" + (f" (fitted on {fitted_on})" if t != 1.0 else " (no temperature stored for this model and TTA setting)")
+            + f"; NLL {scored['nll']:.4f}, Brier {scored['brier']:.4f}")
+    _print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict(),
+                 **scored, "temperature_fitted_on": fitted_on})
     return 0
 
 
@@ -277,7 +287,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     results = classifier.classify_files(args.files, top_k=args.top)
     overlays = _write_overlays(classifier, results, folder, args.layer) if folder else {}
     for r in results:
-        _print_json({**r.to_json(), "model": str(path), **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
+        _print_json({**r.to_json(), "model": str(path), "temperature": classifier.temperature, **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
     return 1 if any(r.error for r in results) else 0
 
 

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES, augment, faults
+from cifar_core import CLASS_NAMES, augment, calibration, faults
 from cifar_core.classes import model_class_names
 from cifar_core.data import make_dataset
 from cifar_core.runs import atomic_write_text
@@ -56,11 +56,28 @@ def predict_probs(
 
 @dataclass
 class Interpretation:
-    """Probabilities `probs` (N, C) and true labels `y` (N,) of one split."""
+    """Probabilities `probs` (N, C) and true labels `y` (N,) of one split.
+
+    `probs` are the model's outputs with its `temperature` applied (see `calibration`);
+    `uncalibrated` are the outputs as the model gave them, which is what `save` stores.
+    """
 
     probs: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...] = CLASS_NAMES
+    temperature: float = 1.0
+    raw_probs: np.ndarray | None = None  # the outputs before the temperature; None when it is 1
+
+    @property
+    def uncalibrated(self) -> np.ndarray:
+        return self.probs if self.raw_probs is None else self.raw_probs
+
+    def with_temperature(self, temperature: float) -> "Interpretation":
+        """The same predictions with `temperature` applied to the model's outputs (replacing any applied before)."""
+        if temperature == 1.0:
+            return Interpretation(self.uncalibrated, self.y, self.class_names)
+        return Interpretation(calibration.apply_temperature(self.uncalibrated, temperature), self.y, self.class_names,
+                              temperature, self.uncalibrated)
 
     @property
     def preds(self) -> np.ndarray:
@@ -158,12 +175,13 @@ class Interpretation:
         }
 
     def save(self, run_dir: Path, split: str = "test") -> None:
-        """Write `evaluation[_split].json` and `{split}_probs.npz` into the run folder, atomically."""
+        """Write `evaluation[_split].json` and `{split}_probs.npz` (uncalibrated) into the run folder, atomically."""
         run_dir = Path(run_dir)
         suffix = "" if split == "test" else f"_{split}"
         atomic_write_text(run_dir / f"evaluation{suffix}.json", json.dumps(self.to_dict(), indent=2))
         buf = io.BytesIO()
-        np.savez(buf, probs=self.probs.astype(np.float32), y=self.y.astype(np.int64))
+        # The model's own outputs: the temperature lives in calibration.json and may be fitted again.
+        np.savez(buf, probs=self.uncalibrated.astype(np.float32), y=self.y.astype(np.int64))
         fd, tmp = tempfile.mkstemp(dir=run_dir, suffix=".npz")
         with os.fdopen(fd, "wb") as f:
             f.write(buf.getvalue())

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from cifar_core import embeddings
+from cifar_core.calibration import read as read_calibration
 from cifar_core.data import NATIVE_SIZE
 from cifar_core.paths import artifacts_dir
 
@@ -297,6 +298,10 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
         # One view per image; a model trained for TTA gets its studio accuracy by averaging the views
         # of `augment.tta_views` (image, mirror, 1-pixel shifts) through the exported model.
         "model_trained_with_tta": trained_with_tta(Path(model_path)),
+        # The exported network's outputs are uncalibrated; the studio shows softmax(log(p) / temperature),
+        # p being the views' average when the temperature was fitted with TTA. None: no temperature stored.
+        "calibration": ({"temperature": stored.temperature, "fitted_with_tta": stored.tta, "validation_images": stored.images}
+                        if (stored := read_calibration(Path(model_path).parent)) is not None else None),
     }
     (out_dir / f"{fmt}.json").write_text(json.dumps(report, indent=2))
     return report

@@ -7,6 +7,7 @@ or declare more pixels than MAX_PIXELS get a per-file error, never an exception.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import warnings
@@ -19,7 +20,7 @@ from PIL import Image, ImageOps
 # TensorFlow's own graph-freezing tool (also behind its SavedModel/TFLite converters); it has no public alias.
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from cifar_core import augment
+from cifar_core import augment, calibration
 from cifar_core.classes import model_class_names
 from cifar_core.data import NATIVE_SIZE, preprocess
 from cifar_core.image_limits import MAX_PIXELS, ImageError, check_pixels, check_size, plain_message, read_image_file, webp_canvas_size
@@ -76,6 +77,20 @@ class Prediction:
         return {"file": self.file, "error": self.error} if self.error else {"file": self.file, "top": self.top}
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_temperature(folder: Path, tta: bool, stamp: tuple[int, int] | None) -> float:
+    # `stamp` (the file's mtime and size) is part of the key: a changed file is read again.
+    return calibration.temperature(folder, tta) if stamp is not None else 1.0
+
+
 def trained_with_tta(model_path: Path) -> bool:
     """Whether the run that saved `model_path` asked for test-time augmentation (its config.json says so)."""
     try:
@@ -117,9 +132,20 @@ class Classifier:
         self._predict(tf.zeros([1, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8))  # warm up once
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, len(class_names)) for uint8 images (N, 32, 32, 3)."""
+        """The network's own probabilities (N, len(class_names)) for uint8 images (N, 32, 32, 3), before any
+        temperature: what an export must reproduce and what Grad-CAM's check measures."""
         (probs,) = self._predict(tf.convert_to_tensor(images, tf.uint8))  # a frozen function returns a list
         return np.asarray(probs, dtype=np.float32)
+
+    @property
+    def temperature(self) -> float:
+        """The model's stored temperature for this TTA setting (1 without one); read from calibration.json
+        when that file changes, so a later `calibrate` reaches an already loaded model."""
+        return _stored_temperature(self.model_path.parent, self.tta, _file_stamp(self.model_path.parent / calibration.CALIBRATION_FILE))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (the model's temperature applied): what users are shown."""
+        return calibration.apply_temperature(self.predict_arrays(images), self.temperature)
 
     def classify_bytes(self, items: list[tuple[str, bytes]], top_k: int = 3) -> list[Prediction]:
         """Classify (name, bytes) pairs; bad files get an error Prediction, the rest are batched."""
@@ -133,7 +159,7 @@ class Classifier:
             except ImageError as err:
                 results.append(Prediction(name, error=str(err)))
         if good:
-            probs = self.predict_arrays(np.stack([img for _, img in good]))
+            probs = self.probabilities(np.stack([img for _, img in good]))
             for (i, _), p in zip(good, probs):
                 order = np.argsort(-p)[:top_k]
                 results[i].probs = p

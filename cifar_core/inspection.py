@@ -8,9 +8,10 @@ from typing import Callable
 
 import numpy as np
 
-from cifar_core import duplicates, embeddings, label_issues
+from cifar_core import calibration, duplicates, embeddings, label_issues
 from cifar_core.data import CifarData
 from cifar_core.evaluate import Interpretation, predict_probs
+from cifar_core.inference import trained_with_tta
 
 Progress = Callable[[int, int, str], None]
 QUERIES = 100  # single-image neighbour searches timed for `query_ms_p50`
@@ -18,14 +19,19 @@ QUERIES = 100  # single-image neighbour searches timed for `query_ms_p50`
 
 def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.ndarray,
                        progress: Progress | None = None) -> tuple[np.ndarray, str]:
-    """The model's test probabilities: saved beside it if made on these labels, else predicted now."""
+    """The model's calibrated test probabilities: saved beside it if made on these labels, else predicted now
+    (one view); with the model's temperature for that way of predicting (see `calibration.temperature`)."""
+    folder = Path(model_path).parent
     try:
-        saved = Interpretation.load(Path(model_path).parent)
+        saved = Interpretation.load(folder)
         if np.array_equal(saved.y, y_test):
-            return saved.probs, "saved"
+            t = calibration.temperature(folder, trained_with_tta(Path(model_path)))  # saved with the model's own TTA
+            return calibration.apply_temperature(saved.probs, t), f"saved, temperature {t:.4f}"
     except (OSError, KeyError, ValueError):
         pass
-    return predict_probs(model, x_test, input_size=int(model.input_shape[1]), progress=progress), "predicted"
+    t = calibration.temperature(folder, False)
+    probs = predict_probs(model, x_test, input_size=int(model.input_shape[1]), progress=progress)
+    return calibration.apply_temperature(probs, t), f"predicted, temperature {t:.4f}"
 
 
 def query_ms(index: embeddings.NeighbourIndex, queries: np.ndarray, k: int = 8) -> float:

@@ -17,8 +17,10 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cifar_core import calibration
 from cifar_core.classes import write_class_names
-from cifar_core.config import TrainConfig
+from cifar_core.config import ConfigError, TrainConfig
+from cifar_core.data import DataError
 from cifar_core.evaluate import Interpretation
 from cifar_core.paths import PROJECT_ROOT, default_model_dir
 from cifar_core.runs import Run, RunError, RunStore, atomic_write_text
@@ -59,8 +61,45 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def model_card(run: Run, interp: Interpretation, data_note: str, machine_note: str = "") -> str:
-    """MODEL_CARD.md text for a finished run."""
+def calibration_section(stored: calibration.Calibration | None, interp: Interpretation, folder: str) -> str:
+    """The model card's calibration paragraph: the temperature, where it was fitted, and what it does on the test split."""
+    if stored is None:
+        return ("Not calibrated: the run's validation images could not be loaded to fit a temperature, so every page shows "
+                f"the model's probabilities as they are. Fit one with `python -m cifar_core calibrate --model {folder}`.")
+    test = calibration.summary(interp.uncalibrated, interp.y, stored.temperature)
+    views = "with its test-time augmentation" if stored.tta else "without test-time augmentation"
+    return (f"Temperature **{stored.temperature:.4f}**, fitted by minimising the negative log-likelihood on the run's "
+            f"{stored.images:,} validation images ({views}; never on the test split), stored in `calibration.json`. "
+            "Every page, `predict`, `evaluate` and the label-issue search apply it: probabilities become "
+            "softmax(log p / T), which never changes the predicted class.\n\n"
+            "| on the test split | uncalibrated | calibrated |\n|---|---|---|\n"
+            f"| expected calibration error (15 equal-width bins) | {test['ece_uncalibrated']:.4f} | **{test['ece']:.4f}** |\n"
+            f"| negative log-likelihood | {test['nll_uncalibrated']:.4f} | {test['nll']:.4f} |\n"
+            f"| Brier score | {test['brier_uncalibrated']:.4f} | {test['brier']:.4f} |\n"
+            f"| mean top-class confidence (accuracy {interp.accuracy:.2%}) | {test['mean_confidence_uncalibrated']:.2%} "
+            f"| {test['mean_confidence']:.2%} |\n\n"
+            f"Measured with `python -m cifar_core evaluate --model {folder}`; fitted with "
+            f"`python -m cifar_core calibrate --model {folder}`.")
+
+
+def run_calibration(run: Run) -> calibration.Calibration | None:
+    """The run's stored temperature; for a run trained before runs were calibrated, fitted now on its
+    validation split (and stored in the run); None when its data cannot be loaded."""
+    try:
+        stored = calibration.read(run.dir)
+    except calibration.CalibrationError as err:
+        raise RunError(f"Run {run.id} cannot be published: {err}") from err
+    if stored is not None:
+        return stored
+    try:
+        return calibration.fit_for_model(run.model_path, TrainConfig.from_dict({**run.config, "weights": "none"}))
+    except (DataError, ConfigError):
+        return None
+
+
+def model_card(run: Run, interp: Interpretation, data_note: str, machine_note: str = "",
+               stored: calibration.Calibration | None = None, folder: str = "artifacts/default") -> str:
+    """MODEL_CARD.md text for a finished run (`stored`: its calibration; `folder`: where it is published)."""
     cfg = run.config
     summary = run.summary
     wall_min = (run.finished - run.started) / 60 if run.finished and run.started else float("nan")
@@ -102,13 +141,16 @@ Run `{run.id}`, status {run.status}, finished {finished}.
 Most confused pairs (true → predicted, count):
 {confused}
 
+## Calibration
+{calibration_section(stored, interp, folder)}
+
 ![confusion matrix](confusion_matrix.png)
 
 ![training curves](curves.png)
 
 ## Files
 `model.keras` (Keras 3, loads with `safe_mode=True`), `config.json`, `history.csv`
-(per-epoch metrics), `classes.json` (the class names, in output order), `evaluation.json`, `test_probs.npz` (test probabilities and labels), `train.log`.
+(per-epoch metrics), `classes.json` (the class names, in output order), `calibration.json` (the temperature), `evaluation.json`, `test_probs.npz` (test probabilities, uncalibrated, and labels), `train.log`.
 
 ## Limits
 The model knows {len(interp.class_names)} classes ({', '.join(interp.class_names)}, listed in `classes.json`);
@@ -119,6 +161,14 @@ anything else is squeezed into one of them. Photos are resized to 32x32 before c
 def _relative(text: str) -> str:
     """`text` with this checkout's parent folder written as `..`: a model card names no machine paths."""
     return text.replace(str(PROJECT_ROOT.parent), "..")
+
+
+def _shown_path(path: Path) -> str:
+    """`path` as a command in the model card names it: relative to the project when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return _relative(str(path))
 
 
 def _accuracy_line(cfg: dict, summary: dict, interp: Interpretation) -> str:
@@ -157,6 +207,7 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     except (OSError, KeyError, ValueError) as err:
         raise RunError(f"Run {run.id} cannot be published: its test predictions cannot be read ({err}).") from err
 
+    stored = run_calibration(run)
     dest = Path(dest or default_model_dir())
     if dest.exists() and not dest.is_dir():
         raise RunError(f"Cannot publish to {dest}: it exists and is not a folder.")
@@ -170,9 +221,11 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
             for name in RUN_FILES[1:]:
                 shutil.copy2(run.dir / name, staging / name)
             write_class_names(staging, interp.class_names)
+            if stored is not None:
+                calibration.write(staging, stored)
             (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))
             (staging / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
-            atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note))
+            atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note, stored, _shown_path(dest)))
             swap_in(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # the unfinished folder, or the replaced one

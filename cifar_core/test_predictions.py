@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from cifar_core import calibration
 from cifar_core.config import TrainConfig
 from cifar_core.data import CifarData, DataError, load_cifar10, load_test_split, select_classes
 from cifar_core.evaluate import Interpretation, evaluate_model
@@ -48,12 +49,19 @@ def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress
     return select_classes(load(data_dir, progress=progress), class_names)
 
 
+def temperature(choice: ModelChoice) -> float:
+    """The model's stored temperature for the way it predicts (its own TTA); 1 without one.
+    CalibrationError (in words) when its calibration.json is damaged."""
+    return calibration.temperature(choice.folder, bool(choice.config.get("tta")))
+
+
 def saved_predictions(choice: ModelChoice) -> Interpretation | None:
-    """The test predictions saved in the model's folder at the end of training, if any."""
+    """The test predictions saved in the model's folder at the end of training, if any, calibrated."""
     try:
-        return Interpretation.load(choice.folder)
+        saved = Interpretation.load(choice.folder)
     except (OSError, KeyError, ValueError):
         return None
+    return saved.with_temperature(temperature(choice))
 
 
 def matching_predictions(choice: ModelChoice, y_test: np.ndarray) -> Interpretation | None:
@@ -65,7 +73,8 @@ def matching_predictions(choice: ModelChoice, y_test: np.ndarray) -> Interpretat
 
 
 def compute_predictions(choice: ModelChoice, x_test: np.ndarray, y_test: np.ndarray, progress: Progress | None = None) -> Interpretation:
-    """Predict the test set with the model and save the result into its run folder if it has none yet.
+    """Predict the test set with the model (calibrated) and save the result (uncalibrated) into its run folder
+    if it has none yet.
 
     Existing predictions are never overwritten (they are the run's own evaluation,
     possibly on a different test set than the one shown now), and the shipped
@@ -82,7 +91,7 @@ def compute_predictions(choice: ModelChoice, x_test: np.ndarray, y_test: np.ndar
             interp.save(choice.folder)
         except OSError:
             pass  # a read-only model folder: the dashboard still keeps the result for the session
-    return interp
+    return interp.with_temperature(temperature(choice))
 
 
 def filter_predictions(

@@ -19,7 +19,7 @@ from typing import Callable
 import keras
 
 from cifar_core import data as data_lib
-from cifar_core import distribute, evaluate, features
+from cifar_core import calibration, distribute, evaluate, features
 from cifar_core import tensorboard_log
 from cifar_core.classes import write_class_names
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
@@ -320,6 +320,24 @@ def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Mo
     )
 
 
+def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: data_lib.Splits, interp: evaluate.Interpretation,
+               summary: dict, stage: StageReporter, log: logging.Logger) -> None:
+    """Fit the model's temperature on the validation split (with its TTA), store it beside the model, and
+    record the test split's calibration error without and with it. Never on the test split itself."""
+    if not len(splits.y_val):
+        log.info("calibration skipped: no validation images to fit a temperature on")
+        return
+    fitted = calibration.fit(
+        evaluate.predict_probs(model, splits.x_val, input_size=config.input_size, tta=config.tta,
+                               progress=stage.counter("calibrating on the validation split")),
+        splits.y_val, tta=config.tta)
+    calibration.write(run.dir, fitted)
+    test = calibration.summary(interp.probs, interp.y, fitted.temperature)
+    summary.update(temperature=fitted.temperature, test_ece=test["ece"], test_ece_uncalibrated=test["ece_uncalibrated"])
+    log.info("calibration: temperature %.4f fitted on %d validation images; test ECE %.4f uncalibrated, %.4f calibrated",
+             fitted.temperature, fitted.images, test["ece_uncalibrated"], test["ece"])
+
+
 def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: data_lib.Splits, summary: dict,
             stopped: bool, stage: StageReporter, log: logging.Logger) -> dict:
     """Evaluate the best model on the test set, save the results, and mark the run final."""
@@ -338,6 +356,7 @@ def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, 
         summary.update(test_accuracy_no_tta=plain.accuracy)
     interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, tta=config.tta,
                                      progress=evaluating, class_names=splits.class_names)
+    _calibrate(config, run, best_model, splits, interp, summary, stage, log)
     stage("saving the results")
     interp.save(run.dir)
     store.metrics(run.id, "epoch").to_csv(run.dir / "history.csv", index=False)
