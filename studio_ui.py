@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from cifar_core import duplicates, embeddings, label_issues, model_choice, plots, previews, test_predictions
+from cifar_core.calibration import CalibrationError
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
@@ -103,6 +104,11 @@ def require_model() -> ModelChoice:
         st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     st.caption(model_caption(model))
+    try:
+        test_predictions.temperature(model)  # every probability shown uses it
+    except CalibrationError as err:
+        st.error(plain(err), icon=":material/error:")
+        st.stop()
     return model
 
 
@@ -220,7 +226,8 @@ def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.nda
 def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
     """The model's test-set predictions: read from its folder, or computed once with a progress bar."""
     x, y = images
-    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, hash(y.tobytes()))
+    # The temperature is in the key: a model calibrated again shows its new probabilities.
+    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, hash(y.tobytes()), test_predictions.temperature(choice))
     memo = st.session_state.get("predictions_memo")
     if memo and memo[0] == memo_key:
         return memo[1]
@@ -325,8 +332,10 @@ def _label_issues(path: str, mtime: float, data: str, _probs: np.ndarray, _y: np
 
 
 def label_issue_candidates(choice: ModelChoice, interp: Interpretation, data_id: str) -> pd.DataFrame:
-    """cleanlab's label-issue candidates among the test images (out-of-sample probabilities), most likely first."""
-    return _label_issues(str(choice.model_path), choice.model_path.stat().st_mtime, data_id, interp.probs, interp.y)
+    """cleanlab's label-issue candidates among the test images (out-of-sample probabilities, calibrated), most likely first."""
+    # The temperature is part of the key: the candidates depend on the calibrated probabilities.
+    return _label_issues(str(choice.model_path), choice.model_path.stat().st_mtime, f"{data_id}|T={interp.temperature}",
+                         interp.probs, interp.y)
 
 
 @st.cache_resource(show_spinner="Comparing every test image with the test and training images (once per model; "

@@ -57,6 +57,8 @@ for i, (upload, result) in enumerate(zip(files, results)):
                 st.markdown(f"### {best['label']} · {best['prob']:.1%}")
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
-                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {model.label}")
+                t = studio_ui.classifier(model).temperature
+                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {model.label}"
+                           + (f" · calibrated probabilities (temperature {t:.3f}, fitted on validation images)" if t != 1.0 else ""))
         if i in upload_features:
             studio_ui.similar_training_images(upload_features[i], neighbours, model.class_names)

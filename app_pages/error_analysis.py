@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import duplicates, embeddings, model_choice, plots, test_predictions
+from cifar_core import calibration, duplicates, embeddings, model_choice, plots, test_predictions
 
 DETAIL = "error_detail"  # the session key of the image whose details are open
 
@@ -56,8 +56,9 @@ def explain(indices: np.ndarray) -> np.ndarray | None:
     return cam.overlays(x_test[indices], interp.preds[indices] if explained == "predicted class" else interp.y[indices])
 
 
-confusion_tab, losses_tab, map_tab, labels_tab, duplicates_tab = st.tabs(
-    ["Confusion matrix", "Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks"], key="error_tab", on_change="rerun")
+confusion_tab, losses_tab, map_tab, labels_tab, duplicates_tab, calibration_tab = st.tabs(
+    ["Confusion matrix", "Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks", "Calibration"],
+    key="error_tab", on_change="rerun")
 
 # ---------------------------------------------------------------- confusion matrix
 if st.session_state.get("cell_true") not in names or st.session_state.get("cell_pred") not in names:  # first visit, or another model's classes
@@ -220,6 +221,34 @@ if duplicates_tab.open:
                     x_test[int(row["a"])], x_test[int(row["b"])],
                     f"test #{int(row['a'])} {names[interp.y[int(row['a'])]]} · test #{int(row['b'])} "
                     f"{names[interp.y[int(row['b'])]]} · {row['similarity']:.3f}"))
+
+# ---------------------------------------------------------------- calibration
+if calibration_tab.open:
+    with calibration_tab:
+        raw, t = interp.uncalibrated, interp.temperature
+        scored = calibration.summary(raw, interp.y, t)
+        panels = [(f"as the model gives them · ECE {scored['ece_uncalibrated']:.3f}", calibration.reliability(raw, interp.y))]
+        if t != 1.0:
+            panels.append((f"calibrated, T = {t:.3f} · ECE {scored['ece']:.3f}", calibration.reliability(interp.probs, interp.y)))
+        st.plotly_chart(plots.reliability_figure(panels), key="reliability_chart", config={"displayModeBar": False})
+        st.caption(f"Test images grouped into {calibration.BINS} equal-width bins of the top class's probability: each bar is "
+                   "the accuracy in its bin (the number on it: its images), each dot the mean probability the model gave. "
+                   "Where bars and dots meet the diagonal, a probability of 70% means right 70% of the time. The expected "
+                   "calibration error (ECE) is the image-weighted mean gap.")
+        m1, m2, m3 = st.columns(3)
+        after = " → {:.3f}" if t != 1.0 else ""
+        m1.metric("Expected calibration error", f"{scored['ece_uncalibrated']:.3f}" + after.format(scored["ece"]))
+        m2.metric("Negative log-likelihood", f"{scored['nll_uncalibrated']:.3f}" + after.format(scored["nll"]))
+        m3.metric("Brier score", f"{scored['brier_uncalibrated']:.3f}" + after.format(scored["brier"]))
+        stored = calibration.read(model.folder)
+        if t != 1.0 and stored is not None:
+            st.caption(f"Temperature {t:.3f} fitted on the run's {stored.images:,} validation images (never the test images), "
+                       "by minimising their negative log-likelihood; every page shows probabilities with it. It never "
+                       "changes a prediction, only how sure the model says it is.")
+        else:
+            st.info("This model has no temperature for the way it predicts, so its probabilities are shown as it gives them. "
+                    "Fit one on its validation images with `python -m cifar_core calibrate --model RUN_OR_PATH`.",
+                    icon=":material/thermostat:")
 
 st.header("Downloads", divider="gray")
 d1, d2, d3 = st.columns(3)

@@ -133,6 +133,32 @@ def embedding_figure(xy: np.ndarray, y: np.ndarray, preds: np.ndarray, class_nam
     return fig
 
 
+def reliability_figure(panels: list[tuple[str, pd.DataFrame]], height: int = 420) -> go.Figure:
+    """Reliability diagrams side by side, one per (title, `calibration.reliability` table): each confidence bin's
+    accuracy as a bar (its image count on it), the bin's mean confidence as a dot, and the diagonal a calibrated
+    model would follow."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for title, _ in panels], shared_yaxes=True)
+    for col, (_, table) in enumerate(panels, start=1):
+        used = table[table["count"] > 0]
+        centre = (used["lower"] + used["upper"]) / 2
+        hover = [f"confidence {lo:.0%}–{hi:.0%}: {n:,} images<br>accuracy {a:.1%}, mean confidence {c:.1%}"
+                 for lo, hi, n, a, c in zip(used["lower"], used["upper"], used["count"], used["accuracy"], used["confidence"])]
+        fig.add_trace(go.Bar(x=centre, y=used["accuracy"], width=used["upper"] - used["lower"], name="accuracy",
+                             marker_color=TRAIN_COLOUR, text=[f"{n:,}" for n in used["count"]], textposition="inside",
+                             hovertext=hover, hoverinfo="text", showlegend=col == 1, legendgroup="accuracy"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=centre, y=used["confidence"], mode="markers", name="mean confidence",
+                                 marker=dict(color=VAL_COLOUR, size=8), hovertext=hover, hoverinfo="text",
+                                 showlegend=col == 1, legendgroup="confidence"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated (accuracy = confidence)",
+                                 line=dict(color="grey", dash="dash"), hoverinfo="skip", showlegend=col == 1,
+                                 legendgroup="diagonal"), row=1, col=col)
+        fig.update_xaxes(title_text="confidence (top-class probability)", range=[0, 1], tickformat=".0%", row=1, col=col)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1], tickformat=".0%", row=1, col=1)
+    fig.update_layout(height=height, margin=dict(t=40, b=40, l=40, r=20), bargap=0.05,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 def probs_figure(probs: dict[str, float], height: int = 220) -> go.Figure:
     """Horizontal bars of class probabilities, highest on top."""
     items = sorted(probs.items(), key=lambda kv: kv[1])
