@@ -133,13 +133,13 @@ def check_keras_file(path: str | Path) -> None:
             members = z.infolist()
             if len(members) > MAX_MEMBERS:
                 raise UnsafeFileError(f"it holds {len(members):,} files; a Keras model archive holds a few")
-            total = sum(info.file_size for info in members)
-            if total > MAX_EXPANSION * os.path.getsize(path) + SLACK_BYTES:
-                raise UnsafeFileError(f"its files declare {_mb(total)} in total but the archive holds {_mb(os.path.getsize(path))}")
             for info in members:
                 if info.file_size > MAX_EXPANSION * info.compress_size + SLACK_BYTES:
                     raise UnsafeFileError(f"its member {info.filename} declares {_mb(info.file_size)} "
                                           f"but holds {_mb(info.compress_size)}")
+            total = sum(info.file_size for info in members)
+            if total > MAX_EXPANSION * os.path.getsize(path) + SLACK_BYTES:
+                raise UnsafeFileError(f"its files declare {_mb(total)} in total but the archive holds {_mb(os.path.getsize(path))}")
             weights = z.getinfo(WEIGHTS_MEMBER)
             with z.open(weights) as member:
                 declared = _h5_declared(member, weights.file_size)
