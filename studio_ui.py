@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cifar_core import duplicates, embeddings, label_issues, model_choice, plots, previews, test_predictions
+from cifar_core import duplicates, embeddings, explain, label_issues, model_choice, plots, previews, test_predictions
 from cifar_core.calibration import CalibrationError
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
-from cifar_core.gradcam import GradCam, cam_layers, check_images, check_sentence, default_layer, deletion_check
+from cifar_core.explainer import Explainer
+from cifar_core.faithfulness import check_images, check_sentence
 from cifar_core.inference import Classifier
 from cifar_core.model_choice import ModelChoice
 from cifar_core.runs import RunError, RunStore
@@ -130,40 +131,6 @@ def classifier(choice: ModelChoice) -> Classifier:
     return _classifier(str(choice.model_path), choice.model_path.stat().st_mtime)
 
 
-@st.cache_resource(show_spinner=False, max_entries=6)
-def _gradcam(path: str, mtime: float, layer: str) -> GradCam:
-    return GradCam(_classifier(path, mtime).model, layer)
-
-
-def gradcam_picker(choice: ModelChoice, key: str) -> GradCam:
-    """A layer picker (the measured default first) and the choice's Grad-CAM for that layer."""
-    model = classifier(choice).model
-    layers, default = cam_layers(model), default_layer(model)
-    layer = st.selectbox("Grad-CAM layer", layers, index=layers.index(default), key=key,
-                         help=f"{default} by default: the deepest layer whose map is at least 8×8; deeper ones are "
-                              "too coarse at 32×32 to point at anything (see the README's Grad-CAM check)")
-    return _gradcam(str(choice.model_path), choice.model_path.stat().st_mtime, layer)
-
-
-CAM_CHECK_IMAGES = 200
-
-
-@st.cache_data(show_spinner="Checking this layer's maps on test images (once per model and layer)…", max_entries=32)
-def _cam_check(path: str, mtime: float, layer: str, data: str, _x: np.ndarray) -> dict:
-    model = _classifier(path, mtime)
-    return deletion_check(model.model, _x, model.predict_arrays, [layer])[0]
-
-
-def cam_check(choice: ModelChoice, layer: str) -> None:
-    """Say whether `layer`'s maps are faithful for this model (a caption), measured on test images when there are any."""
-    data_dir = test_predictions.data_dir_for(choice)
-    if not data_available(data_dir) or (images := test_set(data_dir, choice.class_names)) is None:
-        return
-    sample = check_images(images[0], CAM_CHECK_IMAGES)
-    row = _cam_check(str(choice.model_path), choice.model_path.stat().st_mtime, layer, f"{data_dir}|{len(images[0])}", sample)
-    st.caption(check_sentence(row, len(sample)))
-
-
 class Slot:
     """A cache entry that its caller fills.
 
@@ -221,6 +188,100 @@ def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.nda
         return None
     finally:
         bar.empty()
+
+
+# ---------------------------------------------------------------- explanations
+
+CHECK_IMAGES = 200  # test images the deletion check measures a method on
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _explainer(path: str, mtime: float, method: str, layer: str | None) -> Explainer:
+    return explain.make(_classifier(path, mtime), method, layer)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _check_slot(path: str, mtime: float, method: str, layer: str | None, data: str) -> Slot:
+    return Slot()
+
+
+def _check_sample(choice: ModelChoice) -> tuple[np.ndarray, str] | None:
+    """The test images the check measures, and their data id; None without test images (nothing said)."""
+    data_dir = test_predictions.data_dir_for(choice)
+    if not data_available(data_dir) or (images := test_set(data_dir, choice.class_names)) is None:
+        return None
+    return check_images(images[0], CHECK_IMAGES), f"{data_dir}|{len(images[0])}"
+
+
+def _checked(choice: ModelChoice, method: str, layer: str | None, sample: tuple[np.ndarray, str]) -> dict:
+    """The deletion check of one method and layer: once per model (kept on disk), with a progress bar the first time."""
+    x, data_id = sample
+
+    def compute() -> dict:
+        bar = st.progress(0.0, text=f"Checking the maps of {explain.label(method, layer)} on {len(x)} test images (once per model)…")
+        try:
+            return explain.checked(classifier(choice), method, layer, x, progress=lambda done, total: bar.progress(
+                done / total, text=f"Checking the maps of {explain.label(method, layer)}: {done:,}/{total:,} test images"))
+        finally:
+            bar.empty()
+
+    slot = _check_slot(str(choice.model_path), choice.model_path.stat().st_mtime, method, layer, data_id)
+    return fill(slot, compute, "Another session is checking these maps…")
+
+
+def _pair_key(method: str, layer: str | None) -> str:
+    return method if layer is None else f"{method}:{layer}"
+
+
+def explanation_picker(choice: ModelChoice, key: str) -> Explainer:
+    """A method picker (occlusion, or Grad-CAM at a layer) whose default is the first, in `explain.candidates`
+    order, whose maps pass the deletion check on this model's test images; and the picked explainer."""
+    pairs = {_pair_key(m, layer): (m, layer) for m, layer in explain.candidates(classifier(choice).model)}
+    sample = _check_sample(choice)
+    default = next(iter(pairs))
+    if sample is not None:
+        for pair_key, (method, layer) in pairs.items():
+            if _checked(choice, method, layer, sample)["faithful"]:
+                default = pair_key
+                break
+    if st.session_state.get(key) not in pairs:  # first visit, or another model's layers
+        st.session_state[key] = default
+    picked = st.selectbox("Explanation method", list(pairs), key=key, format_func=lambda k: explain.label(*pairs[k]),
+                          help=f"{explain.label(*pairs[default])} by default: the first method whose maps pass the check below "
+                               "on this model (occlusion, then Grad-CAM's layers; see the README's explanation check)")
+    method, layer = pairs[picked]
+    return _explainer(str(choice.model_path), choice.model_path.stat().st_mtime, method, layer)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _overlay_slot(path: str, mtime: float, method: str, layer: str | None, images: str) -> Slot:
+    return Slot()
+
+
+def explanation_overlays(choice: ModelChoice, explainer: Explainer, images: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+    """`images` with `explainer`'s maps for `classes` (default: the predicted ones) over them: computed once per
+    model, method and images (occlusion costs a forward pass per patch position), with a progress bar."""
+    digest = hashlib.blake2b(np.ascontiguousarray(images).data, digest_size=8)
+    digest.update(b"predicted" if classes is None else np.asarray(classes, np.int64).tobytes())
+
+    def compute() -> np.ndarray:
+        bar = st.progress(0.0, text=f"Computing the maps of {len(images)} image(s)…")
+        try:
+            return explainer.overlays(images, classes, progress=lambda done, total: bar.progress(
+                done / total, text=f"Computing the maps: {done:,}/{total:,} images"))
+        finally:
+            bar.empty()
+
+    slot = _overlay_slot(str(choice.model_path), choice.model_path.stat().st_mtime, explainer.method, explainer.layer, digest.hexdigest())
+    return fill(slot, compute, "Another session is computing these maps…")
+
+
+def explanation_check(choice: ModelChoice, explainer: Explainer) -> None:
+    """Say whether `explainer`'s maps are faithful for this model (a caption with the check's numbers),
+    measured on test images when there are any."""
+    if (sample := _check_sample(choice)) is not None:
+        row = _checked(choice, explainer.method, explainer.layer, sample)
+        st.caption(f"{explain.label(explainer.method, explainer.layer)}. {check_sentence(row, len(sample[0]))}")
 
 
 def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
@@ -378,7 +439,7 @@ def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, colum
                            float(interp.true_probs[i]), float(interp.losses[i]) if show_loss else None, true_word)
                 if pick_key:
                     st.button(f"#{i}", key=f"{pick_key}-{i}", on_click=st.session_state.__setitem__, args=(pick_key, int(i)),
-                              help="details: every class probability, Grad-CAM, similar training images", width="stretch")
+                              help="details: every class probability, where the evidence is, similar training images", width="stretch")
 
 
 def paged_gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, key: str, order: str,
@@ -424,7 +485,7 @@ def paged_pairs(pairs: pd.DataFrame, *, key: str, columns: int = 5, page_size: i
 
 
 def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interpretation, pick_key: str) -> None:
-    """Everything about one test image: labels and loss, Grad-CAM for any class, every class probability,
+    """Everything about one test image: labels and loss, an explanation map for any class, every class probability,
     and the training images most like it."""
     left, middle, right = st.columns([1, 1, 2])
     left.image(previews.upscale(x_test[i], 6))
@@ -432,9 +493,9 @@ def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interp
     left.markdown(f"true **{names[interp.y[i]]}** ({interp.true_probs[i]:.1%}) · predicted "
                   f"**{names[interp.preds[i]]}** ({interp.confidence[i]:.1%}) · loss {interp.losses[i]:.3f}")
     with middle:
-        explained = st.selectbox("Grad-CAM: evidence for", names, index=int(interp.preds[i]), key=f"cam_class_{i}")
-        cam = gradcam_picker(choice, key=f"{pick_key}_cam_layer")
-        st.image(previews.upscale(cam.overlays(x_test[[i]], np.array([names.index(explained)]))[0], 6))
+        explained = st.selectbox("Where the evidence is for", names, index=int(interp.preds[i]), key=f"cam_class_{i}")
+        cam = explanation_picker(choice, key=f"{pick_key}_cam_layer")
+        st.image(previews.upscale(explanation_overlays(choice, cam, x_test[[i]], np.array([names.index(explained)]))[0], 6))
     right.plotly_chart(plots.probs_figure(dict(zip(names, interp.probs[i].tolist())), height=300),
                        key=f"{pick_key}_probs", config={"displayModeBar": False})
     st.markdown("**Similar training images**")

@@ -14,14 +14,14 @@ model = studio_ui.require_model()
 files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
                          help="several at once; any size, colour mode or orientation", max_upload_size=MAX_FILE_BYTES // 2**20)
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
-explain = toggle_col.toggle("Show where the model looked (Grad-CAM)",
-                            help="a heatmap of the parts of the 32×32 image that raised the top class's score")
+explain = toggle_col.toggle("Show where the model looked",
+                            help="a heatmap of the parts of the 32×32 image the top class depends on (occlusion or Grad-CAM)")
 similar = toggle_col.toggle("Show similar training images", key="classify_similar",
                             help="the training images closest to each upload in the model's feature space: what it has seen that looks like this")
 with layer_col:
-    cam = studio_ui.gradcam_picker(model, key="classify_cam_layer") if explain else None
+    cam = studio_ui.explanation_picker(model, key="classify_cam_layer") if explain else None
 if cam is not None:
-    studio_ui.cam_check(model, cam.layer)
+    studio_ui.explanation_check(model, cam)
 if not files:
     st.stop()
 
@@ -30,7 +30,7 @@ good = [i for i, r in enumerate(results) if r.error is None]
 st.subheader(f"{len(good)} of {len(results)} image(s) classified")
 overlays = {}
 if cam is not None and good:
-    overlays = dict(zip(good, cam.overlays(np.stack([results[i].image for i in good]))))
+    overlays = dict(zip(good, studio_ui.explanation_overlays(model, cam, np.stack([results[i].image for i in good]))))
 neighbours, upload_features = None, {}
 if similar and good:
     neighbours = studio_ui.training_neighbours(model)
@@ -47,7 +47,7 @@ for i, (upload, result) in enumerate(zip(files, results)):
             if preview is not None:
                 st.image(preview, width=160)
             if i in overlays:
-                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"Grad-CAM: {result.top[0]['label']}")
+                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"{cam.name}: {result.top[0]['label']}")
             st.text(result.file)  # a user's file name: shown as typed, never as Markdown
         with chart:
             if result.error is not None:

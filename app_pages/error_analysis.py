@@ -40,20 +40,21 @@ cam, explained = None, None
 if x_test is not None:
     mode_col, layer_col = st.columns([2, 1])
     explained = mode_col.segmented_control(
-        "Grad-CAM overlay", ["off", "predicted class", "true class"], default="off", required=True, key="cam_mode",
+        "Explanation overlay", ["off", "predicted class", "true class"], default="off", required=True, key="cam_mode",
         help="where the model found evidence for the class it predicted, or for the class it should have predicted")
     if explained != "off":
         with layer_col:
-            cam = studio_ui.gradcam_picker(model, key="error_cam_layer")
+            cam = studio_ui.explanation_picker(model, key="error_cam_layer")
         st.caption(f"The galleries show where the model found evidence for each image's {explained}.")
-        studio_ui.cam_check(model, cam.layer)
+        studio_ui.explanation_check(model, cam)
 
 
 def explain(indices: np.ndarray) -> np.ndarray | None:
-    """Overlays for a gallery page when Grad-CAM is on, else None (the plain images)."""
+    """Overlays for a gallery page when explanations are on, else None (the plain images)."""
     if cam is None:
         return None
-    return cam.overlays(x_test[indices], interp.preds[indices] if explained == "predicted class" else interp.y[indices])
+    classes = interp.preds[indices] if explained == "predicted class" else interp.y[indices]
+    return studio_ui.explanation_overlays(model, cam, x_test[indices], classes)
 
 
 confusion_tab, losses_tab, map_tab, labels_tab, duplicates_tab, calibration_tab = st.tabs(

@@ -7,7 +7,8 @@ Modules, one job each (the README's "Files" section groups them):
   train, callbacks, faults          one run's training; metrics, backups; the fault-injection hook
   runs, launcher, run_progress, outcome, model_choice   the run store and what the dashboard shows of it
   evaluate, test_predictions, embeddings, label_issues, duplicates, inspection   error analysis
-  inference, previews, gradcam      classifying and drawing user images; Grad-CAM
+  inference, previews                classifying and drawing user images
+  explain, explainer, occlusion, gradcam, faithfulness   explanation maps (occlusion, Grad-CAM) and their deletion check
   export, tensorboard_log, publish  taking models and runs elsewhere
   plots, bench, distribute, paths, cli
 """

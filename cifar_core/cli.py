@@ -1,4 +1,4 @@
-"""`python -m cifar_core`: train, evaluate, calibrate, predict, gradcam, inspect, export, runs, stop, bench, publish.
+"""`python -m cifar_core`: train, evaluate, calibrate, predict, explain (gradcam), inspect, export, runs, stop, bench, publish.
 
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
 `predict` prints one JSON line per file and exits 1 if any file failed; invalid
@@ -285,24 +285,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _stderr(f"error: --top: must be a whole number from 1 to {len(classifier.class_names)} (the model's classes), got {args.top}")
         return EXIT_USAGE
     results = classifier.classify_files(args.files, top_k=args.top)
-    overlays = _write_overlays(classifier, results, folder, args.layer) if folder else {}
+    method = args.explain_method or ("gradcam" if args.layer else "occlusion")
+    overlays = _write_overlays(classifier, results, folder, method, args.layer) if folder else {}
     for r in results:
         _print_json({**r.to_json(), "model": str(path), "temperature": classifier.temperature, **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
     return 1 if any(r.error for r in results) else 0
 
 
-def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dict[str, str]:
-    """Grad-CAM overlays of each classified file's top class, as PNGs in `folder`; {file: png path}."""
+def _write_overlays(classifier, results, folder: Path, method: str, layer: str | None) -> dict[str, str]:
+    """Explanation overlays (`method`: occlusion or Grad-CAM) of each classified file's top class, as PNGs in
+    `folder`; {file: png path}."""
     import numpy as np
     from PIL import Image
 
-    from cifar_core.gradcam import GradCam
+    from cifar_core import explain
     from cifar_core.previews import upscale
 
     good = [r for r in results if r.error is None]
     if not good:
         return {}
-    overlays = GradCam(classifier.model, layer).overlays(np.stack([r.image for r in good]))
+    overlays = explain.make(classifier, method, layer).overlays(np.stack([r.image for r in good]))
     written = {}
     for i, (r, image) in enumerate(zip(good, overlays)):
         out = folder / f"{i:03d}_{Path(r.file).stem}_{r.top[0]['label']}.png"  # the index keeps same-named files apart
@@ -311,17 +313,28 @@ def _write_overlays(classifier, results, folder: Path, layer: str | None) -> dic
     return written
 
 
-def cmd_gradcam(args: argparse.Namespace) -> int:
-    from cifar_core.gradcam import check_images, deletion_check, default_layer
+def cmd_explain(args: argparse.Namespace) -> int:
+    """The deletion check of each explanation method and layer asked for, one JSON line each; the last
+    line is the default, the first in `explain.candidates` order whose maps pass."""
+    from cifar_core import explain
+    from cifar_core.faithfulness import check_images, deletion_check
     from cifar_core.inference import Classifier
     from cifar_core.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
     data = _load_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
     images = check_images(data.x_test, args.images, args.seed)
-    default = default_layer(classifier.model)
-    for row in deletion_check(classifier.model, images, classifier.predict_arrays, args.layers, args.fraction, args.seed):
-        _print_json({**row, "default": row["layer"] == default, "images": len(images)})
+    methods = tuple(explain.METHODS if args.method == "all" else [args.method])
+    if args.layers and "gradcam" not in methods:
+        _stderr("error: --layers: layers are Grad-CAM's; use --method gradcam or all")
+        return EXIT_USAGE
+    pairs = explain.candidates(classifier.model, methods, args.layers)
+    explainers = [explain.make(classifier, method, layer) for method, layer in pairs]  # a bad layer fails before any work
+    rows = [{**deletion_check(e, images, classifier.predict_arrays, args.fraction, args.seed), "images": len(images)}
+            for e in explainers]
+    default = explain.pick_default(rows)
+    for row in [r for r in rows if r is not default] + [default]:
+        _print_json({**row, "default": row is default})
     return 0
 
 
@@ -441,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cifar_core", description="VGG16 transfer learning on CIFAR-10.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def add(name: str, help_text: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
         p.add_argument("--runs-dir", default=None, help="artifacts folder holding runs.db and runs/ (default: artifacts/ or $CIFAR_ARTIFACTS)")
         return p
 
@@ -473,20 +486,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--top", type=_whole(1, 1000), default=3, help="classes to list per file, from 1 to the model's number of classes")
-    p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write a Grad-CAM overlay PNG of each top class here")
+    p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write an explanation overlay PNG of each top class here")
+    p.add_argument("--explain-method", choices=("occlusion", "gradcam"), default=None,
+                   help="the overlays' method (default: occlusion, whose maps pass the deletion check on the shipped model; "
+                        "gradcam when --layer is given)")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_predict)
 
-    p = add("gradcam", "check, per layer, that Grad-CAM highlights what the prediction depends on (blank hottest vs coldest part)")
+    p = add("explain", "check that each explanation method (occlusion; Grad-CAM per layer) highlights what the prediction "
+                       "depends on (blank hottest vs coldest part); the last line is the default method", aliases=["gradcam"])
+    p.add_argument("--method", choices=("all", "occlusion", "gradcam"), default="all",
+                   help="the methods to check (default: all; occlusion is checked first, then Grad-CAM's layers)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--images", type=_whole(1, 10**6), default=500, help="test images to sample")
     p.add_argument("--fraction", type=_fraction, default=0.25, help="share of each image blanked")
-    p.add_argument("--layers", nargs="+", default=None, help="default: every rectified conv output of the base")
+    p.add_argument("--layers", nargs="+", default=None, help="Grad-CAM layers to check (default: every rectified conv output of the base)")
     p.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (their count is reported) instead of failing")
-    p.set_defaults(func=cmd_gradcam)
+    p.set_defaults(func=cmd_explain)
 
     p = add("runs", "list runs with status and metrics")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
@@ -536,14 +555,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A log line that cannot be written (a full disk) must not print a traceback; the error is reported anyway.
     logging.raiseExceptions = False
     args = build_parser().parse_args(argv)
-    from cifar_core.gradcam import GradCamError
+    from cifar_core.explainer import ExplainError
     from cifar_core.inference import ImageError
     from cifar_core.model import ModelLoadError
     from cifar_core.runs import RunError
 
     try:
         return args.func(args)
-    except (RunError, ModelLoadError, ImageError, GradCamError) as err:
+    except (RunError, ModelLoadError, ImageError, ExplainError) as err:
         _stderr(f"error: {err}")
         return EXIT_USAGE if isinstance(err, RunError) else 1
     except ConfigError as err:  # e.g. evaluate --data-dir naming a missing folder

@@ -1,5 +1,5 @@
 """Grad-CAM: the maps are the paper's, the default layer follows the map size, and the
-CLI writes overlays and runs the blanking check."""
+CLI writes overlays. (The blanking check and the other methods: test_explain.py.)"""
 
 import json
 
@@ -12,7 +12,8 @@ from PIL import Image
 
 from cifar_core.cli import main
 from cifar_core.data import preprocess
-from cifar_core.gradcam import GREY, GradCam, GradCamError, cam_layers, check_sentence, deletion_check, default_layer, overlay
+from cifar_core.explainer import overlay
+from cifar_core.gradcam import GradCam, GradCamError, cam_layers, default_layer
 from cifar_core.model import build_base, build_head, build_model
 
 
@@ -93,32 +94,6 @@ def test_overlay_tints_only_where_the_map_is_hot():
     np.testing.assert_array_equal(overlay(image, hot, alpha=0.0), image)
 
 
-def test_deletion_check_measures_the_prediction_drop(tiny_data):
-    model = build_model(tiny_config(tiny_data))
-    x = images(8, seed=5)
-    blind = deletion_check(model, x, lambda batch: np.full((len(batch), 10), 0.1, np.float32), layers=["block2_relu2"])
-    assert blind == [{"layer": "block2_relu2", "map_size": 16, "hot_drop": 0.0, "cold_drop": 0.0, "faithful": False,
-                      "empty_maps": pytest.approx(blind[0]["empty_maps"])}]
-
-    def grey_share(batch: np.ndarray) -> np.ndarray:
-        """Class 0's probability falls with the share of blanked pixels; the other classes share the rest."""
-        share = (batch == GREY).all(axis=-1).mean(axis=(1, 2))
-        p0 = 0.9 - 0.8 * share
-        return np.stack([p0, *[(1 - p0) / 9] * 9], axis=1).astype(np.float32)
-
-    [row] = deletion_check(model, x, grey_share, layers=["block3_relu3"], fraction=0.25)
-    assert row["hot_drop"] == pytest.approx(0.8 * 0.25, abs=0.01) and row["cold_drop"] == pytest.approx(0.8 * 0.25, abs=0.01)
-    assert not row["faithful"]  # blanking anywhere costs the same: the maps single nothing out
-
-
-def test_the_check_is_said_in_words():
-    passed = check_sentence({"hot_drop": 0.374, "cold_drop": 0.274, "faithful": True}, 500)
-    assert passed.startswith("Check on 500 test images") and "0.37" in passed and "0.27" in passed
-    assert "point at what the prediction depends on." in passed
-    failed = check_sentence({"hot_drop": 0.242, "cold_drop": 0.250, "faithful": False}, 200)
-    assert "do not point" in failed and "pick another layer" in failed
-
-
 def test_cli_predict_writes_an_overlay_per_classified_file(tiny_run, tmp_path, capsys):
     store, summary = tiny_run
     good = tmp_path / "red.png"
@@ -126,22 +101,13 @@ def test_cli_predict_writes_an_overlay_per_classified_file(tiny_run, tmp_path, c
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     out = tmp_path / "cams"
-    code = main(["predict", "--runs-dir", str(store.root), "--model", summary["run_id"], "--gradcam", str(out), str(good), str(bad)])
+    code = main(["predict", "--runs-dir", str(store.root), "--model", summary["run_id"], "--gradcam", str(out),
+                 "--explain-method", "gradcam", str(good), str(bad)])
     assert code == 1  # one file failed
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert first["gradcam"].endswith(f"red_{first['top'][0]['label']}.png") and "gradcam" not in second
     assert [p.name for p in out.iterdir()] == [first["gradcam"].split("/")[-1]]
     assert Image.open(first["gradcam"]).size == (128, 128)
-
-
-def test_cli_gradcam_check_reports_every_layer_and_the_default(tiny_run, tiny_data, capsys, monkeypatch):
-    store, summary = tiny_run
-    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
-    assert main(["gradcam", "--runs-dir", str(store.root), "--model", summary["run_id"], "--images", "12"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["layer"] for r in rows] == [f"block{b}_relu{i}" for b, n in ((1, 2), (2, 2), (3, 3)) for i in range(1, n + 1)]
-    assert [r["layer"] for r in rows if r["default"]] == ["block3_relu3"]
-    assert all(r["images"] == 12 and -1 <= r["hot_drop"] <= 1 and 0 <= r["empty_maps"] <= 1 for r in rows)
 
 
 @pytest.mark.parametrize("flags, message", [(["--images", "0"], "--images"), (["--fraction", "1.5"], "--fraction")])

@@ -224,11 +224,10 @@ def test_run_predictions_grid_filters_and_detail(with_run, with_data):
     assert at.selectbox(key=f"cam_class_{picked}").value == predicted
     urls = lambda: {img.url for element in at.get("image") for img in element.proto.imgs}  # noqa: E731
     before = urls()
-    from cifar_core.gradcam import GradCam
-    from cifar_core.model import load_model
     from cifar_core.test_predictions import load_test_set
 
-    heat, _ = GradCam(load_model(store.get(summary["run_id"]).model_path)).heatmaps(
+    # The map of the method the dialog shows (the first that passes the check on this model).
+    heat, _ = picked_explainer(at, "picked_image_cam_layer", store.get(summary["run_id"]).model_path).heatmaps(
         np.repeat(load_test_set(str(with_data), CLASS_NAMES)[0][[picked]], 10, axis=0), np.arange(10))
     mine = CLASS_NAMES.index(predicted)
     other = next(CLASS_NAMES[c] for c in range(10) if not np.allclose(heat[c], heat[mine], atol=0.01))
@@ -354,23 +353,53 @@ def image_captions(at: AppTest) -> list[str]:
     return [img.caption for element in at.get("image") for img in element.proto.imgs]
 
 
-def test_run_classify_grad_cam_overlays_each_classified_image(with_run, tiny_data):
+def picked_explainer(at: AppTest, key: str, model_path):
+    """The explainer a page's method picker shows."""
+    from cifar_core import explain
+    from cifar_core.inference import Classifier
+
+    method, _, layer = at.selectbox(key=key).value.partition(":")
+    return explain.make(Classifier(model_path), method, layer or None)
+
+
+def default_explanation_of(store: RunStore, run_id: str, data_dir) -> str:
+    """The picker's value for the first method, in `explain.candidates` order, that passes the check on the
+    sample of test images the pages check (read from the checks the page kept on disk)."""
+    from cifar_core import explain
+    from cifar_core.faithfulness import check_images
+    from cifar_core.inference import Classifier
+    from cifar_core.test_predictions import load_test_set
+
+    row = explain.default_explanation(Classifier(store.get(run_id).model_path),
+                                      check_images(load_test_set(str(data_dir), CLASS_NAMES)[0], studio_ui.CHECK_IMAGES))
+    return row["method"] if row["layer"] is None else f"{row['method']}:{row['layer']}"
+
+
+def test_run_classify_explanation_overlays_each_classified_image(with_run, tiny_data):
+    store, summary = with_run
     at = open_page("classify")
     at.toggle[0].set_value(True).run()
-    assert at.selectbox(key="classify_cam_layer").value == "block3_relu3"  # the deepest 8x8 map of the tiny model
-    # The layer's maps are checked on the test images (4 per class here) and the page says what it found.
-    assert [c.value for c in at.caption if c.value.startswith("Check on 40 test images")]
+    # The default method is the first that passes the check on the test images (4 per class here)...
+    assert at.selectbox(key="classify_cam_layer").value == default_explanation_of(store, summary["run_id"], tiny_data)
+    assert at.selectbox(key="classify_cam_layer").options[:2] == ["Occlusion (8×8 grey patch every 4 px)", "Grad-CAM · block3_relu3"]
+    # ...and the page says what the check found for it.
+    assert [c.value for c in at.caption if "Check on 40 test images" in c.value]
     files = [(f"{name}.png", next((tiny_data / "test" / name).iterdir()).read_bytes(), "image/png") for name in ("cat", "ship")]
     at.file_uploader[0].set_value([*files, ("notes.png", b"not an image", "image/png")]).run()
     assert not at.exception
     top = [m.value[4:].split(" · ")[0] for m in at.markdown if m.value.startswith("### ")]
     assert len(top) == 2
-    assert [c for c in image_captions(at) if c.startswith("Grad-CAM")] == [f"Grad-CAM: {label}" for label in top]
+    name = "Occlusion" if at.selectbox(key="classify_cam_layer").value == "occlusion" else "Grad-CAM"
+    assert [c for c in image_captions(at) if c.startswith(name)] == [f"{name}: {label}" for label in top]
 
-    at.selectbox(key="classify_cam_layer").select("block2_relu2").run()
-    assert not at.exception and len([c for c in image_captions(at) if c.startswith("Grad-CAM")]) == 2
+    # Grad-CAM's layers can still be picked, each with its own check.
+    at.selectbox(key="classify_cam_layer").set_value("gradcam:block2_relu2").run()
+    assert not at.exception and len([c for c in image_captions(at) if c.startswith("Grad-CAM: ")]) == 2
+    assert [c.value for c in at.caption if c.value.startswith("Grad-CAM · block2_relu2. Check on 40 test images")]
+    at.selectbox(key="classify_cam_layer").set_value("occlusion").run()
+    assert not at.exception and len([c for c in image_captions(at) if c.startswith("Occlusion: ")]) == 2
     at.toggle[0].set_value(False).run()
-    assert not [c for c in image_captions(at) if c.startswith("Grad-CAM")]
+    assert not [c for c in image_captions(at) if c.startswith(("Grad-CAM", "Occlusion"))]
 
 
 @pytest.fixture
@@ -393,7 +422,7 @@ def with_mistakes(tiny_run, with_data, tmp_path, monkeypatch):
     return copy, summary
 
 
-def test_run_error_analysis_grad_cam_explains_predicted_or_true_class(with_mistakes):
+def test_run_error_analysis_explanations_show_predicted_or_true_class(with_mistakes, tiny_data):
     store, summary = with_mistakes
     from cifar_core.evaluate import Interpretation
 
@@ -407,7 +436,8 @@ def test_run_error_analysis_grad_cam_explains_predicted_or_true_class(with_mista
 
     plain = tiles()
     at.segmented_control(key="cam_mode").set_value("predicted class").run()
-    assert not at.exception and at.selectbox(key="error_cam_layer").value == "block3_relu3"
+    assert not at.exception
+    assert at.selectbox(key="error_cam_layer").value == default_explanation_of(store, summary["run_id"], tiny_data)
     predicted = tiles()
     at.segmented_control(key="cam_mode").set_value("true class").run()
     for_true = tiles()
