@@ -6,7 +6,7 @@ import streamlit as st
 
 import studio_ui
 from cifar_core import export, launcher, model_choice, outcome, plots, test_predictions
-from cifar_core.runs import LIVE, RunError
+from cifar_core.runs import LIVE, RunBusyError, RunError
 
 EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}
 
@@ -127,10 +127,14 @@ else:
             studio_ui.fill_train_form(run.config, f"run {run.id}")
             st.switch_page("app_pages/train.py")
         if run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir():
-            if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}",
-                         help="continue from the last completed epoch (train --resume) and watch it on the Train page"):
+            live = store.active()  # one training at a time: none can resume while one trains
+            if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}", disabled=live is not None,
+                         help=f"run {live.id} is training: one runs at a time" if live else
+                         "continue from the last completed epoch (train --resume) and watch it on the Train page"):
                 try:
                     launcher.resume_training(run.id, store)
+                except RunBusyError as err:  # started since this page was drawn: the Train page shows it
+                    st.toast(studio_ui.plain(err), icon=":material/block:")
                 except RunError as err:
                     st.error(str(err), icon=":material/block:")
                 else:

@@ -5,19 +5,31 @@ import streamlit as st
 import studio_ui
 from cifar_core import launcher, outcome, plots, run_progress, train_form
 from cifar_core.config import ConfigError, field_kind
-from cifar_core.runs import LIVE, RunError
+from cifar_core.runs import Run, RunBusyError, RunError
 
 st.title("Train")
 store = studio_ui.store()
 
 
 @st.fragment(run_every=2)
-def live_view(run_id: str) -> None:
-    """The live run: its stage, progress, curves and the stop button, refreshed every 2 seconds."""
-    run = store.get(run_id)
-    if run.status not in LIVE:
-        st.rerun()  # it just ended: redraw the whole page in its finished state
+def run_panel(shown: str | None) -> None:
+    """The live run, or else the latest run's outcome, as the run store and its process say now,
+    refreshed every 2 seconds. `shown` is the live run's id when the page was drawn (None: none was)."""
+    active = store.active()  # a run whose process has died is marked failed here
+    if (active.id if active else None) != shown:
+        st.rerun()  # a run started or ended: redraw the whole page (the live view, the Start button)
+    if active is not None:
+        live_view(active)
+    elif (latest := store.list()[0] if store.list() else None) is not None:
+        finished_view(latest.id)
+    if st.session_state.get("train_error"):
+        st.error(st.session_state.pop("train_error"), icon=":material/block:")
+
+
+def live_view(run: Run) -> None:
+    """The live run: its stage, progress, curves and the stop button."""
     st.subheader(f"Training run {run.id}")
+    st.caption(f"{run.status} · training process pid {run.pid}")
     batches = store.metrics(run.id, "batch")
     epochs = store.metrics(run.id, "epoch")
     progress = run_progress.live_progress(run, batches)
@@ -55,6 +67,10 @@ def finished_view(run_id: str) -> None:
         st.text(run.error or "(no error recorded)")
         with st.expander("Process output"):
             st.code(launcher.process_log(run) or "(no output)", language=None)
+    elif not outcome.usable(run):
+        st.warning(f"Run {run.id} {run.status} before its first epoch ended: **not usable**. Its model holds untrained "
+                   f"weights (test accuracy {summary.get('test_accuracy') or 0:.1%}, chance level), so it is never offered as "
+                   "a model; resume it to train it.", icon=":material/warning:")
     elif not_learned:
         st.error(f"Run {run.id} {run.status} but **did not learn**: its validation accuracy "
                  f"({(summary.get('val_accuracy') or 0):.1%}) is at chance level (10%). It is never chosen as the default model.",
@@ -66,10 +82,14 @@ def finished_view(run_id: str) -> None:
                    + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
     left, right = st.columns(2)
     if run.status in ("stopped", "failed"):
-        left.button("Resume this run", icon=":material/play_arrow:", key="resume_latest",
-                    help="continue from its last completed epoch (train --resume)", on_click=resume, args=(run.id,))
-    right.button("New run from these settings", icon=":material/content_copy:", key="copy_latest",
-                 on_click=studio_ui.fill_train_form, args=(run.config, f"run {run.id}"))
+        # Drawn only while no run is live (the panel shows the live one then); a second click that
+        # lands before the page has redrawn is refused by the store (RunBusyError), never a second --resume.
+        if left.button("Resume this run", icon=":material/play_arrow:", key="resume_latest",
+                       help="continue from its last completed epoch (train --resume)", on_click=resume, args=(run.id,)):
+            st.rerun()  # the whole page: the live view, and Start disabled
+    if right.button("New run from these settings", icon=":material/content_copy:", key="copy_latest",
+                    on_click=studio_ui.fill_train_form, args=(run.config, f"run {run.id}")):
+        st.rerun()  # the form lies outside this fragment
     epochs = store.metrics(run.id, "epoch")
     if not epochs.empty:
         st.plotly_chart(plots.curves_figure(epochs, "Per epoch"), key="done_epochs")
@@ -78,18 +98,15 @@ def finished_view(run_id: str) -> None:
 def resume(run_id: str) -> None:
     try:
         launcher.resume_training(run_id, store)
+    except RunBusyError as err:
+        # A passing note: the panel shows the live run itself, for as long as it trains.
+        st.toast(studio_ui.plain(err), icon=":material/block:")
     except RunError as err:
         st.session_state["train_error"] = str(err)
 
 
 active = store.active()
-latest = store.list()[0] if store.list() else None
-if active is not None:
-    live_view(active.id)
-elif latest is not None:
-    finished_view(latest.id)
-if st.session_state.get("train_error"):
-    st.error(st.session_state.pop("train_error"), icon=":material/block:")
+run_panel(active.id if active else None)
 
 st.header("New training", divider="gray")
 if not studio_ui.data_available():
@@ -138,7 +155,8 @@ with st.form("train_form"):
                 if f.name == "classes" and data_classes:
                     st.caption(f"Classes in the data folder: {', '.join(data_classes)}")
                 slots[f.name] = st.empty()
-    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=active is not None,
+                                      help=f"run {active.id} is training: one runs at a time" if active else None)
 
 if submitted:
     values = {f.name: st.session_state[f"cfg_{f.name}"] for f in train_form.form_fields()}

@@ -111,6 +111,9 @@ class RunStoreCallback(keras.callbacks.Callback):
                 lr=self._lr(),  # schedules change it within an epoch; the live curves show it
                 images_per_s=rate * self.batch_size,
                 eta_s=remaining / rate if rate > 0 else math.nan,
+                # What the rate was measured over: the page shows no ETA until it means something.
+                rate_batches=timed,
+                rate_seconds=now - self.t_rate,
                 epochs=self.epoch_offset + self.epochs,
             )
             step = (self.epoch_offset + self.epoch) * self.steps + batch + 1

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from cifar_core.classes import model_class_names
-from cifar_core.outcome import verdict
+from cifar_core.outcome import usable, verdict
 from cifar_core.paths import default_model_dir
 from cifar_core.runs import RunError, RunStore
 
@@ -38,10 +38,11 @@ class ModelChoice:
 def model_choices(store: RunStore) -> list[ModelChoice]:
     """Usable models, the default first: the highest test accuracy among completed runs that
     learned and the shipped model; then the other completed runs, newest first; then stopped
-    runs and runs that did not learn (they stay selectable, never the default)."""
+    runs and runs that did not learn (they stay selectable, never the default). A run stopped
+    before its first epoch ended is left out: its model is the untrained start."""
     choices = []
     for run in store.list():
-        if run.status in ("completed", "stopped") and run.health() is None:
+        if run.status in ("completed", "stopped") and run.health() is None and usable(run):
             acc = run.summary.get("test_accuracy")
             learned = verdict(run) is None
             usable_default = run.status == "completed" and learned

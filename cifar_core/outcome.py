@@ -46,8 +46,31 @@ def likely_reasons(config: dict[str, Any], summary: dict[str, Any]) -> list[str]
     return reasons or ["the settings look plausible: check the training curves for a diverging loss"]
 
 
+NOT_USABLE = "not usable"
+
+
+def finished_an_epoch(summary: dict[str, Any]) -> bool:
+    """Whether a run completed at least one epoch, i.e. its model holds trained weights.
+
+    A run that failed mid-training has no `epochs_completed` yet; its best epoch, recorded
+    as each epoch ends, says whether one did.
+    """
+    if "epochs_completed" in summary:
+        return (summary["epochs_completed"] or 0) > 0
+    return summary.get("best_epoch") is not None or summary.get("best_val_accuracy") is not None
+
+
+def usable(run: Run) -> bool:
+    """False for a run stopped or failed before its first epoch ended: its model is the untrained start."""
+    return run.status not in ("stopped", "failed") or finished_an_epoch(run.summary)
+
+
 def verdict(run: Run) -> str | None:
-    """'did not learn: <reasons>' for a finished run at chance level, else None."""
+    """'not usable: ...' for a run that never finished an epoch, 'did not learn: <reasons>' for a
+    finished run at chance level, else None."""
+    if not usable(run):
+        return (f"{NOT_USABLE}: it {run.status} before its first epoch ended, so its model holds untrained weights; "
+                "resume it or start a new run")
     if run.status not in ("completed", "stopped"):
         return None
     s = run.summary
@@ -57,11 +80,13 @@ def verdict(run: Run) -> str | None:
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    """One line of the runs table: status ('broken' or 'did not learn' when so), config highlights and metrics."""
+    """One line of the runs table: status ('broken', 'not usable' or 'did not learn' when so), config highlights and metrics."""
     broken = run.health() if run.status not in ("queued", "running") else None
     failed_to_learn = None if broken else verdict(run)
     s = run.summary
-    status = "broken" if broken else "did not learn" if failed_to_learn else run.status
+    status = "broken" if broken else NOT_USABLE if not usable(run) else "did not learn" if failed_to_learn else run.status
+    if failed_to_learn and run.error:  # a failed run's own error says why it stopped early
+        failed_to_learn += f" ({run.error})"
     return {
         "run": run.id,
         "status": status,

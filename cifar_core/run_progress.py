@@ -17,6 +17,15 @@ from cifar_core.runs import Run
 FORWARD_SPEEDUP = 3.0
 # Test-time augmentation predicts 6 views per image (`augment.tta_views`), plus the plain pass reported beside it.
 TTA_PASSES = 7
+# A speed measured over fewer batches and less time than this is mostly start-up (graph tracing,
+# warming caches): right after the first batch the page once read "3 images/s · ETA 6h 13m".
+MIN_RATE_BATCHES = 20
+MIN_RATE_SECONDS = 10.0
+
+
+def measured(batches: float | None, seconds: float | None) -> bool:
+    """Whether a speed timed over `batches` batches (or items) in `seconds` is worth an ETA."""
+    return (batches or 0) >= MIN_RATE_BATCHES or (seconds or 0) >= MIN_RATE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ def live_progress(run: Run, batches: pd.DataFrame) -> LiveProgress:
     if total:
         text += f": {done:,}/{total:,}"
         since = stage.get("since")
-        if since and done and stage.get("ts", 0) > since:
+        if since and done and stage.get("ts", 0) > since and measured(None, stage["ts"] - since):
             eta = (total - done) / (done / (stage["ts"] - since))
             text += f" · ETA {duration(eta)}"
         if name.startswith("evaluating"):
@@ -68,12 +77,23 @@ def _training_progress(run: Run, stage_name: str, last: pd.Series) -> LiveProgre
     planned = max(total * steps, 1)
     images_per_s = float(last["images_per_s"])
     rate = images_per_s / max(int(run.config.get("batch_size", 1)), 1)  # batches/s
-    eta = (planned - done) / rate + evaluation_seconds(run, images_per_s) if rate > 0 else math.nan
-    eta_text = "–" if not math.isfinite(eta) else duration(eta)
-    text = (f"{stage_name[0].upper() + stage_name[1:]} · epoch {epoch}/{total} · batch {batch}/{steps}"
-            f" · {images_per_s:,.0f} images/s · ETA {eta_text} (test evaluation included)")
+    eta = math.nan
+    speed = f"measuring the speed (ETA after {MIN_RATE_BATCHES} batches or {MIN_RATE_SECONDS:g} s)"
+    if measured(_number(last.get("rate_batches")), _number(last.get("rate_seconds"))) and rate > 0:
+        eta = (planned - done) / rate + evaluation_seconds(run, images_per_s)
+        speed = f"{images_per_s:,.0f} images/s · ETA {duration(eta)} (test evaluation included)"
+    text = f"{stage_name[0].upper() + stage_name[1:]} · epoch {epoch}/{total} · batch {batch}/{steps} · {speed}"
     # Training is 95% of the bar; the test evaluation the rest.
     return LiveProgress(text, 0.95 * min(done / planned, 1.0), eta)
+
+
+def _number(value: object) -> float | None:
+    """A record's value, or None where it has none (a column other records filled is NaN here)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
 
 
 def duration(seconds: float) -> str:

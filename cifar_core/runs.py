@@ -80,7 +80,15 @@ class RunError(RuntimeError):
 
 
 class RunBusyError(RunError):
-    """Another training is already running; only one runs at a time."""
+    """Another training is already running; only one runs at a time. `run_id` names the live run."""
+
+    def __init__(self, message: str, run_id: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def _busy(row: sqlite3.Row) -> RunBusyError:
+    return RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.", row["id"])
 
 
 @dataclass
@@ -368,7 +376,7 @@ class RunStore:
                     if exclusive:
                         for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
                             if _row_alive(row):
-                                raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                                raise _busy(row)
                             self._mark_dead(db, row)
                     pid = pid or os.getpid()
                     db.execute(
@@ -400,7 +408,7 @@ class RunStore:
                     if ours:
                         continue
                     if _row_alive(row):
-                        raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                        raise _busy(row)
                     self._mark_dead(db, row)
                 db.execute(
                     "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, pid_start=?, host=? WHERE id=?",
@@ -417,15 +425,18 @@ class RunStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
-                    if _pid_alive(row["pid"], row["host"]):
-                        raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.")
+                    if _row_alive(row):
+                        raise _busy(row)
                     self._mark_dead(db, row)
                 row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
                 if row is None or row["status"] not in ("stopped", "failed"):
                     raise RunError(f"Run {run_id} is {row['status'] if row else 'unknown'}; only a stopped or failed run can be resumed.")
+                # This process holds the queued row until the launcher hands it to the training's pid
+                # (set_pid); its start time too, or the row would pass for dead (the last process's
+                # start time beside this pid) and be marked failed at the next read.
                 db.execute(
-                    "UPDATE runs SET status='queued', finished=NULL, pid=?, host=?, stop_requested=0 WHERE id=?",
-                    (os.getpid(), socket.gethostname(), run_id),
+                    "UPDATE runs SET status='queued', finished=NULL, error=NULL, pid=?, pid_start=?, host=?, stop_requested=0 WHERE id=?",
+                    (os.getpid(), _process_start(os.getpid()), socket.gethostname(), run_id),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -480,7 +491,7 @@ class RunStore:
         """Remove a finished run's row, metrics and folder. A live run must be stopped first."""
         run = self.get(run_id)
         if run.status in LIVE:
-            raise RunBusyError(f"Run {run_id} is {run.status}; stop it before deleting it.")
+            raise RunBusyError(f"Run {run_id} is {run.status}; stop it before deleting it.", run_id)
         with self._connect() as db:
             db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             db.execute("DELETE FROM runs WHERE id=?", (run_id,))

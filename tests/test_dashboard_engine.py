@@ -68,7 +68,7 @@ def test_live_progress_spans_all_planned_epochs_and_counts_the_evaluation():
     run = Run("r", "running", 0, 0, None, 1, {"epochs_head": 2, "epochs_finetune": 2, "batch_size": 10},
               summary={"stage": {"name": "phase 2/2 (finetune)"}, "test_images": 300})
     batches = pd.DataFrame([{"phase": "finetune", "epoch": 3, "step": 25, "batch": 5, "steps": 10,
-                             "images_per_s": 100.0, "eta_s": 1.0, "epochs": 4}])
+                             "images_per_s": 100.0, "eta_s": 1.0, "epochs": 4, "rate_batches": 24, "rate_seconds": 2.4}])
     p = run_progress.live_progress(run, batches)
     assert p.fraction == pytest.approx(0.95 * 25 / 40)
     # 15 batches left at 10 batches/s, plus 300 test images at 3x the training speed
@@ -81,8 +81,8 @@ def test_live_progress_names_stages_before_and_after_training():
         return run_progress.live_progress(Run("r", "running", 0, 0, None, 1, {}, summary={"stage": stage}), pd.DataFrame())
 
     assert "Starting" in run_progress.live_progress(Run("r", "queued", 0, 0, None, 1, {}), pd.DataFrame()).text
-    loading = at({"name": "loading the data: decoding train split", "done": 2000, "total": 50000, "since": 10.0, "ts": 12.0})
-    assert "2,000/50,000" in loading.text and "ETA 48s" in loading.text
+    loading = at({"name": "loading the data: decoding train split", "done": 2000, "total": 50000, "since": 10.0, "ts": 22.0})
+    assert "2,000/50,000" in loading.text and "ETA 4m 48s" in loading.text
     evaluating = at({"name": "evaluating the best model on the test set: predicting", "done": 5000, "total": 10000,
                      "since": 0.0, "ts": 5.0})
     assert evaluating.text.startswith("Evaluating") and evaluating.fraction == pytest.approx(0.975)
