@@ -28,11 +28,13 @@ def noisy(noisy_run, noisy_data, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(artifacts))
     monkeypatch.setenv("CIFAR10_DIR", str(noisy_data["root"]))
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(tmp_path / "no_default_model"))
+    from cifar_core import calibration
     from cifar_core.evaluate import Interpretation
     from cifar_core.runs import RunStore
 
     run = RunStore(artifacts).get(summary["run_id"])
-    return run, Interpretation.load(run.dir)
+    # The pages show the run's probabilities with its temperature (fitted on its validation images).
+    return run, Interpretation.load(run.dir).with_temperature(calibration.temperature(run.dir, bool(run.config.get("tta"))))
 
 
 def index_of(root: Path, path: Path) -> int:

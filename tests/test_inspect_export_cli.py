@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cifar_core import duplicates, export, label_issues
+from cifar_core import calibration, duplicates, export, label_issues
 from cifar_core.cli import build_parser, main
 from test_cli import cli, last_json
 
@@ -28,7 +28,8 @@ def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc.stdout)
     assert result["test_images"] == 40 and result["train_images"] == 120 and result["threshold"] == 0.95
-    saved = Interpretation.load(run.dir)
+    saved = Interpretation.load(run.dir).with_temperature(calibration.temperature(run.dir, tta=False))  # calibrated, as shown
+    assert saved.temperature != 1.0  # the run stored a temperature: the candidates come from calibrated probabilities
     assert result["label_issues"] == len(label_issues.find_label_issues(saved.probs, saved.y))
     assert "out-of-sample" in result["label_issue_probabilities"]
     data = load_cifar10(str(tiny_data))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cifar_core import cli, publish
+from cifar_core.data import DataError
 from cifar_core.model import load_model
 from cifar_core.publish import RUN_FILES, publish_run, swap_in
 from cifar_core.runs import RunError, RunStore
@@ -45,10 +46,35 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_publish_replaces_the_folder_whole(store, run_id, shipped):
     assert publish_run(store, run_id, shipped) == shipped
-    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "classes.json", "MODEL_CARD.md", "confusion_matrix.png", "curves.png"}
+    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "classes.json", "calibration.json", "MODEL_CARD.md",
+                                                   "confusion_matrix.png", "curves.png"}
     assert load_model(shipped / "model.keras").count_params() > 0
     assert f"Run `{run_id}`" in (shipped / "MODEL_CARD.md").read_text()
     assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == []  # nothing left beside it
+
+
+def test_publish_carries_the_runs_temperature_or_fits_one_and_the_card_reports_it(store, run_id, tmp_path, monkeypatch):
+    from cifar_core import calibration
+
+    run = store.get(run_id)
+    stored = calibration.read(run.dir)
+    assert stored is not None  # training fitted it on the validation split
+    dest = publish_run(store, run_id, tmp_path / "a")
+    assert calibration.read(dest) == stored
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"Temperature **{stored.temperature:.4f}**" in card and "expected calibration error" in card
+    assert f"`python -m cifar_core calibrate --model {dest}`" in card  # outside the project: the path as it is
+
+    (run.dir / calibration.CALIBRATION_FILE).unlink()  # a run trained before runs were calibrated
+    dest = publish_run(store, run_id, tmp_path / "b")
+    refitted = calibration.read(dest)
+    assert refitted is not None and refitted.temperature == pytest.approx(stored.temperature, rel=1e-3)
+
+    (run.dir / calibration.CALIBRATION_FILE).unlink()
+    monkeypatch.setattr(calibration, "fit_for_model", lambda *a, **k: (_ for _ in ()).throw(DataError("no data here")))
+    dest = publish_run(store, run_id, tmp_path / "c")
+    assert not (dest / calibration.CALIBRATION_FILE).exists()
+    assert "Not calibrated" in (dest / "MODEL_CARD.md").read_text()
 
 
 def test_publish_into_a_new_folder(store, run_id, tmp_path):
