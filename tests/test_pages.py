@@ -287,8 +287,9 @@ def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, mon
         assert run.status in ("queued", "running")
         assert run.pid and run.pid != __import__("os").getpid()
         assert f"Training run {run.id}" in [s.value for s in at.subheader]
-        at.button(key="FormSubmitter:train_form-Start training").click().run()
-        assert any("already training" in e.value for e in at.error)
+        # One training at a time: Start is disabled while this one trains, and says why.
+        start = at.button(key="FormSubmitter:train_form-Start training")
+        assert start.disabled and run.id in start.help
         # A reload (a new session) re-attaches to the live run instead of offering a second one.
         assert f"Training run {run.id}" in [s.value for s in open_page("train").subheader]
     finally:
@@ -503,3 +504,74 @@ def test_server_config_is_safe_by_default(with_run):
     assert config["server"]["maxUploadSize"] * 2**20 > 58_889_256
     at = open_page("classify")
     assert at.file_uploader[0].proto.max_upload_size_mb * 2**20 == MAX_FILE_BYTES
+
+
+# ---------------------------------------------------------------- run states from the store and the process
+
+
+def _stopped_copy(store_root: Path, tiny_store: RunStore, summary: dict, run_summary: dict) -> str:
+    """A stopped run (a copy of the tiny run's model) in the store at `store_root`; its id."""
+    from cifar_core.config import TrainConfig
+
+    store = RunStore(store_root)
+    run = store.create(TrainConfig.from_dict(tiny_store.get(summary["run_id"]).config), exclusive=False)
+    shutil.copy(tiny_store.get(summary["run_id"]).model_path, run.model_path)
+    store.finish(run.id, "stopped", summary=run_summary)
+    return run.id
+
+
+def test_a_resumed_run_shows_live_with_its_own_pid_and_start_disabled(with_run, tmp_path, monkeypatch):
+    """Resume on the Train page: the page shows the run training under the training's pid (never 'failed' with
+    the server's), Start and Resume are gone or disabled while it trains, and when its process ends the page says so."""
+    import subprocess
+    import sys
+
+    tiny_store, summary = with_run
+    root = tmp_path / "artifacts"
+    run_id = _stopped_copy(root, tiny_store, summary, {"epochs_completed": 1, "best_val_accuracy": 0.5, "test_accuracy": 0.5})
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(root))
+    trainers = []
+
+    def spawn(run, store, args):  # the launcher's hand-over, with a stand-in for `train --resume`
+        trainers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+        store.set_pid(run.id, trainers[-1].pid)
+        return store.get(run.id)
+
+    monkeypatch.setattr(launcher, "_spawn", spawn)
+    at = open_page("train")
+    assert f"Latest run: {run_id}" in [s.value for s in at.subheader]
+    at.button(key="resume_latest").click().run()
+    try:
+        assert len(trainers) == 1
+        assert f"Training run {run_id}" in [s.value for s in at.subheader], shown(at.main)
+        assert f"pid {trainers[0].pid}" in shown(at.main) and "failed" not in shown(at.main)
+        assert not at.error and not [b for b in at.button if b.key == "resume_latest"]
+        assert at.button(key="FormSubmitter:train_form-Start training").disabled
+        assert RunStore(root).get(run_id).status == "queued"
+        # A second Resume (a click that lands before the page redrew) starts nothing.
+        with pytest.raises(Exception, match="already training"):
+            launcher.resume_training(run_id, RunStore(root))
+        assert len(trainers) == 1
+    finally:
+        for proc in trainers:
+            proc.kill()
+            proc.wait()
+    at.run()  # its process is gone: the store marks it failed, naming the training's own pid
+    assert f"Run {run_id} failed." in [e.value for e in at.error]
+    assert f"pid {trainers[0].pid}" in shown(at.main)
+    assert not at.button(key="FormSubmitter:train_form-Start training").disabled
+
+
+def test_a_run_stopped_before_its_first_epoch_is_marked_not_usable(with_run, tmp_path, monkeypatch):
+    tiny_store, summary = with_run
+    root = tmp_path / "artifacts"
+    shutil.copytree(tiny_store.root, root)
+    run_id = _stopped_copy(root, tiny_store, summary, {"epochs_completed": 0, "test_accuracy": 0.102})
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(root))
+    at = open_page("train")
+    assert any("not usable" in w.value and run_id in w.value for w in at.warning), shown(at.main)
+    assert f"Run {run_id} stopped:" not in shown(at.main)  # not the green "stopped: test accuracy 10.2%"
+    picker = at.sidebar.selectbox[0]
+    assert picker.value == summary["run_id"] and run_id not in picker.options  # never offered, never the default
+    at = open_page("runs")
+    assert at.dataframe[0].value.loc[run_id, "status"] == "not usable"
