@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from cifar_core import duplicates, embeddings, explain, label_issues, model_choice, plots, previews, test_predictions
+from cifar_core import calibration
 from cifar_core.calibration import CalibrationError
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
@@ -416,12 +417,12 @@ PAGE_SIZE = 40
 
 
 def image_tile(image: np.ndarray, true: str, predicted: str, p_predicted: float, p_true: float, loss: float | None = None,
-               true_word: str = "true") -> None:
-    """One image with the predicted class and its probability (green when right, red when wrong), the true
-    class and its probability, and optionally the loss."""
+               true_word: str = "true", uncertain: bool = False) -> None:
+    """One image with the predicted class and its probability (green when right, red when wrong; flagged when
+    `uncertain`), the true class and its probability, and optionally the loss."""
     st.image(previews.upscale(image), width="stretch")
     verdict = f":green[**✓ {predicted}**]" if true == predicted else f":red[**✗ {predicted}**]"
-    st.markdown(f"{verdict} {p_predicted:.0%}")
+    st.markdown(f"{verdict} {p_predicted:.0%}" + (" :orange[uncertain]" if uncertain else ""))
     st.caption(f"{true_word}: {true} {p_true:.0%}" + (f" · loss {loss:.2f}" if loss is not None else ""))
 
 
@@ -431,12 +432,14 @@ def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, colum
     button that stores its index in session state (the page then opens its detail)."""
     names = np.asarray(interp.class_names)
     shown = x[indices] if overlays is None else overlays
+    flagged = calibration.uncertain(interp.probs, interp.temperature)
     for start in range(0, len(indices), columns):
         cols = st.columns(columns)
         for col, i, image in zip(cols, indices[start:start + columns], shown[start:start + columns]):
             with col:
                 image_tile(image, names[interp.y[i]], names[interp.preds[i]], float(interp.confidence[i]),
-                           float(interp.true_probs[i]), float(interp.losses[i]) if show_loss else None, true_word)
+                           float(interp.true_probs[i]), float(interp.losses[i]) if show_loss else None, true_word,
+                           bool(flagged[i]))
                 if pick_key:
                     st.button(f"#{i}", key=f"{pick_key}-{i}", on_click=st.session_state.__setitem__, args=(pick_key, int(i)),
                               help="details: every class probability, where the evidence is, similar training images", width="stretch")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import test_predictions
+from cifar_core import calibration, test_predictions
 
 st.title("Predictions")
 
@@ -20,7 +20,10 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([2, 2, 1])
     true_filter = c1.multiselect("True class", model.class_names, placeholder="any")
     pred_filter = c2.multiselect("Predicted class", model.class_names, placeholder="any")
-    verdict = c3.segmented_control("Verdict", ["all", "right", "wrong"], default="all", required=True)
+    # "uncertain" (calibrated confidence below 50%: more likely wrong than right) only where probabilities are calibrated.
+    verdicts = ["all", "right", "wrong"] + (["uncertain"] if interp.temperature != 1.0 else [])
+    verdict = c3.segmented_control("Verdict", verdicts, default="all", required=True,
+                                   help=f"uncertain: the calibrated probability of the predicted class is below {calibration.UNCERTAIN_BELOW:.0%}")
     c4, c5, c6 = st.columns([2, 2, 1])
     conf_range = c4.slider("Confidence", 0.0, 1.0, (0.0, 1.0), step=0.01,
                            help=(f"the predicted class's probability, calibrated (temperature {interp.temperature:.3f}, fitted on "
@@ -30,7 +33,7 @@ with st.container(border=True):
     columns = c6.selectbox("Columns", [5, 8, 10], index=1)
 
 shown = test_predictions.filter_predictions(
-    table, true=true_filter, predicted=pred_filter, correct={"all": None, "right": True, "wrong": False}[verdict],
+    table, true=true_filter, predicted=pred_filter, correct={"right": True, "wrong": False}.get(verdict), uncertain=verdict == "uncertain",
     confidence=conf_range, sort_by=sort.split(",")[0], descending="highest" in sort,
 )
 st.write(f"**{len(shown):,}** of {len(table):,} test images · accuracy of the model on them: "

@@ -36,6 +36,8 @@ BINS = 15  # equal-width confidence bins of the expected calibration error, as i
 T_MIN, T_MAX = 0.05, 20.0  # beyond these a model's probabilities would be all-or-nothing or uniform
 MAX_FILE_BYTES = 64 * 1024  # a calibration file is a few hundred bytes; anything larger is not one
 EPS = 1e-12
+# A calibrated top-class probability below one half: the prediction is more likely wrong than right.
+UNCERTAIN_BELOW = 0.5
 
 Progress = Callable[[int, int, str], None]
 
@@ -100,6 +102,13 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"ece": ece(probs, y), "nll": nll(probs, y), "brier": brier(probs, y),
             "accuracy": float((probs.argmax(axis=1) == y).mean()) if len(y) else float("nan"),
             "mean_confidence": float(probs.max(axis=1).mean()) if len(y) else float("nan")}
+
+
+def uncertain(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Which rows' predictions are flagged uncertain: calibrated top-class probability below UNCERTAIN_BELOW.
+    Only calibrated probabilities (temperature not 1) say how often a prediction is right, so none are flagged without one."""
+    top = np.asarray(probs).max(axis=1)
+    return top < UNCERTAIN_BELOW if temperature != 1.0 else np.zeros(len(top), bool)
 
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:

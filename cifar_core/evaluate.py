@@ -152,7 +152,7 @@ class Interpretation:
 
     def table(self) -> pd.DataFrame:
         """One row per image: true, predicted, confidence, the true class's probability, loss, correct,
-        and each class's probability."""
+        uncertain (`calibration.uncertain`), and each class's probability."""
         names = np.asarray(self.class_names)
         df = pd.DataFrame({
             "true": names[self.y],
@@ -161,6 +161,7 @@ class Interpretation:
             "p_true": self.true_probs,
             "loss": self.losses,
             "correct": self.preds == self.y,
+            "uncertain": calibration.uncertain(self.probs, self.temperature),
         })
         return pd.concat([df, pd.DataFrame(self.probs, columns=[f"p_{c}" for c in self.class_names])], axis=1)
 

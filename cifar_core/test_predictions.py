@@ -100,11 +100,13 @@ def filter_predictions(
     true: list[str] | None = None,
     predicted: list[str] | None = None,
     correct: bool | None = None,
+    uncertain: bool = False,
     confidence: tuple[float, float] = (0.0, 1.0),
     sort_by: str = "confidence",
     descending: bool = True,
 ) -> pd.DataFrame:
-    """Rows of `Interpretation.table()` matching the filters (empty lists mean any), sorted; the index is the image index."""
+    """Rows of `Interpretation.table()` matching the filters (empty lists mean any; `uncertain`: only rows flagged
+    uncertain), sorted; the index is the image index."""
     keep = table["confidence"].between(*confidence)
     if true:
         keep &= table["true"].isin(true)
@@ -112,4 +114,6 @@ def filter_predictions(
         keep &= table["predicted"].isin(predicted)
     if correct is not None:
         keep &= table["correct"] == correct
+    if uncertain:
+        keep &= table["uncertain"]
     return table[keep].sort_values(sort_by, ascending=not descending, kind="stable")

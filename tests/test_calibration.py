@@ -169,3 +169,19 @@ def test_calibrate_refuses_a_damaged_file_at_use_and_a_model_without_settings(ti
     (bare / "model.keras").write_bytes((tiny_model / "model.keras").read_bytes())
     assert main(["calibrate", "--model", str(bare)]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_uncertain_flags_come_from_calibrated_probabilities_only():
+    from cifar_core import test_predictions
+
+    probs, y = synthetic(400, 0.4, seed=3)  # under-confident: most top-class probabilities are low
+    raw = Interpretation(probs.astype(np.float32), y)
+    assert not raw.table()["uncertain"].any()  # without a temperature nothing is flagged
+    calibrated = raw.with_temperature(calibration.fit_temperature(probs, y))
+    table = calibrated.table()
+    np.testing.assert_array_equal(table["uncertain"], calibrated.confidence < calibration.UNCERTAIN_BELOW)
+    assert 0 < table["uncertain"].sum() < len(y)
+    # The calibrated flags mean something: flagged predictions are right less often than half the time, the others more.
+    assert table["correct"][table["uncertain"]].mean() < 0.5 < table["correct"][~table["uncertain"]].mean()
+    only = test_predictions.filter_predictions(table, uncertain=True)
+    assert set(only.index) == set(np.flatnonzero(table["uncertain"]))
