@@ -487,6 +487,9 @@ def paged_pairs(pairs: pd.DataFrame, *, key: str, columns: int = 5, page_size: i
                 tile(row)
 
 
+SHOW_SIMILAR = "detail_show_similar"  # the session key of the dialog's similar-images switch
+
+
 def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interpretation, pick_key: str) -> None:
     """Everything about one test image: labels and loss, an explanation map for any class, every class probability,
     and the training images most like it."""
@@ -502,6 +505,13 @@ def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interp
     right.plotly_chart(plots.probs_figure(dict(zip(names, interp.probs[i].tolist())), height=300),
                        key=f"{pick_key}_probs", config={"displayModeBar": False})
     st.markdown("**Similar training images**")
+    # Off until asked for: the first search per model computes features of every training image (minutes on a
+    # CPU), which the rest of the dialog does not need. Kept for the session (Streamlit forgets undrawn widgets).
+    st.session_state[SHOW_SIMILAR] = st.session_state.get(SHOW_SIMILAR, False)
+    if not st.toggle("Show the training images most like this one", key=SHOW_SIMILAR,
+                     help="the first time for a model this compares features of every training image (minutes on a "
+                          "CPU; kept on disk afterwards)"):
+        return
     neighbours = training_neighbours(choice)
     if neighbours is None:
         st.caption("The data folder has no training images to compare with.")

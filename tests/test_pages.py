@@ -513,9 +513,18 @@ def _stopped_copy(store_root: Path, tiny_store: RunStore, summary: dict, run_sum
     """A stopped run (a copy of the tiny run's model) in the store at `store_root`; its id."""
     from cifar_core.config import TrainConfig
 
+    import subprocess
+    import sys
+
     store = RunStore(store_root)
     run = store.create(TrainConfig.from_dict(tiny_store.get(summary["run_id"]).config), exclusive=False)
     shutil.copy(tiny_store.get(summary["run_id"]).model_path, run.model_path)
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        store.set_pid(run.id, trainer.pid)  # trained by a process of its own, as the launcher's runs are
+    finally:
+        trainer.kill()
+        trainer.wait()
     store.finish(run.id, "stopped", summary=run_summary)
     return run.id
 
