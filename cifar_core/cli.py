@@ -384,6 +384,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for row in run_ablation(data_dir, quick=args.quick, echo=_stderr):
             _print_json(row)
         return 0
+    if args.which == "ui":
+        from cifar_core.ui_bench import run_ui_bench
+
+        model_dir = Path(args.model) if args.model else paths.default_model_dir()
+        _print_json(run_ui_bench(data_dir, model_dir, echo=_stderr, quick_try=args.quick_try))
+        return 0
     from cifar_core.bench import run_bench
 
     _print_json(run_bench(data_dir=data_dir, quick=args.quick, echo=_stderr))
@@ -516,12 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = add("bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
-    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer"), default="speed",
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui"), default="speed",
                    help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
                         "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
-                        "images per class from scratch, with a head on the frozen base, and with head + fine-tuning")
+                        "images per class from scratch, with a head on the frozen base, and with head + fine-tuning; "
+                        "ui: each dashboard page's first and warm visit, the image-detail dialog and the duplicates tab, "
+                        "through a real server and Chromium (one JSON line)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
+    p.add_argument("--model", default=None, metavar="FOLDER",
+                   help="bench ui: the model folder the measured studio ships (default: artifacts/default)")
+    p.add_argument("--quick-try", action="store_true",
+                   help="bench ui: also start the Train page's Quick try on fresh artifacts and time it to the end")
     p.set_defaults(func=cmd_bench)
 
     p = add("inspect", "data issues seen through a model: likely label mistakes, near duplicates, train/test leaks (one JSON line)")

@@ -68,6 +68,7 @@ def test_similar_training_images_open_for_a_test_image(noisy_server, page):
     page.get_by_role("button", name=re.compile(r"^#\d+$")).first.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Similar training images").wait_for()
+    dialog.get_by_text("Show the training images most like this one").click()
     neighbours = dialog.get_by_text(re.compile(r"^train #\d+ · similarity [\d.]+$"))
     neighbours.nth(7).wait_for()
     assert neighbours.count() == 8

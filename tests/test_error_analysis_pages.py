@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import studio_ui
 from cifar_core import CLASS_NAMES
 from test_pages import open_page, shown
 
@@ -123,6 +124,9 @@ def test_tile_number_opens_the_detail_with_similar_training_images(noisy):
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key=f"cam_class_{first}").value == CLASS_NAMES[interp.preds[first]]
     assert any(m.value == "**Similar training images**" for m in at.markdown)
+    # The search waits to be asked for: the rest of the dialog does not need the training images' features.
+    assert not [c for c in at.caption if c.value.startswith("train #")]
+    at.toggle(key=studio_ui.SHOW_SIMILAR).set_value(True).run()
     neighbours = [c.value for c in at.caption if c.value.startswith("train #")]
     assert len(neighbours) == 8
     sims = [float(c.rsplit(" ", 1)[1]) for c in neighbours]
