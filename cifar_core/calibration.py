@@ -224,7 +224,8 @@ def fit_for_model(model_path: Path, config, data_dir: str | None = None, progres
     model_path = Path(model_path)
     model = load_model(model_path)
     class_names = model_class_names(model_path, int(model.output_shape[-1]))
-    data = data_lib.load_cifar10(data_dir or config.resolved_data_dir(), skip_bad=config.skip_bad, progress=progress)
+    data = data_lib.load_cifar10(data_dir or config.resolved_data_dir(), skip_bad=config.skip_bad, progress=progress,
+                                 limit=config.limit)  # as training loaded it: make_splits keeps the same images
     data = data_lib.select_classes(data, class_names)  # the model's classes, labelled in its output order
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     probs = predict_probs(model, splits.x_val, input_size=int(model.input_shape[1]), tta=bool(config.tta), progress=progress)
