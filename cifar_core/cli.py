@@ -1,7 +1,7 @@
-"""`python -m cifar_core`: train, evaluate, calibrate, predict, explain (gradcam), inspect, export, runs, stop, bench, publish.
+"""`python -m cifar_core`: train, evaluate, calibrate, predict, similar, explain (gradcam), inspect, export, runs, stop, bench, publish.
 
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
-`predict` prints one JSON line per file and exits 1 if any file failed; invalid
+`predict` and `similar` print one JSON line per file and exit 1 if any file failed; invalid
 arguments exit 2 with a message naming each bad value.
 """
 
@@ -338,6 +338,52 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cifar_core import test_predictions
+    from cifar_core.classes import model_class_names
+    from cifar_core.data import load_cifar10, select_classes, split_files
+    from cifar_core.image_limits import ImageError, read_image_file
+    from cifar_core.inference import load_image
+    from cifar_core.model import load_model
+    from cifar_core.model_choice import resolve_model
+    from cifar_core.similar import SimilarSearch
+
+    choice = resolve_model(_store(args), args.model)
+    model = load_model(choice.model_path)  # a bad model path fails here, before the data is loaded
+    names = model_class_names(choice.model_path, int(model.output_shape[-1]))
+    data_dir = paths.data_dir(args.data_dir) or test_predictions.data_dir_for(choice)
+    if not data_dir:  # never Keras' download: the neighbours are files of a data folder
+        _stderr("error: --data-dir: no data folder given; pass --data-dir or set CIFAR10_DIR to the CIFAR-10 folder")
+        return EXIT_USAGE
+    full = load_cifar10(data_dir, progress=_tqdm_progress())
+    data = select_classes(full, names)
+    files = split_files(data_dir, full, "train", names)  # None: the images have no files (python batches)
+    images, errors = [], []
+    for f in args.files:
+        try:
+            images.append(load_image(read_image_file(f)))
+            errors.append(None)
+        except ImageError as err:
+            images.append(None)
+            errors.append(str(err))
+    good = [i for i, e in enumerate(errors) if e is None]
+    found = {}
+    if good:
+        search = SimilarSearch(choice.model_path, data.x_train, model=model, progress=_tqdm_progress())
+        idx, sim = search.search(np.stack([images[i] for i in good]), args.k)
+        found = dict(zip(good, zip(idx, sim)))
+    for i, f in enumerate(args.files):
+        if errors[i] is not None:
+            _print_json({"file": f, "error": errors[i]})
+            continue
+        _print_json({"file": f, "model": str(choice.model_path), "neighbours": [
+            {"train_index": int(j), "file": files[j] if files else None, "label": names[data.y_train[j]],
+             "similarity": round(float(s), 4)} for j, s in zip(*found[i])]})
+    return 1 if len(good) < len(args.files) else 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from cifar_core.outcome import verdict
 
@@ -389,6 +435,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         model_dir = Path(args.model) if args.model else paths.default_model_dir()
         _print_json(run_ui_bench(data_dir, model_dir, echo=_stderr, quick_try=args.quick_try))
+        return 0
+    if args.which == "similar":
+        from cifar_core.classes import model_class_names
+        from cifar_core.model import load_model
+        from cifar_core.model_choice import resolve_model
+        from cifar_core.similar_bench import bench_similar
+
+        path = resolve_model(_store(args), args.model).model_path
+        data = _load_for_model(args, model_class_names(path, int(load_model(path).output_shape[-1])))
+        _print_json(bench_similar(path, data.x_train, data.x_test, data.y_train, data.y_test,
+                                  queries=100 if args.quick else 500, progress=_tqdm_progress()))
         return 0
     from cifar_core.bench import run_bench
 
@@ -513,6 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable image files (their count is reported) instead of failing")
     p.set_defaults(func=cmd_explain)
 
+    p = add("similar", "the training images most like each image file, on features that keep which image it is (one JSON line per file)")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
+    p.add_argument("--k", type=_whole(1, 1000), default=8, help="neighbours to list per file")
+    p.add_argument("--data-dir", default=None, help="the data folder whose training images are searched (default: $CIFAR10_DIR, else the model's own)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_similar)
+
     p = add("runs", "list runs with status and metrics")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.set_defaults(func=cmd_runs)
@@ -522,16 +586,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = add("bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
-    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui"), default="speed",
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar"), default="speed",
                    help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
                         "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
                         "images per class from scratch, with a head on the frozen base, and with head + fine-tuning; "
                         "ui: each dashboard page's first and warm visit, the image-detail dialog and the duplicates tab, "
-                        "through a real server and Chromium (one JSON line)")
+                        "through a real server and Chromium (one JSON line); similar: whether the similar-images search "
+                        "finds shifted, mirrored and JPEG re-encoded training images' originals, its similarity spread and "
+                        "query time (one JSON line)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.add_argument("--model", default=None, metavar="FOLDER",
-                   help="bench ui: the model folder the measured studio ships (default: artifacts/default)")
+                   help="bench ui: the model folder the measured studio ships (default: artifacts/default); "
+                        "bench similar: the model searched, a run id or path (default: the most accurate model)")
     p.add_argument("--quick-try", action="store_true",
                    help="bench ui: also start the Train page's Quick try on fresh artifacts and time it to the end")
     p.set_defaults(func=cmd_bench)

@@ -91,6 +91,10 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Return self if every field is valid, else raise ConfigError naming each bad one."""
+        wrong_types = {f.name: f"must be {KIND_WORDS[field_kind(f)]}, got {getattr(self, f.name)!r}"
+                       for f in dataclasses.fields(self) if not _has_kind(f, getattr(self, f.name))}
+        if wrong_types:  # e.g. a stored config edited by hand: the checks below assume each field's type
+            raise ConfigError(wrong_types)
         errors: dict[str, str] = {}
 
         def check(name: str, ok: bool, message: str) -> None:
@@ -245,6 +249,27 @@ def parse_number(text: Any, kind: type) -> int | float:
     if kind is float and NUMBER_RE.fullmatch(raw):
         return float(raw)
     raise ValueError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}")
+
+
+KIND_WORDS = {"bool": "on or off", "int": "a whole number", "float": "a number", "str": "text",
+              "ints": "a list of whole numbers", "words": "a list of names"}
+
+
+def _has_kind(f: dataclasses.Field, value: Any) -> bool:
+    """Whether `value` has the Python type of field `f` (None where the field is optional)."""
+    if value is None:
+        return optional(f)
+    kind = field_kind(f)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    item = int if kind == "ints" else str
+    return isinstance(value, (tuple, list)) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
 
 
 def field_kind(f: dataclasses.Field) -> str:

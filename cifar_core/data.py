@@ -126,14 +126,32 @@ def _layout_classes(layout: str, folder: Path) -> tuple[str, ...]:
     return CLASS_NAMES
 
 
+def match_classes(data_dir: str | None, classes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """`classes` spelled as the data folder spells them: a name that is no class but matches exactly one
+    when case is ignored ("Cat" for "cat") becomes that class; any other name is kept as given, for
+    `missing_classes` to name. The CLI and the form store the result, so a run records the real names."""
+    available = dataset_classes(data_dir)
+    if not classes or available is None:
+        return classes
+    return tuple(c if c in available or len(same := _same_but_case(c, available)) != 1 else same[0] for c in classes)
+
+
+def _same_but_case(name: str, available: tuple[str, ...]) -> list[str]:
+    return [a for a in available if a.casefold() == name.casefold()]
+
+
 def missing_classes(data_dir: str | None, classes: tuple[str, ...] | None) -> str | None:
     """Why `classes` cannot be trained from `data_dir`, in words, or None (also when the folder itself
-    is unusable: loading it says why). Without a folder, Keras' CIFAR-10 has the ten classes."""
+    is unusable: loading it says why). Names are matched as `match_classes` does. Without a folder,
+    Keras' CIFAR-10 has the ten classes."""
     available = dataset_classes(data_dir)
-    unknown = [c for c in classes or () if available is not None and c not in available]
+    unknown = [c for c in match_classes(data_dir, classes) or () if available is not None and c not in available]
     if not unknown:
         return None
-    return f"no class {', '.join(repr(c) for c in unknown)} in this data folder; its classes are: {', '.join(available)}"
+    ambiguous = [f"{c!r} could be {' or '.join(map(repr, same))}" for c in unknown if len(same := _same_but_case(c, available)) > 1]
+    return (f"no class {', '.join(repr(c) for c in unknown)} in this data folder"
+            + (f" ({'; '.join(ambiguous)}: write it as the folder does)" if ambiguous else "")
+            + f"; its classes are: {', '.join(available)}")
 
 
 # ---------------------------------------------------------------- loading

@@ -8,8 +8,11 @@ the test results), then swaps the new folder in.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import fcntl
+import json
 import os
 import platform
 import secrets
@@ -188,7 +191,6 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     new folder is built beside `dest`, then swapped in: `dest` is always wholly the
     old or wholly the new model, never half of each. RunError says why a run is refused.
     """
-    from cifar_core import plots
     from cifar_core.model import ModelLoadError, load_model
 
     run = store.resolve(run_ref)
@@ -199,6 +201,10 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     missing = [name for name in RUN_FILES if not (run.dir / name).is_file()]
     if missing:
         raise RunError(f"Run {run.id} cannot be published: {', '.join(missing)} missing from {run.dir}.")
+    try:
+        TrainConfig.from_dict(json.loads((run.dir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError) as err:  # ConfigError and JSONDecodeError are ValueErrors
+        raise RunError(f"Run {run.id} cannot be published: its config.json is not a valid training configuration ({err}).") from err
     try:
         model = load_model(run.model_path)  # without its optimizer: see below
         interp = Interpretation.load(run.dir)
@@ -213,25 +219,53 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
         raise RunError(f"Cannot publish to {dest}: it exists and is not a folder.")
     staging = dest.with_name(f".{dest.name}.new-{secrets.token_hex(4)}")
     try:
-        staging.mkdir(parents=True)
-        try:
-            # Saved again as loaded, without the optimizer's state that the run's own
-            # checkpoint keeps for resuming: half the size, and a published model is for use.
-            model.save(staging / "model.keras")
-            for name in RUN_FILES[1:]:
-                shutil.copy2(run.dir / name, staging / name)
-            write_class_names(staging, interp.class_names)
-            if stored is not None:
-                calibration.write(staging, stored)
-            (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))
-            (staging / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
-            atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note, stored, _shown_path(dest)))
-            swap_in(staging, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # the unfinished folder, or the replaced one
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _publish_lock(dest):
+            _remove_stale_staging(dest)
+            _build_and_swap(staging, dest, run, store, model, interp, stored, data_note, machine_note)
     except OSError as err:
         raise RunError(f"Could not publish run {run.id} to {dest} ({err.strerror or err}); {dest} is unchanged.") from err
     return dest
+
+
+@contextlib.contextmanager
+def _publish_lock(dest: Path):
+    """One publish into `dest` at a time (an exclusive lock beside it), so staging folders left by a killed
+    publish can be removed without touching a live one's."""
+    with open(dest.with_name(f".{dest.name}.publish.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_stale_staging(dest: Path) -> None:
+    """Delete the staging folders a killed publish left beside `dest` (half-built, or holding the model it
+    replaced). Only while `dest` exists: a publish killed inside swap_in's two-rename fallback leaves the
+    models in .new-*/.old-* folders, and those are kept for a person to restore."""
+    if dest.is_dir():
+        for stale in dest.parent.glob(f".{dest.name}.new-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _build_and_swap(staging: Path, dest: Path, run: Run, store: RunStore, model, interp: Interpretation,
+                    stored: calibration.Calibration | None, data_note: str, machine_note: str) -> None:
+    from cifar_core import plots
+
+    staging.mkdir()
+    try:
+        # Saved again as loaded, without the optimizer's state that the run's own
+        # checkpoint keeps for resuming: half the size, and a published model is for use.
+        model.save(staging / "model.keras")
+        for name in RUN_FILES[1:]:
+            shutil.copy2(run.dir / name, staging / name)
+        write_class_names(staging, interp.class_names)
+        if stored is not None:
+            calibration.write(staging, stored)
+        (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))
+        (staging / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
+        atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note, stored, _shown_path(dest)))
+        swap_in(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the unfinished folder, or the replaced one
 
 
 def swap_in(new: Path, dest: Path) -> None:

@@ -50,7 +50,8 @@ def test_publish_replaces_the_folder_whole(store, run_id, shipped):
                                                    "confusion_matrix.png", "curves.png"}
     assert load_model(shipped / "model.keras").count_params() > 0
     assert f"Run `{run_id}`" in (shipped / "MODEL_CARD.md").read_text()
-    assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == []  # nothing left beside it
+    # nothing left beside it but the lock file that serialises publishes
+    assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == [".default.publish.lock"]
 
 
 def test_publish_carries_the_runs_temperature_or_fits_one_and_the_card_reports_it(store, run_id, tmp_path, monkeypatch):
@@ -124,6 +125,17 @@ def deleted_folder(store, run):
     shutil.rmtree(run.dir)
 
 
+def unreadable_config(store, run):
+    (run.dir / "config.json").write_text("{bad")
+
+
+def mistyped_config(store, run):
+    import json
+
+    config = json.loads((run.dir / "config.json").read_text())
+    (run.dir / "config.json").write_text(json.dumps({**config, "head_units": 5}))
+
+
 @pytest.mark.parametrize("damage, reason", [
     (missing_predictions, "test_probs.npz missing"),
     (truncated_predictions, "test predictions cannot be read"),
@@ -131,6 +143,8 @@ def deleted_folder(store, run):
     (truncated_model, "could not be loaded"),
     (failed_run, "is failed; only completed or stopped runs"),
     (deleted_folder, "run folder is missing"),
+    (unreadable_config, "config.json is not a valid training configuration"),
+    (mistyped_config, "head_units: must be a list of whole numbers"),
 ])
 def test_a_damaged_or_unfinished_run_is_refused_and_nothing_changes(store, run_id, shipped, damage, reason, capsys):
     damage(store, store.get(run_id))
@@ -156,7 +170,7 @@ def test_a_disk_full_while_copying_leaves_the_old_folder(store, run_id, shipped,
     with pytest.raises(RunError, match="No space left on device.*is unchanged"):
         publish_run(store, run_id, shipped)
     assert snapshot(shipped) == before
-    assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default")] == []
+    assert [p.name for p in shipped.parent.iterdir() if p.name.startswith(".default.new-")] == []
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two renames"])
@@ -172,3 +186,12 @@ def test_swap_in_puts_the_new_folder_in_place(tmp_path, monkeypatch, exchange):
     (new / "f").write_text("newer")
     swap_in(new, dest)
     assert (dest / "f").read_text() == "newer" and (new / "f").read_text() == "new"
+
+
+def test_a_killed_publishs_staging_folders_are_removed_by_the_next(store, run_id, shipped):
+    stale = shipped.with_name(f".{shipped.name}.new-dead0000")
+    stale.mkdir()
+    (stale / "model.keras").write_bytes(b"half written")
+    publish_run(store, run_id, shipped)
+    assert not stale.exists()
+    assert [p.name for p in shipped.parent.glob(f".{shipped.name}.new-*")] == []
