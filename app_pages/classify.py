@@ -31,14 +31,12 @@ st.subheader(f"{len(good)} of {len(results)} image(s) classified")
 overlays = {}
 if cam is not None and good:
     overlays = dict(zip(good, studio_ui.explanation_overlays(model, cam, np.stack([results[i].image for i in good]))))
-neighbours, upload_features = None, {}
+found = None
 if similar and good:
-    neighbours = studio_ui.training_neighbours(model)
-    if neighbours is None:
+    found = studio_ui.similar_search(model)
+    if found is None:
         st.info("Similar images need the training images: no CIFAR-10 data folder with a train split is set (see the sidebar).",
                 icon=":material/image_not_supported:")
-    else:
-        upload_features = dict(zip(good, studio_ui.embedder(model)(np.stack([results[i].image for i in good]))))
 for i, (upload, result) in enumerate(zip(files, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])
@@ -60,5 +58,5 @@ for i, (upload, result) in enumerate(zip(files, results)):
                 t = studio_ui.classifier(model).temperature
                 st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {model.label}"
                            + (f" · calibrated probabilities (temperature {t:.3f}, fitted on validation images)" if t != 1.0 else ""))
-        if i in upload_features:
-            studio_ui.similar_training_images(upload_features[i], neighbours, model.class_names)
+        if found is not None and result.error is None:
+            studio_ui.similar_training_images(result.image, found, model.class_names)

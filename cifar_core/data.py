@@ -496,6 +496,41 @@ def _require_nonempty(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
             raise DataError(f"The {split} split is empty after removing unreadable files.")
 
 
+def split_files(data_dir: str | None, data: CifarData, split: str, class_names: tuple[str, ...] | None = None) -> list[str] | None:
+    """The file behind each image of `data`'s `split` (`data` as `load_cifar10(data_dir)` returned it), in
+    the same order, or with `class_names` in the order of `select_classes(data, class_names)`; None when
+    the images have no files of their own (python batches, Keras' download) or the folder no longer
+    matches what was decoded."""
+    if not data_dir:
+        return None
+    try:
+        layout, folder = detect_layout(Path(data_dir).resolve())
+    except (DataError, OSError):
+        return None
+    # Files skipped as unreadable (--skip-bad) have no image; their messages start with the path.
+    bad = {message.split(": ", 1)[0] for message in data.skipped}
+    if layout == "folders":
+        paths = [str(p) for name in data.class_names for p in _files(folder / split / name) if str(p) not in bad]
+    elif layout == "kaggle":
+        with open(folder / "trainLabels.csv", newline="") as f:
+            rows = [(str(folder / "train" / f"{row['id']}.png"), row["label"]) for row in csv.DictReader(f)]
+        rows = [row for row in rows if row[0] not in bad]
+        # The same seeded hold-out as `_load_kaggle`.
+        test_idx, train_idx = stratified_split(np.asarray([data.class_names.index(label) for _, label in rows]),
+                                               KAGGLE_TEST_FRACTION, seed=0)
+        paths = [rows[i][0] for i in (train_idx if split == "train" else test_idx)]
+    else:
+        return None
+    labels = data.y_train if split == "train" else data.y_test
+    if len(paths) != len(labels):
+        return None
+    if class_names is None:
+        return paths
+    # select_classes keeps the images of the named classes in their order.
+    keep = np.isin(labels, [data.class_names.index(n) for n in class_names if n in data.class_names])
+    return [p for p, kept in zip(paths, keep) if kept]
+
+
 # ---------------------------------------------------------------- cache
 
 

@@ -40,7 +40,8 @@ def feature_model(model: keras.Model, kind: str = "penultimate") -> keras.Model:
     """image -> features of one `kind`:
 
     - "penultimate": the input of the final classification layer, the space the
-      decision is made in (the map, similar images, label issues);
+      decision is made in (the map); it collapses by class, so similar images are found
+      on other features (`similar`);
     - "layout": the flattened output of the deepest pooling layer of the base that is
       still at least LAYOUT_MIN_SIZE wide (block3_pool at 32 px). Penultimate features
       of a trained classifier collapse by class (unrelated images of one class reach
@@ -80,22 +81,6 @@ def compute_features(model: keras.Model, x: np.ndarray, progress: Progress | Non
         if progress:
             progress(done, len(x), f"computing {kind} features")
     return np.concatenate(out) if out else np.zeros((0, int(extractor.output.shape[-1])), np.float32)
-
-
-class Embedder:
-    """Features of a few images at a time (an uploaded file), traced once for any batch size."""
-
-    def __init__(self, model: keras.Model):
-        import tensorflow as tf
-
-        from cifar_core.data import NATIVE_SIZE, preprocess
-
-        extractor, size = feature_model(model), int(model.input_shape[1])
-        self._fn = tf.function(lambda images: extractor(preprocess(images, size), training=False),
-                               input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)])
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self._fn(images), dtype=np.float32)
 
 
 # ---------------------------------------------------------------- the disk cache
