@@ -17,7 +17,8 @@ toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
 explain = toggle_col.toggle("Show where the model looked",
                             help="a heatmap of the parts of the 32×32 image the top class depends on (occlusion or Grad-CAM)")
 similar = toggle_col.toggle("Show similar training images", key="classify_similar",
-                            help="the training images closest to each upload in the model's feature space: what it has seen that looks like this")
+                            help="the training images most like each upload, compared on the model's mid-level feature map (where colours "
+                                 "and shapes are): what it has seen that looks like this")
 with layer_col:
     cam = studio_ui.explanation_picker(model, key="classify_cam_layer") if explain else None
 if cam is not None:
