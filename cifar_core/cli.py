@@ -126,7 +126,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cifar_core.data import DataError, missing_classes
+    from cifar_core.data import DataError, match_classes, missing_classes
     from cifar_core.model import WeightsError
     from cifar_core.runs import LIVE, RunBusyError, RunError, disk_full, error_text
     from cifar_core.train import train
@@ -154,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             run_id = None
             if problem := missing_classes(config.resolved_data_dir(), config.classes):
                 raise ConfigError({"classes": problem})  # before a run is registered
+            # Stored as the data spells them ("Cat" -> "cat"); validated again, as "cat Cat" is then one class twice.
+            config = dataclasses.replace(config, classes=match_classes(config.resolved_data_dir(), config.classes)).validate()
         if config.strategy == "multiworker":
             from cifar_core.distribute import DistributeError, worker_task
 
@@ -172,28 +174,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # SIGTERM (e.g. `kill`) becomes a clean stop: the run ends 'stopped' with its model saved.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    started: list = []  # the run, once registered: named in the JSON line even if the index fails later
     try:
-        summary = train(config, store=store, run_id=run_id, resume=bool(args.resume), progress=_tqdm_progress(), echo=_stderr)
+        summary = train(config, store=store, run_id=run_id, resume=bool(args.resume), progress=_tqdm_progress(), echo=_stderr,
+                        registered=started.append)
     except RunBusyError as err:  # another training won the race; nothing was started or written
         _stderr(f"error: {err}")
         return EXIT_USAGE
     except (Exception, KeyboardInterrupt) as err:
-        if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)) and not disk_full(err):
+        if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)) and not disk_full(err, store.root):
             import traceback
 
             traceback.print_exc()
-        try:  # the run this process registered: the newest row with its pid
-            failed_id = run_id or next((r.id for r in store.list() if r.pid == os.getpid()), None)
+        failed_id = run_id or (started[0].id if started else None)
+        try:
             failed = store.get(failed_id) if failed_id else None
         except RunError:  # the index cannot be read now; the error below still says what happened
-            failed_id, failed = run_id, None
-        special = isinstance(err, KeyboardInterrupt) or disk_full(err)
-        message = error_text(err, failed_id) if special or not str(err) else str(err)
+            failed = None
+        run_dir = failed.dir if failed else (started[0].dir if started else None)
+        special = isinstance(err, KeyboardInterrupt) or disk_full(err, store.root)
+        message = error_text(err, failed_id, store.root) if special or not str(err) else str(err)
         _stderr(f"error: {message}")
         # The row may still say 'running' when a full disk kept the trainer from updating it.
         ended = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
         status = failed.status if failed and failed.status not in LIVE else ended
-        _print_json({"run_id": failed_id, "run_dir": str(failed.dir) if failed else None,
+        _print_json({"run_id": failed_id, "run_dir": str(run_dir) if run_dir else None,
                      "status": status, "error": message, "val_accuracy": None, "test_accuracy": None})
         return 1
     _print_json(summary)
@@ -322,14 +327,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cifar_core.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
-    data = _load_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
-    images = check_images(data.x_test, args.images, args.seed)
     methods = tuple(explain.METHODS if args.method == "all" else [args.method])
     if args.layers and "gradcam" not in methods:
         _stderr("error: --layers: layers are Grad-CAM's; use --method gradcam or all")
         return EXIT_USAGE
     pairs = explain.candidates(classifier.model, methods, args.layers)
     explainers = [explain.make(classifier, method, layer) for method, layer in pairs]  # a bad layer fails before any work
+    data = _load_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
+    images = check_images(data.x_test, args.images, args.seed)
     rows = [{**deletion_check(e, images, classifier.predict_arrays, args.fraction, args.seed), "images": len(images)}
             for e in explainers]
     default = explain.pick_default(rows)

@@ -38,6 +38,8 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Before training starts we insist on this much free space: a VGG16 checkpoint is
 # ~60-180 MB and the frozen-feature cache can reach a few hundred MB.
 MIN_FREE_BYTES = 1 << 30
+# Below this much free space an I/O error is taken for a full disk (see disk_full).
+NEARLY_FULL_BYTES = 64 << 20
 # How long a call waits for a lock held by another process before giving up with a
 # clear error: short for reads (a dashboard page or `runs` must not hang), long for
 # the trainer's writes (a slow reader must not fail a training).
@@ -207,24 +209,36 @@ def atomic_save_weights(model: Any, path: Path) -> None:
     atomic_write_bytes(path, weights_h5(model))
 
 
-def disk_full(err: BaseException | None) -> bool:
-    """True if `err`, or an error it arose from, says the disk is full."""
+def disk_full(err: BaseException | None, folder: Path | None = None) -> bool:
+    """True if `err`, or an error it arose from, says the disk is full. With `folder`, SQLite's vaguer
+    "disk I/O error" (what it reports when a full disk stops a journal write) counts too while
+    `folder`'s disk has almost no space left."""
     while err is not None:
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         text = str(err).lower()
         if "no space left" in text or "disk is full" in text:  # h5py and SQLite put it in words
             return True
+        if folder is not None and "disk i/o error" in text and _nearly_full(folder):
+            return True
         err = err.__cause__ or err.__context__
     return False
 
 
-def error_text(err: BaseException, run_id: str | None = None) -> str:
-    """How an error that ended a training is reported: train.log, the run index, the terminal."""
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def error_text(err: BaseException, run_id: str | None = None, folder: Path | None = None) -> str:
+    """How an error that ended a training is reported: train.log, the run index, the terminal.
+    `folder`: the artifacts folder, whose free space tells a full disk from another I/O error."""
     resume = f"; `python -m cifar_core train --resume {run_id}` continues from the last completed epoch" if run_id else ""
     if isinstance(err, KeyboardInterrupt):
         return str(err) or "stopped by an interrupt (Ctrl-C)"
-    if disk_full(err):
+    if disk_full(err, folder):
         where = getattr(err, "filename", None)
         return f"no space left on device{f' writing {where}' if where else ''}: free some space{resume}"
     if type(err).__module__.startswith("cifar_core.") and str(err):

@@ -25,7 +25,8 @@ from cifar_core.classes import write_class_names
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
 from cifar_core.config import TrainConfig
 from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
-from cifar_core.optimizer import ema_callbacks, make_optimizer
+from cifar_core.ema import ema_callbacks
+from cifar_core.optimizer import make_optimizer
 from cifar_core.outcome import did_not_learn, likely_reasons
 from cifar_core.paths import cache_dir
 from cifar_core.runs import Run, RunStore, atomic_save_model, atomic_save_weights, error_text
@@ -87,11 +88,14 @@ def train(
     resume: bool = False,
     progress: Progress | None = None,
     echo: Callable[[str], None] | None = None,
+    registered: Callable[[Run], None] | None = None,
 ) -> dict:
     """Train one run end to end and return its summary.
 
     `run_id` names a run created beforehand (by the launcher, or the run to
-    resume); otherwise a new one is registered. Errors mark the run failed, are
+    resume); otherwise a new one is registered. `registered` is called with the
+    run as soon as it is known, so a caller can name it even if the run index
+    cannot be read when training fails (a full disk). Errors mark the run failed, are
     logged to its train.log and re-raised. A non-chief worker of a multi-worker
     training registers nothing: see `_train_non_chief`.
     """
@@ -105,6 +109,8 @@ def train(
         store.mark_running(run.id)
     else:
         run = store.create(config)
+    if registered:
+        registered(run)
     return _train_logged(config, store, run, resume, progress, echo)
 
 
@@ -133,9 +139,9 @@ def _train_logged(config: TrainConfig, store: RunStore, run: Run, resume: bool, 
     except BaseException as err:
         # exc_info: the traceback goes to train.log, while the echoed line (the CLI's
         # stderr) stays one readable message for expected errors such as bad data.
-        log.error("training failed: %s", error_text(err, run.id), exc_info=True)
+        log.error("training failed: %s", error_text(err, run.id, store.root), exc_info=True)
         status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-        store.finish(run.id, status, summary=store.get(run.id).summary, error=error_text(err, run.id))
+        store.finish(run.id, status, summary=store.get(run.id).summary, error=error_text(err, run.id, store.root))
         raise
     finally:
         for handler in list(log.handlers):
@@ -248,7 +254,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
             store, run.id, phase=phase.name, full_model=model, checkpoint=checkpoint, best=best,
             epoch_offset=epoch_offset, epochs=phase.epochs, steps=steps, batch_size=config.batch_size,
         )
-        callbacks = _phase_callbacks(config, phase, store_cb, backup, epoch_offset, log)
+        callbacks = _phase_callbacks(config, phase, store_cb, backup, epoch_offset, splits, log)
         log.info("phase %s: %d epoch(s) at lr %g, freeze=%s, %s", phase.name, phase.epochs, phase.lr, phase.freeze,
                  "on cached base features" if use_features else "on live images")
         stage(f"phase {number}/{len(plan)} ({phase.name})")
@@ -282,12 +288,12 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
 
 
 def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallback, backup: Path, epoch_offset: int,
-                     log: logging.Logger) -> list[keras.callbacks.Callback]:
+                     splits: data_lib.Splits, log: logging.Logger) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
         # First, so that store_cb checkpoints the averaged weights it validated. The backup
         # then holds them too, and a resumed run continues from the average: a small step
         # aside from an uninterrupted run, which never loses an epoch.
-        *ema_callbacks(config),
+        *ema_callbacks(config, store_cb.full_model, splits.x_train, splits.y_train),
         # store_cb before the backup: an epoch is logged, then backed up. A kill
         # between the two re-runs that epoch, and store_cb drops its old record;
         # the other order would leave a gap in the curves instead.
