@@ -98,9 +98,9 @@ def describe_source(data_dir: str | None) -> dict:
     counts: dict[str, int] = {}
     if layout == "folders":
         for split in ("train", "test"):
-            counts[split] = sum(len(_image_files(d)) for d in _class_dirs(folder / split))
+            counts[split] = sum(_image_count(d) for d in _class_dirs(folder / split))
     elif layout == "kaggle":
-        counts["train"] = len(_image_files(folder / "train"))
+        counts["train"] = _image_count(folder / "train")
     else:
         counts = {"train": 10000 * len(list(folder.glob("data_batch_*"))), "test": 10000 * (folder / "test_batch").is_file()}
     return {"ok": True, "layout": layout, "path": str(folder), "counts": counts, "class_names": _layout_classes(layout, folder)}
@@ -266,18 +266,25 @@ def _files(folder: Path, suffixes: tuple[str, ...] | None = None) -> list[Path]:
     Links that lead nowhere (dangling, or a loop) are listed too, so that loading
     names them as unreadable (skipped with --skip-bad) instead of silently dropping them.
     """
-    def listed(entry: os.DirEntry) -> bool:
-        try:
-            return entry.is_file() or entry.is_symlink() and not os.path.exists(entry.path)
-        except OSError:  # a link loop: following it fails
-            return True
-
     with os.scandir(folder) as it:
-        return sorted(Path(e.path) for e in it if (suffixes is None or e.name.lower().endswith(suffixes)) and listed(e))
+        return sorted(Path(e.path) for e in it if (suffixes is None or e.name.lower().endswith(suffixes)) and _listed(e))
+
+
+def _listed(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file() or entry.is_symlink() and not os.path.exists(entry.path)
+    except OSError:  # a link loop: following it fails
+        return True
 
 
 def _image_files(folder: Path) -> list[Path]:
     return _files(folder, IMAGE_SUFFIXES)
+
+
+def _image_count(folder: Path) -> int:
+    """len(_image_files(folder)) without building and sorting the paths: the sidebar counts on every page run."""
+    with os.scandir(folder) as it:
+        return sum(1 for e in it if e.name.lower().endswith(IMAGE_SUFFIXES) and _listed(e))
 
 
 def _source_files(layout: str, folder: Path) -> list[Path]:
