@@ -84,8 +84,14 @@ def sidebar() -> ModelChoice | None:
         wanted = st.query_params.get(MODEL_PARAM) or st.session_state.get("model_pick")
         st.session_state["model_pick"] = wanted if wanted in keys else keys[0]
         key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
-                           format_func=lambda k: choices[keys.index(k)].label,
-                           help="by default the model with the highest test accuracy (runs that did not learn are never the default)")
+                           format_func=lambda k: choices[keys.index(k)].picker_label,
+                           help="each with its test accuracy first; by default the model with the highest "
+                                "(runs that did not learn are never the default)")
+        if st.query_params.get(MODEL_PARAM) not in (None, *keys):
+            # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
+            shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
+            st.warning(f"Model {plain(shown)} not found; showing the {plain(choices[keys.index(key)].label)}.",
+                       icon=":material/link_off:")
         if key != keys[0] or MODEL_PARAM in st.query_params:
             st.query_params[MODEL_PARAM] = key
         choice = choices[keys.index(key)]
@@ -532,6 +538,15 @@ def detail_dialog(choice: ModelChoice, x_test: np.ndarray, interp: Interpretatio
 
 def model_caption(choice: ModelChoice) -> str:
     return f"Model: {choice.label} ({Path(choice.model_path).parent.name}/{Path(choice.model_path).name})"
+
+
+def percent_column(label: str, help: str | None = None, *, bar: bool = True) -> dict:
+    """A table column of 0-1 scores as percentages with one decimal in every row (Streamlit's plain
+    "percent" drops trailing zeros: 89% beside 64.76%; the step's 3 decimals make it 1 as a percentage),
+    with a bar, or without one where values may be missing: a bar column leaves them blank, while a
+    number column shows the table's placeholder."""
+    column = st.column_config.ProgressColumn if bar else st.column_config.NumberColumn
+    return column(label, help=help, format="percent", min_value=0, max_value=1, step=0.001)
 
 
 # ---------------------------------------------------------------- the training form

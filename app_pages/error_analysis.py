@@ -118,8 +118,8 @@ if confusion_tab.open:
 
         st.subheader("Per-class scores")
         st.dataframe(interp.per_class(), column_config={
-            "precision": st.column_config.ProgressColumn("precision", format="percent", min_value=0, max_value=1),
-            "recall": st.column_config.ProgressColumn("recall", format="percent", min_value=0, max_value=1),
+            "precision": studio_ui.percent_column("precision", "of the images predicted as this class, the share that are"),
+            "recall": studio_ui.percent_column("recall", "of the images of this class, the share predicted as it"),
             "f1": st.column_config.NumberColumn("F1", format="%.3f"),
         })
 

@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import export, launcher, model_choice, outcome, plots, test_predictions
+from cifar_core import comparable, export, launcher, model_choice, outcome, plots, start_weights, test_predictions
 from cifar_core.runs import LIVE, RunBusyError, RunError
 
+WRAPPED_ROW_PX = 84  # 4 lines of text
 EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}
 
 st.title("Runs")
@@ -23,12 +24,19 @@ if not runs:
 
 rows = [outcome.run_row(r) for r in runs]
 if shipped is not None:
-    rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store), shipped.model_path))
+    rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store)))
 table = pd.DataFrame(rows).set_index("run")
-st.dataframe(table, column_config={
-    "val acc": st.column_config.NumberColumn(format="percent"),
-    "test acc": st.column_config.NumberColumn(format="percent"),
-    "problem": st.column_config.TextColumn(width="large"),
+# Rows tall enough for the settings and a problem to wrap (Streamlit wraps text only in rows taller
+# than 4rem), and columns narrow enough to fit beside the sidebar at 1400 px without scrolling.
+st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config={
+    "status": st.column_config.TextColumn("status", width=90),
+    "val acc": studio_ui.percent_column("val acc", "validation accuracy of the model kept (the best epoch)", bar=False),
+    "test acc": studio_ui.percent_column("test acc", "accuracy on the test images of the run's classes", bar=False),
+    "classes": st.column_config.TextColumn("classes", width=110),
+    "settings": st.column_config.TextColumn("settings", width=200, help="architecture, head, input size · starting "
+                                            "weights, optimizer, batch size · epochs run of those planned (head + fine-tuning)"),
+    "problem": st.column_config.TextColumn("problem", width=200, help="why a run failed, is broken or did not learn; "
+                                           "click a cell to read all of it"),
 })
 broken = table[table["status"] == "broken"]
 if len(broken):
@@ -41,8 +49,18 @@ def curves_of(name: str) -> pd.DataFrame:
 
 st.header("Compare curves", divider="gray")
 names = table.index.tolist()
-default = [r.id for r in runs[:2]] + ([outcome.SHIPPED] if shipped is not None else [])
-ids = st.multiselect("Runs to overlay", names, default=default)
+keys = {r.id: comparable.data_key(r.config) for r in runs}
+if shipped is not None:
+    keys[outcome.SHIPPED] = comparable.data_key(shipped.config)
+# By default the newest run with curves (an epoch ended: it has a best validation accuracy), the next one
+# on the same data and classes, and the shipped model if it is on them too.
+with_curves = [r.id for r in runs if r.summary.get("best_val_accuracy") is not None] + ([outcome.SHIPPED] if shipped else [])
+same = [name for name in comparable.same_data(keys, (with_curves or names)[0]) if name in with_curves]
+default = same[:2] + [name for name in same[2:] if name == outcome.SHIPPED]
+ids = st.multiselect("Runs to overlay", names, default=default,
+                     help="by default the newest run and others trained on the same data folder and classes")
+if warning := comparable.not_comparable(keys, ids):
+    st.warning(studio_ui.plain(warning), icon=":material/compare_arrows:")
 metric = st.segmented_control("Metric", ["val_accuracy", "accuracy", "val_loss", "loss"], default="val_accuracy", required=True)
 curves = {name: curves_of(name) for name in ids}
 if any(not df.empty for df in curves.values()):
@@ -126,7 +144,10 @@ else:
                      help="opens the Train page with this run's settings in the form"):
             studio_ui.fill_train_form(run.config, f"run {run.id}")
             st.switch_page("app_pages/train.py")
-        if run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir():
+        resumable = run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir()
+        if resumable and (blocked := start_weights.missing_start_weights(run.config)):
+            st.info(studio_ui.plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
+        elif resumable:
             live = store.active()  # one training at a time: none can resume while one trains
             if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}", disabled=live is not None,
                          help=f"run {live.id} is training: one runs at a time" if live else

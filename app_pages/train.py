@@ -3,7 +3,7 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import launcher, outcome, plots, run_progress, train_form
+from cifar_core import launcher, outcome, plots, run_progress, start_weights, train_form
 from cifar_core.config import ConfigError, field_kind
 from cifar_core.runs import Run, RunBusyError, RunError
 
@@ -81,7 +81,9 @@ def finished_view(run_id: str) -> None:
         st.success(f"Run {run.id} {run.status}" + (f": test accuracy {test_acc:.1%}" if test_acc is not None else "")
                    + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
     left, right = st.columns(2)
-    if run.status in ("stopped", "failed"):
+    if run.status in ("stopped", "failed") and (blocked := start_weights.missing_start_weights(run.config)):
+        left.info(studio_ui.plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
+    elif run.status in ("stopped", "failed"):
         # Drawn only while no run is live (the panel shows the live one then); a second click that
         # lands before the page has redrawn is refused by the store (RunBusyError), never a second --resume.
         if left.button("Resume this run", icon=":material/play_arrow:", key="resume_latest",
@@ -151,7 +153,8 @@ with st.form("train_form"):
                                  key="cfg_weights_model", help="the convolutional base of one of your models, with a new head for "
                                  "this run's classes; use the same architecture and width, and choose Phase 1/2 settings for transfer")
                     st.file_uploader("…or upload a base weights file", type=["h5"], key="cfg_weights_upload",
-                                     help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False)")
+                                     help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False), "
+                                          f"up to {st.get_option('server.maxUploadSize')} MB (the server's maxUploadSize)")
                 if f.name == "classes" and data_classes:
                     st.caption(f"Classes in the data folder: {', '.join(data_classes)}")
                 slots[f.name] = st.empty()
@@ -166,8 +169,7 @@ if submitted:
     if upload is not None:
         values["weights"] = str(train_form.save_uploaded_weights(upload.name, upload.getvalue()))
     try:
-        config = train_form.config_from_form(values)
-        train_form.check_data(config)
+        config = train_form.check_data(train_form.config_from_form(values))
         run = launcher.start_training(config, store)
     except ConfigError as err:
         for name, message in err.errors.items():

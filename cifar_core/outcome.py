@@ -90,46 +90,41 @@ def run_row(run: Run) -> dict[str, Any]:
     return {
         "run": run.id,
         "status": status,
-        **_config_columns(run.config),
         "val acc": s.get("val_accuracy") or s.get("best_val_accuracy"),
         "test acc": s.get("test_accuracy"),
-        "epochs run": s.get("epochs_completed"),
-        "created": pd.Timestamp(run.created, unit="s").strftime("%Y-%m-%d %H:%M"),
-        "problem": broken or failed_to_learn or run.error or "",
+        **_config_columns(run.config, s.get("epochs_completed")),
+        # One paragraph: a table cell shows line breaks as a literal \n.
+        "problem": " ".join((broken or failed_to_learn or run.error or "").split()),
     }
 
 
-def shipped_row(config: dict[str, Any], test_accuracy: float | None, history: pd.DataFrame, model_file: Path) -> dict[str, Any]:
+def shipped_row(config: dict[str, Any], test_accuracy: float | None, history: pd.DataFrame) -> dict[str, Any]:
     """The shipped model's line in the runs table, from its folder's config, evaluation and history."""
     val = history["val_accuracy"] if "val_accuracy" in history else pd.Series(dtype=float)
     return {
         "run": SHIPPED,
         "status": "shipped",
-        **_config_columns(config),
         "val acc": float(val.max()) if len(val) else None,
         "test acc": test_accuracy,
-        "epochs run": len(history) or None,
-        "created": pd.Timestamp(model_file.stat().st_mtime, unit="s").strftime("%Y-%m-%d %H:%M"),
+        **_config_columns(config, len(history) or None),
         "problem": "",
     }
 
 
-def _config_columns(c: dict[str, Any]) -> dict[str, Any]:
+def _config_columns(c: dict[str, Any], epochs_run: int | None) -> dict[str, Any]:
+    """The classes, and the other settings in one sentence: a column each would not fit beside the sidebar."""
+    arch = c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}"
+    head = f"{c.get('head')} head {'-'.join(str(u) for u in c.get('head_units', []))}"
     return {
-        "arch": c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}",
-        "weights": _weights_label(str(c.get("weights"))),
         "classes": ", ".join(c["classes"]) if c.get("classes") else "all",
-        "input": c.get("input_size"),
-        "head": f"{c.get('head')} {'-'.join(str(u) for u in c.get('head_units', []))}",
-        "epochs": f"{c.get('epochs_head')}+{c.get('epochs_finetune')}",
-        "optimizer": c.get("optimizer"),
-        "batch": c.get("batch_size"),
+        "settings": f"{arch}, {head}, {c.get('input_size')} px · {_weights_label(str(c.get('weights')))}, {c.get('optimizer')}, "
+                    f"batch {c.get('batch_size')} · {epochs_run or 0} of {c.get('epochs_head')}+{c.get('epochs_finetune')} epochs",
     }
 
 
 def _weights_label(weights: str) -> str:
-    """'imagenet', 'none', a weights file's name, or "base of RUN" for a trained model's base (transfer)."""
+    """'ImageNet weights', 'from scratch', a weights file's name, or "base of RUN" for a trained model's base (transfer)."""
     if weights in ("imagenet", "none"):
-        return weights
+        return {"imagenet": "ImageNet weights", "none": "from scratch"}[weights]
     path = Path(weights)
     return f"base of {path.parent.name}" if path.suffix == ".keras" else path.name
