@@ -1,18 +1,22 @@
 """Classify: drop in your own images and see what the active model makes of them."""
 
+import math
+
 import numpy as np
 import streamlit as st
 
 import studio_ui
 from cifar_core import plots, previews
-from cifar_core.image_limits import MAX_FILE_BYTES
+from cifar_core.image_limits import MAX_FILE_BYTES, MAX_PIXELS
 
 st.title("Classify")
 st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
 model = studio_ui.require_model()
 files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
-                         help="several at once; any size, colour mode or orientation", max_upload_size=MAX_FILE_BYTES // 2**20)
+                         help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
+                              f"{math.isqrt(MAX_PIXELS):,}×{math.isqrt(MAX_PIXELS):,}); any colour mode or orientation",
+                         max_upload_size=MAX_FILE_BYTES // 2**20)
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
 explain = toggle_col.toggle("Show where the model looked",
                             help="a heatmap of the parts of the 32×32 image the top class depends on (occlusion or Grad-CAM)")

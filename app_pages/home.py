@@ -33,10 +33,15 @@ else:
                    + (", with test-time augmentation" if model.config.get("tta") else ""))
     width = model.config.get("width", 1.0)
     arch = model.config.get("arch", "?") + (f" ×{width:g}" if model.config.get("arch") == "vgg16_bn" and width != 1 else "")
-    c2.metric("Architecture", f"{arch} · {model.config.get('input_size', '?')}px")
-    weights = model.config.get("weights")
-    c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "none (from scratch)"}.get(
-        weights, "a trained model's base" if str(weights).endswith(".keras") else "a weights file"))
+    # Values short enough for a third of the page (a metric cuts what does not fit); the rest in label and help.
+    c2.metric(f"Architecture · {model.config.get('input_size', '?')} px input", arch,
+              help="vgg16_bn is VGG16's layout with BatchNorm after every conv; ×w scales its filters (×0.5: half)")
+    weights = str(model.config.get("weights"))
+    c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "from scratch"}.get(
+        weights, "transfer" if weights.endswith(".keras") else "a file"),
+              help={"imagenet": "VGG16's ImageNet weights", "none": "random (trained from scratch)"}.get(
+                  weights, f"the base of the trained model {studio_ui.plain(weights)}" if weights.endswith(".keras")
+                  else f"the weights file {studio_ui.plain(weights)}"))
     st.caption(studio_ui.model_caption(model) + f" · classes: {', '.join(model.class_names)}")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "

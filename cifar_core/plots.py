@@ -21,6 +21,7 @@ TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
 HIGHLIGHT_COLOUR = "#d62728"
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MAX_BATCH_POINTS = 2000
+BATCH_SMOOTHING = 0.1  # weight of the newest point in the batch curves' moving average
 
 
 def phase_boundary(metrics: pd.DataFrame, x: str) -> float | None:
@@ -56,19 +57,47 @@ def curves_figure(epochs: pd.DataFrame, title: str | None = None) -> go.Figure:
     return fig
 
 
+def batch_means(batches: pd.DataFrame, metric: str) -> pd.Series:
+    """`metric` averaged over the batches since the record before, one value per batch record.
+
+    Keras logs a metric's running average since the epoch began (it resets its metrics each
+    epoch), so drawn as logged the line restarts at every epoch boundary. A record also holds
+    its batch number in the epoch (callbacks.RunStoreCallback), so two records j < k of one
+    epoch give the mean of the batches between them: (k·avg_k − j·avg_j) / (k − j); the first of
+    an epoch is the mean since the epoch began. Exact for equal batches (an epoch's last, smaller
+    batch counts as a whole one). Records without a batch number are returned as logged.
+    """
+    if "batch" not in batches:
+        return batches[metric]
+    n = batches["batch"].astype(float)
+    total = n * batches[metric]
+    same_epoch = batches["epoch"].eq(batches["epoch"].shift())
+    done = n - n.shift().where(same_epoch, 0.0)
+    return ((total - total.shift().where(same_epoch, 0.0)) / done.where(done > 0)).rename(metric)
+
+
 def batch_figure(batches: pd.DataFrame) -> go.Figure:
-    """The per-batch training loss and accuracy, against the global batch step."""
+    """The training loss and accuracy between batch records (`batch_means`), light, with their moving
+    average across epochs, dark, against the global batch step."""
     if len(batches) > MAX_BATCH_POINTS:
         # A long run logs tens of thousands of batches; the browser redraws this every 2 s.
+        # batch_means stays exact on the kept records: each then averages more batches.
         batches = batches.iloc[:: math.ceil(len(batches) / MAX_BATCH_POINTS)]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Batch loss", "Batch accuracy"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Training accuracy"))
     for col, metric in ((1, "loss"), (2, "accuracy")):
         if metric in batches:
-            fig.add_trace(go.Scatter(x=batches["step"], y=batches[metric], mode="lines", line_color=TRAIN_COLOUR,
-                                     name=metric, showlegend=False), row=1, col=col)
+            means = batch_means(batches, metric)
+            fig.add_trace(go.Scatter(x=batches["step"], y=means, mode="lines", line=dict(color=TRAIN_COLOUR, width=1),
+                                     opacity=0.35, name="since the previous point", legendgroup="raw",
+                                     showlegend=col == 1), row=1, col=col)
+            fig.add_trace(go.Scatter(x=batches["step"], y=means.ewm(alpha=BATCH_SMOOTHING).mean(), mode="lines",
+                                     line_color=TRAIN_COLOUR, name="moving average", legendgroup="smooth",
+                                     showlegend=col == 1), row=1, col=col)
     _mark_boundary(fig, phase_boundary(batches, "step"), 2)
     fig.update_xaxes(title_text="batch")
-    fig.update_layout(height=280, margin=dict(t=50, b=40, l=40, r=20))
+    fig.update_layout(height=300, margin=dict(t=50, b=40, l=40, r=20), legend=dict(orientation="h", y=-0.3),
+                      title=dict(text="Per batch: the mean over the batches since the previous point, and its moving "
+                                      "average (epoch boundaries do not reset either)", font_size=13))
     return fig
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from cifar_core import recipe
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
-from cifar_core.data import dataset_classes, describe_source, missing_classes
+from cifar_core.data import dataset_classes, describe_source, match_classes, missing_classes
 from cifar_core.model_choice import model_choices
 from cifar_core.paths import artifacts_dir
 from cifar_core.runs import RunStore
@@ -95,8 +95,9 @@ def config_from_form(values: dict[str, Any]) -> "TrainConfig":
     return parse_config(values)
 
 
-def check_data(config: TrainConfig) -> None:
-    """ConfigError when the config's data folder cannot be used from the dashboard, or lacks a chosen class.
+def check_data(config: TrainConfig) -> TrainConfig:
+    """The config to start, its classes spelled as the data folder spells them (data.match_classes);
+    ConfigError when its data folder cannot be used from the dashboard, or lacks a chosen class.
 
     The dashboard never falls back to Keras' download (it needs internet), so a folder is required.
     """
@@ -105,6 +106,8 @@ def check_data(config: TrainConfig) -> None:
         raise ConfigError({"data_dir": source["message"]})
     if problem := missing_classes(config.resolved_data_dir(), config.classes):
         raise ConfigError({"classes": problem})
+    # Validated again: "cat, Cat" names one class twice once spelled.
+    return dataclasses.replace(config, classes=match_classes(config.resolved_data_dir(), config.classes)).validate()
 
 
 def data_class_names(data_dir: str | None) -> tuple[str, ...]:
