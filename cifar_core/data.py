@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import pickle
@@ -32,6 +33,8 @@ from PIL import Image
 from cifar_core import CLASS_NAMES, NUM_CLASSES, faults
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 NATIVE_SIZE = 32
@@ -178,13 +181,13 @@ def load_cifar10(
     if not data_dir:
         return _load_from_keras()
     layout, folder, cache = _locate(data_dir, cache_dir, skip_bad)
-    if (cache / "meta.json").is_file():
-        return _read_cache(cache)
+    if (data := _cached(cache)) is not None:
+        return data
     faults.point("data_load")
     if limit and layout == "folders":
         cache = cache.with_name(f"{cache.name}-first{limit}")
-        if (cache / "meta.json").is_file():
-            return _read_cache(cache)
+        if (data := _cached(cache)) is not None:
+            return data
         data = _load_folders(folder, skip_bad=skip_bad, progress=progress, limit=limit)
     else:
         loader = {"folders": _load_folders, "kaggle": _load_kaggle, "batches": _load_batches}[layout]
@@ -209,13 +212,13 @@ def load_test_split(
     images (Kaggle's is a hold-out of train), so they are loaded whole.
     """
     layout, folder, cache = _locate(data_dir, cache_dir, skip_bad)
-    if (cache / "meta.json").is_file():
-        return _read_cache(cache, splits=("test",))
+    if (data := _cached(cache, splits=("test",))) is not None:
+        return data
     if layout != "folders":
         return _test_only(load_cifar10(data_dir, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress))
     cache = cache.with_name(f"{cache.name}-test")
-    if (cache / "meta.json").is_file():
-        return _read_cache(cache, splits=("test",))
+    if (data := _cached(cache, splits=("test",))) is not None:
+        return data
     faults.point("data_load")
     data = _load_folders(folder, skip_bad=skip_bad, progress=progress, splits=("test",))
     _write_cache(cache, data)
@@ -540,15 +543,19 @@ def split_files(data_dir: str | None, data: CifarData, split: str, class_names: 
 
 # ---------------------------------------------------------------- cache
 
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
 
 def _write_cache(cache: Path, data: CifarData) -> None:
     """Write the decoded arrays atomically: a half-written cache is never read."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
     try:
-        for name in ("x_train", "y_train", "x_test", "y_test"):
+        for name in ARRAYS:
             np.save(tmp / f"{name}.npy", getattr(data, name), allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps({"source": data.source, "skipped": data.skipped, "class_names": list(data.class_names)}))
+        sizes = {name: (tmp / f"{name}.npy").stat().st_size for name in ARRAYS}  # read back to detect a cut-short file
+        (tmp / "meta.json").write_text(json.dumps({"source": data.source, "skipped": data.skipped,
+                                                   "class_names": list(data.class_names), "bytes": sizes}))
         os.replace(tmp, cache)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -556,12 +563,33 @@ def _write_cache(cache: Path, data: CifarData) -> None:
             raise
 
 
+def _cached(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> CifarData | None:
+    """A cache entry's data, or None when there is none. A damaged entry (a cut-short array, an unreadable
+    meta.json) is removed with a warning, so the caller decodes the images again instead of failing."""
+    if not (cache / "meta.json").is_file():
+        return None
+    try:
+        return _read_cache(cache, splits)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+        log.warning("The decoded-image cache %s is damaged (%s); decoding the images again.", cache.name, err)
+        shutil.rmtree(cache, ignore_errors=True)
+        return None
+
+
 def _read_cache(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> CifarData:
-    """A cache entry's arrays; the splits left out of `splits` come back empty without being read."""
+    """A cache entry's arrays; the splits left out of `splits` come back empty without being read.
+    ValueError if an array's size differs from the one recorded or the arrays do not fit together."""
     meta = json.loads((cache / "meta.json").read_text())
+    for name, size in meta.get("bytes", {}).items():  # entries written before sizes were recorded have none
+        if name in ARRAYS and (cache / f"{name}.npy").stat().st_size != size:
+            raise ValueError(f"{name}.npy holds {(cache / f'{name}.npy').stat().st_size} bytes, {size} were written")
     empty = {"x": np.zeros((0, NATIVE_SIZE, NATIVE_SIZE, 3), np.uint8), "y": np.zeros(0, np.int64)}
     arrays = {f"{a}_{split}": np.load(cache / f"{a}_{split}.npy", allow_pickle=False) if split in splits else empty[a]
               for split in ("train", "test") for a in ("x", "y")}
+    for split in splits:
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 4 or x.shape[1:] != (NATIVE_SIZE, NATIVE_SIZE, 3) or y.shape != (len(x),):
+            raise ValueError(f"its {split} arrays have shapes {x.shape} and {y.shape}")
     # Caches written before class lists came from the data hold CIFAR-10's ten classes.
     return CifarData(**arrays, source=meta["source"], skipped=meta["skipped"], class_names=tuple(meta.get("class_names", CLASS_NAMES)))
 
