@@ -159,3 +159,22 @@ def test_cli_explain_ends_with_the_default_method_and_its_check(tiny_run, tiny_d
 def test_cli_explain_refuses_layers_without_grad_cam(capsys):
     assert main(["explain", "--method", "occlusion", "--layers", "block2_relu2"]) == 2
     assert "--layers" in capsys.readouterr().err
+
+
+def test_cli_predict_overlays_are_occlusion_maps_unless_grad_cam_is_asked_for(tiny_run, tmp_path, capsys):
+    from PIL import Image
+
+    from cifar_core.previews import upscale
+
+    store, summary = tiny_run
+    picture = tmp_path / "stripes.png"
+    Image.fromarray(images(1, seed=9)[0]).save(picture)
+    written = {}
+    for flags in ([], ["--explain-method", "gradcam"]):
+        out = tmp_path / ("cams" + "".join(flags))
+        assert main(["predict", "--runs-dir", str(store.root), "--model", summary["run_id"], "--gradcam", str(out), *flags, str(picture)]) == 0
+        written[bool(flags)] = np.asarray(Image.open(json.loads(capsys.readouterr().out)["gradcam"]))
+    classifier = Classifier(store.get(summary["run_id"]).model_path)
+    x = np.asarray(Image.open(picture))[None]
+    np.testing.assert_array_equal(written[False], upscale(Occlusion(classifier.predict_arrays).overlays(x)[0], 4))
+    np.testing.assert_array_equal(written[True], upscale(GradCam(classifier.model).overlays(x)[0], 4))
