@@ -137,6 +137,23 @@ def test_tile_number_opens_the_detail_with_similar_training_images(noisy):
     assert not [c for c in at.caption if c.value.startswith("train #")]
 
 
+def test_detail_of_a_leaked_test_image_shows_its_training_copy_first(noisy, noisy_data):
+    from cifar_core.data import load_cifar10, split_files
+
+    run, interp = noisy
+    root = noisy_data["root"]
+    test_files = split_files(str(root), load_cifar10(str(root)), "test")
+    leaked = test_files.index(str(noisy_data["leaked"][0].resolve()))
+    at = open_tab(open_page("error_analysis"), "Top losses")
+    at.session_state["error_detail"] = leaked  # as its tile's number does
+    at.session_state[studio_ui.SHOW_SIMILAR] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    neighbours = [c.value for c in at.caption if c.value.startswith("train #")]
+    assert len(neighbours) == 8 and neighbours[0].endswith("similarity 1.000")
+    assert not any(n.endswith("similarity 1.000") for n in neighbours[1:])  # other images are told apart from it
+
+
 def test_confusion_tab_outlines_the_picked_cell_and_lists_confused_pairs(noisy):
     run, interp = noisy
     at = open_page("error_analysis")
