@@ -137,6 +137,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = store.resolve(args.resume)
             config = config_from_args(args, base=run.usable_config())
             queued_for_us = run.status == "queued" and args.run_id == run.id  # the dashboard's Resume
+            if run.unknown and not queued_for_us:
+                raise RunError(f"Run {run.id} is {run.status}, but {run.unknown}. If it no longer trains, "
+                               f"`python -m cifar_core runs --repair {run.id}` marks it failed; then resume it.")
             if run.status in ("queued", "running") and not queued_for_us:
                 raise RunError(f"Run {run.id} is still {run.status}; it cannot be resumed twice.")
             if config.strategy == "multiworker":
@@ -392,13 +395,22 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from cifar_core.outcome import verdict
 
-    runs = _store(args).list()
+    store = _store(args)
+    if args.repair is not None:
+        marked = store.repair(args.repair or None)
+        for run_id in marked:
+            print(f"marked failed: {run_id} (its process could not be checked)")
+        if not marked:
+            print("nothing to repair: no live run has a process that cannot be checked")
+        return 0
+    runs = store.list()
     rows = [{
         "run_id": r.id, "status": r.status, "arch": r.config.get("arch"), "weights": r.config.get("weights"),
         "val_accuracy": r.summary.get("val_accuracy") or r.summary.get("best_val_accuracy"),
         "test_accuracy": r.summary.get("test_accuracy"), "error": r.error or r.health(),
         "broken": r.health(),  # why the run's files or row are unusable; None when fine
         "did_not_learn": verdict(r),  # why a finished run is at chance level; None when it learned
+        "unknown": r.unknown,  # why a live run's process cannot be checked; None when it can
     } for r in runs]
     if args.json:
         for row in rows:
@@ -408,16 +420,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print("no runs yet")
     for row in rows:
         acc = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
-        status = "broken" if row["broken"] else "no-learn" if row["did_not_learn"] else row["status"]
+        status = "broken" if row["broken"] else "no-learn" if row["did_not_learn"] else "unknown" if row["unknown"] else row["status"]
         line = f"{row['run_id']}  {status:<9} {row['arch']!s:<9} weights={row['weights']!s:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
-        problem = row["broken"] or row["did_not_learn"] or row["error"]
+        problem = row["broken"] or row["did_not_learn"] or (row["unknown"] and f"{row['unknown']}; `runs --repair` marks it failed") or row["error"]
         print(line + (f"  ({problem})" if problem else ""))
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    _store(args).request_stop(args.run)
-    print(f"stop requested for {args.run}")
+    store = _store(args)
+    run = store.resolve(args.run)
+    if run.unknown:
+        _stderr(f"error: run {run.id} is {run.status}, but {run.unknown}; a stop request may never be read. "
+                f"If it no longer trains, `python -m cifar_core runs --repair {run.id}` marks it failed.")
+        return 1
+    store.request_stop(run.id)
+    print(f"stop requested for {run.id}")
     return 0
 
 
@@ -584,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("runs", "list runs with status and metrics")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
+    p.add_argument("--repair", nargs="*", default=None, metavar="RUN_ID",
+                   help="mark failed the live runs whose process cannot be checked (another host's, or one without a "
+                        "recorded start time): all of them, or the ones named")
     p.set_defaults(func=cmd_runs)
 
     p = add("stop", "ask a running training to stop after its current batch")

@@ -251,6 +251,20 @@ def parse_number(text: Any, kind: type) -> int | float:
     raise ValueError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}")
 
 
+def stored_config_problem(d: dict[str, Any]) -> str | None:
+    """Why a stored config (a run's row or config.json) cannot be a TrainConfig's values, in words; None if its
+    known settings have the right types. Files, folders and ranges are checked when the config is used."""
+    by_name = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    wrong = [f"{name}: must be {KIND_WORDS[field_kind(by_name[name])]}, got {value!r}"
+             for name, value in d.items() if name in by_name and not _has_kind(by_name[name], _typed(by_name[name], value))]
+    return "; ".join(wrong) or None
+
+
+def _typed(f: dataclasses.Field, value: Any) -> Any:
+    """JSON's lists for the tuple fields, as from_dict converts them."""
+    return tuple(value) if field_kind(f) in ("ints", "words") and isinstance(value, list) else value
+
+
 KIND_WORDS = {"bool": "on or off", "int": "a whole number", "float": "a number", "str": "text",
               "ints": "a list of whole numbers", "words": "a list of names"}
 

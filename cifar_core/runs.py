@@ -24,12 +24,13 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
 from cifar_core import faults
-from cifar_core.config import TrainConfig
+from cifar_core.config import TrainConfig, stored_config_problem
+from cifar_core.liveness import ALIVE, DEAD, UNKNOWN, liveness, process_start
 from cifar_core.paths import artifacts_dir
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed")
@@ -77,6 +78,10 @@ CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, kind, step);
 """
 
 
+RUN_COLUMNS = ("id", "status", "created", "started", "finished", "pid", "pid_start", "host", "config", "summary",
+               "error", "stop_requested")
+
+
 class RunError(RuntimeError):
     """A run id is invalid or unknown, or the store cannot be used."""
 
@@ -109,6 +114,7 @@ class Run:
     stop_requested: bool = False
     dir: Path | None = None
     broken: str | None = None  # set when the database row itself is unreadable
+    unknown: str | None = None  # set when a live run's process cannot be checked (see cifar_core.liveness)
 
     @property
     def model_path(self) -> Path:
@@ -121,6 +127,8 @@ class Run:
         """
         if self.dir is None or not self.dir.is_dir():
             raise RunError(f"Run {self.id} has no run folder any more ({self.dir}); it cannot be resumed or evaluated.")
+        if self.broken:
+            raise RunError(f"Run {self.id} is damaged ({self.broken}); it cannot be resumed or evaluated. Delete it or start a new run.")
         if not set(CORE_SETTINGS) <= set(self.config):
             raise RunError(f"Run {self.id}'s stored settings are unreadable or incomplete in the run index; "
                            "it cannot be resumed or evaluated. Start a new run.")
@@ -246,34 +254,6 @@ def error_text(err: BaseException, run_id: str | None = None, folder: Path | Non
     return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from
 
 
-def _process_start(pid: int) -> int | None:
-    """When process `pid` started (clock ticks after boot, from /proc), or None where that cannot be read."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _pid_alive(pid: int | None, host: str | None, start: int | None = None) -> bool:
-    """Whether the process that registered a run still runs: `pid` on `host`, started at `start`."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if host and host != socket.gethostname():
-        return True  # another machine's process: we cannot tell, so trust the status
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, under another user
-    with contextlib.suppress(OSError, IndexError):
-        # A zombie child (killed, not yet reaped by its parent) is dead for our purposes.
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    # The pid may have been reused by an unrelated process since: then it started at another time.
-    return start is None or _process_start(pid) in (start, None)
-
-
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
@@ -296,12 +276,35 @@ class RunStore:
         if empty:  # an index is never empty once made (see _create_index): this one was cut short or replaced
             raise RunError(f"The run index {self.db_path} is empty (0 bytes): the list of runs was lost, e.g. to a full disk. "
                            f"Move it aside to start a new index; the run folders in {self.runs_dir} are kept.")
+        self._refuse_foreign()
         with self._connect(READ_TIMEOUT_S) as db:
             # Read first: creating tables takes the write lock, which a busy trainer may hold.
             if db.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('runs','metrics','metrics_run')").fetchone()[0] < 3:
                 db.executescript(SCHEMA)
             if "pid_start" not in {row["name"] for row in db.execute("PRAGMA table_info(runs)")}:
                 self._add_pid_start(db)
+
+    def _refuse_foreign(self) -> None:
+        """RunError, touching nothing (read-only, before WAL mode is set), if runs.db is some other SQLite file
+        or an index of another schema. An index of this studio has a runs table with RUN_COLUMNS (pid_start is
+        added to older ones)."""
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=READ_TIMEOUT_S)) as db:
+                tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                run_columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        except sqlite3.DatabaseError as err:  # not SQLite at all, or locked: _connect says which, in words
+            if "not a database" in str(err) or "malformed" in str(err):
+                raise RunError(f"The run index {self.db_path} is damaged ({err}); move it aside to start a new one.") from err
+            return
+        if not tables:
+            return  # a new, empty index: its tables are made next
+        if "runs" not in tables:
+            raise RunError(f"{self.db_path} is an SQLite file but not this studio's run index (it holds the tables "
+                           f"{', '.join(sorted(tables))}); move it aside, or point --runs-dir / CIFAR_ARTIFACTS elsewhere.")
+        missing = sorted(set(RUN_COLUMNS) - run_columns - {"pid_start"})
+        if missing:
+            raise RunError(f"{self.db_path} holds a runs table of another schema (no column {', '.join(missing)}); "
+                           "move it aside to start a new index. It was not changed.")
 
     def _create_index(self) -> None:
         """Make runs.db whole or not at all: built under a temp name, then linked into place.
@@ -388,14 +391,11 @@ class RunStore:
                 db.execute("BEGIN IMMEDIATE")  # serialises concurrent starts across processes
                 try:
                     if exclusive:
-                        for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
-                            if _row_alive(row):
-                                raise _busy(row)
-                            self._mark_dead(db, row)
+                        _refuse_if_live(db)
                     pid = pid or os.getpid()
                     db.execute(
                         "INSERT INTO runs (id, status, created, started, pid, pid_start, host, config) VALUES (?,?,?,?,?,?,?,?)",
-                        (run_id, status, now, now if status == "running" else None, pid, _process_start(pid), socket.gethostname(), config.to_json()),
+                        (run_id, status, now, now if status == "running" else None, pid, process_start(pid), socket.gethostname(), config.to_json()),
                     )
                     db.execute("COMMIT")
                 except BaseException:
@@ -416,17 +416,11 @@ class RunStore:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
-                    # The launcher's queued row may still hold the launcher's pid: it is ours to take.
-                    ours = row["id"] == run_id and (row["status"] == "queued" or row["pid"] == pid)
-                    if ours:
-                        continue
-                    if _row_alive(row):
-                        raise _busy(row)
-                    self._mark_dead(db, row)
+                # The launcher's queued row may still hold the launcher's pid: it is ours to take.
+                _refuse_if_live(db, ours=lambda row: row["id"] == run_id and (row["status"] == "queued" or row["pid"] == pid))
                 db.execute(
                     "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, pid_start=?, host=? WHERE id=?",
-                    (time.time(), pid, _process_start(pid), socket.gethostname(), run_id),
+                    (time.time(), pid, process_start(pid), socket.gethostname(), run_id),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -438,10 +432,7 @@ class RunStore:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
-                    if _row_alive(row):
-                        raise _busy(row)
-                    self._mark_dead(db, row)
+                _refuse_if_live(db)
                 row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
                 if row is None or row["status"] not in ("stopped", "failed"):
                     raise RunError(f"Run {run_id} is {row['status'] if row else 'unknown'}; only a stopped or failed run can be resumed.")
@@ -450,7 +441,7 @@ class RunStore:
                 # start time beside this pid) and be marked failed at the next read.
                 db.execute(
                     "UPDATE runs SET status='queued', finished=NULL, error=NULL, pid=?, pid_start=?, host=?, stop_requested=0 WHERE id=?",
-                    (os.getpid(), _process_start(os.getpid()), socket.gethostname(), run_id),
+                    (os.getpid(), process_start(os.getpid()), socket.gethostname(), run_id),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -460,7 +451,7 @@ class RunStore:
 
     def set_pid(self, run_id: str, pid: int) -> None:
         with self._connect() as db:
-            db.execute("UPDATE runs SET pid=?, pid_start=? WHERE id=?", (pid, _process_start(pid), run_id))
+            db.execute("UPDATE runs SET pid=?, pid_start=? WHERE id=?", (pid, process_start(pid), run_id))
 
     def finish(self, run_id: str, status: str, *, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
         if status not in STATUSES:
@@ -547,8 +538,9 @@ class RunStore:
         run_id = row["id"] if isinstance(row["id"], str) else str(row["id"])
         run_dir = self.runs_dir / run_id if RUN_ID_RE.fullmatch(run_id) else None  # a bad id must not make a path
         config, summary = _json_dict(row["config"]), _json_dict(row["summary"] or "{}")
+        config_problem = stored_config_problem(config) if config is not None else None
         problems = [name for name, ok in (
-            ("config", config is not None),
+            ("config", config is not None and config_problem is None),
             ("summary", summary is not None),
             ("status", row["status"] in STATUSES),
             ("created", _number(row["created"]) is not None),
@@ -566,23 +558,18 @@ class RunStore:
             error=row["error"] if isinstance(row["error"], str) else None,
             stop_requested=bool(row["stop_requested"]),
             dir=run_dir,
-            broken=f"corrupted database row (bad {', '.join(problems)})" if problems else None,
-        )
-
-    def _mark_dead(self, db: sqlite3.Connection, row: sqlite3.Row) -> None:
-        db.execute(
-            "UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status IN ('queued','running')",
-            (time.time(), f"interrupted: the training process (pid {row['pid']}) ended without finishing the run; "
-                          f"`python -m cifar_core train --resume {row['id']}` continues it from its last completed epoch", row["id"]),
+            broken=(f"corrupted database row (bad {', '.join(problems)})" + (f": {config_problem}" if config_problem else "")
+                    if problems else None),
+            unknown=_unknown_reason(row) if row["status"] in LIVE and _row_liveness(row) == UNKNOWN else None,
         )
 
     def _reap(self, rows: list[sqlite3.Row]) -> bool:
         """Mark live runs whose process has died as failed. Returns True if any changed."""
-        dead = [r for r in rows if r["status"] in LIVE and not _row_alive(r)]
+        dead = [r for r in rows if r["status"] in LIVE and _row_liveness(r) == DEAD]
         if dead:
             with self._connect() as db:
                 for row in dead:
-                    self._mark_dead(db, row)
+                    _mark_dead(db, row)
         return bool(dead)
 
     def get(self, run_id: str) -> Run:
@@ -604,8 +591,27 @@ class RunStore:
         return [self._row_to_run(r) for r in rows]
 
     def active(self) -> Run | None:
-        """The run that is training now, if any."""
-        return next((r for r in self.list() if r.status in LIVE), None)
+        """The run that is training now, if any (a run whose process cannot be checked is not counted)."""
+        return next((r for r in self.list() if r.status in LIVE and not r.unknown), None)
+
+    def repair(self, run_ids: list[str] | None = None) -> list[str]:
+        """Mark failed the live runs whose process cannot be checked (all of them, or those of `run_ids`);
+        returns the ids marked. A run whose process is alive or dead is left to the usual checks."""
+        marked = []
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+                    if (run_ids is None or row["id"] in run_ids) and _row_liveness(row) == UNKNOWN:
+                        db.execute("UPDATE runs SET status='failed', finished=?, error=? WHERE id=?",
+                                   (time.time(), f"marked failed by hand: {_unknown_reason(row)}; "
+                                                 f"`python -m cifar_core train --resume {row['id']}` continues it", row["id"]))
+                        marked.append(row["id"])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return marked
 
     def latest_completed(self) -> Run | None:
         return next((r for r in self.list() if r.status == "completed" and r.health() is None), None)
@@ -625,9 +631,36 @@ class RunStore:
         return self.get(path.name)
 
 
-def _row_alive(row: sqlite3.Row) -> bool:
-    """Whether the process recorded in a live run's row still runs."""
-    return _pid_alive(row["pid"], row["host"], row["pid_start"])
+def _row_liveness(row: sqlite3.Row) -> str:
+    """ALIVE, DEAD or UNKNOWN: the process recorded in a live run's row (see cifar_core.liveness)."""
+    return liveness(row["pid"], row["host"], row["pid_start"])
+
+
+def _unknown_reason(row: sqlite3.Row) -> str:
+    if row["host"] and row["host"] != socket.gethostname():
+        return f"its process (pid {row['pid']}) ran on host {row['host']!r}, which this machine cannot check"
+    return f"its process (pid {row['pid']}) has no recorded start time, so it cannot be told from another process"
+
+
+def _refuse_if_live(db: sqlite3.Connection, ours: Callable[[sqlite3.Row], bool] = lambda row: False) -> None:
+    """Inside a write transaction: RunBusyError if another live process trains a run; rows whose process
+    died are marked failed; rows whose process cannot be checked (UNKNOWN) never block."""
+    for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
+        if ours(row):
+            continue
+        state = _row_liveness(row)
+        if state == ALIVE:
+            raise _busy(row)
+        if state == DEAD:
+            _mark_dead(db, row)
+
+
+def _mark_dead(db: sqlite3.Connection, row: sqlite3.Row) -> None:
+    db.execute(
+        "UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status IN ('queued','running')",
+        (time.time(), f"interrupted: the training process (pid {row['pid']}) ended without finishing the run; "
+                      f"`python -m cifar_core train --resume {row['id']}` continues it from its last completed epoch", row["id"]),
+    )
 
 
 def _json_dict(text: Any) -> dict | None:
