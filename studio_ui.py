@@ -203,8 +203,9 @@ CHECK_IMAGES = 200  # test images the deletion check measures a method on
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _explainer(path: str, mtime: float, method: str, layer: str | None) -> Explainer:
-    return explain.make(_classifier(path, mtime), method, layer)
+def _explainer(path: str, mtime: float, method: str, layer: str | None, _model: Classifier) -> Explainer:
+    # The loaded model comes from the caller: a cached function that called the spinner-drawing _classifier would draw.
+    return explain.make(_model, method, layer)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -257,7 +258,7 @@ def explanation_picker(choice: ModelChoice, key: str) -> Explainer:
                           help=f"{explain.label(*pairs[default])} by default: the first method whose maps pass the check below "
                                "on this model (occlusion, then Grad-CAM's layers; see the README's explanation check)")
     method, layer = pairs[picked]
-    return _explainer(str(choice.model_path), choice.model_path.stat().st_mtime, method, layer)
+    return _explainer(str(choice.model_path), choice.model_path.stat().st_mtime, method, layer, classifier(choice))
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
