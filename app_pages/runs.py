@@ -160,6 +160,12 @@ else:
                     st.error(str(err), icon=":material/block:")
                 else:
                     st.switch_page("app_pages/train.py")
+        elif run.status in LIVE and run.unknown:  # never blocks a new run; the user decides what it is
+            st.warning(studio_ui.plain(f"This run says {run.status}, but {run.unknown}."), icon=":material/help:")
+            if st.button("Mark it failed", icon=":material/healing:", key=f"repair_{run.id}",
+                         help="if it no longer trains (e.g. the machine was renamed or restarted); then it can be resumed"):
+                store.repair([run.id])
+                st.rerun()
         elif run.status in LIVE:
             st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
         with st.popover("Delete this run", icon=":material/delete:"):

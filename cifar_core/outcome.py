@@ -84,7 +84,8 @@ def run_row(run: Run) -> dict[str, Any]:
     broken = run.health() if run.status not in ("queued", "running") else None
     failed_to_learn = None if broken else verdict(run)
     s = run.summary
-    status = "broken" if broken else NOT_USABLE if not usable(run) else "did not learn" if failed_to_learn else run.status
+    status = ("broken" if broken else "unknown" if run.unknown else NOT_USABLE if not usable(run)
+              else "did not learn" if failed_to_learn else run.status)
     if failed_to_learn and run.error:  # a failed run's own error says why it stopped early
         failed_to_learn += f" ({run.error})"
     return {
@@ -94,7 +95,8 @@ def run_row(run: Run) -> dict[str, Any]:
         "test acc": s.get("test_accuracy"),
         **_config_columns(run.config, s.get("epochs_completed")),
         # One paragraph: a table cell shows line breaks as a literal \n.
-        "problem": " ".join((broken or failed_to_learn or run.error or "").split()),
+        "problem": " ".join((broken or (run.unknown and f"says {run.status}, but {run.unknown}; open it to mark it failed")
+                             or failed_to_learn or run.error or "").split()),
     }
 
 
