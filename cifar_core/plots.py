@@ -95,6 +95,7 @@ def batch_figure(batches: pd.DataFrame) -> go.Figure:
                                      showlegend=col == 1), row=1, col=col)
     _mark_boundary(fig, phase_boundary(batches, "step"), 2)
     fig.update_xaxes(title_text="batch")
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_layout(height=300, margin=dict(t=50, b=40, l=40, r=20), legend=dict(orientation="h", y=-0.3),
                       title=dict(text="Per batch: the mean over the batches since the previous point, and its moving "
                                       "average (epoch boundaries do not reset either)", font_size=13))
