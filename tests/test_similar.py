@@ -124,3 +124,12 @@ def test_index_projects_many_descriptors_and_still_ranks_an_indexed_image_first(
     assert idx.shape == sim.shape == (1, 3) and (np.diff(sim) <= 0).all()
     idx, sim = index.query(descriptors[[42]], mirrored=descriptors[[7]], k=2)  # the better of the image and its mirror
     assert sorted(idx[0].tolist()) == [7, 42] and sim[0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_bench_similar_prints_one_json_line_for_a_model_and_data_folder(random_model, tiny_data, capsys):
+    assert main(["bench", "similar", "--model", str(random_model), "--data-dir", str(tiny_data), "--quick"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["train_images"] == 120 and result["altered_queries"] == 100 and result["test_queries"] == 40
+    assert set(result["retrieval"]) == set(similar_bench.ALTERATIONS)
+    assert all(0 <= r["top1"] <= r["top5"] <= 1 for r in result["retrieval"].values())
+    assert result["test_top8_same_class"] is not None and result["query_ms_p50"] > 0
