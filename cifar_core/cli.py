@@ -134,6 +134,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if args.resume:
+            given = [_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None]
+            if given:  # a resumed run keeps the settings it recorded, or its record would describe another training
+                raise RunError(f"--resume continues run {args.resume} with its own settings; {', '.join(given)} cannot change them. "
+                               "To train with other settings, start a new run (the Runs page's 'New run from these settings').")
             run = store.resolve(args.resume)
             config = config_from_args(args, base=run.usable_config())
             queued_for_us = run.status == "queued" and args.run_id == run.id  # the dashboard's Resume

@@ -104,3 +104,12 @@ def test_a_foreign_sqlite_file_is_refused_in_words_and_left_unchanged(script, re
     assert cli.main(["runs"]) == 2
     assert reason in capsys.readouterr().err
     assert (isolated_artifacts / "runs.db").read_bytes() == before
+
+
+def test_resume_refuses_setting_flags_instead_of_training_with_unrecorded_ones(isolated_artifacts, capsys):
+    store = RunStore(isolated_artifacts)
+    add_row(store, "20260101-000000-9999", status="stopped")
+    assert cli.main(["train", "--resume", "20260101-000000-9999", "--lr", "0.5", "--epochs-finetune", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr, --epochs-finetune cannot change them" in err and "Traceback" not in err
+    assert store.get("20260101-000000-9999").status == "stopped"
