@@ -25,8 +25,42 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
 
 
+class WarmedUpEMA:
+    """Optimizer mixin: the weight EMA's momentum at step t is min(ema_momentum, (1 + t) / (10 + t)).
+
+    As TensorFlow's ExponentialMovingAverage with `num_updates`: early on the average
+    covers only the last ~t/9 steps, so a short run's average does not hold the
+    unstable first epochs (with Keras' constant momentum 0.998, a third of a 700-step
+    run's average was its first epoch). From ~4,500 steps on it is Keras' EMA.
+    """
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        step = keras.ops.cast(self.iterations, "float32")
+        # 0 at the first step, as in Keras: the average starts at the weights.
+        momentum = keras.ops.where(step > 0, keras.ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step)), 0.0)
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                m = keras.ops.cast(momentum, var.dtype)
+                average.assign(m * average + (1.0 - m) * var)
+
+
 @keras.saving.register_keras_serializable(package="cifar_core")
-class BatchNormBiasSGD(keras.optimizers.SGD):
+class Adam(WarmedUpEMA, keras.optimizers.Adam):
+    """Keras' Adam with the warmed-up weight EMA."""
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class AdamW(WarmedUpEMA, keras.optimizers.AdamW):
+    """Keras' AdamW with the warmed-up weight EMA."""
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class RMSprop(WarmedUpEMA, keras.optimizers.RMSprop):
+    """Keras' RMSprop with the warmed-up weight EMA."""
+
+
+@keras.saving.register_keras_serializable(package="cifar_core")
+class BatchNormBiasSGD(WarmedUpEMA, keras.optimizers.SGD):
     """Nesterov SGD that moves BatchNorm biases (`beta`) `bn_bias_lr` times faster than the other weights.
 
     airbench94 trains its BatchNorm biases at a much higher rate than the convolutions.
@@ -56,7 +90,8 @@ def make_optimizer(config: TrainConfig, lr: float, epochs: int, steps: int) -> k
     """The configured optimizer for a phase of `epochs` x `steps` at peak rate `lr`, with its schedule.
 
     With `config.ema`, the optimizer also keeps an exponential moving average of the
-    weights (Keras' `use_ema`); `ema_callbacks` makes validation and checkpoints use it.
+    weights (Keras' `use_ema`, warmed up: `WarmedUpEMA`); `ema.ema_callbacks` makes
+    validation and checkpoints use it, with BatchNorm statistics of its own.
     """
     rate: float | keras.optimizers.schedules.LearningRateSchedule = lr
     if config.schedule == "onecycle":
@@ -75,14 +110,6 @@ def make_optimizer(config: TrainConfig, lr: float, epochs: int, steps: int) -> k
         return BatchNormBiasSGD(rate, momentum=config.momentum, nesterov=True, weight_decay=wd,
                                 bn_bias_lr=config.bn_bias_lr, **ema)
     if config.optimizer == "adam":
-        return keras.optimizers.AdamW(rate, weight_decay=wd, **ema) if wd else keras.optimizers.Adam(rate, **ema)
-    return keras.optimizers.RMSprop(rate, weight_decay=wd, **ema)
+        return AdamW(rate, weight_decay=wd, **ema) if wd else Adam(rate, **ema)
+    return RMSprop(rate, weight_decay=wd, **ema)
 
-
-def ema_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
-    """With a weight EMA: swap the averaged weights in for validation and at each epoch's end.
-
-    Put first among a phase's callbacks, so that the checkpoint saved at an epoch's end
-    holds the averaged weights the validation accuracy was measured on.
-    """
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []

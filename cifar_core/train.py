@@ -18,18 +18,18 @@ from typing import Callable
 
 import keras
 
+from cifar_core import calibration, distribute, evaluate, features, tensorboard_log
 from cifar_core import data as data_lib
-from cifar_core import calibration, distribute, evaluate, features
-from cifar_core import tensorboard_log
-from cifar_core.classes import write_class_names
+from cifar_core.atomic_io import atomic_save_model, atomic_save_weights
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
+from cifar_core.classes import write_class_names
 from cifar_core.config import TrainConfig
-from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
 from cifar_core.ema import ema_callbacks
+from cifar_core.model import batchnorm_momentum, build_model, load_model, set_freeze
 from cifar_core.optimizer import make_optimizer
 from cifar_core.outcome import did_not_learn, likely_reasons
 from cifar_core.paths import cache_dir
-from cifar_core.runs import Run, RunStore, atomic_save_model, atomic_save_weights, error_text
+from cifar_core.runs import Run, RunStore, error_text
 
 Progress = Callable[[int, int, str], None]
 
