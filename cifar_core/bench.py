@@ -42,13 +42,13 @@ from PIL import Image
 
 from cifar_core import NUM_CLASSES, features
 from cifar_core import data as data_lib
+from cifar_core.atomic_io import atomic_save_model
 from cifar_core.config import TrainConfig
 from cifar_core.data import load_cifar10, make_dataset, preprocess
 from cifar_core.evaluate import evaluate_model, predict_probs
 from cifar_core.inference import Classifier, load_image
 from cifar_core.model import build_model, load_model, set_freeze
 from cifar_core.paths import PROJECT_ROOT
-from cifar_core.runs import atomic_save_model
 from cifar_core.train import Phase, compile_phase
 
 Echo = Callable[[str], None]

@@ -28,8 +28,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from cifar_core.atomic_io import atomic_write_text
 from cifar_core.model import ModelLoadError
-from cifar_core.runs import atomic_write_text
 
 CALIBRATION_FILE = "calibration.json"
 BINS = 15  # equal-width confidence bins of the expected calibration error, as in Guo et al.

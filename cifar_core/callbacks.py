@@ -15,7 +15,8 @@ import keras
 import numpy as np
 
 from cifar_core import faults
-from cifar_core.runs import RunStore, atomic_save_model, atomic_write_bytes, weights_h5
+from cifar_core.atomic_io import atomic_save_model, atomic_write_bytes, weights_h5
+from cifar_core.runs import RunStore
 
 # Batch records are throttled: the dashboard refreshes every ~2 s, and one SQLite
 # commit per batch would cost more than it shows.

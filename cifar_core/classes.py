@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from cifar_core import CLASS_NAMES
-from cifar_core.runs import atomic_write_text
+from cifar_core.atomic_io import atomic_write_text
 
 CLASSES_FILE = "classes.json"
 

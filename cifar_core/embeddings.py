@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
 
+from cifar_core.atomic_io import atomic_save_array
 from cifar_core.paths import cache_dir, default_model_dir
 
 Progress = Callable[[int, int, str], None]
@@ -123,11 +123,7 @@ def cache_file(model_path: Path, name: str, x: np.ndarray) -> Path:
 
 def save_array(path: Path, array: np.ndarray) -> None:
     """Write atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
+    atomic_save_array(path, array)
 
 
 def load_array(path: Path) -> np.ndarray | None:

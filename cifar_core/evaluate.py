@@ -8,10 +8,7 @@ were class X predicted as Y.
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from cifar_core import CLASS_NAMES, augment, calibration, faults
+from cifar_core.atomic_io import atomic_save_npz, atomic_write_text
 from cifar_core.classes import model_class_names
 from cifar_core.data import make_dataset
-from cifar_core.runs import atomic_write_text
 
 EVAL_BATCH = 500
 
@@ -180,13 +177,8 @@ class Interpretation:
         run_dir = Path(run_dir)
         suffix = "" if split == "test" else f"_{split}"
         atomic_write_text(run_dir / f"evaluation{suffix}.json", json.dumps(self.to_dict(), indent=2))
-        buf = io.BytesIO()
         # The model's own outputs: the temperature lives in calibration.json and may be fitted again.
-        np.savez(buf, probs=self.uncalibrated.astype(np.float32), y=self.y.astype(np.int64))
-        fd, tmp = tempfile.mkstemp(dir=run_dir, suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, run_dir / f"{split}_probs.npz")
+        atomic_save_npz(run_dir / f"{split}_probs.npz", probs=self.uncalibrated.astype(np.float32), y=self.y.astype(np.int64))
 
     @classmethod
     def load(cls, run_dir: Path, split: str = "test") -> "Interpretation":

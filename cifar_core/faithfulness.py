@@ -9,13 +9,12 @@ the pages keep each result on disk, so a model and method are checked once.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from cifar_core.atomic_io import atomic_write_text
 from cifar_core.data import NATIVE_SIZE
 from cifar_core.explainer import GREY, Explainer, Progress
 
@@ -85,10 +84,6 @@ def saved_check(folder: Path, name: str) -> dict | None:
 def save_check(folder: Path, name: str, row: dict) -> None:
     """Keep a check result (atomically, so a reader never sees half a file); a read-only folder keeps nothing."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(row, f)
-        os.replace(tmp, folder / f"{name}.json")
+        atomic_write_text(folder / f"{name}.json", json.dumps(row))
     except OSError:
         pass

@@ -8,14 +8,13 @@ them skips the expensive part of every epoch after the first.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
 
+from cifar_core.atomic_io import atomic_save_array
 from cifar_core.data import make_dataset
 
 # Features beyond this size are not cached (e.g. 224x224 inputs); the head phase
@@ -71,9 +70,5 @@ def cached_features(
     if path.is_file():
         return np.load(path, allow_pickle=False)
     feats = compute_features(base, x, input_size=input_size, batch_size=batch_size, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, feats, allow_pickle=False)
-    os.replace(tmp, path)
+    atomic_save_array(path, feats)
     return feats

@@ -21,12 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cifar_core import calibration
+from cifar_core.atomic_io import atomic_write_text
 from cifar_core.classes import write_class_names
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data import DataError
 from cifar_core.evaluate import Interpretation
 from cifar_core.paths import PROJECT_ROOT, default_model_dir
-from cifar_core.runs import Run, RunError, RunStore, atomic_write_text
+from cifar_core.runs import Run, RunError, RunStore
 
 # renameat2(2): paths relative to the working directory; swap the two names.
 AT_FDCWD = -100

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from cifar_core import faults
+from cifar_core.atomic_io import atomic_write_text
 from cifar_core.config import TrainConfig, stored_config_problem
 from cifar_core.liveness import ALIVE, DEAD, UNKNOWN, liveness, process_start
 from cifar_core.paths import artifacts_dir
@@ -161,60 +160,6 @@ def keras_file_problem(path: Path) -> str | None:
     if not {"config.json", "model.weights.h5"} <= names:
         return "model.keras is incomplete (no config.json or model.weights.h5 inside)"
     return None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old or the new file, never half of one."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_model(model: Any, path: Path) -> None:
-    """`model.save` to a temp file in the same folder, then rename over `path`."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        faults.point("checkpoint_save")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def weights_h5(model: Any) -> bytes:
-    """What `model.save_weights` writes (weights and optimizer state), made in memory.
-
-    HDF5 never writes to disk here: when its write fails half-way (a full disk),
-    h5py keeps the broken file open and the process crashes as it exits.
-    """
-    # Keras' own steps of save_weights, with an in-memory file: it has no public way to take one.
-    from keras.src.saving.saving_lib import H5IOStore, _save_state
-
-    buffer = io.BytesIO()
-    store = H5IOStore(buffer, mode="w")
-    _save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
-    store.close()
-    return buffer.getvalue()
-
-
-def atomic_save_weights(model: Any, path: Path) -> None:
-    """`model.save_weights(path)`, written atomically and without HDF5 touching the disk."""
-    atomic_write_bytes(path, weights_h5(model))
 
 
 def disk_full(err: BaseException | None, folder: Path | None = None) -> bool:
