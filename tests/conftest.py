@@ -159,3 +159,14 @@ def noisy_data(tmp_path_factory) -> dict:
 def noisy_run(tmp_path_factory, noisy_data):
     """A completed tiny run on `noisy_data`, in its own artifacts folder: (store, summary)."""
     return trained_run(tmp_path_factory.mktemp("noisy_run_artifacts"), noisy_data["root"])
+
+
+# Fixtures that train a model or read the real dataset: a test using one belongs to the slow lane
+# (`pytest -m "not slow"` is the fast lane; the README's test command runs both).
+SLOW_FIXTURES = {"tiny_run", "noisy_run", "subset_run", "shared_data"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

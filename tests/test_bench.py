@@ -41,6 +41,7 @@ def test_format_table_tolerates_missing_figures():
     assert "head_epoch_speedup" in table and "-" in table
 
 
+@pytest.mark.slow
 def test_ablation_quick_trains_every_variant_and_reports_both_accuracies(tiny_data, capsys):
     """`bench ablation --quick` on the tiny dataset: every variant trains and is reported (no accuracy claims here)."""
     from cifar_core.cli import main

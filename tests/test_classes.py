@@ -188,6 +188,7 @@ def test_the_dashboard_form_refuses_unknown_classes_before_starting(tiny_data):
     train_form.check_data(tiny_config(tiny_data, classes=("cat", "dog")))
 
 
+@pytest.mark.slow
 def test_bench_transfer_quick_runs_the_three_arms(tiny_data, capsys):
     """`bench transfer --quick`: the pre-training and the three arms complete and are reported (no accuracy claims)."""
     from cifar_core.cli import main
