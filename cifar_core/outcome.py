@@ -120,7 +120,8 @@ def _config_columns(c: dict[str, Any], epochs_run: int | None) -> dict[str, Any]
     return {
         "classes": ", ".join(c["classes"]) if c.get("classes") else "all",
         "settings": f"{arch}, {head}, {c.get('input_size')} px · {_weights_label(str(c.get('weights')))}, {c.get('optimizer')}, "
-                    f"batch {c.get('batch_size')} · {epochs_run or 0} of {c.get('epochs_head')}+{c.get('epochs_finetune')} epochs",
+                    f"batch {c.get('batch_size')} · " + (f"{epochs_run} of " if epochs_run is not None else "")  # unknown: killed mid-phase
+                    + f"{c.get('epochs_head')}+{c.get('epochs_finetune')} epochs",
     }
 
 
