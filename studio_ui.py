@@ -342,9 +342,8 @@ def features(choice: ModelChoice, split: str, x: np.ndarray, data_id: str) -> np
     return _features(str(choice.model_path), choice.model_path.stat().st_mtime, split, data_id, x)
 
 
-# A spinner, not a progress bar: see `_features`.
-@st.cache_resource(show_spinner="Describing every training image for the similar-images search (once per model; "
-                                "later visits read it from disk)…", show_time=True, max_entries=2)
+# Returns data only (see `_features`); `similar_search` draws the first pass's progress.
+@st.cache_resource(show_spinner="Loading the similar-images search…", max_entries=2)
 def _similar_search(path: str, mtime: float, data: str, _x_train: np.ndarray) -> similar.SimilarSearch:
     return similar.SimilarSearch(Path(path), _x_train, model=_classifier(path, mtime).model)
 
@@ -355,6 +354,13 @@ def similar_search(choice: ModelChoice) -> tuple[similar.SimilarSearch, np.ndarr
     train = train_set(data_dir, choice.class_names)
     if train is None:
         return None
+    if not similar.descriptors_cached(choice.model_path, train[0]):
+        # The first pass (minutes on a CPU) runs outside the cache, so its bar can count; the cached search reads its result.
+        text = "Describing the training images for the similar-images search (once per model)"
+        bar = st.progress(0.0, text=f"{text}…")
+        similar.cached_descriptors(choice.model_path, train[0], model=classifier(choice).model,
+                                   progress=lambda done, total, _: bar.progress(done / total, text=f"{text}: {done:,}/{total:,}"))
+        bar.empty()
     search = _similar_search(str(choice.model_path), choice.model_path.stat().st_mtime, f"{data_dir}|{len(train[1])}", train[0])
     return search, train[0], train[1]
 
