@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifar_core.errors import StudioError
+
 ARCHS = ("vgg16", "vgg16_bn")
 HEADS = ("flatten", "gap")
 CUTS = ("block5_pool", "block4_pool", "block3_pool")
@@ -27,8 +29,10 @@ BLOCK_NAMES = ("block1", "block2", "block3", "block4", "block5")
 MAX_INPUT_SIZE = 224
 
 
-class ConfigError(ValueError):
+class ConfigError(StudioError, ValueError):
     """Raised with one message per invalid field (`errors` maps field -> message)."""
+
+    exit_code = 2
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
@@ -74,7 +78,7 @@ class TrainConfig:
     momentum: float = setting(0.9, "Optimisation", "Momentum (SGD)", "SGD momentum")
     weight_decay: float = setting(0.0, "Optimisation", "Weight decay", "decoupled weight decay (0 = off)")
     bn_bias_lr: float = setting(1.0, "Optimisation", "BatchNorm bias rate (x)", "learning-rate multiplier for the BatchNorm biases, as airbench94 trains them faster (sgd only; 1 = same rate as every weight)")
-    ema: float = setting(0.0, "Optimisation", "Weight EMA momentum", "validate, save and evaluate an exponential moving average of the weights with this momentum, e.g. 0.998 (0 = off); it leaves the BatchNorm statistics as the raw weights had them, and in an 8-epoch run (README ablation) the average stayed at chance")
+    ema: float = setting(0.0, "Optimisation", "Weight EMA momentum", "validate, save and evaluate an exponential moving average of the weights with this momentum, e.g. 0.998 (0 = off); it warms up (momentum min(m, (1+t)/(10+t)) at step t) and is evaluated with BatchNorm statistics measured under it (README ablation)")
     schedule: str = setting("constant", "Optimisation", "LR schedule", "constant; cosine (with optional warmup); onecycle (linear warmup to the rate, then linear decay to 0, as airbench94); plateau (halve on a val_loss plateau)", SCHEDULES)
     warmup_epochs: int = setting(0, "Optimisation", "Warmup epochs", "linear warmup epochs of the cosine and onecycle schedules")
     label_smoothing: float = setting(0.0, "Optimisation", "Label smoothing", "label smoothing of the cross-entropy loss")

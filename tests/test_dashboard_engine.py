@@ -136,13 +136,3 @@ def test_chance_level_is_two_points_around_one_in_ten():
 
     assert did_not_learn(0.10) and did_not_learn(0.119)
     assert not did_not_learn(0.13) and not did_not_learn(None)
-
-
-def test_a_chance_level_run_with_a_weight_ema_names_it():
-    from cifar_core.outcome import likely_reasons
-
-    base = {"weights": "none", "arch": "vgg16_bn", "optimizer": "sgd", "epochs_finetune": 8, "finetune_lr": 0.2}
-    summary = {"steps_per_epoch": 188, "epochs_completed": 8}
-    assert not any("EMA" in r for r in likely_reasons(base, summary))
-    [reason] = likely_reasons({**base, "ema": 0.998}, summary)
-    assert "weight EMA (momentum 0.998)" in reason and "BatchNorm" in reason
