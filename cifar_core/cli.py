@@ -664,30 +664,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A log line that cannot be written (a full disk) must not print a traceback; the error is reported anyway.
     logging.raiseExceptions = False
     args = build_parser().parse_args(argv)
-    from cifar_core.explainer import ExplainError
-    from cifar_core.inference import ImageError
-    from cifar_core.model import ModelLoadError
-    from cifar_core.runs import RunError
+    from cifar_core.errors import StudioError
 
     try:
         return args.func(args)
-    except (RunError, ModelLoadError, ImageError, ExplainError) as err:
-        _stderr(f"error: {err}")
-        return EXIT_USAGE if isinstance(err, RunError) else 1
-    except ConfigError as err:  # e.g. evaluate --data-dir naming a missing folder
+    except ConfigError as err:  # e.g. evaluate --data-dir naming a missing folder: one line per setting
         for name, message in err.errors.items():
             _stderr(f"error: {_flag(name)}: {message}")
-        return EXIT_USAGE
+        return err.exit_code
+    except StudioError as err:  # bad runs, data, models, images, explanations: worded for the user already
+        _stderr(f"error: {err}")
+        return err.exit_code
     except OSError as err:  # e.g. a full disk or a read-only folder while writing results
         _stderr(f"error: {err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
         return 1
-    except Exception as err:
-        from cifar_core.data import DataError
-
-        if isinstance(err, DataError):
-            _stderr(f"error: {err}")
-            return 1
-        raise
 
 
 if __name__ == "__main__":

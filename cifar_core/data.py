@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from cifar_core import CLASS_NAMES, NUM_CLASSES, faults
+from cifar_core.errors import StudioError
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
 
@@ -52,7 +53,7 @@ LAYOUT_HELP = (
 Progress = Callable[[int, int, str], None]
 
 
-class DataError(RuntimeError):
+class DataError(StudioError, RuntimeError):
     """The dataset is missing or malformed; the message says what and where."""
 
 

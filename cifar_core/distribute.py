@@ -18,8 +18,10 @@ import os
 import keras
 import tensorflow as tf
 
+from cifar_core.errors import StudioError
 
-class DistributeError(RuntimeError):
+
+class DistributeError(StudioError, RuntimeError):
     """TF_CONFIG is missing or malformed for `--strategy multiworker`."""
 
 

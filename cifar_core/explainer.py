@@ -11,12 +11,14 @@ from typing import Callable
 import matplotlib
 import numpy as np
 
+from cifar_core.errors import StudioError
+
 GREY = 124  # about CIFAR-10's mean pixel: what a blanked or occluded region is filled with
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
-class ExplainError(ValueError):
+class ExplainError(StudioError, ValueError):
     """The model, method or layer cannot be explained; the message says why."""
 
 

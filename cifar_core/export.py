@@ -28,6 +28,7 @@ import numpy as np
 from cifar_core import embeddings
 from cifar_core.calibration import read as read_calibration
 from cifar_core.data import NATIVE_SIZE
+from cifar_core.errors import StudioError
 from cifar_core.paths import artifacts_dir
 
 FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
@@ -44,7 +45,7 @@ ONNX_OPSET = 17
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
-class ExportError(RuntimeError):
+class ExportError(StudioError, RuntimeError):
     """The export could not be made or checked; the message says why."""
 
 

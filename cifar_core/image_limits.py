@@ -14,11 +14,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from cifar_core.errors import StudioError
+
 MAX_PIXELS = 40_000_000
 MAX_FILE_BYTES = 50 * 2**20
 
 
-class ImageError(ValueError):
+class ImageError(StudioError, ValueError):
     """The file cannot be turned into an image; the message says why."""
 
 

@@ -17,17 +17,18 @@ import numpy as np
 
 from cifar_core import NUM_CLASSES, safe_h5
 from cifar_core.config import BLOCK_NAMES, TrainConfig
+from cifar_core.errors import StudioError
 from cifar_core.start_weights import IMAGENET_NOTOP_FILE, keras_models_dir
 
 # VGG16's conv widths per block; vgg16_bn keeps the layout and adds BatchNorm.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 
-class WeightsError(RuntimeError):
+class WeightsError(StudioError, RuntimeError):
     """Weights could not be obtained or do not fit the architecture."""
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(StudioError, RuntimeError):
     """A saved model is missing, truncated or not a safe Keras model."""
 
 

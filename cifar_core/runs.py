@@ -29,6 +29,7 @@ import pandas as pd
 
 from cifar_core.atomic_io import atomic_write_text
 from cifar_core.config import TrainConfig, stored_config_problem
+from cifar_core.errors import StudioError
 from cifar_core.liveness import ALIVE, DEAD, UNKNOWN, liveness, process_start
 from cifar_core.paths import artifacts_dir
 
@@ -81,8 +82,10 @@ RUN_COLUMNS = ("id", "status", "created", "started", "finished", "pid", "pid_sta
                "error", "stop_requested")
 
 
-class RunError(RuntimeError):
+class RunError(StudioError, RuntimeError):
     """A run id is invalid or unknown, or the store cannot be used."""
+
+    exit_code = 2
 
 
 class RunBusyError(RunError):
@@ -194,7 +197,7 @@ def error_text(err: BaseException, run_id: str | None = None, folder: Path | Non
     if disk_full(err, folder):
         where = getattr(err, "filename", None)
         return f"no space left on device{f' writing {where}' if where else ''}: free some space{resume}"
-    if type(err).__module__.startswith("cifar_core.") and str(err):
+    if isinstance(err, StudioError) and str(err):
         return str(err)  # the studio's own errors (bad data, weights, runs) are worded for users already
     return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from
 
