@@ -9,10 +9,12 @@ again in a new session. With `quick_try`, the Train page's first preset is
 started on a fresh artifacts folder without decoded data (a new user's first
 training) and timed until the page says it completed.
 
-A wait ends when the awaited element (or an error) is drawn and the page has been idle for
-IDLE_S in a row: no script run (Streamlit's status widget), spinner, progress
-bar, unloaded image or undrawn chart. Its time is measured up to the start of
-that idle spell. The page is sampled every POLL_S meanwhile: `count_shown` says
+A wait ends when the server has finished the script run the action started
+(read from Streamlit's websocket messages: the Train page's panel reruns as a
+fragment every 2 s, so "no script running" never holds for long there), the
+awaited element (or an error) is drawn, and nothing is still loading (spinner,
+progress bar, image, chart) for SETTLE_S in a row; its time is measured up to the
+start of that spell. The page is sampled every POLL_S meanwhile: `count_shown` says
 whether a progress text with a count ("1,000/10,000") appeared, `error` holds
 the text of an error box (Streamlit's exception, or its "This app has
 encountered an error" page).
@@ -38,6 +40,7 @@ from typing import Callable, Iterator
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from cifar_core.data import data_cache_folder, describe_source, load_cifar10
 from cifar_core.paths import PROJECT_ROOT
@@ -53,7 +56,7 @@ PAGES = {"home": "", "train": "train", "classify": "classify", "predictions": "p
          "error_analysis": "error_analysis", "runs": "runs"}
 TARGETS = {"page_cold_s": 15.0, "page_warm_s": 3.0, "detail_dialog_warm_s": 5.0, "count_after_s": 2.0}
 POLL_S = 0.1
-IDLE_S = 1.0
+SETTLE_S = 0.3
 # One wait's limit: on a shared 2-core machine a first pass over 60,000 images takes minutes.
 WAIT_LIMIT_S = 1200.0
 QUICK_TRY_LIMIT_S = 3600.0
@@ -68,8 +71,7 @@ TAB_READY = ('[role="tabpanel"] [data-testid="stSlider"], [role="tabpanel"] [dat
 STATE_JS = """ready => {
   const all = s => [...document.querySelectorAll(s)];
   const shown = e => e.getClientRects().length > 0;
-  const busy = all('[data-testid="stStatusWidget"], [data-testid="stSpinner"], [data-testid="stProgress"], '
-                   + '[data-testid="stSkeleton"]').filter(shown);
+  const busy = all('[data-testid="stSpinner"], [data-testid="stProgress"], [data-testid="stSkeleton"]').filter(shown);
   const errors = all('[data-testid="stException"]').filter(shown).map(e => e.innerText.slice(0, 300));
   if (document.body.innerText.includes('This app has encountered an error')) errors.push('This app has encountered an error');
   const loading = all('img').some(i => shown(i) && !i.complete)
@@ -77,6 +79,7 @@ STATE_JS = """ready => {
   return {busy: busy.length > 0 || loading, text: busy.map(e => e.innerText).join(' | '),
           ready: all(ready).some(shown), errors};
 }"""
+PAGE_RUN_ENDS = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
 COUNT = re.compile(r"\d[\d,]*\s*/\s*\d[\d,]*")
 
 
@@ -94,14 +97,14 @@ def run_ui_bench(data_dir: str | None, model_dir: Path, *, echo: Echo | None = N
                 artifacts = _fresh_artifacts(Path(tmp), model_dir, data_cache)
                 with studio_server(artifacts, str(data_dir), artifacts / "default") as url:
                     waits = result["pages"][name] = {}
-                    with _session(browser) as page:
-                        waits["cold"] = _timed(page, lambda: page.goto(f"{url}/{path}"), PAGE_READY)
+                    with _session(browser) as visit:
+                        waits["cold"] = visit.timed(lambda: visit.page.goto(f"{url}/{path}"), PAGE_READY)
                     say(f"{name}: cold {_seconds(waits['cold'])}")
-                    with _session(browser) as page:
-                        waits["warm"] = _timed(page, lambda: page.goto(f"{url}/{path}"), PAGE_READY)
+                    with _session(browser) as visit:
+                        waits["warm"] = visit.timed(lambda: visit.page.goto(f"{url}/{path}"), PAGE_READY)
                         say(f"{name}: warm {_seconds(waits['warm'])}")
                         if name == "predictions":
-                            result["detail_dialog"] = _detail_dialog(page, say)
+                            result["detail_dialog"] = _detail_dialog(visit, say)
                     if name == "error_analysis":
                         result["duplicates_tab"] = _duplicates_tab(browser, url, say)
             if quick_try:
@@ -131,15 +134,16 @@ def summarise(result: dict) -> dict:
 # ---------------------------------------------------------------- the measured interactions
 
 
-def _detail_dialog(page, say: Echo) -> dict:
+def _detail_dialog(visit: "Visit", say: Echo) -> dict:
     """Open the detail of the first image of the Predictions grid, close it, then open the second one's."""
-    buttons = page.get_by_role("button", name=re.compile(r"^#\d+$"))
+    buttons = visit.page.get_by_role("button", name=re.compile(r"^#\d+$"))
     waits = {}
     for kind, nth in (("cold", 0), ("warm", 1)):
-        waits[kind] = _timed(page, lambda: buttons.nth(nth).click(timeout=CLICK_LIMIT_MS), DIALOG_READY)
+        waits[kind] = visit.timed(lambda: buttons.nth(nth).click(timeout=CLICK_LIMIT_MS), DIALOG_READY)
         say(f"image detail: {kind} {_seconds(waits[kind])}")
-        page.keyboard.press("Escape")
-        _timed(page, lambda: None, PAGE_READY)
+        # The dialog's own Close button (after the header's ×) reruns the page without it.
+        close = visit.page.get_by_role("dialog").get_by_role("button", name="Close", exact=True).last
+        visit.timed(lambda: close.click(timeout=CLICK_LIMIT_MS), PAGE_READY, limit_s=CLICK_LIMIT_MS / 1000)
     return waits
 
 
@@ -147,10 +151,10 @@ def _duplicates_tab(browser, url: str, say: Echo) -> dict:
     """Open Error analysis's duplicates tab: once (the first pass), then again in a new session."""
     waits = {}
     for kind in ("cold", "warm"):
-        with _session(browser) as page:
-            _timed(page, lambda: page.goto(f"{url}/error_analysis"), PAGE_READY)
-            waits[kind] = _timed(page, lambda: page.get_by_role("tab", name="Duplicates and leaks").click(timeout=CLICK_LIMIT_MS),
-                                 TAB_READY)
+        with _session(browser) as visit:
+            visit.timed(lambda: visit.page.goto(f"{url}/error_analysis"), PAGE_READY)
+            tab = visit.page.get_by_role("tab", name="Duplicates and leaks")
+            waits[kind] = visit.timed(lambda: tab.click(timeout=CLICK_LIMIT_MS), TAB_READY)
         say(f"duplicates tab: {kind} {_seconds(waits[kind])}")
     return waits
 
@@ -158,12 +162,12 @@ def _duplicates_tab(browser, url: str, say: Echo) -> dict:
 def _quick_try(browser, tmp: Path, data_dir: str, model_dir: Path, say: Echo) -> dict:
     """Start the Train page's first preset on fresh artifacts without decoded data; time it to 'completed'."""
     artifacts = _fresh_artifacts(tmp, model_dir, None)
-    with studio_server(artifacts, data_dir, artifacts / "default") as url, _session(browser) as page:
-        _timed(page, lambda: page.goto(f"{url}/train"), PAGE_READY)
+    with studio_server(artifacts, data_dir, artifacts / "default") as url, _session(browser) as visit:
+        visit.timed(lambda: visit.page.goto(f"{url}/train"), PAGE_READY)
         done = re.compile(r"Run \S+ (completed|failed|stopped)")
         start = time.perf_counter()
-        page.get_by_role("button", name="Start training").click()
-        page.get_by_text(done).first.wait_for(timeout=QUICK_TRY_LIMIT_S * 1000)
+        visit.page.get_by_role("button", name="Start training").click()
+        visit.page.get_by_text(done).first.wait_for(timeout=QUICK_TRY_LIMIT_S * 1000)
         seconds = time.perf_counter() - start
         run = RunStore(artifacts).list()[0]
     process_s = run.finished - run.started if run.started and run.finished else None
@@ -173,27 +177,44 @@ def _quick_try(browser, tmp: Path, data_dir: str, model_dir: Path, say: Echo) ->
             "command": "the Train page's first preset, 'Start training' clicked, until the page says the run ended"}
 
 
-def _timed(page, action: Callable[[], None], ready: str, limit_s: float = WAIT_LIMIT_S) -> dict:
-    """Do `action`, then wait until `ready` (or an error) is drawn and the page is idle; seconds, count seen, error seen."""
-    start = time.perf_counter()
-    try:
-        action()
-    except PlaywrightError as err:  # e.g. no image button to click on a page that failed
-        return {"seconds": None, "count_shown": False, "error": str(err).splitlines()[0][:300]}
-    count_shown, error, idle_since = False, None, None
-    while (now := time.perf_counter()) - start < limit_s:
-        state = page.evaluate(STATE_JS, ready)
-        count_shown = count_shown or bool(COUNT.search(state["text"]))
-        error = error or (state["errors"][0] if state["errors"] else None)
-        # An error box ends the wait too: what was awaited will not come.
-        if state["busy"] or not (state["ready"] or error):
-            idle_since = None
-        elif idle_since is None:
-            idle_since = now
-        elif now - idle_since >= IDLE_S:
-            return {"seconds": round(idle_since - start, 2), "count_shown": count_shown, "error": error}
-        time.sleep(POLL_S)
-    return {"seconds": None, "count_shown": count_shown, "error": error or f"not done after {limit_s:.0f} s"}
+class Visit:
+    """A page in its own browser context (a new Streamlit session), counting the server's finished script runs."""
+
+    def __init__(self, page):
+        self.page = page
+        self.finished_runs = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload: bytes | str) -> None:
+        if isinstance(payload, str):
+            return
+        msg = ForwardMsg.FromString(payload)
+        # A fragment's rerun (the Train page's panel, every 2 s) is no run of the page, nor a run cut short by a rerun.
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in PAGE_RUN_ENDS:
+            self.finished_runs += 1
+
+    def timed(self, action: Callable[[], None], ready: str, limit_s: float = WAIT_LIMIT_S) -> dict:
+        """Do `action`, then wait until the script run it started has finished, `ready` (or an error) is drawn
+        and nothing is loading; seconds, whether a count was shown, the error seen."""
+        start, runs_before = time.perf_counter(), self.finished_runs
+        try:
+            action()
+        except PlaywrightError as err:  # e.g. no image button to click on a page that failed
+            return {"seconds": None, "count_shown": False, "error": str(err).splitlines()[0][:300]}
+        count_shown, error, settled_since = False, None, None
+        while (now := time.perf_counter()) - start < limit_s:
+            state = self.page.evaluate(STATE_JS, ready)
+            count_shown = count_shown or bool(COUNT.search(state["text"]))
+            error = error or (state["errors"][0] if state["errors"] else None)
+            # An error box ends the wait too: what was awaited will not come.
+            if self.finished_runs == runs_before or state["busy"] or not (state["ready"] or error):
+                settled_since = None
+            elif settled_since is None:
+                settled_since = now
+            elif now - settled_since >= SETTLE_S:
+                return {"seconds": round(settled_since - start, 2), "count_shown": count_shown, "error": error}
+            self.page.wait_for_timeout(POLL_S * 1000)  # lets Playwright deliver the websocket events meanwhile
+        return {"seconds": None, "count_shown": count_shown, "error": error or f"not done after {limit_s:.0f} s"}
 
 
 def _seconds(wait: dict) -> str:
@@ -283,12 +304,12 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def _session(browser) -> Iterator:
+def _session(browser) -> Iterator[Visit]:
     """A page in a new browser context: a new Streamlit session, nothing shared with earlier visits but the server."""
     context = browser.new_context(viewport={"width": 1400, "height": 1200})
     try:
         page = context.new_page()
         page.set_default_timeout(WAIT_LIMIT_S * 1000)
-        yield page
+        yield Visit(page)
     finally:
         context.close()
