@@ -25,16 +25,16 @@ from cifar_core.runs import RunStore
 # Times and accuracies in the help texts were measured on this project's 2-core CPU
 # machine (README, "Results"), with the test set's 10,000 images.
 PRESETS: dict[str, dict[str, Any]] = {
-    "Quick try (about 7 minutes from the browser on a busy 2-core CPU, from scratch)": recipe.QUICK_TRY,
+    "Quick try (about 3½ minutes from the browser on a busy 2-core CPU, from scratch)": recipe.QUICK_TRY,
     "Shipped model's recipe (~45 minutes on 2 CPU cores)": recipe.RECIPE,
     "Seed notebook (VGG16 on ImageNet weights; needs internet)": {},
 }
 PRESET_HELP = {
-    "Quick try (about 7 minutes from the browser on a busy 2-core CPU, from scratch)":
+    "Quick try (about 3½ minutes from the browser on a busy 2-core CPU, from scratch)":
         "A quarter-width VGG16-BN trained from scratch for 5 epochs on 1,000 images per class (only those are decoded): "
-        "a first model, to see the whole loop work. Measured here through the browser: 6.7 minutes from 'Start training' "
-        "to the result (5.5 of them in the training process), 62.3% test accuracy, while other work kept this 2-core "
-        "machine busy; the same command alone from the command line took 83 s.",
+        "a first model, to see the whole loop work. Measured here through the browser: 3.5 minutes from 'Start training' "
+        "to the result (2.7 of them in the training process), 62.3% test accuracy, while other work kept this 2-core "
+        "machine busy (README, bench ui); the command line alone took 83 s on a less busy machine.",
     "Shipped model's recipe (~45 minutes on 2 CPU cores)":
         "Reproduces artifacts/default: a half-width VGG16-BN from scratch, 24 epochs with the airbench94-style recipe "
         "(one-cycle Nesterov SGD, weight decay 5e-3, label smoothing 0.2, alternating flips, 2-pixel shifts, test-time "
