@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cifar_core import faults
+from cifar_core.compat import weights_h5
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -48,22 +49,6 @@ def atomic_save_model(model: Any, path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-
-
-def weights_h5(model: Any) -> bytes:
-    """What `model.save_weights` writes (weights and optimizer state), made in memory.
-
-    HDF5 never writes to disk here: when its write fails half-way (a full disk),
-    h5py keeps the broken file open and the process crashes as it exits.
-    """
-    # Keras' own steps of save_weights, with an in-memory file: it has no public way to take one.
-    from keras.src.saving.saving_lib import H5IOStore, _save_state
-
-    buffer = io.BytesIO()
-    store = H5IOStore(buffer, mode="w")
-    _save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
-    store.close()
-    return buffer.getvalue()
 
 
 def atomic_save_weights(model: Any, path: Path) -> None:

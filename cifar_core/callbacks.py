@@ -14,8 +14,9 @@ from typing import Callable
 import keras
 import numpy as np
 
-from cifar_core import faults
-from cifar_core.atomic_io import atomic_save_model, atomic_write_bytes, weights_h5
+from cifar_core import compat, faults
+from cifar_core.atomic_io import atomic_save_model, atomic_write_bytes
+from cifar_core.compat import weights_h5
 from cifar_core.runs import RunStore
 
 # Batch records are throttled: the dashboard refreshes every ~2 s, and one SQLite
@@ -86,7 +87,7 @@ class RunStoreCallback(keras.callbacks.Callback):
         if self.first_epoch:
             # No epoch ran: the restored backup already held all of them (a kill after the
             # phase's last backup, before fit returned). Count them as done.
-            self.last_epoch = self.epoch_offset + (getattr(self.model, "_initial_epoch", None) or 0)
+            self.last_epoch = self.epoch_offset + (compat.initial_epoch(self.model) or 0)
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches_done += 1
@@ -196,7 +197,7 @@ class CompletedEpochBackup(keras.callbacks.Callback):
                 continue
             if path != backups[0][1]:
                 self.note(f"resuming from the older backup {path.name} ({epochs} epoch(s) of this phase done)")
-            model._initial_epoch = epochs  # where Keras' fit starts, as BackupAndRestore sets it
+            compat.set_initial_epoch(model, epochs)  # where Keras' fit starts, as BackupAndRestore sets it
             return
         self.note(f"no readable backup in {self.dir}: this phase starts again from its first epoch")
 

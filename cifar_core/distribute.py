@@ -18,6 +18,7 @@ import os
 import keras
 import tensorflow as tf
 
+from cifar_core import compat
 from cifar_core.errors import StudioError
 
 
@@ -35,7 +36,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         worker_task()  # a clear error now rather than a gRPC one later
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        _patch_keras_reduce()
+        compat.patch_multiworker_reduce()
         return strategy
     return tf.distribute.get_strategy()
 
@@ -97,7 +98,7 @@ def prepare_model(model, strategy: tf.distribute.Strategy) -> None:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _patch_symbolic_build(model, strategy)
+        compat.patch_symbolic_build(model, strategy)
 
 
 def _layers(model) -> list:
@@ -107,48 +108,3 @@ def _layers(model) -> list:
         if hasattr(layer, "layers"):
             found += _layers(layer)
     return found
-
-
-def _patch_symbolic_build(model, strategy: tf.distribute.Strategy) -> None:
-    """Work around Keras 3's `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-
-    Before its first step, Keras averages the first distributed batch across workers
-    only to learn its shapes, and that all-reduce fails on a (x, y) structure. One
-    worker's local share has the same shapes, so build from that instead.
-    """
-
-    def symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, it in iterator:
-                batch = next(it)
-                data_batch = tf.nest.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v,
-                    batch,
-                )
-                break
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    model._maybe_symbolic_build = symbolic_build
-
-
-def _patch_keras_reduce() -> None:
-    """Second half of the keras-team/keras#20585 workaround.
-
-    Keras averages each step's scalar logs (loss, metrics) across workers with
-    `reduce(axis=0)`, which fails on a scalar; averaging the scalars themselves
-    (axis=None) is what the single-machine path does.
-    """
-    from keras.src.backend.tensorflow import trainer
-
-    original = trainer.reduce_per_replica
-    if getattr(original, "_multiworker_fix", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica._multiworker_fix = True
-    trainer.reduce_per_replica = reduce_per_replica

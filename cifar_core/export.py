@@ -94,9 +94,9 @@ def serving_function(model):
 def _frozen(model):
     """The serving function with the weights folded in as constants (what the TFLite converter needs:
     it cannot read Keras 3's resource variables)."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from cifar_core import compat
 
-    return convert_variables_to_constants_v2(serving_function(model).get_concrete_function())
+    return compat.freeze(serving_function(model).get_concrete_function())
 
 
 # ---------------------------------------------------------------- writers

@@ -17,13 +17,19 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
-# TensorFlow's own graph-freezing tool (also behind its SavedModel/TFLite converters); it has no public alias.
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from cifar_core import augment, calibration
+from cifar_core import augment, calibration, compat
 from cifar_core.classes import model_class_names
 from cifar_core.data import NATIVE_SIZE, preprocess
-from cifar_core.image_limits import MAX_PIXELS, ImageError, check_pixels, check_size, plain_message, read_image_file, webp_canvas_size
+from cifar_core.image_limits import (
+    MAX_PIXELS,
+    ImageError,
+    check_pixels,
+    check_size,
+    plain_message,
+    read_image_file,
+    webp_canvas_size,
+)
 from cifar_core.model import load_model
 
 
@@ -128,7 +134,7 @@ class Classifier:
             return augment.tta_average(self.model(preprocess(views, self.input_size), training=False), weights)
 
         traced = tf.function(probabilities, input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)])
-        self._predict = convert_variables_to_constants_v2(traced.get_concrete_function())
+        self._predict = compat.freeze(traced.get_concrete_function())
         self._predict(tf.zeros([1, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8))  # warm up once
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:

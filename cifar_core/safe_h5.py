@@ -20,10 +20,8 @@ from typing import Any, BinaryIO
 import h5py
 import keras
 import numpy as np
-# Keras keeps the variables created in a StatelessScope (declared, not allocated) on this
-# list until the next scope allocates them all; the dry build below must take its own off.
-from keras.src.backend.common import global_state
 
+from cifar_core import compat
 from cifar_core.model_cost import cost_problem
 
 # Weights barely compress, and Keras stores them uncompressed: a file may declare at
@@ -108,13 +106,9 @@ def dry_build(config: dict[str, Any]) -> tuple[int, str | None]:
     allocation; the dry-built model is then dropped. Raises what Keras raises
     for a config it cannot build (safe mode: no Lambda layers or pickled code).
     """
-    pending = list(global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True))
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            model = keras.saving.deserialize_keras_object(_without_compile(config), safe_mode=True)
-        return sum(_nbytes(tuple(v.shape), np.dtype(v.dtype)) for v in model.weights), cost_problem(model)
-    finally:
-        global_state.set_global_attribute("uninitialized_variables", pending)
+    with compat.own_pending_variables(), keras.StatelessScope(initialize_variables=False):
+        model = keras.saving.deserialize_keras_object(_without_compile(config), safe_mode=True)
+    return sum(_nbytes(tuple(v.shape), np.dtype(v.dtype)) for v in model.weights), cost_problem(model)
 
 
 def _without_compile(config: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import keras
 
-from cifar_core import calibration, distribute, evaluate, features, tensorboard_log
+from cifar_core import calibration, compat, distribute, evaluate, features, tensorboard_log
 from cifar_core import data as data_lib
 from cifar_core.atomic_io import atomic_save_model, atomic_save_weights
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
@@ -244,9 +244,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
             and features.feature_bytes(base, len(splits.x_train) + len(splits.x_val)) <= features.MAX_CACHE_BYTES
         )
         fitted = head if use_features else model
-        # BackupAndRestore sets `_initial_epoch` when it restores and Keras never clears
-        # it, so the next phase's fit on the same model would skip that many epochs.
-        fitted._initial_epoch = None
+        compat.set_initial_epoch(fitted, None)  # a restore in the previous phase must not skip epochs here
         backup = run.dir / "backup" / phase.name
         with strategy.scope():
             compile_phase(fitted, config, phase, steps)
