@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cifar_core import duplicates, embeddings, explain, label_issues, model_choice, plots, previews, similar, test_predictions
+from cifar_core import duplicates, embeddings, explain, label_issues, model_choice, plots, previews, similar, split_predictions
 from cifar_core import calibration
 from cifar_core.calibration import CalibrationError
 from cifar_core.config import TrainConfig
@@ -113,7 +113,7 @@ def require_model() -> ModelChoice:
         st.stop()
     st.caption(model_caption(model))
     try:
-        test_predictions.temperature(model)  # every probability shown uses it
+        split_predictions.temperature(model)  # every probability shown uses it
     except CalibrationError as err:
         st.error(plain(err), icon=":material/error:")
         st.stop()
@@ -188,7 +188,7 @@ def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.nda
 
     try:
         return fill(_test_set(data_dir, str(status["counts"]), tuple(class_names)),
-                    lambda: test_predictions.load_test_set(data_dir, class_names, progress=progress),
+                    lambda: split_predictions.load_test_set(data_dir, class_names, progress=progress),
                     "Another session is loading the test images…")
     except DataError as err:
         st.error(f"The test images could not be loaded: {plain(err)}")
@@ -215,7 +215,7 @@ def _check_slot(path: str, mtime: float, method: str, layer: str | None, data: s
 
 def _check_sample(choice: ModelChoice) -> tuple[np.ndarray, str] | None:
     """The test images the check measures, and their data id; None without test images (nothing said)."""
-    data_dir = test_predictions.data_dir_for(choice)
+    data_dir = split_predictions.data_dir_for(choice)
     if not data_available(data_dir) or (images := test_set(data_dir, choice.class_names)) is None:
         return None
     return check_images(images[0], CHECK_IMAGES), f"{data_dir}|{len(images[0])}"
@@ -296,14 +296,14 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
     """The model's test-set predictions: read from its folder, or computed once with a progress bar."""
     x, y = images
     # The temperature is in the key: a model calibrated again shows its new probabilities.
-    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, hash(y.tobytes()), test_predictions.temperature(choice))
+    memo_key = (str(choice.model_path), choice.model_path.stat().st_mtime, hash(y.tobytes()), split_predictions.temperature(choice))
     memo = st.session_state.get("predictions_memo")
     if memo and memo[0] == memo_key:
         return memo[1]
-    interp = test_predictions.matching_predictions(choice, y)
+    interp = split_predictions.matching_predictions(choice, y)
     if interp is None:
         bar = st.progress(0.0, text="Predicting the test set (once per model)…")
-        interp = test_predictions.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
+        interp = split_predictions.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
         bar.empty()
     st.session_state["predictions_memo"] = (memo_key, interp)
     return interp
@@ -315,7 +315,7 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
 @st.cache_resource(show_spinner="Loading the training images…", max_entries=2)
 def _train_set(data_dir: str, key: str, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     # The test pages decode only the test split; the first use of the training images decodes them here.
-    return test_predictions.load_train_set(data_dir, class_names)
+    return split_predictions.load_train_set(data_dir, class_names)
 
 
 def train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -334,7 +334,7 @@ def train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.nd
 @st.cache_resource(show_spinner="Computing the model's features of these images (once per model; "
                                 "later visits read them from disk)…", show_time=True, max_entries=4)
 def _features(path: str, mtime: float, split: str, data: str, _x: np.ndarray) -> np.ndarray:
-    return embeddings.cached_features(Path(path), _x, split, model=_classifier(path, mtime).model)
+    return embeddings.cached_embeddings(Path(path), _x, split, model=_classifier(path, mtime).model)
 
 
 def features(choice: ModelChoice, split: str, x: np.ndarray, data_id: str) -> np.ndarray:
@@ -350,7 +350,7 @@ def _similar_search(path: str, mtime: float, data: str, _x_train: np.ndarray) ->
 
 def similar_search(choice: ModelChoice) -> tuple[similar.SimilarSearch, np.ndarray, np.ndarray] | None:
     """The search over a model's training images, with the images and their labels; None without training images."""
-    data_dir = test_predictions.data_dir_for(choice)
+    data_dir = split_predictions.data_dir_for(choice)
     train = train_set(data_dir, choice.class_names)
     if train is None:
         return None

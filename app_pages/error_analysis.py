@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import calibration, duplicates, embeddings, model_choice, plots, test_predictions
+from cifar_core import calibration, duplicates, embeddings, model_choice, plots, split_predictions
 
 DETAIL = "error_detail"  # the session key of the image whose details are open
 
@@ -20,9 +20,9 @@ model = studio_ui.require_model()
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.
-data_dir = test_predictions.data_dir_for(model)
+data_dir = split_predictions.data_dir_for(model)
 images = studio_ui.test_set(data_dir, model.class_names)
-interp = studio_ui.predictions(model, images) if images is not None else test_predictions.saved_predictions(model)
+interp = studio_ui.predictions(model, images) if images is not None else split_predictions.saved_predictions(model)
 if interp is None:
     st.info("This model has no saved test predictions, and without the test images none can be made.", icon=":material/info:")
     st.stop()

@@ -3,13 +3,13 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import calibration, test_predictions
+from cifar_core import calibration, split_predictions
 
 st.title("Predictions")
 
 model = studio_ui.require_model()
 
-images = studio_ui.test_set(test_predictions.data_dir_for(model), model.class_names)
+images = studio_ui.test_set(split_predictions.data_dir_for(model), model.class_names)
 if images is None:
     st.stop()
 x_test, _ = images
@@ -32,7 +32,7 @@ with st.container(border=True):
     sort = c5.selectbox("Sort by", ["confidence, highest first", "confidence, lowest first", "loss, highest first", "loss, lowest first"])
     columns = c6.selectbox("Columns", [5, 8, 10], index=1)
 
-shown = test_predictions.filter_predictions(
+shown = split_predictions.filter_predictions(
     table, true=true_filter, predicted=pred_filter, correct={"right": True, "wrong": False}.get(verdict), uncertain=verdict == "uncertain",
     confidence=conf_range, sort_by=sort.split(",")[0], descending="highest" in sort,
 )

@@ -239,7 +239,7 @@ def bench_head_epoch(splits: data_lib.Splits, sizes: BenchSizes) -> dict:
     model.fit(_preprocessed(x), y, batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[seed_clock], verbose=0)
 
     t0 = time.perf_counter()
-    feats = features.compute_features(base, x, input_size=config.input_size)
+    feats = features.compute_base_features(base, x, input_size=config.input_size)
     extract = time.perf_counter() - t0
     compile_phase(head, config, phase, steps)
     head_clock = StepClock()
@@ -297,7 +297,7 @@ def bench_finetune(splits: data_lib.Splits, sizes: BenchSizes, bf16: bool, work:
     pre = rng.choice(len(splits.x_train), min(len(splits.x_train), sizes.pretrain_images), replace=False)
     set_freeze(base, "all")
     compile_phase(head, baseline_cfg, Phase("head", sizes.pretrain_epochs, PRETRAIN_LR, "all"), -(-len(pre) // bs))
-    feats = features.compute_features(base, splits.x_train[pre], input_size=baseline_cfg.input_size)
+    feats = features.compute_base_features(base, splits.x_train[pre], input_size=baseline_cfg.input_size)
     head.fit(feats, data_lib.one_hot(splits.y_train[pre]), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
     set_freeze(base, "none")
     project = build_model(project_cfg)

@@ -353,7 +353,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cifar_core import test_predictions
+    from cifar_core import split_predictions
     from cifar_core.classes import model_class_names
     from cifar_core.data import load_cifar10, select_classes, split_files
     from cifar_core.image_limits import ImageError, read_image_file
@@ -365,7 +365,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     choice = resolve_model(_store(args), args.model)
     model = load_model(choice.model_path)  # a bad model path fails here, before the data is loaded
     names = model_class_names(choice.model_path, int(model.output_shape[-1]))
-    data_dir = paths.data_dir(args.data_dir) or test_predictions.data_dir_for(choice)
+    data_dir = paths.data_dir(args.data_dir) or split_predictions.data_dir_for(choice)
     if not data_dir:  # never Keras' download: the neighbours are files of a data folder
         _stderr("error: --data-dir: no data folder given; pass --data-dir or set CIFAR10_DIR to the CIFAR-10 folder")
         return EXIT_USAGE

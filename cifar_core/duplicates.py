@@ -63,8 +63,8 @@ def cached_scan(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, *, mo
         from cifar_core.model import load_model
 
         model = load_model(model_path)
-    test = embeddings.compute_features(model, x_test, progress, kind="layout")
-    train = embeddings.compute_features(model, x_train, progress, kind="layout")
+    test = embeddings.compute_embeddings(model, x_test, progress, kind="layout")
+    train = embeddings.compute_embeddings(model, x_train, progress, kind="layout")
     result = scan(test, train, k)
     if result.test_idx.shape == result.train_idx.shape:  # one array on disk needs equal shapes
         try:

@@ -68,7 +68,7 @@ def layout_layer(base: keras.Model) -> str:
     return (wide or pools)[-1].name
 
 
-def compute_features(model: keras.Model, x: np.ndarray, progress: Progress | None = None, kind: str = "penultimate") -> np.ndarray:
+def compute_embeddings(model: keras.Model, x: np.ndarray, progress: Progress | None = None, kind: str = "penultimate") -> np.ndarray:
     """Float32 features (N, D) of uint8 images `x` (N, 32, 32, 3), in batches."""
     from cifar_core.data import make_dataset
 
@@ -133,7 +133,7 @@ def load_array(path: Path) -> np.ndarray | None:
         return None
 
 
-def cached_features(model_path: Path, x: np.ndarray, split: str, *, model: keras.Model | None = None,
+def cached_embeddings(model_path: Path, x: np.ndarray, split: str, *, model: keras.Model | None = None,
                     progress: Progress | None = None) -> np.ndarray:
     """Features of `x` under the model at `model_path`: read from disk, or computed once and saved."""
     path = cache_file(model_path, f"features-{split}", x)
@@ -144,7 +144,7 @@ def cached_features(model_path: Path, x: np.ndarray, split: str, *, model: keras
         from cifar_core.model import load_model
 
         model = load_model(model_path)
-    feats = compute_features(model, x, progress)
+    feats = compute_embeddings(model, x, progress)
     try:
         save_array(path, feats)
     except OSError:
@@ -152,8 +152,8 @@ def cached_features(model_path: Path, x: np.ndarray, split: str, *, model: keras
     return feats
 
 
-def features_cached(model_path: Path, x: np.ndarray, split: str) -> bool:
-    """Whether `cached_features` would read from disk (so a page can say a first pass is coming)."""
+def embeddings_cached(model_path: Path, x: np.ndarray, split: str) -> bool:
+    """Whether `cached_embeddings` would read from disk (so a page can say a first pass is coming)."""
     return cache_file(model_path, f"features-{split}", x).is_file()
 
 

@@ -36,7 +36,7 @@ def fingerprint(base: keras.Model, input_size: int, x: np.ndarray) -> str:
     return h.hexdigest()[:20]
 
 
-def compute_features(
+def compute_base_features(
     base: keras.Model,
     x: np.ndarray,
     *,
@@ -56,7 +56,7 @@ def compute_features(
     return np.concatenate(out) if out else np.zeros((0, *base.output.shape[1:]), np.float32)
 
 
-def cached_features(
+def cached_base_features(
     base: keras.Model,
     x: np.ndarray,
     *,
@@ -69,6 +69,6 @@ def cached_features(
     path = Path(cache_dir) / "features" / f"{fingerprint(base, input_size, x)}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
-    feats = compute_features(base, x, input_size=input_size, batch_size=batch_size, progress=progress)
+    feats = compute_base_features(base, x, input_size=input_size, batch_size=batch_size, progress=progress)
     atomic_save_array(path, feats)
     return feats

@@ -54,10 +54,10 @@ def inspect_model(model_path: Path, data: CifarData, *, model=None, threshold: f
 
     model = model or load_model(model_path)
     timings = {}
-    cached = embeddings.features_cached(model_path, data.x_test, "test") and embeddings.features_cached(model_path, data.x_train, "train")
+    cached = embeddings.embeddings_cached(model_path, data.x_test, "test") and embeddings.embeddings_cached(model_path, data.x_train, "train")
     start = time.perf_counter()
-    test_features = embeddings.cached_features(model_path, data.x_test, "test", model=model, progress=progress)
-    train_features = embeddings.cached_features(model_path, data.x_train, "train", model=model, progress=progress)
+    test_features = embeddings.cached_embeddings(model_path, data.x_test, "test", model=model, progress=progress)
+    train_features = embeddings.cached_embeddings(model_path, data.x_train, "train", model=model, progress=progress)
     timings["features_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -315,8 +315,8 @@ def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Mo
     """Phase 1 on cached frozen-base features: the base runs once, not every epoch."""
     cache = cache_dir()
     counter = stage.counter("computing the frozen base's features")
-    f_train = features.cached_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=counter)
-    f_val = features.cached_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=counter)
+    f_train = features.cached_base_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=counter)
+    f_val = features.cached_base_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=counter)
     head.fit(
         data_lib.feature_stream(f_train, splits.y_train, config.batch_size, seed=config.seed, num_classes=len(splits.class_names)),
         validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val, len(splits.class_names)), config.batch_size, training=False),

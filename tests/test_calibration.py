@@ -172,7 +172,7 @@ def test_calibrate_refuses_a_damaged_file_at_use_and_a_model_without_settings(ti
 
 
 def test_uncertain_flags_come_from_calibrated_probabilities_only():
-    from cifar_core import test_predictions
+    from cifar_core import split_predictions
 
     probs, y = synthetic(400, 0.4, seed=3)  # under-confident: most top-class probabilities are low
     raw = Interpretation(probs.astype(np.float32), y)
@@ -183,5 +183,5 @@ def test_uncertain_flags_come_from_calibrated_probabilities_only():
     assert 0 < table["uncertain"].sum() < len(y)
     # The calibrated flags mean something: flagged predictions are right less often than half the time, the others more.
     assert table["correct"][table["uncertain"]].mean() < 0.5 < table["correct"][~table["uncertain"]].mean()
-    only = test_predictions.filter_predictions(table, uncertain=True)
+    only = split_predictions.filter_predictions(table, uncertain=True)
     assert set(only.index) == set(np.flatnonzero(table["uncertain"]))

@@ -69,7 +69,7 @@ def test_the_reliability_diagram_shows_both_calibrations_with_counts(shipped):
 def test_the_pages_predictions_are_calibrated_and_a_model_without_a_temperature_is_shown_as_it_gives_them(shipped):
     from cifar_core.model_choice import model_choices
     from cifar_core.runs import RunStore
-    from cifar_core.test_predictions import saved_predictions
+    from cifar_core.split_predictions import saved_predictions
 
     saved = Interpretation.load(shipped)
     stored = calibration.read(shipped)

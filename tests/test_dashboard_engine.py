@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cifar_core import plots, run_progress, test_predictions, train_form
+from cifar_core import plots, run_progress, split_predictions, train_form
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.evaluate import Interpretation
 from cifar_core.model_choice import model_choices, pick
@@ -56,12 +56,12 @@ def test_form_defaults_from_a_run_keep_its_settings():
 def test_filter_predictions_filters_and_sorts():
     probs = np.array([[0.9, 0.1] + [0] * 8, [0.2, 0.8] + [0] * 8, [0.6, 0.4] + [0] * 8], dtype=np.float32)
     table = Interpretation(probs, np.array([0, 0, 1])).table()
-    wrong = test_predictions.filter_predictions(table, correct=False)
+    wrong = split_predictions.filter_predictions(table, correct=False)
     assert list(wrong.index) == [1, 2]
-    by_loss = test_predictions.filter_predictions(table, sort_by="loss", descending=True)
+    by_loss = split_predictions.filter_predictions(table, sort_by="loss", descending=True)
     assert list(by_loss.index) == [1, 2, 0]
-    assert list(test_predictions.filter_predictions(table, true=["automobile"]).index) == [2]
-    assert list(test_predictions.filter_predictions(table, confidence=(0.85, 1.0)).index) == [0]
+    assert list(split_predictions.filter_predictions(table, true=["automobile"]).index) == [2]
+    assert list(split_predictions.filter_predictions(table, confidence=(0.85, 1.0)).index) == [0]
 
 
 def test_live_progress_spans_all_planned_epochs_and_counts_the_evaluation():

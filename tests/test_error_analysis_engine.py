@@ -32,7 +32,7 @@ def tiny_images(tiny_data):
 
 def test_penultimate_features_are_the_input_of_the_last_layer(tiny_model, tiny_images):
     path, model = tiny_model
-    feats = embeddings.compute_features(model, tiny_images.x_test)
+    feats = embeddings.compute_embeddings(model, tiny_images.x_test)
     assert feats.shape == (len(tiny_images.x_test), 32)  # the tiny head has one Dense(32)
     # The last layer applied to these features gives the model's own probabilities.
     last = model.get_layer("head").layers[-1]
@@ -47,7 +47,7 @@ def test_layout_features_keep_a_spatial_map(tiny_model, tiny_images):
     layer = embeddings.layout_layer(base)
     shape = base.get_layer(layer).output.shape
     assert shape[1] >= embeddings.LAYOUT_MIN_SIZE
-    feats = embeddings.compute_features(model, tiny_images.x_test[:5], kind="layout")
+    feats = embeddings.compute_embeddings(model, tiny_images.x_test[:5], kind="layout")
     assert feats.shape == (5, shape[1] * shape[2] * shape[3])
 
 
@@ -58,17 +58,17 @@ def test_features_are_cached_beside_a_runs_predictions(tiny_run, tiny_images, tm
     run_dir = tmp_path / "run"
     shutil.copytree(store.get(summary["run_id"]).dir, run_dir)
     path = run_dir / "model.keras"
-    first = embeddings.cached_features(path, tiny_images.x_test, "test")
-    assert embeddings.features_cached(path, tiny_images.x_test, "test")
+    first = embeddings.cached_embeddings(path, tiny_images.x_test, "test")
+    assert embeddings.embeddings_cached(path, tiny_images.x_test, "test")
     assert list((run_dir / "embeddings").glob("features-test-*.npy"))
 
     def no_compute(*args, **kwargs):
         raise AssertionError("recomputed although cached")
 
-    monkeypatch.setattr(embeddings, "compute_features", no_compute)
-    np.testing.assert_array_equal(embeddings.cached_features(path, tiny_images.x_test, "test"), first)
+    monkeypatch.setattr(embeddings, "compute_embeddings", no_compute)
+    np.testing.assert_array_equal(embeddings.cached_embeddings(path, tiny_images.x_test, "test"), first)
     # Other pixels are other features: a new key, not the cached file.
-    assert not embeddings.features_cached(path, tiny_images.x_test[::-1].copy(), "test")
+    assert not embeddings.embeddings_cached(path, tiny_images.x_test[::-1].copy(), "test")
 
 
 def test_the_shipped_models_folder_is_never_written(tiny_run, tiny_images, tmp_path, monkeypatch, isolated_artifacts):
@@ -79,7 +79,7 @@ def test_the_shipped_models_folder_is_never_written(tiny_run, tiny_images, tmp_p
     shutil.copytree(store.get(summary["run_id"]).dir, shipped)
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
     before = sorted(p.name for p in shipped.iterdir())
-    embeddings.cached_features(shipped / "model.keras", tiny_images.x_test, "test")
+    embeddings.cached_embeddings(shipped / "model.keras", tiny_images.x_test, "test")
     assert sorted(p.name for p in shipped.iterdir()) == before
     assert list((isolated_artifacts / "cache" / "embeddings").rglob("features-test-*.npy"))
 

@@ -224,7 +224,7 @@ def test_run_predictions_grid_filters_and_detail(with_run, with_data):
     assert at.selectbox(key=f"cam_class_{picked}").value == predicted
     urls = lambda: {img.url for element in at.get("image") for img in element.proto.imgs}  # noqa: E731
     before = urls()
-    from cifar_core.test_predictions import load_test_set
+    from cifar_core.split_predictions import load_test_set
 
     # The map of the method the dialog shows (the first that passes the check on this model).
     heat, _ = picked_explainer(at, "picked_image_cam_layer", store.get(summary["run_id"]).model_path).heatmaps(
@@ -369,7 +369,7 @@ def default_explanation_of(store: RunStore, run_id: str, data_dir) -> str:
     from cifar_core import explain
     from cifar_core.faithfulness import check_images
     from cifar_core.inference import Classifier
-    from cifar_core.test_predictions import load_test_set
+    from cifar_core.split_predictions import load_test_set
 
     row = explain.default_explanation(Classifier(store.get(run_id).model_path),
                                       check_images(load_test_set(str(data_dir), CLASS_NAMES)[0], studio_ui.CHECK_IMAGES))

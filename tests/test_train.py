@@ -94,13 +94,13 @@ def test_each_phase_compiles_its_lr_and_trainable_set(tiny_data, store, monkeypa
 
 def test_head_on_cached_features_matches_head_on_live_images(tiny_data, store, monkeypatch):
     calls = []
-    original = features.cached_features
+    original = features.cached_base_features
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(features, "cached_features", counting)
+    monkeypatch.setattr(features, "cached_base_features", counting)
     probs = {}
     for cached in (True, False):
         summary = train(tiny_config(tiny_data, epochs_finetune=0, feature_cache=cached), store=store)
@@ -114,14 +114,14 @@ def test_feature_cache_is_hit_on_second_use(tmp_path, monkeypatch):
     base = build_base("vgg16_bn", "none", 32, "block3_pool")
     x = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     progress = []
-    first = features.cached_features(base, x, input_size=32, cache_dir=tmp_path, progress=lambda *a: progress.append(a))
+    first = features.cached_base_features(base, x, input_size=32, cache_dir=tmp_path, progress=lambda *a: progress.append(a))
     assert first.shape == (5, 4, 4, 256) and progress[-1][:2] == (5, 5)
 
     def not_again(*args, **kwargs):
         raise AssertionError("features recomputed despite the cache")
 
-    monkeypatch.setattr(features, "compute_features", not_again)
-    np.testing.assert_array_equal(features.cached_features(base, x, input_size=32, cache_dir=tmp_path), first)
+    monkeypatch.setattr(features, "compute_base_features", not_again)
+    np.testing.assert_array_equal(features.cached_base_features(base, x, input_size=32, cache_dir=tmp_path), first)
     # Other weights or other images are another cache entry.
     other = build_base("vgg16_bn", "none", 32, "block3_pool")
     assert features.fingerprint(other, 32, x) != features.fingerprint(base, 32, x)
