@@ -1,6 +1,9 @@
 """Streamlit pieces shared by the dashboard's pages: the sidebar, cached resources, image galleries.
 
 Everything here is presentation or caching; the logic lives in `cifar_core`.
+Why one module of ~600 lines: Streamlit caches are keyed by the function that
+defines them, so the caches the pages share are defined once, here, with the
+galleries and dialogs that read them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
 `predict` and `similar` print one JSON line per file and exit 1 if any file failed; invalid
 arguments exit 2 with a message naming each bad value.
+
+Why one module of ~700 lines: one `cmd_*` function per command plus the one parser
+that describes them all, so `--help` and the commands stay side by side; each
+command only parses, calls the engine and prints.
 """
 
 from __future__ import annotations
@@ -128,7 +132,8 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.data import DataError, match_classes, missing_classes
     from cifar_core.model import WeightsError
-    from cifar_core.runs import LIVE, RunBusyError, RunError, disk_full, error_text
+    from cifar_core.errors import disk_full, error_text
+    from cifar_core.runs import LIVE, RunBusyError, RunError
     from cifar_core.train import train
 
     store = _store(args)

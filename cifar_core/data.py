@@ -8,6 +8,10 @@ Accepted sources, detected from the folder's layout:
   2. Kaggle layout    <root>/train/<id>.png + <root>/trainLabels.csv
   3. python batches   <root>/cifar-10-batches-py/{data_batch_1..5,test_batch} (or <root> itself)
   4. nothing given    keras.datasets.cifar10.load_data() (needs internet)
+
+Why one module of ~800 lines: the layouts, the checked decoding, the decode cache
+and the splits share one data type (CifarData) and one cache key; augmentation
+lives in augment.py and image-file checks in image_limits.py.
 """
 
 from __future__ import annotations

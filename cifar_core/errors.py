@@ -1,4 +1,4 @@
-"""The one base of the errors the studio reports to a user in words.
+"""The one base of the errors the studio reports to a user in words, and how an error is worded.
 
 Each module raises its own kind (RunError, DataError, ModelLoadError, ...); all
 derive from StudioError, whose message is the whole report (no traceback, no
@@ -7,9 +7,53 @@ type name), so the CLI and the pages catch one type.
 
 from __future__ import annotations
 
+import errno
+import shutil
+from pathlib import Path
+
+# Below this much free space an I/O error is taken for a full disk (see disk_full).
+NEARLY_FULL_BYTES = 64 << 20
+
 
 class StudioError(Exception):
     """An error worded for the user. `exit_code`: what the CLI exits with (2: the command or its arguments
     cannot be used as given; 1: the work itself failed)."""
 
     exit_code = 1
+
+
+def disk_full(err: BaseException | None, folder: Path | None = None) -> bool:
+    """True if `err`, or an error it arose from, says the disk is full. With `folder`, SQLite's vaguer
+    "disk I/O error" (what it reports when a full disk stops a journal write) counts too while
+    `folder`'s disk has almost no space left."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(err).lower()
+        if "no space left" in text or "disk is full" in text:  # h5py and SQLite put it in words
+            return True
+        if folder is not None and "disk i/o error" in text and _nearly_full(folder):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def error_text(err: BaseException, run_id: str | None = None, folder: Path | None = None) -> str:
+    """How an error that ended a training is reported: train.log, the run index, the terminal.
+    `folder`: the artifacts folder, whose free space tells a full disk from another I/O error."""
+    resume = f"; `python -m cifar_core train --resume {run_id}` continues from the last completed epoch" if run_id else ""
+    if isinstance(err, KeyboardInterrupt):
+        return str(err) or "stopped by an interrupt (Ctrl-C)"
+    if disk_full(err, folder):
+        where = getattr(err, "filename", None)
+        return f"no space left on device{f' writing {where}' if where else ''}: free some space{resume}"
+    if isinstance(err, StudioError) and str(err):
+        return str(err)  # the studio's own errors (bad data, weights, runs) are worded for users already
+    return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from

@@ -5,12 +5,16 @@ evaluation.json, test_probs.npz and train.log. The database holds each run's
 status, config, final metrics and the metrics streamed during training; a reader
 (the dashboard) and a writer (the trainer) never block each other for long, and
 every file is written atomically (temp file + rename).
+
+Why one module of ~600 lines: it is one class over one SQLite schema, and every
+method is a transaction on it (create, claim, requeue, finish, metrics, reads
+that reap dead runs, repair); process liveness, atomic writing and error wording
+live in liveness.py, atomic_io.py and errors.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -29,7 +33,7 @@ import pandas as pd
 
 from cifar_core.atomic_io import atomic_write_text
 from cifar_core.config import TrainConfig, stored_config_problem
-from cifar_core.errors import StudioError
+from cifar_core.errors import StudioError, disk_full
 from cifar_core.liveness import ALIVE, DEAD, UNKNOWN, liveness, process_start
 from cifar_core.paths import artifacts_dir
 
@@ -39,8 +43,6 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Before training starts we insist on this much free space: a VGG16 checkpoint is
 # ~60-180 MB and the frozen-feature cache can reach a few hundred MB.
 MIN_FREE_BYTES = 1 << 30
-# Below this much free space an I/O error is taken for a full disk (see disk_full).
-NEARLY_FULL_BYTES = 64 << 20
 # How long a call waits for a lock held by another process before giving up with a
 # clear error: short for reads (a dashboard page or `runs` must not hang), long for
 # the trainer's writes (a slow reader must not fail a training).
@@ -163,43 +165,6 @@ def keras_file_problem(path: Path) -> str | None:
     if not {"config.json", "model.weights.h5"} <= names:
         return "model.keras is incomplete (no config.json or model.weights.h5 inside)"
     return None
-
-
-def disk_full(err: BaseException | None, folder: Path | None = None) -> bool:
-    """True if `err`, or an error it arose from, says the disk is full. With `folder`, SQLite's vaguer
-    "disk I/O error" (what it reports when a full disk stops a journal write) counts too while
-    `folder`'s disk has almost no space left."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(err).lower()
-        if "no space left" in text or "disk is full" in text:  # h5py and SQLite put it in words
-            return True
-        if folder is not None and "disk i/o error" in text and _nearly_full(folder):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def _nearly_full(folder: Path) -> bool:
-    try:
-        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
-    except OSError:
-        return False
-
-
-def error_text(err: BaseException, run_id: str | None = None, folder: Path | None = None) -> str:
-    """How an error that ended a training is reported: train.log, the run index, the terminal.
-    `folder`: the artifacts folder, whose free space tells a full disk from another I/O error."""
-    resume = f"; `python -m cifar_core train --resume {run_id}` continues from the last completed epoch" if run_id else ""
-    if isinstance(err, KeyboardInterrupt):
-        return str(err) or "stopped by an interrupt (Ctrl-C)"
-    if disk_full(err, folder):
-        where = getattr(err, "filename", None)
-        return f"no space left on device{f' writing {where}' if where else ''}: free some space{resume}"
-    if isinstance(err, StudioError) and str(err):
-        return str(err)  # the studio's own errors (bad data, weights, runs) are worded for users already
-    return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from
 
 
 def new_run_id() -> str:

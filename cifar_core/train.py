@@ -29,7 +29,8 @@ from cifar_core.model import batchnorm_momentum, build_model, load_model, set_fr
 from cifar_core.optimizer import make_optimizer
 from cifar_core.outcome import did_not_learn, likely_reasons
 from cifar_core.paths import cache_dir
-from cifar_core.runs import Run, RunStore, error_text
+from cifar_core.errors import error_text
+from cifar_core.runs import Run, RunStore
 
 Progress = Callable[[int, int, str], None]
 

@@ -7,8 +7,9 @@ import json
 import shutil
 import sqlite3
 
-from cifar_core import cli, runs, train
-from cifar_core.runs import RunError, RunStore, disk_full
+from cifar_core import cli, train
+from cifar_core.errors import disk_full
+from cifar_core.runs import RunError, RunStore
 
 
 def test_sqlite_io_error_is_a_full_disk_only_when_the_disk_is_nearly_full(tmp_path, monkeypatch):
@@ -37,4 +38,4 @@ def test_train_json_names_the_run_when_the_disk_fills_and_the_index_fails(tiny_d
     assert result["run_id"] and result["run_dir"] and result["status"] == "failed"
     assert result["error"].startswith("no space left on device") and f"--resume {result['run_id']}" in result["error"]
     assert "error: no space left on device" in err and "Traceback" not in err
-    assert runs.disk_full(sqlite3.OperationalError("disk I/O error"), isolated_artifacts)
+    assert disk_full(sqlite3.OperationalError("disk I/O error"), isolated_artifacts)
