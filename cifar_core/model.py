@@ -215,6 +215,10 @@ def load_model(path: str | Path) -> keras.Model:
         raise ModelLoadError(f"{str(path)!r} is not a .keras model file; only .keras files are loaded.")
     if not path.is_file():
         raise ModelLoadError(f"Model file {str(path)!r} does not exist.")
+    # A run's checkpoint names the studio's optimizer classes (cifar_core>Adam, ...) even though it is
+    # loaded without them (compile=False): Keras still looks them up, so they must be registered.
+    from cifar_core import optimizer  # noqa: F401
+
     try:
         safe_h5.check_keras_file(path)
         return keras.models.load_model(path, safe_mode=True, compile=False)

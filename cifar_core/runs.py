@@ -132,7 +132,8 @@ class Run:
         if self.dir is None or not self.dir.is_dir():
             raise RunError(f"Run {self.id} has no run folder any more ({self.dir}); it cannot be resumed or evaluated.")
         if self.broken:
-            raise RunError(f"Run {self.id} is damaged ({self.broken}); it cannot be resumed or evaluated. Delete it or start a new run.")
+            raise RunError(f"Run {self.id}'s stored settings are unreadable or its row is damaged ({self.broken}); "
+                           "it cannot be resumed or evaluated. Delete it or start a new run.")
         if not set(CORE_SETTINGS) <= set(self.config):
             raise RunError(f"Run {self.id}'s stored settings are unreadable or incomplete in the run index; "
                            "it cannot be resumed or evaluated. Start a new run.")

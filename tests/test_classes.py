@@ -125,9 +125,11 @@ def test_evaluate_and_predict_use_the_models_classes(subset_run, tiny_data, caps
     assert out["class_names"] == list(SUBSET) and out["n"] == 12
     image = tmp_path / "x.png"
     Image.fromarray(synthetic_images(1, 0)[0][CLASS_NAMES.index("ship")]).save(image)
-    assert main(["predict", "--model", str(run_dir / "model.keras"), "--top", "5", str(image)]) == 0
+    assert main(["predict", "--model", str(run_dir / "model.keras"), "--top", "3", str(image)]) == 0
     top = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top"]
-    assert sorted(t["label"] for t in top) == sorted(SUBSET)  # --top 5 lists the three it has
+    assert sorted(t["label"] for t in top) == sorted(SUBSET)
+    assert main(["predict", "--model", str(run_dir / "model.keras"), "--top", "5", str(image)]) == 2  # the model has 3
+    assert "from 1 to 3" in capsys.readouterr().err
 
 
 def test_evaluating_on_data_without_the_models_classes_says_which_are_missing(subset_run, tmp_path, capsys):

@@ -44,8 +44,10 @@ def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
 
 def test_inspect_refuses_a_threshold_that_is_not_a_similarity(run_model, tiny_data, capsys):
     store, run = run_model
-    assert main(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "1.5"]) == 2
-    assert "error: --threshold: 1.5 is not a cosine similarity" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--threshold: must be a number above 0 and at most 1, got 1.5" in capsys.readouterr().err
 
 
 def test_export_prints_the_parity_numbers(run_model, tiny_data, tmp_path):
@@ -84,7 +86,9 @@ def test_export_formats_and_bad_values(run_model, tiny_data, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--model", str(run.model_path), "--format", "coreml"])
     assert exit_info.value.code == 2
-    assert main(["export", "--model", str(run.model_path), "--format", "tflite", "--images", "0"]) == 2
-    assert "error: --images: 0 is not a positive count" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", str(run.model_path), "--format", "tflite", "--images", "0"])
+    assert exit_info.value.code == 2
+    assert "--images: must be a whole number from 1 to 1000000, got 0" in capsys.readouterr().err
     assert main(["export", "--model", "nowhere/model.keras", "--format", "tflite", "--data-dir", str(tiny_data)]) == 1
     assert "does not exist" in capsys.readouterr().err

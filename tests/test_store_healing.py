@@ -77,7 +77,7 @@ def test_a_stored_config_of_wrong_types_makes_that_run_damaged_only(bad, isolate
     assert runs["20260101-000000-eeee"].broken is None
     damaged = runs["20260101-000000-dddd"]
     assert damaged.health() and next(iter(bad)) in damaged.health()
-    with pytest.raises(RunError, match="is damaged"):
+    with pytest.raises(RunError, match="stored settings are unreadable"):
         damaged.usable_config()
     assert cli.main(["train", "--resume", "20260101-000000-dddd"]) == 2
     assert cli.main(["evaluate", "--model", "20260101-000000-dddd"]) == 2
