@@ -11,17 +11,14 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from cifar_core import CLASS_NAMES, launcher
 from cifar_core.runs import LIVE, RunStore
+from cifar_core.ui_bench import studio_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,44 +33,12 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def dashboard(artifacts: Path, data_dir: Path, shipped: Path | None = None):
     """`streamlit run app.py` on a free loopback port over `artifacts`, `data_dir` and the `shipped` model folder
-    (none by default); yields its URL."""
-    port = free_port()
-    env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts), "CIFAR10_DIR": str(data_dir),
-           "CIFAR_DEFAULT_MODEL_DIR": str(shipped or artifacts / "no_default_model")}
-    log = open(artifacts / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start:\n" + (artifacts / "streamlit.log").read_text()[-3000:])
+    (none by default); yields its URL. The same server `bench ui` measures."""
+    with studio_server(artifacts, str(data_dir), shipped or artifacts / "no_default_model") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
