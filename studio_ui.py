@@ -409,15 +409,26 @@ def label_issue_candidates(choice: ModelChoice, interp: Interpretation, data_id:
                          interp.probs, interp.y)
 
 
-@st.cache_resource(show_spinner="Comparing every test image with the test and training images (once per model; "
-                                "minutes on a CPU)…", show_time=True, max_entries=2)
-def _duplicate_scan(path: str, mtime: float, data: str, _x_test: np.ndarray, _x_train: np.ndarray) -> duplicates.NeighbourScan:
-    return duplicates.cached_scan(Path(path), _x_test, _x_train, model=_classifier(path, mtime).model)
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _duplicate_slot(path: str, mtime: float, data: str) -> Slot:
+    return Slot()
 
 
 def duplicate_scan(choice: ModelChoice, x_test: np.ndarray, x_train: np.ndarray, data_id: str) -> duplicates.NeighbourScan:
-    """Each test image's nearest test and training images (layout features)."""
-    return _duplicate_scan(str(choice.model_path), choice.model_path.stat().st_mtime, data_id, x_test, x_train)
+    """Each test image's nearest test and training images (layout features). The first pass per model
+    (minutes on a CPU) draws a bar with the images done; later ones come from the caches."""
+    bar = st.empty()
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.progress(min(done / max(total, 1), 1.0),
+                     text=f"Comparing every test image with the test and training images (once per model): {what} {done:,}/{total:,}")
+
+    try:
+        return fill(_duplicate_slot(str(choice.model_path), choice.model_path.stat().st_mtime, data_id),
+                    lambda: duplicates.cached_scan(choice.model_path, x_test, x_train, model=classifier(choice).model, progress=progress),
+                    "Another session is comparing the images…")
+    finally:
+        bar.empty()
 
 
 # ---------------------------------------------------------------- galleries
