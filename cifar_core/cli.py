@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from cifar_core import paths
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
@@ -54,41 +54,29 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     return parse_config({name: getattr(args, name, None) for name in names}, base)
 
 
-def _whole(low: int, high: int):
-    """An argparse type: a whole number from `low` to `high`, with a message in words otherwise."""
-    def parse(text: str) -> int:
+def _checked(kind: type, ok: Callable[[float], bool], wanted: str):
+    """An argparse type: a number of `kind` written with ASCII digits (`parse_number`) for which `ok` holds;
+    otherwise a message in words saying it must be `wanted`."""
+    def parse(text: str) -> float:
         try:
-            value = parse_number(text, int)
+            value = parse_number(text, kind)
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {value}")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
         return value
     return parse
+
+
+def _whole(low: int, high: int):
+    return _checked(int, lambda v: low <= v <= high, f"a whole number from {low} to {high}")
 
 
 def _number(low: float, high: float):
-    """An argparse type: a number (ASCII digits) above `low` and at most `high`, with a message in words otherwise."""
-    def parse(text: str) -> float:
-        try:
-            value = parse_number(text, float)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-        if not low < value <= high:
-            raise argparse.ArgumentTypeError(f"must be a number above {low:g} and at most {high:g}, got {value:g}")
-        return value
-    return parse
+    return _checked(float, lambda v: low < v <= high, f"a number above {low:g} and at most {high:g}")
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1."""
-    try:
-        value = parse_number(text, float)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {value}")
-    return value
+_fraction = _checked(float, lambda v: 0 < v < 1, "a number between 0 and 1")
 
 
 def _print_json(obj: Any) -> None:

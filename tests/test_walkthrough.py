@@ -17,7 +17,7 @@ from cifar_core import comparable, data, plots, start_weights, train_form
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.runs import RunError, RunStore
 from tests.conftest import tiny_config
-from tests.test_pages import open_page, shown, unescape
+from tests.test_pages import open_page, shown, unescape, with_data, with_run  # noqa: F401 (fixtures)
 
 IMAGENET_ERROR = ("Could not get the ImageNet weights for VGG16 (Exception: URL fetch failure).\n"
                   "Keras downloads vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models on first use")
@@ -122,10 +122,7 @@ def test_compare_curves_defaults_to_runs_on_the_same_data_and_says_when_others_a
 
 
 @pytest.mark.slow
-def test_per_class_precision_and_recall_share_one_percentage_format(tiny_run, tiny_data, monkeypatch):
-    store, _ = tiny_run
-    monkeypatch.setenv("CIFAR_ARTIFACTS", str(store.root))
-    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
+def test_per_class_precision_and_recall_share_one_percentage_format(with_run):
     at = open_page("error_analysis")
     scores = next(df for df in at.dataframe if "precision" in df.value.columns)
     columns = json.loads(scores.proto.columns)
@@ -167,10 +164,8 @@ def test_batch_curves_average_between_records_and_do_not_restart_at_epoch_bounda
 
 
 @pytest.mark.slow
-def test_the_sidebar_picker_shows_the_accuracy_first_and_home_metrics_are_short(tiny_run, tiny_data, monkeypatch):
-    store, summary = tiny_run
-    monkeypatch.setenv("CIFAR_ARTIFACTS", str(store.root))
-    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
+def test_the_sidebar_picker_shows_the_accuracy_first_and_home_metrics_are_short(with_run):
+    store, summary = with_run
     at = open_page("home")
     assert at.sidebar.selectbox[0].options[0] == f"{summary['test_accuracy']:.1%} · run {summary['run_id']}"
     metrics = {m.label: m.value for m in at.metric}
