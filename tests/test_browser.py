@@ -290,7 +290,7 @@ def test_quick_try_learns_in_the_browser_and_never_becomes_the_default(real_serv
         other = fresh.new_page()
         other.set_default_timeout(90_000)
         other.goto(url)
-        other.get_by_text("Active model").wait_for()
+        other.get_by_test_id("stMain").get_by_text("Active model").wait_for()
         wait_idle(other)
         # Home names the active model (the sidebar's pick) in its caption.
         caption = other.get_by_text("Model: ").first.inner_text()
