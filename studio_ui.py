@@ -398,15 +398,15 @@ def projection(choice: ModelChoice, x_test: np.ndarray, feats: np.ndarray, metho
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _label_issues(path: str, mtime: float, data: str, _probs: np.ndarray, _y: np.ndarray) -> pd.DataFrame:
-    return label_issues.find_label_issues(_probs, _y)
+def _label_issues(path: str, mtime: float, data: str, class_names: tuple[str, ...], _probs: np.ndarray, _y: np.ndarray) -> pd.DataFrame:
+    return label_issues.find_label_issues(_probs, _y, class_names)
 
 
 def label_issue_candidates(choice: ModelChoice, interp: Interpretation, data_id: str) -> pd.DataFrame:
     """cleanlab's label-issue candidates among the test images (out-of-sample probabilities, calibrated), most likely first."""
     # The temperature is part of the key: the candidates depend on the calibrated probabilities.
     return _label_issues(str(choice.model_path), choice.model_path.stat().st_mtime, f"{data_id}|T={interp.temperature}",
-                         interp.probs, interp.y)
+                         tuple(interp.class_names), interp.probs, interp.y)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

@@ -73,7 +73,8 @@ def finished_view(run_id: str) -> None:
                    "a model; resume it to train it.", icon=":material/warning:")
     elif not_learned:
         st.error(f"Run {run.id} {run.status} but **did not learn**: its validation accuracy "
-                 f"({(summary.get('val_accuracy') or 0):.1%}) is at chance level (10%). It is never chosen as the default model.",
+                 f"({(summary.get('val_accuracy') or 0):.1%}) is at chance level ({1 / outcome.class_count(run):.0%} for "
+                 f"{outcome.class_count(run)} classes). It is never chosen as the default model.",
                  icon=":material/error:")
         st.text("Likely reasons:\n- " + "\n- ".join(summary.get("did_not_learn") or outcome.likely_reasons(run.config, summary)))
     else:

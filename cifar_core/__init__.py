@@ -14,7 +14,8 @@ Modules, one job each (the README's "Files" section groups them):
   plots, bench, similar_bench, ui_bench, distribute, start_weights, comparable, cli
 """
 
-# CIFAR-10's classes: the default class list (a dataset's own folders may name others).
+# CIFAR-10's classes, only where they truly are CIFAR-10's: Keras' download, the python-batches layout, and a
+# model saved before class lists (classes.json). Every other class list comes from the data or the model.
 CLASS_NAMES: tuple[str, ...] = (
     "airplane",
     "automobile",
@@ -27,4 +28,3 @@ CLASS_NAMES: tuple[str, ...] = (
     "ship",
     "truck",
 )
-NUM_CLASSES = len(CLASS_NAMES)

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cifar_core import NUM_CLASSES, features
+from cifar_core import CLASS_NAMES, features
 from cifar_core import data as data_lib
 from cifar_core.atomic_io import atomic_save_model
 from cifar_core.config import TrainConfig
@@ -138,7 +138,7 @@ def run_bench(data_dir: str | None, quick: bool, echo: Echo | None = None, *, si
         with timer("single-image latency"):
             result.update(bench_latency(model_path, data.x_test, sizes.latency_calls))
         with timer("test-split evaluation"):
-            result.update(bench_eval(model_path, data.x_test, data.y_test, sizes.eval_images))
+            result.update(bench_eval(model_path, data.x_test, data.y_test, sizes.eval_images, data.class_names))
         with timer("peak memory of fine-tuning (child process)"):
             result["peak_rss_mb"] = bench_peak_rss(data_dir, cache, sizes, bf16)
         result["section_seconds"] = timer.seconds
@@ -168,17 +168,18 @@ class _SectionTimer:
 
 
 def write_synthetic(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """A learnable synthetic CIFAR-10 (class colour and stripes plus noise) in the python-batches layout."""
+    """A learnable synthetic CIFAR-10 (class colour and stripes plus noise) in the python-batches layout,
+    which holds CIFAR-10's ten classes."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    colours = rng.integers(40, 216, (NUM_CLASSES, 3)).astype(np.float32)
+    colours = rng.integers(40, 216, (len(CLASS_NAMES), 3)).astype(np.float32)
     yy, xx = np.mgrid[0:32, 0:32]
-    stripes = np.stack([((xx if c % 2 else yy) // (2 + c % 4)) % 2 for c in range(NUM_CLASSES)]).astype(np.float32)
+    stripes = np.stack([((xx if c % 2 else yy) // (2 + c % 4)) % 2 for c in range(len(CLASS_NAMES))]).astype(np.float32)
     counts = [n_train // 5 + (i < n_train % 5) for i in range(5)] + [n_test]
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name, n in zip(names, counts):
-        y = rng.integers(0, NUM_CLASSES, n)
+        y = rng.integers(0, len(CLASS_NAMES), n)
         img = colours[y][:, None, None, :] * (0.6 + 0.4 * stripes[y][..., None]) + rng.normal(0, 12, (n, 32, 32, 3)).astype(np.float32)
         x = np.clip(img, 0, 255).astype(np.uint8)
         with open(folder / name, "wb") as f:
@@ -229,12 +230,13 @@ def bench_head_epoch(splits: data_lib.Splits, sizes: BenchSizes) -> dict:
     """Seed: the full model with a frozen base fit on images. Project: the head fit on cached features."""
     config = TrainConfig(weights="none", batch_size=sizes.head_batch)
     keras.utils.set_random_seed(0)
-    model = build_model(config)
+    classes = len(splits.class_names)
+    model = build_model(config, num_classes=classes)
     base, head = model.get_layer("base"), model.get_layer("head")
     set_freeze(base, "all")
     # A random subset: the splits are ordered by class folder.
     pick = np.random.default_rng(0).permutation(len(splits.x_train))[: sizes.head_images]
-    x, y = splits.x_train[pick], data_lib.one_hot(splits.y_train[pick])
+    x, y = splits.x_train[pick], data_lib.one_hot(splits.y_train[pick], classes)
     steps = -(-len(x) // config.batch_size)
     phase = Phase("head", 1, config.lr, "all")
 
@@ -275,10 +277,11 @@ def _fit_steps(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.nda
     compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), steps)
     clock = StepClock()
     if project_path:
-        ds = make_dataset(x, y, config.batch_size, training=True, augment=config.augment, seed=config.seed)
+        ds = make_dataset(x, y, config.batch_size, training=True, augment=config.augment, seed=config.seed,
+                          num_classes=int(model.output_shape[-1]))
         model.fit(ds, epochs=1, shuffle=False, callbacks=[clock], verbose=0)
     else:
-        model.fit(_preprocessed(x), data_lib.one_hot(y), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
+        model.fit(_preprocessed(x), data_lib.one_hot(y, int(model.output_shape[-1])), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
     wall, cpu = clock.per_step()
     return config.batch_size / wall, config.batch_size / cpu
 
@@ -295,16 +298,17 @@ def bench_finetune(splits: data_lib.Splits, sizes: BenchSizes, bf16: bool, work:
     bs = sizes.finetune_batch
     project_cfg, baseline_cfg = finetune_config(bf16, bs), finetune_config(False, bs)
     keras.utils.set_random_seed(0)
-    baseline = build_model(baseline_cfg)
+    classes = len(splits.class_names)
+    baseline = build_model(baseline_cfg, num_classes=classes)
     base, head = baseline.get_layer("base"), baseline.get_layer("head")
     rng = np.random.default_rng(0)
     pre = rng.choice(len(splits.x_train), min(len(splits.x_train), sizes.pretrain_images), replace=False)
     set_freeze(base, "all")
     compile_phase(head, baseline_cfg, Phase("head", sizes.pretrain_epochs, PRETRAIN_LR, "all"), -(-len(pre) // bs))
     feats = features.compute_base_features(base, splits.x_train[pre], input_size=baseline_cfg.input_size)
-    head.fit(feats, data_lib.one_hot(splits.y_train[pre]), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
+    head.fit(feats, data_lib.one_hot(splits.y_train[pre], classes), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
     set_freeze(base, "none")
-    project = build_model(project_cfg)
+    project = build_model(project_cfg, num_classes=classes)
     set_freeze(project.get_layer("base"), "none")
     project.set_weights(baseline.get_weights())
 
@@ -407,13 +411,14 @@ def accuracy_at_minutes(run_dir: Path, minutes: tuple[int, ...] = (10, 20, 40, 6
             "test_accuracy": evaluation.get("accuracy"), "previous_recipe": "85.69% test at 58.7 minutes (the earlier shipped model)"}
 
 
-def bench_eval(model_path: Path, x: np.ndarray, y: np.ndarray, n: int) -> dict:
+def bench_eval(model_path: Path, x: np.ndarray, y: np.ndarray, n: int, class_names: tuple[str, ...]) -> dict:
     """`evaluate_model` on the first `n` test images, scaled to 10,000 when fewer are used."""
     n = min(n, len(x))
     model = load_model(model_path)
-    evaluate_model(model, x[:64], y[:64], input_size=32)  # warm-up: tracing is not evaluation time
+    # warm-up: tracing is not evaluation time
+    evaluate_model(model, x[:64], y[:64], input_size=32, class_names=class_names)
     w0, c0 = time.perf_counter(), time.process_time()
-    evaluate_model(model, x[:n], y[:n], input_size=32)
+    evaluate_model(model, x[:n], y[:n], input_size=32, class_names=class_names)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     return {"eval_10k_seconds": round(wall * 10_000 / n, 2), "eval_10k_cpu_seconds": round(cpu * 10_000 / n, 2), "eval_images_measured": n}
 
@@ -438,10 +443,11 @@ def rss_child(args: dict) -> None:
     data = load_cifar10(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
     splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
     config = finetune_config(args["bf16"], args["batch"])
-    model = build_model(config)
+    model = build_model(config, num_classes=len(splits.class_names))
     set_freeze(model.get_layer("base"), "none")
     compile_phase(model, config, Phase("finetune", 1, config.finetune_lr, "none"), args["steps"])
-    ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=True)
+    ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, training=True, augment=True,
+                      num_classes=len(splits.class_names))
     model.fit(ds, epochs=1, steps_per_epoch=args["steps"], shuffle=False, verbose=0)
     print(json.dumps({"peak_rss_mb": round(peak_rss_kib() / 1024, 1)}))
 

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cifar_core import CLASS_NAMES, NUM_CLASSES, faults
+from cifar_core import CLASS_NAMES, faults
 from cifar_core.errors import StudioError
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
@@ -70,7 +70,7 @@ class CifarData:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
-    class_names: tuple[str, ...] = CLASS_NAMES
+    class_names: tuple[str, ...]
     skipped: list[str] = field(default_factory=list)
 
 
@@ -261,7 +261,8 @@ def _load_from_keras() -> CifarData:
             "No data folder was given and downloading CIFAR-10 with "
             f"keras.datasets.cifar10.load_data() failed ({type(err).__name__}: {err}).\n{LAYOUT_HELP}"
         ) from err
-    return CifarData(x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), "keras.datasets.cifar10")
+    return CifarData(x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), "keras.datasets.cifar10",
+                     CLASS_NAMES)
 
 
 def _class_dirs(split_dir: Path) -> list[Path]:
@@ -502,7 +503,7 @@ def _load_batches(folder: Path, skip_bad: bool, progress: Progress | None) -> Ci
         progress(6, 6, "reading python batches")
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    return CifarData(x_train, y_train, x_test, y_test, source=f"python batches at {folder}")
+    return CifarData(x_train, y_train, x_test, y_test, source=f"python batches at {folder}", class_names=CLASS_NAMES)
 
 
 def _require_nonempty(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -628,7 +629,7 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    class_names: tuple[str, ...] = CLASS_NAMES
+    class_names: tuple[str, ...]
 
 
 def make_splits(data: CifarData, *, val_fraction: float, seed: int, limit: int | None = None) -> Splits:
@@ -660,7 +661,7 @@ def preprocess(images, input_size: int = NATIVE_SIZE):
     return keras.applications.vgg16.preprocess_input(x)
 
 
-def one_hot(y: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
     """Integer labels (N,) -> float32 one-hot rows (N, num_classes), the loss's target format."""
     return np.eye(num_classes, dtype=np.float32)[y]
 
@@ -678,6 +679,14 @@ def batched(x, y, batch_size: int, *, training: bool, seed: int = 0):
     return ds.batch(batch_size)
 
 
+def image_batches(x: np.ndarray, batch_size: int, *, input_size: int = NATIVE_SIZE):
+    """One pass over uint8 images `x` in order, as preprocessed batches without labels: what predicting reads."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    return ds.map(lambda images: preprocess(images, input_size), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(
     x: np.ndarray,
     y: np.ndarray,
@@ -687,7 +696,7 @@ def make_dataset(
     augment: bool = False,
     input_size: int = NATIVE_SIZE,
     seed: int = 0,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int,
 ):
     """One pass over (x, y) as batches of (preprocessed images, one-hot labels), prefetched.
 
@@ -723,7 +732,7 @@ def epoch_batches(x, y, batch_size: int, *, seed: int, extra=None):
     return ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size).repeat().enumerate()
 
 
-def feature_stream(features: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0, num_classes: int = NUM_CLASSES):
+def feature_stream(features: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0, num_classes: int):
     """Endless training batches of (cached base features, one-hot labels), as `training_stream` orders images."""
     import tensorflow as tf
 
@@ -741,7 +750,7 @@ def training_stream(
     input_size: int = NATIVE_SIZE,
     seed: int = 0,
     first_epoch: int = 0,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int,
 ):
     """Endless training batches, epoch after epoch (`fit` with `steps_per_epoch`), reshuffled every epoch.
 

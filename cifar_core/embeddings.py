@@ -70,12 +70,11 @@ def layout_layer(base: keras.Model) -> str:
 
 def compute_embeddings(model: keras.Model, x: np.ndarray, progress: Progress | None = None, kind: str = "penultimate") -> np.ndarray:
     """Float32 features (N, D) of uint8 images `x` (N, 32, 32, 3), in batches."""
-    from cifar_core.data import make_dataset
+    from cifar_core.data import image_batches
 
     extractor = feature_model(model, kind)
-    ds = make_dataset(x, np.zeros(len(x), np.int64), BATCH, training=False, input_size=int(model.input_shape[1]))
     out, done = [], 0
-    for images, _ in ds:
+    for images in image_batches(x, BATCH, input_size=int(model.input_shape[1])):
         out.append(np.asarray(extractor.predict_on_batch(images), dtype=np.float32))
         done += len(out[-1])
         if progress:

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES, augment, calibration, faults
+from cifar_core import augment, calibration, faults
 from cifar_core.atomic_io import atomic_save_npz, atomic_write_text
 from cifar_core.classes import model_class_names
-from cifar_core.data import make_dataset
+from cifar_core.data import image_batches
 
 EVAL_BATCH = 500
 
@@ -36,9 +36,8 @@ def predict_probs(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> np.ndarray:
     """Class probabilities for uint8 images `x`; with `tta`, the weighted mean over `augment.tta_views`."""
-    ds = make_dataset(x, np.zeros(len(x), np.int64), batch_size, training=False, input_size=input_size)
     out, done = [], 0
-    for images, _ in ds:
+    for images in image_batches(x, batch_size, input_size=input_size):
         if tta:
             views, weights = augment.tta_views(images)
             p = np.asarray(augment.tta_average(model.predict_on_batch(views), weights), dtype=np.float32)
@@ -61,7 +60,7 @@ class Interpretation:
 
     probs: np.ndarray
     y: np.ndarray
-    class_names: tuple[str, ...] = CLASS_NAMES
+    class_names: tuple[str, ...]
     temperature: float = 1.0
     raw_probs: np.ndarray | None = None  # the outputs before the temperature; None when it is 1
 
@@ -205,7 +204,7 @@ def evaluate_model(
     input_size: int,
     tta: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
-    class_names: tuple[str, ...] = CLASS_NAMES,
+    class_names: tuple[str, ...],
 ) -> Interpretation:
     """Predict `x` and wrap the result with its labels (indices into `class_names`, the model's outputs)."""
     faults.point("evaluate")

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from cifar_core.atomic_io import atomic_save_array
-from cifar_core.data import make_dataset
+from cifar_core.data import image_batches
 
 # Features beyond this size are not cached (e.g. 224x224 inputs); the head phase
 # then trains on live images instead.
@@ -45,10 +45,9 @@ def compute_base_features(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> np.ndarray:
     """Run the frozen base once over `x` (uint8 images), with progress, returning float32 features."""
-    ds = make_dataset(x, np.zeros(len(x), np.int64), batch_size, training=False, input_size=input_size)
     forward = keras.ops.convert_to_numpy
     out, done = [], 0
-    for images, _ in ds:
+    for images in image_batches(x, batch_size, input_size=input_size):
         out.append(np.asarray(forward(base(images, training=False)), dtype=np.float32))
         done += len(out[-1])
         if progress:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cifar_core import CLASS_NAMES
 
-
-def find_label_issues(probs: np.ndarray, y: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES) -> pd.DataFrame:
+def find_label_issues(probs: np.ndarray, y: np.ndarray, class_names: tuple[str, ...]) -> pd.DataFrame:
     """Candidates for a person to check, most likely mistake first (cleanlab's self-confidence ranking).
 
     One row per candidate, indexed by image: the given label, the label the model

@@ -15,7 +15,7 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from cifar_core import NUM_CLASSES, safe_h5
+from cifar_core import safe_h5
 from cifar_core.config import BLOCK_NAMES, TrainConfig
 from cifar_core.errors import StudioError
 from cifar_core.start_weights import IMAGENET_NOTOP_FILE, keras_models_dir
@@ -157,7 +157,7 @@ def base_from_model(base: keras.Model, path: Path) -> None:
 
 
 def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...], dropout: float,
-               bn_momentum: float = 0.99, num_classes: int = NUM_CLASSES) -> keras.Model:
+               bn_momentum: float = 0.99, *, num_classes: int) -> keras.Model:
     """The classifier: the seed's Flatten->[Dense->BN->Dropout]*->softmax, or the same after global pooling."""
     inputs = keras.Input(feature_shape)
     x = keras.layers.Flatten()(inputs) if head == "flatten" else keras.layers.GlobalAveragePooling2D()(inputs)
@@ -170,7 +170,7 @@ def build_head(feature_shape: tuple[int, ...], head: str, units: tuple[int, ...]
     return keras.Model(inputs, outputs, name="head")
 
 
-def build_model(config: TrainConfig, bn_momentum: float = 0.99, num_classes: int = NUM_CLASSES) -> keras.Model:
+def build_model(config: TrainConfig, bn_momentum: float = 0.99, *, num_classes: int) -> keras.Model:
     """Input -> base -> head, built under bf16 when `config.bf16`.
 
     Args:
@@ -179,7 +179,8 @@ def build_model(config: TrainConfig, bn_momentum: float = 0.99, num_classes: int
     """
     with dtype_policy("mixed_bfloat16" if config.bf16 else "float32"):
         base = build_base(config.arch, config.weights, config.input_size, config.cut, config.width, bn_momentum, config.bn_scale)
-        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout, bn_momentum, num_classes)
+        head = build_head(tuple(base.output.shape[1:]), config.head, tuple(config.head_units), config.dropout, bn_momentum,
+                          num_classes=num_classes)
         inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
         model = keras.Model(inputs, head(base(inputs)), name=f"{config.arch}_cifar10")
     return model

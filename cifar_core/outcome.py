@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from cifar_core import NUM_CLASSES
+from cifar_core.classes import model_class_names
 from cifar_core.runs import Run
 
 # A model within this many points of chance (1 / classes) has learned nothing usable.
@@ -15,9 +15,16 @@ CHANCE_MARGIN = 0.02
 SHIPPED = "shipped model"  # the shipped model's name in the runs table
 
 
-def did_not_learn(val_accuracy: float | None, num_classes: int = NUM_CLASSES) -> bool:
+def did_not_learn(val_accuracy: float | None, num_classes: int) -> bool:
     """True when the best validation accuracy is within CHANCE_MARGIN of guessing."""
     return val_accuracy is not None and val_accuracy <= 1.0 / num_classes + CHANCE_MARGIN
+
+
+def class_count(run: Run) -> int:
+    """How many classes a run trains on: the class list its data gave (recorded in its summary), else the
+    one its settings chose, else its model's classes.json (a run from before class lists: CIFAR-10's ten)."""
+    names = run.summary.get("class_names") or run.config.get("classes")
+    return len(names) if names else len(model_class_names(run.dir / "model.keras"))
 
 
 def likely_reasons(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:
@@ -70,9 +77,11 @@ def verdict(run: Run) -> str | None:
     if run.status not in ("completed", "stopped"):
         return None
     s = run.summary
-    if not did_not_learn(s.get("best_val_accuracy", s.get("val_accuracy"))):
+    classes = class_count(run)
+    if not did_not_learn(s.get("best_val_accuracy", s.get("val_accuracy")), classes):
         return None
-    return "did not learn (validation accuracy at chance): " + "; ".join(likely_reasons(run.config, s))
+    return (f"did not learn (validation accuracy at chance, {1 / classes:.0%} for {classes} classes): "
+            + "; ".join(likely_reasons(run.config, s)))
 
 
 def run_row(run: Run) -> dict[str, Any]:

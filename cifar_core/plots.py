@@ -15,8 +15,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cifar_core import CLASS_NAMES
-
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
 HIGHLIGHT_COLOUR = "#d62728"
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -114,7 +112,7 @@ def overlay_figure(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     return fig
 
 
-def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES, normalized: bool = False,
+def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...], normalized: bool = False,
                      highlight: tuple[int, int] | None = None) -> go.Figure:
     """A clickable confusion matrix: rows true, columns predicted; `highlight` (true, predicted) is outlined.
 
@@ -138,7 +136,7 @@ def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES,
     return fig
 
 
-def embedding_figure(xy: np.ndarray, y: np.ndarray, preds: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES,
+def embedding_figure(xy: np.ndarray, y: np.ndarray, preds: np.ndarray, class_names: tuple[str, ...],
                      method: str = "PCA") -> go.Figure:
     """The 2-D feature map: one colour per true class, mistakes drawn as crosses.
 
@@ -204,7 +202,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def confusion_png(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES, normalized: bool = False) -> bytes:
+def confusion_png(cm: np.ndarray, class_names: tuple[str, ...], normalized: bool = False) -> bytes:
     """The confusion matrix as a seaborn heatmap PNG."""
     import seaborn as sns
     from matplotlib.figure import Figure

@@ -12,6 +12,8 @@ from scipy.special import softmax
 from cifar_core import calibration
 from cifar_core.evaluate import Interpretation
 
+CLASSES = tuple(f"class {i}" for i in range(10))  # synthetic()'s labels
+
 SHIPPED = Path(__file__).resolve().parents[1] / "artifacts" / "default"
 
 
@@ -111,7 +113,7 @@ def test_a_damaged_calibration_file_is_refused_in_words(tmp_path, content, why):
 
 def test_interpretation_with_temperature_shows_calibrated_and_saves_uncalibrated(tmp_path):
     probs, y = synthetic(300, 0.5)
-    interp = Interpretation(probs.astype(np.float32), y).with_temperature(0.5)
+    interp = Interpretation(probs.astype(np.float32), y, CLASSES).with_temperature(0.5)
     assert interp.temperature == 0.5
     np.testing.assert_allclose(interp.probs, calibration.apply_temperature(probs, 0.5), atol=1e-6)
     interp.save(tmp_path)
@@ -130,7 +132,7 @@ def tiny_model(tmp_path_factory, tiny_data) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny_model")
     config = tiny_config(tiny_data)
-    build_model(config).save(folder / "model.keras")
+    build_model(config, num_classes=10).save(folder / "model.keras")
     (folder / "config.json").write_text(config.to_json())
     return folder
 
@@ -175,7 +177,7 @@ def test_uncertain_flags_come_from_calibrated_probabilities_only():
     from cifar_core import split_predictions
 
     probs, y = synthetic(400, 0.4, seed=3)  # under-confident: most top-class probabilities are low
-    raw = Interpretation(probs.astype(np.float32), y)
+    raw = Interpretation(probs.astype(np.float32), y, CLASSES)
     assert not raw.table()["uncertain"].any()  # without a temperature nothing is flagged
     calibrated = raw.with_temperature(calibration.fit_temperature(probs, y))
     table = calibrated.table()

@@ -54,13 +54,13 @@ def test_form_defaults_from_a_run_keep_its_settings():
 
 
 def test_filter_predictions_filters_and_sorts():
-    probs = np.array([[0.9, 0.1] + [0] * 8, [0.2, 0.8] + [0] * 8, [0.6, 0.4] + [0] * 8], dtype=np.float32)
-    table = Interpretation(probs, np.array([0, 0, 1])).table()
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
+    table = Interpretation(probs, np.array([0, 0, 1]), ("cat", "dog")).table()
     wrong = split_predictions.filter_predictions(table, correct=False)
     assert list(wrong.index) == [1, 2]
     by_loss = split_predictions.filter_predictions(table, sort_by="loss", descending=True)
     assert list(by_loss.index) == [1, 2, 0]
-    assert list(split_predictions.filter_predictions(table, true=["automobile"]).index) == [2]
+    assert list(split_predictions.filter_predictions(table, true=["dog"]).index) == [2]
     assert list(split_predictions.filter_predictions(table, confidence=(0.85, 1.0)).index) == [0]
 
 
@@ -126,13 +126,16 @@ def test_figures_mark_the_phase_boundary_and_export_png():
     fig = plots.curves_figure(epochs)
     assert any(shape.x0 == 2.5 for shape in fig.layout.shapes)
     assert plots.curves_png(epochs).startswith(b"\x89PNG")
-    cm = np.eye(10, dtype=int) * 3
-    assert plots.confusion_png(cm).startswith(b"\x89PNG")
-    assert not math.isnan(plots.confusion_figure(cm).data[0].z[0][0])
+    cm = np.eye(3, dtype=int) * 3
+    names = ("ant", "bee", "wasp")
+    assert plots.confusion_png(cm, names).startswith(b"\x89PNG")
+    figure = plots.confusion_figure(cm, names)
+    assert not math.isnan(figure.data[0].z[0][0]) and list(figure.data[0].x) == list(names)
 
 
-def test_chance_level_is_two_points_around_one_in_ten():
+def test_chance_level_is_two_points_around_one_in_the_class_count():
     from cifar_core.outcome import did_not_learn
 
-    assert did_not_learn(0.10) and did_not_learn(0.119)
-    assert not did_not_learn(0.13) and not did_not_learn(None)
+    assert did_not_learn(0.10, 10) and did_not_learn(0.119, 10)
+    assert not did_not_learn(0.13, 10) and not did_not_learn(None, 10)
+    assert did_not_learn(0.21, 5) and not did_not_learn(0.23, 5)  # chance is 20% for five classes

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cifar_core import CLASS_NAMES
 from cifar_core import data as data_lib
-from cifar_core.data import DataError, describe_source, load_cifar10, make_dataset, make_splits
+from cifar_core.data import DataError, describe_source, image_batches, load_cifar10, make_dataset, make_splits
 
 
 def load(root, tmp_path, **kw):
@@ -203,7 +203,7 @@ def test_test_split_alone_of_a_kaggle_folder_is_its_hold_out(tmp_path):
 @pytest.fixture(scope="module")
 def forty_per_class():
     x, y = synthetic_images(40, seed=5)
-    return data_lib.CifarData(x, y, x[:10], y[:10], source="synthetic")
+    return data_lib.CifarData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
 
 
 def test_validation_split_is_stratified_and_seeded(forty_per_class):
@@ -352,9 +352,10 @@ def batches(ds):
 
 def test_pipeline_applies_vgg16_preprocess_input(images):
     x, y = images
-    got, labels = batches(make_dataset(x, y, 8, training=False))
+    got, labels = batches(make_dataset(x, y, 8, training=False, num_classes=10))
     expected = keras.applications.vgg16.preprocess_input(x.astype(np.float32))
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([b.numpy() for b in image_batches(x, 8)]), expected, atol=1e-4)  # predicting's input
     np.testing.assert_array_equal(labels.argmax(1), y)
     assert labels.shape == (20, 10)
 
@@ -363,7 +364,7 @@ def test_pipeline_resizes_to_the_input_size(images):
     import tensorflow as tf
 
     x, y = images
-    got, _ = batches(make_dataset(x, y, 8, training=False, input_size=64))
+    got, _ = batches(make_dataset(x, y, 8, training=False, input_size=64, num_classes=10))
     assert got.shape == (20, 64, 64, 3)
     expected = keras.applications.vgg16.preprocess_input(tf.image.resize(x.astype(np.float32), (64, 64)).numpy())
     np.testing.assert_allclose(got, expected, atol=1e-3)
@@ -377,6 +378,6 @@ def test_augmentation_only_changes_training_images(images):
         got, _ = batches(ds)
         return sum(np.round(img, 3).tobytes() not in plain for img in got)
 
-    assert unseen(make_dataset(x, y, 8, training=False, augment=True)) == 0
-    assert unseen(make_dataset(x, y, 8, training=True, augment=False)) == 0
-    assert unseen(make_dataset(x, y, 8, training=True, augment=True, seed=3)) > 0
+    assert unseen(make_dataset(x, y, 8, training=False, augment=True, num_classes=10)) == 0
+    assert unseen(make_dataset(x, y, 8, training=True, augment=False, num_classes=10)) == 0
+    assert unseen(make_dataset(x, y, 8, training=True, augment=True, seed=3, num_classes=10)) > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_core import duplicates, embeddings, label_issues
+from cifar_core import CLASS_NAMES, duplicates, embeddings, label_issues
 from cifar_core.evaluate import Interpretation
 
 pytestmark = pytest.mark.slow
@@ -135,12 +135,10 @@ def test_cleanlab_finds_flipped_labels_and_suggests_the_right_class():
     flipped = rng.choice(600, 12, replace=False)
     given = y_true.copy()
     given[flipped] = (y_true[flipped] + 1 + rng.integers(0, 9, 12)) % 10
-    issues = label_issues.find_label_issues(probs, given)
+    issues = label_issues.find_label_issues(probs, given, CLASS_NAMES)
     # Confident learning prunes by estimated per-class noise counts, so it may miss a
     # flip; it must not accuse a correct label here, where the model is confident and right.
     assert set(issues.index) <= set(flipped) and len(issues) >= 0.8 * len(flipped)
-    from cifar_core import CLASS_NAMES
-
     for i, row in issues.iterrows():
         assert row["given"] == CLASS_NAMES[given[i]] and row["suggested"] == CLASS_NAMES[y_true[i]]
         assert row["p_suggested"] > row["p_given"]
@@ -148,7 +146,7 @@ def test_cleanlab_finds_flipped_labels_and_suggests_the_right_class():
 
 
 def test_no_images_no_label_issues():
-    issues = label_issues.find_label_issues(np.zeros((0, 10)), np.zeros(0, np.int64))
+    issues = label_issues.find_label_issues(np.zeros((0, 10)), np.zeros(0, np.int64), CLASS_NAMES)
     assert len(issues) == 0 and list(issues.columns) == ["given", "suggested", "p_given", "p_suggested"]
 
 

@@ -88,7 +88,7 @@ def test_a_flipped_label_is_a_top_loss_and_a_label_issue_candidate(noisy, noisy_
     count = int(next(m.value for m in at.metric if m.label == "Candidates among the test images").replace(",", ""))
     from cifar_core.label_issues import find_label_issues
 
-    candidates = find_label_issues(interp.probs, interp.y)
+    candidates = find_label_issues(interp.probs, interp.y, interp.class_names)
     assert count == len(candidates) > 0
     # The tiny model is not confident enough for cleanlab to flag every flip, but what it flags is mostly flips.
     assert len(flipped & set(candidates.index)) >= max(1, len(candidates) // 2)

@@ -24,7 +24,7 @@ def make_probs() -> np.ndarray:
 
 @pytest.fixture
 def interp() -> Interpretation:
-    return Interpretation(make_probs(), TRUE)
+    return Interpretation(make_probs(), TRUE, CLASS_NAMES)
 
 
 def test_accuracy_and_confusion_matrix(interp):

@@ -77,7 +77,7 @@ def test_a_bfloat16_model_is_exported_in_float32(tiny_data):
     from cifar_core.model import build_model
     from conftest import tiny_config
 
-    model = build_model(tiny_config(tiny_data, bf16=True))
+    model = build_model(tiny_config(tiny_data, bf16=True), num_classes=10)
     clone = export.float32_model(model)
     assert {l.dtype_policy.name for l in clone.get_layer("base").layers} == {"float32"}
     x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)

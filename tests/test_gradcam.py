@@ -25,7 +25,7 @@ def gap_linear_model() -> keras.Model:
     """image -> base cut at block3 -> global average pooling -> softmax, no hidden layer."""
     keras.utils.set_random_seed(3)
     base = build_base("vgg16_bn", "none", 32, "block3_pool", width=0.25)
-    head = build_head(tuple(base.output.shape[1:]), "gap", (), 0.0)
+    head = build_head(tuple(base.output.shape[1:]), "gap", (), 0.0, num_classes=10)
     inputs = keras.Input((32, 32, 3))
     return keras.Model(inputs, head(base(inputs)))
 
@@ -48,7 +48,7 @@ def test_on_a_gap_linear_head_grad_cam_is_the_class_activation_map():
 
 
 def test_heatmaps_default_to_the_predicted_class_and_lie_in_0_1(tiny_data):
-    model = build_model(tiny_config(tiny_data, bf16=True))  # bf16 maps and gradients too
+    model = build_model(tiny_config(tiny_data, bf16=True), num_classes=10)  # bf16 maps and gradients too
     x = images(5, seed=1)
     heat, explained = GradCam(model).heatmaps(x)
     np.testing.assert_array_equal(explained, np.argmax(model(preprocess(tf.constant(x))), axis=1))
@@ -68,14 +68,14 @@ def test_heatmaps_default_to_the_predicted_class_and_lie_in_0_1(tiny_data):
     ("vgg16_bn", 32, "block3_relu3"),
 ])
 def test_default_layer_is_the_deepest_at_least_8_wide(tiny_data, arch, size, expected):
-    model = build_model(tiny_config(tiny_data, arch=arch, cut="block5_pool", input_size=size, width=0.25 if arch == "vgg16_bn" else 1.0))
+    model = build_model(tiny_config(tiny_data, arch=arch, cut="block5_pool", input_size=size, width=0.25 if arch == "vgg16_bn" else 1.0), num_classes=10)
     assert default_layer(model) == expected
     layers = cam_layers(model)
     assert len(layers) == 13 and layers[-1] == ("block5_conv3" if arch == "vgg16" else "block5_relu3")
 
 
 def test_unknown_layer_and_foreign_model_get_clear_errors(tiny_data):
-    model = build_model(tiny_config(tiny_data))
+    model = build_model(tiny_config(tiny_data), num_classes=10)
     with pytest.raises(GradCamError, match="block9_conv1.*block3_relu3"):
         GradCam(model, "block9_conv1")
     with pytest.raises(GradCamError, match="no 'base' part"):

@@ -31,7 +31,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, tiny_data) -> Classifier:
     path = tmp_path_factory.mktemp("hostile_model") / "model.keras"
-    build_model(tiny_config(tiny_data)).save(path)
+    build_model(tiny_config(tiny_data), num_classes=10).save(path)
     return Classifier(path)
 
 

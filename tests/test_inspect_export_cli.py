@@ -30,7 +30,7 @@ def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
     assert result["test_images"] == 40 and result["train_images"] == 120 and result["threshold"] == 0.95
     saved = Interpretation.load(run.dir).with_temperature(calibration.temperature(run.dir, tta=False))  # calibrated, as shown
     assert saved.temperature != 1.0  # the run stored a temperature: the candidates come from calibrated probabilities
-    assert result["label_issues"] == len(label_issues.find_label_issues(saved.probs, saved.y))
+    assert result["label_issues"] == len(label_issues.find_label_issues(saved.probs, saved.y, saved.class_names))
     assert "out-of-sample" in result["label_issue_probabilities"]
     data = load_cifar10(str(tiny_data))
     expected = duplicates.counts(duplicates.cached_scan(run.model_path, data.x_test, data.x_train), 0.95)

@@ -24,12 +24,12 @@ def trainable_conv_layers(base: keras.Model) -> list[str]:
 
 @pytest.fixture(scope="module")
 def vgg16():
-    return build_model(config())
+    return build_model(config(), num_classes=10)
 
 
 @pytest.fixture(scope="module")
 def vgg16_bn():
-    return build_model(config(arch="vgg16_bn"))
+    return build_model(config(arch="vgg16_bn"), num_classes=10)
 
 
 BLOCK5 = ["block5_conv1", "block5_conv2", "block5_conv3"]
@@ -92,7 +92,7 @@ def test_cut_points_set_the_feature_shape(cut, size, shape):
 
 
 def test_flatten_head_is_the_seeds():
-    head = build_head((1, 1, 512), "flatten", (512, 256), 0.5)
+    head = build_head((1, 1, 512), "flatten", (512, 256), 0.5, num_classes=10)
     kinds = [type(layer).__name__ for layer in head.layers[1:]]
     assert kinds == ["Flatten", "Dense", "BatchNormalization", "Dropout", "Dense", "BatchNormalization", "Dropout", "Dense"]
     dense = [layer for layer in head.layers if isinstance(layer, keras.layers.Dense)]
@@ -102,9 +102,9 @@ def test_flatten_head_is_the_seeds():
 
 
 def test_gap_head_with_custom_units_and_dropout():
-    head = build_head((4, 4, 256), "gap", (64,), 0.2)
+    head = build_head((4, 4, 256), "gap", (64,), 0.2, num_classes=3)
     assert isinstance(head.layers[1], keras.layers.GlobalAveragePooling2D)
-    assert [d.units for d in head.layers if isinstance(d, keras.layers.Dense)] == [64, 10]
+    assert [d.units for d in head.layers if isinstance(d, keras.layers.Dense)] == [64, 3]
     assert [d.rate for d in head.layers if isinstance(d, keras.layers.Dropout)] == [0.2]
     probs = head.predict_on_batch(np.random.default_rng(0).normal(size=(3, 4, 4, 256)).astype("float32"))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
@@ -126,7 +126,7 @@ def vgg16_weights_file(tmp_path_factory):
 def test_weights_from_a_local_file_are_loaded(vgg16_weights_file):
     path, expected = vgg16_weights_file
     keras.utils.set_random_seed(0)  # a different init than the file's
-    model = build_model(config(weights=str(path), cut="block4_pool"))
+    model = build_model(config(weights=str(path), cut="block4_pool"), num_classes=10)
     base = model.get_layer("base")
     assert len(trainable_conv_layers(base)) == 10
     loaded = [layer for layer in base.layers if layer.weights]
@@ -179,7 +179,7 @@ def offline_keras(monkeypatch, tmp_path):
 def test_imagenet_offline_names_the_weights_file_and_where_to_put_it(offline_keras):
     home, tried = offline_keras
     with pytest.raises(WeightsError) as info:
-        build_model(config(weights="imagenet"))
+        build_model(config(weights="imagenet"), num_classes=10)
     message = str(info.value)
     assert tried and tried[0].endswith(IMAGENET_NOTOP_FILE)
     assert IMAGENET_NOTOP_FILE == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -193,23 +193,23 @@ def test_imagenet_offline_names_the_weights_file_and_where_to_put_it(offline_ker
 
 def test_bf16_is_scoped_to_the_model():
     before = keras.config.dtype_policy().name
-    model = build_model(config(bf16=True, cut="block3_pool"))
+    model = build_model(config(bf16=True, cut="block3_pool"), num_classes=10)
     assert keras.config.dtype_policy().name == before == "float32"
     assert model.get_layer("base").get_layer("block1_conv1").dtype_policy.name == "mixed_bfloat16"
     assert model.output.dtype == "float32"
-    assert build_model(config(cut="block3_pool")).get_layer("base").get_layer("block1_conv1").dtype_policy.name == "float32"
+    assert build_model(config(cut="block3_pool"), num_classes=10).get_layer("base").get_layer("block1_conv1").dtype_policy.name == "float32"
 
 
 def test_dtype_policy_is_restored_when_building_fails(tmp_path):
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5")
     with pytest.raises(WeightsError):
-        build_model(config(bf16=True, weights=str(bad)))
+        build_model(config(bf16=True, weights=str(bad)), num_classes=10)
     assert keras.config.dtype_policy().name == "float32"
 
 
 def test_load_model_round_trip_and_clear_errors(tmp_path):
-    model = build_model(config(arch="vgg16_bn", cut="block3_pool"))
+    model = build_model(config(arch="vgg16_bn", cut="block3_pool"), num_classes=10)
     model.save(tmp_path / "m.keras")
     x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)

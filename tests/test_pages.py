@@ -419,7 +419,7 @@ def with_mistakes(tiny_run, with_data, tmp_path, monkeypatch):
     for c in range(10):
         i = int(np.flatnonzero(interp.y == c)[0])
         probs[i] = np.eye(10, dtype=np.float32)[(c + 1) % 10] * 0.9 + 0.01
-    Interpretation(probs, interp.y).save(copy.get(summary["run_id"]).dir)
+    Interpretation(probs, interp.y, interp.class_names).save(copy.get(summary["run_id"]).dir)
     return copy, summary
 
 

@@ -435,7 +435,7 @@ def tiny_model_file(tmp_path_factory, tiny_data) -> Path:
     from cifar_core.model import build_model
 
     path = tmp_path_factory.mktemp("tiny_model") / "model.keras"
-    build_model(tiny_config(tiny_data)).save(path)
+    build_model(tiny_config(tiny_data), num_classes=10).save(path)
     return path
 
 

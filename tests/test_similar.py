@@ -31,7 +31,7 @@ def random_model(tmp_path_factory, tiny_data):
     from cifar_core.model import build_model
 
     path = tmp_path_factory.mktemp("similar_model") / "model.keras"
-    build_model(tiny_config(tiny_data)).save(path)
+    build_model(tiny_config(tiny_data), num_classes=10).save(path)
     return path
 
 

@@ -196,7 +196,7 @@ def test_early_stopping_restores_the_best_weights(tiny_data, store, monkeypatch)
     val = store.metrics(summary["run_id"], "epoch")["val_accuracy"]
     assert len(val) < 6 and val.iloc[-1] == pytest.approx(0.1)  # stopped early, on sabotaged epochs
     assert val.max() > 0.1
-    model = build_model(config)
+    model = build_model(config, num_classes=10)
     model.load_weights(f"{summary['run_dir']}/after_head.weights.h5")
     assert model.get_layer("head").layers[-1].get_weights()[1][0] < 50  # the sabotage was undone
     assert summary["val_accuracy"] == pytest.approx(val.max())
