@@ -22,6 +22,7 @@ import streamlit as st
 from cifar_core import duplicates, embeddings, explain, label_issues, model_choice, plots, previews, similar, split_predictions
 from cifar_core import calibration
 from cifar_core.calibration import CalibrationError
+from cifar_core.classes import ClassesError
 from cifar_core.config import TrainConfig
 from cifar_core.data import DataError, describe_source
 from cifar_core.evaluate import Interpretation
@@ -116,8 +117,9 @@ def require_model() -> ModelChoice:
         st.stop()
     st.caption(model_caption(model))
     try:
+        _ = model.class_names  # read (and checked) here, so that a bad classes.json stops the page in words
         split_predictions.temperature(model)  # every probability shown uses it
-    except CalibrationError as err:
+    except (CalibrationError, ClassesError) as err:
         st.error(plain(err), icon=":material/error:")
         st.stop()
     return model
@@ -137,8 +139,13 @@ def _classifier(path: str, mtime: float) -> Classifier:
 
 
 def classifier(choice: ModelChoice) -> Classifier:
-    """The choice's loaded model, reused across reruns until its file changes."""
-    return _classifier(str(choice.model_path), choice.model_path.stat().st_mtime)
+    """The choice's loaded model, reused across reruns until its file changes; when its classes.json does not
+    match it, say so and stop the page."""
+    try:
+        return _classifier(str(choice.model_path), choice.model_path.stat().st_mtime)
+    except ClassesError as err:
+        st.error(plain(err), icon=":material/error:")
+        st.stop()
 
 
 class Slot:
@@ -229,10 +236,11 @@ def _checked(choice: ModelChoice, method: str, layer: str | None, sample: tuple[
     x, data_id = sample
 
     def compute() -> dict:
-        bar = st.progress(0.0, text=f"Checking the maps of {explain.label(method, layer)} on {len(x)} test images (once per model)…")
+        label = plain(explain.label(method, layer))  # a layer's name comes with the model file
+        bar = st.progress(0.0, text=f"Checking the maps of {label} on {len(x)} test images (once per model)…")
         try:
             return explain.checked(classifier(choice), method, layer, x, progress=lambda done, total: bar.progress(
-                done / total, text=f"Checking the maps of {explain.label(method, layer)}: {done:,}/{total:,} test images"))
+                done / total, text=f"Checking the maps of {label}: {done:,}/{total:,} test images"))
         finally:
             bar.empty()
 
@@ -258,7 +266,7 @@ def explanation_picker(choice: ModelChoice, key: str) -> Explainer:
     if st.session_state.get(key) not in pairs:  # first visit, or another model's layers
         st.session_state[key] = default
     picked = st.selectbox("Explanation method", list(pairs), key=key, format_func=lambda k: explain.label(*pairs[k]),
-                          help=f"{explain.label(*pairs[default])} by default: the first method whose maps pass the check below "
+                          help=f"{plain(explain.label(*pairs[default]))} by default: the first method whose maps pass the check below "
                                "on this model (occlusion, then Grad-CAM's layers; see the README's explanation check)")
     method, layer = pairs[picked]
     return _explainer(str(choice.model_path), choice.model_path.stat().st_mtime, method, layer, classifier(choice))
@@ -292,7 +300,7 @@ def explanation_check(choice: ModelChoice, explainer: Explainer) -> None:
     measured on test images when there are any."""
     if (sample := _check_sample(choice)) is not None:
         row = _checked(choice, explainer.method, explainer.layer, sample)
-        st.caption(f"{explain.label(explainer.method, explainer.layer)}. {check_sentence(row, len(sample[0]))}")
+        st.caption(f"{plain(explain.label(explainer.method, explainer.layer))}. {check_sentence(row, len(sample[0]))}")
 
 
 def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> Interpretation:
@@ -382,7 +390,7 @@ def similar_training_images(image: np.ndarray, found: tuple[similar.SimilarSearc
     for col, i, s in zip(st.columns(k), idx[0], sim[0]):
         with col:
             st.image(previews.upscale(x_train[i]), width="stretch")
-            st.markdown(f"**{class_names[y_train[i]]}**")
+            st.markdown(f"**{plain(class_names[y_train[i]])}**")
             st.caption(f"train #{i} · similarity {s:.3f}")
 
 
@@ -441,9 +449,9 @@ def image_tile(image: np.ndarray, true: str, predicted: str, p_predicted: float,
     """One image with the predicted class and its probability (green when right, red when wrong; flagged when
     `uncertain`), the true class and its probability, and optionally the loss."""
     st.image(previews.upscale(image), width="stretch")
-    verdict = f":green[**✓ {predicted}**]" if true == predicted else f":red[**✗ {predicted}**]"
+    verdict = f":green[**✓ {plain(predicted)}**]" if true == predicted else f":red[**✗ {plain(predicted)}**]"
     st.markdown(f"{verdict} {p_predicted:.0%}" + (" :orange[uncertain]" if uncertain else ""))
-    st.caption(f"{true_word}: {true} {p_true:.0%}" + (f" · loss {loss:.2f}" if loss is not None else ""))
+    st.caption(f"{true_word}: {plain(true)} {p_true:.0%}" + (f" · loss {loss:.2f}" if loss is not None else ""))
 
 
 def gallery(indices: np.ndarray, x: np.ndarray, interp: Interpretation, *, columns: int = 8, pick_key: str | None = None,
@@ -516,8 +524,8 @@ def image_detail(choice: ModelChoice, i: int, x_test: np.ndarray, interp: Interp
     left, middle, right = st.columns([1, 1, 2])
     left.image(previews.upscale(x_test[i], 6))
     names = interp.class_names
-    left.markdown(f"true **{names[interp.y[i]]}** ({interp.true_probs[i]:.1%}) · predicted "
-                  f"**{names[interp.preds[i]]}** ({interp.confidence[i]:.1%}) · loss {interp.losses[i]:.3f}")
+    left.markdown(f"true **{plain(names[interp.y[i]])}** ({interp.true_probs[i]:.1%}) · predicted "
+                  f"**{plain(names[interp.preds[i]])}** ({interp.confidence[i]:.1%}) · loss {interp.losses[i]:.3f}")
     with middle:
         explained = st.selectbox("Where the evidence is for", names, index=int(interp.preds[i]), key=f"cam_class_{i}")
         cam = explanation_picker(choice, key=f"{pick_key}_cam_layer")
@@ -558,7 +566,8 @@ def detail_dialog(choice: ModelChoice, x_test: np.ndarray, interp: Interpretatio
 
 
 def model_caption(choice: ModelChoice) -> str:
-    return f"Model: {choice.label} ({Path(choice.model_path).parent.name}/{Path(choice.model_path).name})"
+    """Which model, as Markdown for a caption: its label and file (a folder's name is the user's)."""
+    return plain(f"Model: {choice.label} ({Path(choice.model_path).parent.name}/{Path(choice.model_path).name})")
 
 
 def percent_column(label: str, help: str | None = None, *, bar: bool = True) -> dict:

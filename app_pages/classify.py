@@ -50,18 +50,18 @@ for i, (upload, result) in enumerate(zip(files, results)):
             if preview is not None:
                 st.image(preview, width=160)
             if i in overlays:
-                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"{cam.name}: {result.top[0]['label']}")
+                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"{cam.name}: {studio_ui.plain(result.top[0]['label'])}")
             st.text(result.file)  # a user's file name: shown as typed, never as Markdown
         with chart:
             if result.error is not None:
                 st.error(f"Could not classify this file: {studio_ui.plain(result.error)}", icon=":material/broken_image:")
             else:
                 best = result.top[0]
-                st.markdown(f"### {best['label']} · {best['prob']:.1%}")
+                st.markdown(f"### {studio_ui.plain(best['label'])} · {best['prob']:.1%}")
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
                 t = studio_ui.classifier(model).temperature
-                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {model.label}"
+                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {studio_ui.plain(model.label)}"
                            + (f" · calibrated probabilities (temperature {t:.3f}, fitted on validation images)" if t != 1.0 else ""))
         if found is not None and result.error is None:
             studio_ui.similar_training_images(result.image, found, model.class_names)

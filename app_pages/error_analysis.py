@@ -109,7 +109,7 @@ if confusion_tab.open:
         true_name = left.selectbox("True class", names, key="cell_true")
         pred_name = right.selectbox("Predicted as", names, key="cell_pred")
         cell = interp.cell(names.index(true_name), names.index(pred_name))
-        st.subheader(f"{true_name} predicted as {pred_name}: {len(cell)} image(s)")
+        st.subheader(f"{studio_ui.plain(true_name)} predicted as {studio_ui.plain(pred_name)}: {len(cell)} image(s)")
         if x_test is None:
             st.caption(NO_IMAGES)
         else:
@@ -215,13 +215,13 @@ if duplicates_tab.open:
             if shown == "train/test leaks":
                 studio_ui.paged_pairs(duplicates.leak_pairs(scan, threshold), key="leaks", tile=lambda row: studio_ui.pair_tile(
                     x_test[int(row["test"])], x_train[int(row["train"])],
-                    f"test #{int(row['test'])} {names[interp.y[int(row['test'])]]} · train #{int(row['train'])} "
-                    f"{names[y_train[int(row['train'])]]} · {row['similarity']:.3f}"))
+                    f"test #{int(row['test'])} {studio_ui.plain(names[interp.y[int(row['test'])]])} · train #{int(row['train'])} "
+                    f"{studio_ui.plain(names[y_train[int(row['train'])]])} · {row['similarity']:.3f}"))
             else:
                 studio_ui.paged_pairs(duplicates.duplicate_pairs(scan, threshold), key="test_duplicates", tile=lambda row: studio_ui.pair_tile(
                     x_test[int(row["a"])], x_test[int(row["b"])],
-                    f"test #{int(row['a'])} {names[interp.y[int(row['a'])]]} · test #{int(row['b'])} "
-                    f"{names[interp.y[int(row['b'])]]} · {row['similarity']:.3f}"))
+                    f"test #{int(row['a'])} {studio_ui.plain(names[interp.y[int(row['a'])]])} · test #{int(row['b'])} "
+                    f"{studio_ui.plain(names[interp.y[int(row['b'])]])} · {row['similarity']:.3f}"))
 
 # ---------------------------------------------------------------- calibration
 if calibration_tab.open:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 import studio_ui
+from cifar_core.classes import ClassesError
 
 st.title("CIFAR-10 VGG16 studio")
 st.write("Train a VGG16 classifier on CIFAR-10 (or any image-folder dataset, or some of its classes) from your browser, "
@@ -27,9 +28,14 @@ elif model is None:
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
 else:
     st.subheader("Active model")
+    try:
+        classes = model.class_names
+    except ClassesError as err:  # its classes.json is unusable: say why; the rest of the page still helps
+        st.error(studio_ui.plain(err), icon=":material/error:")
+        classes = ()
     c1, c2, c3 = st.columns(3)
     c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–",
-              help=f"on the test images of its {len(model.class_names)} classes"
+              help=f"on the test images of its {len(classes)} classes"
                    + (", with test-time augmentation" if model.config.get("tta") else ""))
     width = model.config.get("width", 1.0)
     arch = model.config.get("arch", "?") + (f" ×{width:g}" if model.config.get("arch") == "vgg16_bn" and width != 1 else "")
@@ -42,7 +48,7 @@ else:
               help={"imagenet": "VGG16's ImageNet weights", "none": "random (trained from scratch)"}.get(
                   weights, f"the base of the trained model {studio_ui.plain(weights)}" if weights.endswith(".keras")
                   else f"the weights file {studio_ui.plain(weights)}"))
-    st.caption(studio_ui.model_caption(model) + f" · classes: {', '.join(model.class_names)}")
+    st.caption(studio_ui.model_caption(model) + f" · classes: {studio_ui.plain(', '.join(classes))}")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "
                 "2-core CPU machine: no ImageNet weights could be downloaded there, so it is not ImageNet transfer "

@@ -72,6 +72,9 @@ elif ids:
 def export_panel(choice: model_choice.ModelChoice) -> None:
     """A button per export format; an export is offered for download only once it passed its parity check."""
     st.markdown("**Export for other runtimes**")
+    if problem := choice.classes_problem:  # an export carries the class names: none without usable ones
+        st.error(studio_ui.plain(problem), icon=":material/error:")
+        return
     st.caption(f"Each export takes float32 RGB pixels 0–255, shape (N, 32, 32, 3), and returns the model's class probabilities (in the order of its classes.json). "
                f"Before it is offered, it classifies {export.PARITY_IMAGES:,} test images next to the Keras model: the top-1 "
                f"class must agree on at least {export.FLOAT_MIN_AGREEMENT:.1%} of them ({export.INT8_MIN_AGREEMENT:.0%} for int8).")
@@ -92,7 +95,7 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
                         report = export.export_model(choice.model_path, fmt, *images, x_train=train[0] if train else None,
                                                      out_dir=out_dir, classifier=studio_ui.classifier(choice))
                 except export.ExportError as err:
-                    st.error(str(err), icon=":material/block:")
+                    st.error(studio_ui.plain(err), icon=":material/block:")
                     continue
         if report is None:
             continue
@@ -106,7 +109,7 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
                                    icon=":material/download:", key=f"download_{fmt}_{choice.key}")
                 st.caption(summary)
         else:
-            result_col.error(f"{export.failure_message(report)} ({summary})", icon=":material/block:")
+            result_col.error(studio_ui.plain(f"{export.failure_message(report)} ({summary})"), icon=":material/block:")
     if not has_data:
         st.caption("Exports are checked on the test images: set a data folder (see the sidebar).")
 
@@ -157,7 +160,7 @@ else:
                 except RunBusyError as err:  # started since this page was drawn: the Train page shows it
                     st.toast(studio_ui.plain(err), icon=":material/block:")
                 except RunError as err:
-                    st.error(str(err), icon=":material/block:")
+                    st.error(studio_ui.plain(err), icon=":material/block:")
                 else:
                     st.switch_page("app_pages/train.py")
         elif run.status in LIVE and run.unknown:  # never blocks a new run; the user decides what it is
@@ -169,15 +172,15 @@ else:
         elif run.status in LIVE:
             st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
         with st.popover("Delete this run", icon=":material/delete:"):
-            st.write(f"Delete run **{run.id}**, its model and its metrics? This cannot be undone.")
-            confirm = st.checkbox(f"Yes, delete {run.id}", key=f"confirm_delete_{run.id}")
+            st.write(f"Delete run **{studio_ui.plain(run.id)}**, its model and its metrics? This cannot be undone.")
+            confirm = st.checkbox(f"Yes, delete {studio_ui.plain(run.id)}", key=f"confirm_delete_{run.id}")
             if st.button("Delete", type="primary", disabled=not confirm, key=f"delete_{run.id}"):
                 try:
                     store.delete(run.id)
                 except RunError as err:  # a live run must be stopped first
                     st.error(studio_ui.plain(err))
                 else:
-                    st.toast(f"Run {run.id} deleted")
+                    st.toast(f"Run {studio_ui.plain(run.id)} deleted")
                     st.rerun()
         # Exportable: the models the studio can use (completed or stopped, files intact).
         choice = next((c for c in model_choice.model_choices(store) if c.key == run.id), None)

@@ -23,7 +23,7 @@ def run_panel(shown: str | None) -> None:
     elif (latest := store.list()[0] if store.list() else None) is not None:
         finished_view(latest.id)
     if st.session_state.get("train_error"):
-        st.error(st.session_state.pop("train_error"), icon=":material/block:")
+        st.error(studio_ui.plain(st.session_state.pop("train_error")), icon=":material/block:")
 
 
 def live_view(run: Run) -> None:
@@ -157,7 +157,7 @@ with st.form("train_form"):
                                      help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False), "
                                           f"up to {st.get_option('server.maxUploadSize')} MB (the server's maxUploadSize)")
                 if f.name == "classes" and data_classes:
-                    st.caption(f"Classes in the data folder: {', '.join(data_classes)}")
+                    st.caption(f"Classes in the data folder: {studio_ui.plain(', '.join(data_classes))}")
                 slots[f.name] = st.empty()
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=active is not None,
                                       help=f"run {active.id} is training: one runs at a time" if active else None)

@@ -312,7 +312,8 @@ def _write_overlays(classifier, results, folder: Path, method: str, layer: str |
     overlays = explain.make(classifier, method, layer).overlays(np.stack([r.image for r in good]))
     written = {}
     for i, (r, image) in enumerate(zip(good, overlays)):
-        out = folder / f"{i:03d}_{Path(r.file).stem}_{r.top[0]['label']}.png"  # the index keeps same-named files apart
+        # The index keeps same-named files apart; file_part makes a class name such as "a/b" one valid name part.
+        out = folder / f"{i:03d}_{paths.file_part(Path(r.file).stem)}_{paths.file_part(r.top[0]['label'])}.png"
         Image.fromarray(upscale(image, 4)).save(out)
         written[r.file] = str(out)
     return written

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from cifar_core import CLASS_NAMES, faults
+from cifar_core.classes import class_names_problem
 from cifar_core.errors import StudioError
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
@@ -378,6 +379,8 @@ def _folder_classes(folder: Path) -> tuple[str, ...]:
                         f"Class folders in train/: {', '.join(train)}.")
     if len(train) < 2:
         raise DataError(f"{folder / 'train'} must hold at least two class folders, found: {', '.join(train) or 'none'}.")
+    if problem := class_names_problem(train):  # folder names become labels on every page and in files
+        raise DataError(f"The class folders in {folder} cannot all be class names: {problem}; rename them.")
     return tuple(train)
 
 
@@ -443,8 +446,8 @@ def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> Cif
     if not rows or not {"id", "label"} <= set(rows[0]):
         raise DataError(f"{folder / 'trainLabels.csv'} must have columns 'id' and 'label'.")
     names = tuple(sorted({r["label"] for r in rows}))
-    if len(names) < 2:
-        raise DataError(f"{folder / 'trainLabels.csv'} must name at least two classes, found: {', '.join(names)}.")
+    if problem := class_names_problem(names):
+        raise DataError(f"The labels in {folder / 'trainLabels.csv'} cannot all be class names: {problem}.")
     paths = [folder / "train" / f"{r['id']}.png" for r in rows]
     missing = [r["id"] for r, p in zip(rows, paths) if not p.is_file()]
     if missing:

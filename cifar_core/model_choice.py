@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from cifar_core.classes import model_class_names
+from cifar_core.classes import ClassesError, model_class_names
 from cifar_core.outcome import usable, verdict
 from cifar_core.paths import default_model_dir
 from cifar_core.runs import RunError, RunStore
@@ -33,6 +33,15 @@ class ModelChoice:
     def class_names(self) -> tuple[str, ...]:
         """The classes the model predicts, in output order (its classes.json; CIFAR-10's without one)."""
         return model_class_names(self.model_path)
+
+    @property
+    def classes_problem(self) -> str | None:
+        """Why the model's classes.json cannot be used, in words, or None when it can (or there is none)."""
+        try:
+            self.class_names
+        except ClassesError as err:
+            return str(err)
+        return None
 
     @property
     def picker_label(self) -> str:

@@ -7,6 +7,7 @@ buttons hand out.
 
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -20,6 +21,17 @@ HIGHLIGHT_COLOUR = "#d62728"
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MAX_BATCH_POINTS = 2000
 BATCH_SMOOTHING = 0.1  # weight of the newest point in the batch curves' moving average
+
+
+def shown(text: object) -> str:
+    """`text` (a class or run name: the user's) as plotly shows it literally: plotly reads titles, axis ticks, legends
+    and hover text as HTML (<a href>, <b>, <br>...), and decodes &amp;, &lt; and &gt; only (so quotes stay as they are)."""
+    return html.escape(str(text), quote=False)
+
+
+def _mpl_text(text: object) -> str:
+    """`text` as matplotlib draws it literally: a pair of $ would start its math notation (and a bad formula fails the PNG)."""
+    return str(text).replace("$", r"\$")
 
 
 def phase_boundary(metrics: pd.DataFrame, x: str) -> float | None:
@@ -105,7 +117,7 @@ def overlay_figure(curves: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     fig = go.Figure()
     for name, df in curves.items():
         if metric in df:
-            fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], name=name, mode="lines+markers"))
+            fig.add_trace(go.Scatter(x=df["epoch"], y=df[metric], name=shown(name), mode="lines+markers"))
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=360, margin=dict(t=30, b=40, l=40, r=20))
     if "accuracy" in metric:
         fig.update_yaxes(range=[0, 1], tickformat=".0%")
@@ -123,16 +135,19 @@ def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...], normalized: b
     text = [[f"{v:.2f}" if normalized else f"{int(v)}" for v in row] for row in cm]
     fig = go.Figure(go.Heatmap(z=cm, x=names, y=names, colorscale="Blues", text=text, texttemplate="%{text}",
                                hoverinfo="skip", showscale=False))
+    # The axes' values stay the names (a click reports them); what is drawn of them is escaped.
     xs, ys = np.meshgrid(names, names)
-    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", text=np.ravel(text), showlegend=False,
-                             marker=dict(symbol="square", size=36, opacity=0.0),
-                             hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    hover = [[f"true {shown(t)}<br>predicted {shown(p)}<br>{v}" for p, v in zip(names, row)] for t, row in zip(names, text)]
+    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", text=np.ravel(hover), showlegend=False,
+                             marker=dict(symbol="square", size=36, opacity=0.0), hovertemplate="%{text}<extra></extra>"))
     if highlight is not None:
         row, col = highlight
         fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5, xref="x", yref="y",
                       line=dict(color=HIGHLIGHT_COLOUR, width=4))
+    # Categories always: class names such as "1" or "2024-01-01" would otherwise make a number or date axis.
+    axis = dict(type="category", tickvals=names, ticktext=[shown(n) for n in names])
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=560, margin=dict(t=20, b=40, l=40, r=20),
-                      yaxis_autorange="reversed", clickmode="event+select")
+                      yaxis_autorange="reversed", clickmode="event+select", xaxis=axis, yaxis=axis)
     return fig
 
 
@@ -151,10 +166,10 @@ def embedding_figure(xy: np.ndarray, y: np.ndarray, preds: np.ndarray, class_nam
                 continue
             fig.add_trace(go.Scatter(
                 x=xy[idx, 0], y=xy[idx, 1], mode="markers", customdata=idx, legendgroup=name,
-                name=name if correct else f"{name} (mistake)", showlegend=correct,
+                name=shown(name) if correct else f"{shown(name)} (mistake)", showlegend=correct,
                 marker=dict(color=CLASS_COLOURS[c % len(CLASS_COLOURS)], size=5 if correct else 7,
                             symbol="circle" if correct else "x", opacity=0.6 if correct else 0.9),
-                text=[f"#{i} true {name}, predicted {class_names[preds[i]]}" for i in idx],
+                text=[f"#{i} true {shown(name)}, predicted {shown(class_names[preds[i]])}" for i in idx],
                 hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(height=620, margin=dict(t=20, b=40, l=40, r=20), dragmode="lasso", legend_title_text="true class",
                       xaxis=dict(title=f"{method} 1", showticklabels=False), yaxis=dict(title=f"{method} 2", showticklabels=False))
@@ -190,9 +205,10 @@ def reliability_figure(panels: list[tuple[str, pd.DataFrame]], height: int = 420
 def probs_figure(probs: dict[str, float], height: int = 220) -> go.Figure:
     """Horizontal bars of class probabilities, highest on top."""
     items = sorted(probs.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[p for _, p in items], y=[k for k, _ in items], orientation="h",
+    fig = go.Figure(go.Bar(x=[p for _, p in items], y=[shown(k) for k, _ in items], orientation="h",
                            text=[f"{p:.1%}" for _, p in items], textposition="auto", marker_color=TRAIN_COLOUR))
-    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), height=height, margin=dict(t=10, b=10, l=10, r=10))
+    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis_type="category", height=height,
+                      margin=dict(t=10, b=10, l=10, r=10))
     return fig
 
 
@@ -210,7 +226,7 @@ def confusion_png(cm: np.ndarray, class_names: tuple[str, ...], normalized: bool
     fig = Figure(figsize=(8, 7))
     ax = fig.subplots()
     sns.heatmap(cm, annot=True, fmt=".2f" if normalized else "d", cmap="Blues", cbar=False,
-                xticklabels=class_names, yticklabels=class_names, ax=ax)
+                xticklabels=[_mpl_text(n) for n in class_names], yticklabels=[_mpl_text(n) for n in class_names], ax=ax)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix" + (" (row-normalised)" if normalized else ""))

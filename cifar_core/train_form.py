@@ -121,7 +121,8 @@ def data_class_names(data_dir: str | None) -> tuple[str, ...]:
 def base_model_choices(store: RunStore) -> dict[str, str]:
     """Trained models whose base a new run can start from (transfer learning): {label: model path}."""
     return {f"{c.label} · {c.config.get('arch', '?')} width {c.config.get('width', '?')} · "
-            f"{len(c.class_names)} classes": str(c.model_path) for c in model_choices(store)}
+            + (f"{len(c.class_names)} classes" if c.classes_problem is None else "unusable classes.json"): str(c.model_path)
+            for c in model_choices(store)}
 
 
 def save_uploaded_weights(name: str, data: bytes) -> Path:

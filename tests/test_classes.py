@@ -1,6 +1,7 @@
 """Class lists from the data, `--classes`, class names stored with the model, and transfer from a trained base."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cifar_core import CLASS_NAMES
-from cifar_core.classes import model_class_names, write_class_names
+from cifar_core.classes import ClassesError, model_class_names, write_class_names
 from cifar_core.config import ConfigError, parse_config
 from cifar_core.data import DataError, load_cifar10, select_classes
 from tests.conftest import synthetic_images, tiny_config
@@ -81,9 +82,57 @@ def test_model_class_names_come_from_the_file_beside_the_model(tmp_path):
     assert model_class_names(model, 3) == ("class 0", "class 1", "class 2")
     write_class_names(tmp_path, SUBSET)
     assert model_class_names(model) == SUBSET and model_class_names(model, 3) == SUBSET
-    assert model_class_names(model, 10) == CLASS_NAMES  # a file that does not match the model is ignored
+    with pytest.raises(ClassesError, match="names 3 classes but the model beside it has 10 outputs"):
+        model_class_names(model, 10)  # a file that does not match the model is another model's
     (tmp_path / "classes.json").write_text("{not json")
-    assert model_class_names(model, 10) == CLASS_NAMES
+    with pytest.raises(ClassesError, match="is not valid JSON"):
+        model_class_names(model, 10)
+
+
+def _classes_file(tmp_path, text):
+    (tmp_path / "classes.json").write_text(text, encoding="utf-8")
+    return tmp_path / "model.keras"
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"class_names": ["cat", "dog", "cat"]}, "each class must be named once; repeated: 'cat'"),
+    ({"class_names": ["cat", "", "dog"]}, "must not be empty or blank"),
+    ({"class_names": ["cat", "   ", "dog"]}, "must not be empty or blank"),
+    ({"class_names": ["cat", 3, "dog"]}, "must be a list of strings"),
+    ({"class_names": "cat,dog,ship"}, "must be a list of strings"),
+    ({"class_names": ["cat"]}, "at least two class names"),
+    ({"class_names": ["cat", "x" * 201, "dog"]}, "at most 200 characters long; 'xxxx"),
+    ({"class_names": ["cat", "line\nbreak", "dog"]}, "control characters"),
+    ({"class_names": ["cat", "\u202eevil", "dog"]}, "bidirectional-text"),
+    (["cat", "dog", "ship"], 'no "class_names" list'),
+    ({"names": ["cat", "dog", "ship"]}, 'no "class_names" list'),
+])
+def test_an_unusable_classes_json_is_refused_saying_why(tmp_path, content, message):
+    model = _classes_file(tmp_path, json.dumps(content))
+    with pytest.raises(ClassesError, match=re.escape(message)):
+        model_class_names(model, 3)
+
+
+def test_classes_json_accepts_any_text_of_up_to_200_characters(tmp_path):
+    names = ["![b](http://127.0.0.1:9/b.png)", "<img src=x>", "a/b", "قطة", "x" * 200, "**bold**", ":red[x]", "$x$"]
+    assert model_class_names(_classes_file(tmp_path, json.dumps({"class_names": names})), len(names)) == tuple(names)
+
+
+def test_a_classes_json_larger_than_the_limit_is_not_read(tmp_path):
+    from cifar_core.classes import MAX_CLASSES_BYTES
+
+    model = _classes_file(tmp_path, json.dumps({"class_names": ["a", "b"]}) + " " * MAX_CLASSES_BYTES)
+    with pytest.raises(ClassesError, match="is larger than 1 MiB"):
+        model_class_names(model, 2)
+    deep = _classes_file(tmp_path, "[" * 100_000 + "]" * 100_000)  # nesting that would exhaust the parser's stack
+    with pytest.raises(ClassesError, match="is not valid JSON"):
+        model_class_names(deep, 2)
+
+
+def test_class_folders_with_unusable_names_are_refused_in_words(tmp_path):
+    root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "x" * 201])
+    with pytest.raises(DataError, match="cannot all be class names: class names may be at most 200 characters"):
+        load_cifar10(str(root), cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture(scope="module")

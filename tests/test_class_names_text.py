@@ -1,0 +1,78 @@
+"""Class names are the user's text: file names built from them are valid, and charts show them literally."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifar_core import plots
+from cifar_core.paths import FILE_PART_BYTES, file_part
+
+ROOT = Path(__file__).resolve().parent.parent
+# Ten names a classes.json or a data folder may hold: Markdown, HTML, a path, right-to-left text, 200 characters...
+HOSTILE_CLASSES = [
+    "![b](http://127.0.0.1:9/beacon.png)", "<img src=http://127.0.0.1:9/x>", "cats/dogs", "قطة", "חתול",
+    "x" * 200, "**bold**", ":red[x]", "$x$", "..",
+]
+
+
+@pytest.mark.parametrize("name", [*HOSTILE_CLASSES, "CON", "nul.txt", "a\\b:c*d?e", "é" * 150, ". hidden ."])
+def test_a_file_part_is_one_valid_name_of_bounded_length(tmp_path, name):
+    part = file_part(name)
+    assert part and "/" not in part and "\\" not in part and "\0" not in part and part not in (".", "..")
+    assert len(part.encode()) <= FILE_PART_BYTES and not part.endswith((".", " ")) and not part.startswith((".", " "))
+    assert part.split(".")[0].upper() not in ("CON", "NUL")
+    (tmp_path / f"001_{part}.png").write_bytes(b"x")  # the file system takes it as one file in the folder
+    assert [p.name for p in tmp_path.iterdir()] == [f"001_{part}.png"]
+
+
+def test_file_parts_keep_readable_names_and_different_names_apart():
+    assert file_part("cat") == "cat" and file_part("قطة") == "قطة" and file_part("snow leopard") == "snow leopard"
+    assert file_part("cats/dogs").startswith("cats_dogs~")
+    assert len({file_part(n) for n in ("a/b", "a_b", "a:b", "a?b")}) == 4
+
+
+def test_predict_writes_overlays_for_a_class_name_with_a_slash(tmp_path, capsys):
+    from cifar_core.cli import main
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(ROOT / "artifacts" / "default" / "model.keras", model_dir / "model.keras")
+    names = ["cats/dogs" if i == 0 else f"../{i}" for i in range(10)]  # every top class holds a "/"
+    (model_dir / "classes.json").write_text(json.dumps({"class_names": names}))
+    images = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30)]):
+        images.append(tmp_path / f"in{i}.png")
+        Image.fromarray(np.full((32, 32, 3), colour, np.uint8)).save(images[-1])
+    out = tmp_path / "overlays"
+    assert main(["predict", "--model", str(model_dir), "--gradcam", str(out), *map(str, images)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    written = sorted(out.iterdir())
+    assert len(rows) == 2 and len(written) == 2  # nothing written anywhere else (a "../" name stays in the folder)
+    assert sorted(Path(r["gradcam"]) for r in rows) == written
+    for row in rows:
+        assert row["top"][0]["label"] in names and Image.open(row["gradcam"]).size == (128, 128)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["in0.png", "in1.png"]  # only the inputs beside the folder
+
+
+def test_charts_show_class_names_as_text_not_html():
+    names = tuple(HOSTILE_CLASSES)
+    cm = np.arange(100).reshape(10, 10)
+    fig = plots.confusion_figure(cm, names, highlight=(0, 1))
+    assert list(fig.layout.xaxis.tickvals) == list(names)  # a click still reports the names themselves
+    assert "&lt;img src=http://127.0.0.1:9/x&gt;" in fig.layout.xaxis.ticktext and fig.layout.xaxis.type == "category"
+    assert all("<img" not in t for t in fig.data[1].text)
+    probs = plots.probs_figure(dict(zip(names, np.linspace(0, 1, 10))))
+    assert "&lt;img src=http://127.0.0.1:9/x&gt;" in probs.data[0].y and not any("<img" in y for y in probs.data[0].y)
+    emb = plots.embedding_figure(np.zeros((10, 2)), np.arange(10), np.roll(np.arange(10), 1), names)
+    assert not any("<img" in (t.name or "") or any("<img" in s for s in t.text) for t in emb.data)
+
+
+def test_the_confusion_png_draws_dollar_signs_as_text():
+    png = plots.confusion_png(np.eye(3, dtype=int), ("$x$", "$\\frac{$", "a"))  # a bad formula would fail the drawing
+    assert png.startswith(b"\x89PNG")
