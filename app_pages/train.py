@@ -3,7 +3,7 @@
 import streamlit as st
 
 import studio_ui
-from cifar_core import launcher, outcome, plots, run_progress, start_weights, train_form
+from cifar_core import launcher, outcome, plots, run_progress, start_choice, start_weights, train_form
 from cifar_core.config import ConfigError, field_kind
 from cifar_core.runs import Run, RunBusyError, RunError
 
@@ -34,6 +34,8 @@ def live_view(run: Run) -> None:
     epochs = store.metrics(run.id, "epoch")
     progress = run_progress.live_progress(run, batches)
     st.progress(progress.fraction, text=progress.text)
+    if choice := run.summary.get("start_choice"):
+        st.caption(studio_ui.plain(start_choice.describe(choice)))
     if run.stop_requested:
         st.warning("Stop requested: training ends after the current batch; the best model so far is then evaluated "
                    "on the test set and kept. The line above says what the run is doing until it is final.",
@@ -61,6 +63,8 @@ def finished_view(run_id: str) -> None:
         return  # deleted meanwhile
     st.subheader(f"Latest run: {run.id}")
     summary = run.summary
+    if choice := summary.get("start_choice"):
+        st.caption(studio_ui.plain(start_choice.describe(choice)))
     not_learned = outcome.verdict(run)
     if run.status == "failed":
         st.error(f"Run {run.id} failed.", icon=":material/error:")
@@ -118,9 +122,10 @@ if not studio_ui.data_available():
 if active is not None:
     st.caption("One training runs at a time: a new one can start when this one ends or is stopped.")
 
-presets = list(train_form.PRESETS)
-preset = st.selectbox("Start from", presets, key="train_preset", help="fills the form below; every value can still be changed")
-st.caption(train_form.PRESET_HELP[preset])
+preset = st.selectbox("Start from", list(train_form.PRESETS), format_func=lambda key: train_form.PRESETS[key].name,
+                      key="train_preset", help="fills the form below; every value can still be changed (CLI: train --preset KEY, "
+                      f"one of {', '.join(train_form.PRESETS)})")
+st.caption(train_form.PRESETS[preset].help)
 copied = st.session_state.get("form_source")
 if st.session_state.get("form_preset") != preset or "cfg_seed" not in st.session_state:
     # A new preset, or a visit after another page (Streamlit forgets the widgets of pages

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from cifar_core import paths
+from cifar_core import paths, presets
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
 
 EXIT_USAGE = 2
@@ -128,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             given = [_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None]
+            given += ["--preset"] if args.preset else []
             if given:  # a resumed run keeps the settings it recorded, or its record would describe another training
                 raise RunError(f"--resume continues run {args.resume} with its own settings; {', '.join(given)} cannot change them. "
                                "To train with other settings, start a new run (the Runs page's 'New run from these settings').")
@@ -150,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = config_from_args(args, base=run.usable_config())
             run_id = run.id
         else:
-            config = config_from_args(args)
+            config = config_from_args(args, base=presets.preset_settings(args.preset) if args.preset else None)
             run_id = None
             if problem := missing_classes(config.resolved_data_dir(), config.classes):
                 raise ConfigError({"classes": problem})  # before a run is registered
@@ -391,6 +392,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from cifar_core import start_choice
     from cifar_core.outcome import verdict
 
     store = _store(args)
@@ -409,6 +411,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         "broken": r.health(),  # why the run's files or row are unusable; None when fine
         "did_not_learn": verdict(r),  # why a finished run is at chance level; None when it learned
         "unknown": r.unknown,  # why a live run's process cannot be checked; None when it can
+        "start_choice": start_choice.describe(r.summary["start_choice"]) if r.summary.get("start_choice") else None,
     } for r in runs]
     if args.json:
         for row in rows:
@@ -421,7 +424,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         status = "broken" if row["broken"] else "no-learn" if row["did_not_learn"] else "unknown" if row["unknown"] else row["status"]
         line = f"{row['run_id']}  {status:<9} {row['arch']!s:<9} weights={row['weights']!s:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
         problem = row["broken"] or row["did_not_learn"] or (row["unknown"] and f"{row['unknown']}; `runs --repair` marks it failed") or row["error"]
-        print(line + (f"  ({problem})" if problem else ""))
+        print(line + (f"  ({problem})" if problem else "") + (f"  [{row['start_choice']}]" if row["start_choice"] else ""))
     return 0
 
 
@@ -443,6 +446,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from cifar_core.transfer import run_transfer
 
         for row in run_transfer(data_dir, quick=args.quick, echo=_stderr):
+            _print_json(row)
+        return 0
+    if args.which == "yours":
+        from cifar_core.yours_bench import run_yours
+
+        if not data_dir:
+            raise ConfigError({"data_dir": "bench yours builds its 5-class subset from CIFAR-10: give its folder "
+                                           "(--data-dir DIR or $CIFAR10_DIR)"})
+        for row in run_yours(data_dir, quick=args.quick, echo=_stderr):
             _print_json(row)
         return 0
     if args.which == "ablation":
@@ -544,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("train", "train a run (head on a frozen base, then fine-tuning)")
+    p.add_argument("--preset", choices=presets.names(), default=None,
+                   help="start from a preset's settings (the Train page's 'Start from'); flags given with it override its values: "
+                        + "; ".join(f"{key}: {preset.name}" for key, preset in presets.PRESETS.items()))
     _add_config_flags(p)
     p.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run from its last completed epoch")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the dashboard's launcher
@@ -610,14 +625,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
 
     p = add("bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
-    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar"), default="speed",
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar", "yours"), default="speed",
                    help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
                         "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
                         "images per class from scratch, with a head on the frozen base, and with head + fine-tuning; "
                         "ui: each dashboard page's first and warm visit, the image-detail dialog and the duplicates tab, "
                         "through a real server and Chromium (one JSON line); similar: whether the similar-images search "
                         "finds shifted, mirrored and JPEG re-encoded training images' originals, its similarity spread and "
-                        "query time (one JSON line)")
+                        "query time (one JSON line); yours: the 'Your images' preset against from-scratch and head-only "
+                        "training on a 5-class CIFAR-10 subset (50 images per class) and scikit-learn's digits, one JSON line "
+                        "per dataset and variant")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.add_argument("--model", default=None, metavar="FOLDER",

@@ -74,6 +74,7 @@ class TrainConfig:
     # "block5" = train block5 and above; an integer N = freeze the first N base layers
     # (the seed froze 18, then 14); "none" = train everything.
     finetune_freeze: str = setting("block5", "Phases", "Phase 2 freezing", "phase 2 freezing: blockN (train blockN and up), N (freeze the first N base layers), none, or all")
+    measure_start: bool = setting(False, "Phases", "Measure how much of the base to reuse", "before training, short trials on the validation split (a head on the frozen base, head then fine-tuning, from scratch) pick the most accurate, which then trains with these epochs (the 'Your images' preset; needs a trained base as Base weights)")
     optimizer: str = setting("rmsprop", "Optimisation", "Optimizer", "rmsprop (the seed's), adam, or sgd (Nesterov momentum)", OPTIMIZERS)
     momentum: float = setting(0.9, "Optimisation", "Momentum (SGD)", "SGD momentum")
     weight_decay: float = setting(0.0, "Optimisation", "Weight decay", "decoupled weight decay (0 = off)")
@@ -113,6 +114,13 @@ class TrainConfig:
             elif f.type == "bool":
                 check(f.name, isinstance(getattr(self, f.name), bool), f"must be on or off, got {getattr(self, f.name)!r}")
         weights_ok = self.weights in ("imagenet", "none") or Path(self.weights).is_file()
+        if self.measure_start:
+            check("weights", weights_ok, f"{self.weights!r} does not exist: measuring how much of a trained base to reuse needs "
+                  "that model (the 'Your images' preset starts from the shipped model, artifacts/default/model.keras; "
+                  "restore it from the project's repository, or name another trained model)")
+            check("measure_start", self.weights != "none", "needs a trained base to measure: set Base weights to a trained "
+                  "model (.keras), a weights file or 'imagenet', or turn measuring off")
+            check("measure_start", self.strategy == "default", "its trials run on one machine: use the default strategy")
         check(
             "weights",
             weights_ok,

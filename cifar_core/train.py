@@ -18,7 +18,7 @@ from typing import Callable
 
 import keras
 
-from cifar_core import calibration, compat, distribute, evaluate, features, tensorboard_log
+from cifar_core import calibration, compat, distribute, evaluate, features, start_choice, tensorboard_log
 from cifar_core import data as data_lib
 from cifar_core.atomic_io import atomic_save_model, atomic_save_weights
 from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
@@ -157,6 +157,8 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     log.info("run %s: %s", run.id, config.to_json().replace("\n", " "))
     stage = StageReporter(store, run.id, progress)
     splits, summary = _load_data(config, store, run, resume, stage, log)
+    if config.measure_start:
+        config = _measured_start(config, store, run, splits, summary, stage, log)
     stage("building the model")
     steps = math.ceil(len(splits.x_train) / config.batch_size)
     with strategy.scope():
@@ -166,6 +168,16 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     store.update_summary(run.id, steps_per_epoch=steps)
     stopped = _run_phases(config, store, run, model, splits, summary, strategy, steps, resume, stage, log)
     return _finish(config, store, run, model, splits, summary, stopped, stage, log)
+
+
+def _measured_start(config: TrainConfig, store: RunStore, run: Run, splits: data_lib.Splits, summary: dict,
+                    stage: "StageReporter", log: logging.Logger) -> TrainConfig:
+    """The settings of the start chosen by measuring (start_choice); a resumed run keeps the choice it made."""
+    choice = summary.get("start_choice") or start_choice.measure(config, splits, stage, log, lambda: store.stop_requested(run.id))
+    summary["start_choice"] = choice
+    store.update_summary(run.id, start_choice=choice)
+    keras.utils.set_random_seed(config.seed)  # the chosen start then trains as it would in a run of its own
+    return start_choice.settings(config, choice["changes"])
 
 
 class StageReporter:

@@ -1,10 +1,10 @@
 """The dashboard's training form: its sections, presets, and how its boxes become a TrainConfig.
 
 The form is generated from TrainConfig's field descriptions (`config.setting`);
-this module only adds what is specific to a form: starting points (presets),
-how each value is written in a box, the checks made before a run starts (data
-folder, classes), the models a run can take its base from, and where uploaded
-weights are kept.
+this module only adds what is specific to a form: starting points (the presets
+of `cifar_core.presets`, shared with `train --preset`), how each value is written
+in a box, the checks made before a run starts (data folder, classes), the models
+a run can take its base from, and where uploaded weights are kept.
 """
 
 from __future__ import annotations
@@ -14,35 +14,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cifar_core import recipe
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
 from cifar_core.data import dataset_classes, describe_source, match_classes, missing_classes
 from cifar_core.model_choice import model_choices
 from cifar_core.paths import artifacts_dir
+# PRESETS: the form's "Start from" choices, by key (each with a display name and help text).
+from cifar_core.presets import PRESETS as PRESETS, preset_settings
 from cifar_core.runs import RunStore
-
-# Starting points for the form; each overrides some of TrainConfig's defaults.
-# Times and accuracies in the help texts were measured on this project's 2-core CPU
-# machine (README, "Results"), with the test set's 10,000 images.
-PRESETS: dict[str, dict[str, Any]] = {
-    "Quick try (about 3½ minutes from the browser on a busy 2-core CPU, from scratch)": recipe.QUICK_TRY,
-    "Shipped model's recipe (~45 minutes on 2 CPU cores)": recipe.RECIPE,
-    "Seed notebook (VGG16 on ImageNet weights; needs internet)": {},
-}
-PRESET_HELP = {
-    "Quick try (about 3½ minutes from the browser on a busy 2-core CPU, from scratch)":
-        "A quarter-width VGG16-BN trained from scratch for 5 epochs on 1,000 images per class (only those are decoded): "
-        "a first model, to see the whole loop work. Measured here through the browser: 3.5 minutes from 'Start training' "
-        "to the result (2.7 of them in the training process), 62.3% test accuracy, while other work kept this 2-core "
-        "machine busy (README, bench ui); the command line alone took 83 s on a less busy machine.",
-    "Shipped model's recipe (~45 minutes on 2 CPU cores)":
-        "Reproduces artifacts/default: a half-width VGG16-BN from scratch, 24 epochs with the airbench94-style recipe "
-        "(one-cycle Nesterov SGD, weight decay 5e-3, label smoothing 0.2, alternating flips, 2-pixel shifts, test-time "
-        "augmentation). Measured here: 88.9% test accuracy with TTA (87.7% without) in 44 minutes on 2 CPU cores.",
-    "Seed notebook (VGG16 on ImageNet weights; needs internet)":
-        "The seed notebook's settings: ImageNet VGG16, a flatten head, RMSprop at 1e-4, 15 + 20 epochs. "
-        "Keras downloads the ImageNet weights on first use, so this needs internet (or the weights file).",
-}
 
 
 def form_fields() -> list[dataclasses.Field]:
@@ -59,13 +37,13 @@ def sections() -> dict[str, list[dataclasses.Field]]:
 
 
 def form_defaults(preset: str | None = None, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Form values: a run's settings (`base`), else TrainConfig's defaults with a preset's changes;
+    """Form values: a run's settings (`base`), else TrainConfig's defaults with a preset's changes (`preset`: its key);
     the data folder is the one currently in use unless `base` names one."""
     if base is not None:
         names = {f.name for f in form_fields()}
         values = {**TrainConfig().to_dict(), **{k: v for k, v in base.items() if k in names}}
     else:
-        values = dataclasses.replace(TrainConfig(), **PRESETS.get(preset or "", {})).to_dict()
+        values = dataclasses.replace(TrainConfig(), **preset_settings(preset) if preset else {}).to_dict()
     values["data_dir"] = values.get("data_dir") or TrainConfig().resolved_data_dir() or ""
     return values
 
