@@ -10,15 +10,22 @@ from cifar_core import plots, previews
 from cifar_core.image_limits import MAX_FILE_BYTES, MAX_PIXELS
 
 st.title("Classify")
-st.write("Drag images here (or pick them): each is resized to 32×32, as CIFAR-10 images are, and classified.")
+st.write("Drag images here (or pick them), or take a photo: each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
 model = studio_ui.require_model()
-files = st.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
-                         help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
-                              f"{math.isqrt(MAX_PIXELS):,}×{math.isqrt(MAX_PIXELS):,}); any colour mode or orientation",
-                         max_upload_size=MAX_FILE_BYTES // 2**20)
+upload_col, camera_col = st.columns([3, 2])
+files = upload_col.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
+                                 help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
+                                      f"{math.isqrt(MAX_PIXELS):,}×{math.isqrt(MAX_PIXELS):,}); any colour mode or orientation",
+                                 max_upload_size=MAX_FILE_BYTES // 2**20)
+photo = None
+# Behind a switch: the camera widget asks the browser for the camera as soon as it is drawn.
+if camera_col.toggle("Use the camera", key="classify_use_camera", help="take a photo with this device's camera and classify it"):
+    photo = camera_col.camera_input("Photo", key="classify_camera", help="the photo goes through the same checks as an uploaded image")
+# The photo is one more image, classified and shown like the uploads (same checks, same results).
+inputs = [(f.name, f.getvalue()) for f in files or []] + ([("camera photo.jpg", photo.getvalue())] if photo else [])
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
-explain = toggle_col.toggle("Show where the model looked",
+explain = toggle_col.toggle("Show where the model looked", key="classify_explain",
                             help="a heatmap of the parts of the 32×32 image the top class depends on (occlusion or Grad-CAM)")
 similar = toggle_col.toggle("Show similar training images", key="classify_similar",
                             help="the training images most like each upload, compared on the model's mid-level feature map (where colours "
@@ -27,10 +34,10 @@ with layer_col:
     cam = studio_ui.explanation_picker(model, key="classify_cam_layer") if explain else None
 if cam is not None:
     studio_ui.explanation_check(model, cam)
-if not files:
+if not inputs:
     st.stop()
 
-results = studio_ui.classifier(model).classify_bytes([(f.name, f.getvalue()) for f in files])
+results = studio_ui.classifier(model).classify_bytes(inputs)
 good = [i for i, r in enumerate(results) if r.error is None]
 st.subheader(f"{len(good)} of {len(results)} image(s) classified")
 overlays = {}
@@ -42,11 +49,11 @@ if similar and good:
     if found is None:
         st.info("Similar images need the training images: no CIFAR-10 data folder with a train split is set (see the sidebar).",
                 icon=":material/image_not_supported:")
-for i, (upload, result) in enumerate(zip(files, results)):
+for i, ((_, data), result) in enumerate(zip(inputs, results)):
     with st.container(border=True):
         thumb, chart = st.columns([1, 3])
         with thumb:
-            preview = previews.thumbnail(upload.getvalue()) if result.error is None else None
+            preview = previews.thumbnail(data) if result.error is None else None
             if preview is not None:
                 st.image(preview, width=160)
             if i in overlays:

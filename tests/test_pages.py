@@ -379,7 +379,7 @@ def default_explanation_of(store: RunStore, run_id: str, data_dir) -> str:
 def test_run_classify_explanation_overlays_each_classified_image(with_run, tiny_data):
     store, summary = with_run
     at = open_page("classify")
-    at.toggle[0].set_value(True).run()
+    at.toggle(key="classify_explain").set_value(True).run()
     # The default method is the first that passes the check on the test images (4 per class here)...
     assert at.selectbox(key="classify_cam_layer").value == default_explanation_of(store, summary["run_id"], tiny_data)
     assert at.selectbox(key="classify_cam_layer").options[:2] == ["Occlusion (8×8 grey patch every 4 px)", "Grad-CAM · block3_relu3"]
@@ -399,7 +399,7 @@ def test_run_classify_explanation_overlays_each_classified_image(with_run, tiny_
     assert [c.value for c in at.caption if c.value.startswith("Grad-CAM · block2_relu2. Check on 40 test images")]
     at.selectbox(key="classify_cam_layer").set_value("occlusion").run()
     assert not at.exception and len([c for c in image_captions(at) if c.startswith("Occlusion: ")]) == 2
-    at.toggle[0].set_value(False).run()
+    at.toggle(key="classify_explain").set_value(False).run()
     assert not [c for c in image_captions(at) if c.startswith(("Grad-CAM", "Occlusion"))]
 
 
