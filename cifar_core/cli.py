@@ -1,4 +1,4 @@
-"""`python -m cifar_core`: train, evaluate, calibrate, predict, similar, explain (gradcam), inspect, export, runs, stop, bench, publish.
+"""`python -m cifar_core`: train, evaluate, calibrate, predict, similar, explain (gradcam), inspect, export, runs, stop, bench, publish, data.
 
 Machine-readable contract: `train` and `evaluate` end with one JSON line;
 `predict` and `similar` print one JSON line per file and exit 1 if any file failed; invalid
@@ -119,6 +119,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.data import DataError, match_classes, missing_classes
+    from cifar_core.dataset_health import blocking_message
     from cifar_core.model import WeightsError
     from cifar_core.errors import disk_full, error_text
     from cifar_core.runs import LIVE, RunBusyError, RunError
@@ -153,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             config = config_from_args(args, base=presets.preset_settings(args.preset) if args.preset else None)
             run_id = None
+            if problem := blocking_message(config.resolved_data_dir()):  # an empty class, a link loop, ...
+                raise ConfigError({"data_dir": problem})
             if problem := missing_classes(config.resolved_data_dir(), config.classes):
                 raise ConfigError({"classes": problem})  # before a run is registered
             # Stored as the data spells them ("Cat" -> "cat"); validated again, as "cat Cat" is then one class twice.
@@ -543,6 +546,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from cifar_core import dataset_health, datasets
+
+    if args.action == "import":
+        _print_json(datasets.import_dataset(args.source, args.name, test_fraction=args.test_fraction, seed=args.seed,
+                                            replace=args.replace, progress=_tqdm_progress()))
+        return 0
+    if args.action == "list":
+        for row in datasets.list_datasets():
+            _print_json(row)
+        return 0
+    report = dataset_health.check_dataset(args.dataset, deep=not args.structure_only, progress=_tqdm_progress())
+    _print_json(report)
+    if report["blocking"]:
+        _stderr(f"error: {dataset_health.blocking_message(args.dataset)}")
+        return 1
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -667,6 +689,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-note", default="", help="a sentence on the data's provenance for the model card")
     p.add_argument("--machine-note", default="", help="a sentence on the machine's conditions (e.g. other load) for the model card")
     p.set_defaults(func=cmd_publish)
+
+    # Datasets live under the artifacts folder ($CIFAR_ARTIFACTS or artifacts/), so no --runs-dir here.
+    p = sub.add_parser("data", help="import, list and check datasets of your own images",
+                       description="Datasets of your own images, kept under artifacts/datasets/NAME; --data-dir NAME uses one.")
+    data_sub = p.add_subparsers(dest="action", required=True)
+    q = data_sub.add_parser("import", help="import a .zip, .tar(.gz) or folder of class folders as a dataset (one JSON line)",
+                            description="Import <class>/image files (a stratified test split is made) or train/<class>/ + "
+                                        "test/<class>/, with or without one folder around them. Every image is resized "
+                                        "once to 32x32; links, devices, nested archives, non-images and unreadable "
+                                        "images are skipped and counted; a path leaving the archive, too many files or "
+                                        "a decompression bomb refuse the whole archive.")
+    q.add_argument("source", metavar="SOURCE", help="a .zip, .tar, .tar.gz (.bz2, .xz) or a folder")
+    q.add_argument("--name", required=True, help="the dataset's name: 1-64 letters, digits, '-', '_' or '.'")
+    q.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of each class held out as the test split "
+                   "when the source has no test/ folder (default: 0.2)")
+    q.add_argument("--seed", type=_whole(0, 2**32 - 1), default=0, help="seed of that split (default: 0)")
+    q.add_argument("--replace", action="store_true", help="replace an existing dataset of that name")
+    q = data_sub.add_parser("list", help="the imported datasets, one JSON line each")
+    q = data_sub.add_parser("check", help="a dataset's health report (one JSON line); exits 1 if a problem blocks training")
+    q.add_argument("dataset", metavar="DIR_OR_NAME", help="an image-folder dataset's folder, or an imported dataset's name")
+    q.add_argument("--structure-only", action="store_true",
+                   help="only the folders and counts (no image is opened: no sizes, modes, unreadable files or duplicates)")
+    p.set_defaults(func=cmd_data)
     return parser
 
 

@@ -52,7 +52,7 @@ class TrainConfig:
     and the form; `parse_config` turns either one's text into a TrainConfig.
     """
 
-    data_dir: str | None = setting(None, "Data", "Data folder", "CIFAR-10 folder (image folders, Kaggle layout or python batches); default $CIFAR10_DIR, else Keras' download")
+    data_dir: str | None = setting(None, "Data", "Data folder", "CIFAR-10 folder (image folders, Kaggle layout or python batches) or an imported dataset's name; default $CIFAR10_DIR, else Keras' download")
     limit: int | None = setting(None, "Data", "Images per class (empty = all)", "use only the first N training images per class (quick runs); only those are decoded")
     classes: tuple[str, ...] | None = setting(None, "Data", "Classes (empty = all)", "train on these class folders of the dataset only, e.g. dog, frog, horse (empty = all of them); the model predicts just these")
     val_fraction: float = setting(0.1, "Data", "Validation fraction", "fraction of the training images held out (stratified) for validation")
@@ -178,7 +178,8 @@ class TrainConfig:
         # numpy's (hence Keras') seeds are 32-bit: a larger one fails only when training starts.
         check("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
         if self.data_dir is not None:
-            check("data_dir", Path(self.data_dir).is_dir(), f"data folder {self.data_dir!r} does not exist")
+            check("data_dir", Path(self.resolved_data_dir()).is_dir(),
+                  f"data folder {self.data_dir!r} does not exist, and no imported dataset has that name (`python -m cifar_core data list`)")
         if errors:
             raise ConfigError(errors)
         return self

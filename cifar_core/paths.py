@@ -27,8 +27,11 @@ def default_model_dir() -> Path:
 
 def data_dir(given: str | None = None) -> str | None:
     """The data folder to use: `given` (a --data-dir or form value), else `$CIFAR10_DIR`, else None
-    (Keras' download). The one place this rule is written."""
-    return given or os.environ.get("CIFAR10_DIR") or None
+    (Keras' download); either may name an imported dataset instead of a folder (datasets.resolve_data_dir).
+    The one place this rule is written."""
+    from cifar_core.datasets import resolve_data_dir  # here, not at the top: datasets imports this module
+
+    return resolve_data_dir(given or os.environ.get("CIFAR10_DIR") or None)
 
 
 # Names Windows refuses for a file, whatever its extension (CON.png too).

@@ -10,6 +10,7 @@ import pandas as pd
 
 from cifar_core import calibration
 from cifar_core.config import TrainConfig
+from cifar_core.datasets import resolve_data_dir
 from cifar_core.data import CifarData, DataError, load_cifar10, load_test_split, select_classes
 from cifar_core.evaluate import Interpretation, evaluate_model
 from cifar_core.model_choice import ModelChoice
@@ -19,7 +20,7 @@ Progress = Callable[[int, int, str], None]
 
 def data_dir_for(choice: ModelChoice | None) -> str | None:
     """The test images to show for a model: its run's data folder if it still exists, else the current one."""
-    own = (choice.config.get("data_dir") if choice else None) or None
+    own = resolve_data_dir((choice.config.get("data_dir") if choice else None) or None)  # a dataset name, too
     if own and Path(own).is_dir():
         return own
     return TrainConfig().resolved_data_dir()

@@ -16,6 +16,7 @@ from typing import Any
 
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
 from cifar_core.data import dataset_classes, describe_source, match_classes, missing_classes
+from cifar_core.dataset_health import blocking_message
 from cifar_core.model_choice import model_choices
 from cifar_core.paths import artifacts_dir
 # PRESETS: the form's "Start from" choices, by key (each with a display name and help text).
@@ -77,13 +78,16 @@ def config_from_form(values: dict[str, Any]) -> "TrainConfig":
 
 def check_data(config: TrainConfig) -> TrainConfig:
     """The config to start, its classes spelled as the data folder spells them (data.match_classes);
-    ConfigError when its data folder cannot be used from the dashboard, or lacks a chosen class.
+    ConfigError when its data folder (or dataset name) cannot be used from the dashboard, has a problem that
+    blocks training (dataset_health.blocking_message), or lacks a chosen class.
 
     The dashboard never falls back to Keras' download (it needs internet), so a folder is required.
     """
     source = describe_source(config.resolved_data_dir())
     if not source["ok"]:
         raise ConfigError({"data_dir": source["message"]})
+    if problem := blocking_message(config.resolved_data_dir()):  # an empty class, a class missing from test/, a link loop...
+        raise ConfigError({"data_dir": problem})
     if problem := missing_classes(config.resolved_data_dir(), config.classes):
         raise ConfigError({"classes": problem})
     # Validated again: "cat, Cat" names one class twice once spelled.
