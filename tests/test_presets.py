@@ -9,6 +9,7 @@ import pytest
 from cifar_core import presets, start_choice, train_form
 from cifar_core.cli import main
 from cifar_core.config import ConfigError, TrainConfig
+from tests.test_pages import open_page, unescape
 
 
 def test_every_preset_has_a_short_key_a_display_name_help_and_valid_settings():
@@ -124,3 +125,22 @@ def test_bench_yours_quick_trains_each_variant_on_both_datasets(shared_data, iso
     assert rows[1]["weights"] == "none" and rows[2]["epochs"]["finetune"] == 0
     # The temporary datasets' decode caches are gone; only CIFAR-10's own remains.
     assert len(list((isolated_artifacts / "cache").glob("cifar10-*"))) == 1
+
+
+def test_the_train_page_offers_every_preset_by_name_and_shows_a_runs_start_choice(tiny_data, monkeypatch):
+    from cifar_core.runs import RunStore
+
+    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
+    at = open_page("train")
+    assert at.selectbox(key="train_preset").options == [p.name for p in presets.PRESETS.values()]
+    at.selectbox(key="train_preset").set_value("yours").run()
+    assert at.toggle(key="cfg_measure_start").value is True
+    assert at.text_input(key="cfg_weights").value == start_choice.yours()["weights"]
+    assert presets.PRESETS["yours"].help in [c.value for c in at.caption]
+    store = RunStore()
+    run = store.create(TrainConfig(**{**start_choice.yours(), "data_dir": str(tiny_data)}))
+    trials = [{"candidate": "head only", "val_accuracy": 0.5}, {"candidate": "from scratch", "val_accuracy": 0.75}]
+    store.finish(run.id, "completed", summary={"start_choice": {"chosen": "from scratch", "trials": trials, "val_images": 8}})
+    at = open_page("train")
+    assert "start measured on 8 validation images: head only 50.0%, from scratch 75.0%; chose from scratch" in [
+        unescape(c.value) for c in at.caption]
