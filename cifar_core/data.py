@@ -36,6 +36,7 @@ from PIL import Image
 
 from cifar_core import CLASS_NAMES, faults
 from cifar_core.classes import class_names_problem
+from cifar_core.datasets import resolve_data_dir
 from cifar_core.errors import StudioError
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.paths import cache_dir as default_cache_dir
@@ -83,8 +84,8 @@ class CifarData:
 
 
 def detect_layout(root: Path) -> tuple[str, Path]:
-    """Return (layout, folder) for a data folder, or raise DataError with the accepted layouts."""
-    root = Path(root)
+    """Return (layout, folder) for a data folder (or an imported dataset's name), or raise DataError with the accepted layouts."""
+    root = Path(resolve_data_dir(str(root)))
     if not root.is_dir():
         raise DataError(f"Data folder {str(root)!r} does not exist.\n{LAYOUT_HELP}")
     for candidate in (root / "cifar-10-batches-py", root):
@@ -244,7 +245,7 @@ def _locate(data_dir: str, cache_dir: Path | None, skip_bad: bool) -> tuple[str,
     """(layout, data folder, cache entry) of a data folder: the entry is keyed by the source's files."""
     # Resolved, so the cached source description names the folder the same way from any cwd.
     try:
-        resolved = Path(data_dir).resolve()
+        resolved = Path(resolve_data_dir(data_dir)).resolve()
     except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic link loop
         raise DataError(f"Data folder {str(data_dir)!r} cannot be opened ({plain_message(err)}).") from err
     layout, folder = detect_layout(resolved)
