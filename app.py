@@ -12,6 +12,7 @@ st.set_page_config(page_title="CIFAR-10 VGG16 studio", page_icon=":material/neur
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data", icon=":material/dataset:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/classify.py", title="Classify", icon=":material/image_search:"),
     st.Page("app_pages/predictions.py", title="Predictions", icon=":material/grid_view:"),

@@ -12,6 +12,7 @@ import hashlib
 import re
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cifar_core import duplicates, embeddings, explain, label_issues, model_choice, plots, previews, similar, split_predictions
+from cifar_core import datasets, duplicates, embeddings, explain, label_issues, model_choice, plots, previews, similar, split_predictions
 from cifar_core import calibration
 from cifar_core.calibration import CalibrationError
 from cifar_core.classes import ClassesError
@@ -36,6 +37,11 @@ ACTIVE_MODEL = "active_model"
 # The pick is kept in the URL (?model=<run id>|default), so it survives reloads,
 # page changes and bookmarks, and a new browser session gets the best model.
 MODEL_PARAM = "model"
+ACTIVE_DATA = "active_data"
+# The active dataset is kept in the URL the same way (?data=<imported dataset>|<folder>); without one, the default:
+# $CIFAR10_DIR, or for a model its own run's data folder while that exists (as before datasets could be picked).
+DATA_PARAM = "data"
+DEFAULT_DATA = "default"
 
 
 def plain(text: object) -> str:
@@ -46,9 +52,13 @@ def plain(text: object) -> str:
     browser fetch that address, and links, colours, icons and LaTeX would render.
     Every ASCII punctuation mark is backslash-escaped (CommonMark reads each as
     itself), and line breaks and leading spaces go, so the text cannot open a
-    block (heading, list, code) either.
+    block (heading, list, code) either. Text with right-to-left letters (Arabic,
+    Hebrew) is wrapped in Unicode's invisible isolation marks (FSI...PDI), so that
+    it does not reorder what is written beside it ("true: קטן 3%" read as "3% קטן").
+    A bare URL stays as it is written: Streamlit makes it a link to exactly that.
     """
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()).strip())
+    text = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()).strip())
+    return f"\u2068{text}\u2069" if any(unicodedata.bidirectional(c) in ("R", "AL") for c in text) else text
 
 
 def store() -> RunStore:
@@ -67,13 +77,15 @@ def sidebar() -> ModelChoice | None:
     """Dataset status and the active-model picker; remembers the pick for the pages."""
     with st.sidebar:
         st.subheader("Dataset")
-        status = describe_source(TrainConfig().resolved_data_dir())
+        key, folder = _data_picker()
+        status = describe_source(folder)
         if status["ok"]:
             counts = ", ".join(f"{n:,} {split}" for split, n in status["counts"].items())
-            st.success(f"CIFAR-10 found ({status['layout']} layout): {counts} images", icon=":material/dataset:")
+            what = "CIFAR-10 found" if key == DEFAULT_DATA else f"{len(status['class_names'])} classes"
+            st.success(f"{what} ({status['layout']} layout): {counts} images", icon=":material/dataset:")
             st.caption(plain(status["path"]))
         else:
-            st.warning("No CIFAR-10 data found.", icon=":material/warning:")
+            st.warning("No CIFAR-10 data found." if key == DEFAULT_DATA else "No dataset found there.", icon=":material/warning:")
             with st.expander("How to get the data"):
                 st.text(status["message"])
 
@@ -103,6 +115,61 @@ def sidebar() -> ModelChoice | None:
         return choice
 
 
+def dataset_options() -> dict[str, str | None]:
+    """The datasets to pick from, key -> folder: the default ($CIFAR10_DIR), then every imported dataset by name."""
+    options = {DEFAULT_DATA: TrainConfig().resolved_data_dir()}
+    options.update({d["name"]: d["path"] for d in datasets.list_datasets()})
+    return options
+
+
+def data_label(key: str) -> str:
+    """A dataset key as the pickers show it (plain text: a selectbox does not read Markdown)."""
+    return "CIFAR-10 (the CIFAR10_DIR folder)" if key == DEFAULT_DATA else key
+
+
+def _data_picked() -> None:
+    # The URL names the pick as soon as it is made: the next run reads the URL first (links and reloads).
+    st.query_params[DATA_PARAM] = st.session_state["data_pick"]
+
+
+def _data_picker() -> tuple[str, str | None]:
+    """The active-dataset picker (in the sidebar): its key and folder, also kept for `active_data_dir`."""
+    options = dataset_options()
+    wanted = st.query_params.get(DATA_PARAM) or st.session_state.get("data_pick") or DEFAULT_DATA
+    if wanted not in options and Path(datasets.resolve_data_dir(wanted)).is_dir():
+        options[wanted] = wanted  # a folder named in the URL (the Data page's "use it in place")
+    st.session_state["data_pick"] = wanted if wanted in options else DEFAULT_DATA
+    key = st.selectbox("Data used by Train, Predictions and Error analysis", list(options), key="data_pick",
+                       format_func=data_label, on_change=_data_picked,
+                       help="an imported dataset (Data page), a folder, or CIFAR-10 from CIFAR10_DIR")
+    if wanted not in options:  # a mistyped or stale link (a deleted dataset)
+        shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
+        st.warning(f"Dataset {plain(shown)} not found; using the default.", icon=":material/link_off:")
+    if key != DEFAULT_DATA or DATA_PARAM in st.query_params:
+        st.query_params[DATA_PARAM] = key
+    st.session_state[ACTIVE_DATA] = (key, options[key])
+    return key, options[key]
+
+
+def active_data_key() -> str:
+    """The key of the dataset picked in the sidebar (DEFAULT_DATA before any pick)."""
+    return st.session_state.get(ACTIVE_DATA, (DEFAULT_DATA, None))[0]
+
+
+def set_active_data(key: str) -> None:
+    """Make `key` (an imported dataset's name or a folder) the active dataset from the next run on (call st.rerun)."""
+    st.query_params[DATA_PARAM] = key
+
+
+def active_data_dir(choice: ModelChoice | None = None) -> str | None:
+    """The active dataset's folder, the one every page reads images from: the sidebar's pick; with the default,
+    a model's own run's data folder while it exists (`choice`), else $CIFAR10_DIR."""
+    key, folder = st.session_state.get(ACTIVE_DATA, (DEFAULT_DATA, None))
+    if key != DEFAULT_DATA:
+        return datasets.resolve_data_dir(folder)
+    return split_predictions.data_dir_for(choice) if choice is not None else TrainConfig().resolved_data_dir()
+
+
 def active_model() -> ModelChoice | None:
     """The model picked in the sidebar (None when there is none)."""
     return st.session_state.get(ACTIVE_MODEL)
@@ -126,8 +193,8 @@ def require_model() -> ModelChoice:
 
 
 def data_available(data_dir: str | None = None) -> bool:
-    """Whether `data_dir` (default: the current data folder) holds CIFAR-10."""
-    return describe_source(data_dir or TrainConfig().resolved_data_dir())["ok"]
+    """Whether `data_dir` (default: the active dataset's folder) holds a dataset."""
+    return describe_source(data_dir or active_data_dir())["ok"]
 
 
 # ---------------------------------------------------------------- cached resources
@@ -225,7 +292,7 @@ def _check_slot(path: str, mtime: float, method: str, layer: str | None, data: s
 
 def _check_sample(choice: ModelChoice) -> tuple[np.ndarray, str] | None:
     """The test images the check measures, and their data id; None without test images (nothing said)."""
-    data_dir = split_predictions.data_dir_for(choice)
+    data_dir = active_data_dir(choice)
     if not data_available(data_dir) or (images := test_set(data_dir, choice.class_names)) is None:
         return None
     return check_images(images[0], CHECK_IMAGES), f"{data_dir}|{len(images[0])}"
@@ -361,7 +428,7 @@ def _similar_search(path: str, mtime: float, data: str, _x_train: np.ndarray) ->
 
 def similar_search(choice: ModelChoice) -> tuple[similar.SimilarSearch, np.ndarray, np.ndarray] | None:
     """The search over a model's training images, with the images and their labels; None without training images."""
-    data_dir = split_predictions.data_dir_for(choice)
+    data_dir = active_data_dir(choice)
     train = train_set(data_dir, choice.class_names)
     if train is None:
         return None

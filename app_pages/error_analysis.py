@@ -20,7 +20,7 @@ model = studio_ui.require_model()
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.
-data_dir = split_predictions.data_dir_for(model)
+data_dir = studio_ui.active_data_dir(model)
 images = studio_ui.test_set(data_dir, model.class_names)
 interp = studio_ui.predictions(model, images) if images is not None else split_predictions.saved_predictions(model)
 if interp is None:

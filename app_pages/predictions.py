@@ -9,7 +9,7 @@ st.title("Predictions")
 
 model = studio_ui.require_model()
 
-images = studio_ui.test_set(split_predictions.data_dir_for(model), model.class_names)
+images = studio_ui.test_set(studio_ui.active_data_dir(model), model.class_names)
 if images is None:
     st.stop()
 x_test, _ = images

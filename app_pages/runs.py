@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import studio_ui
-from cifar_core import comparable, export, launcher, model_choice, outcome, plots, start_weights, split_predictions
+from cifar_core import comparable, export, launcher, model_choice, outcome, plots, start_weights
 from cifar_core.runs import LIVE, RunBusyError, RunError
 
 WRAPPED_ROW_PX = 84  # 4 lines of text
@@ -78,7 +78,7 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
     st.caption(f"Each export takes float32 RGB pixels 0–255, shape (N, 32, 32, 3), and returns the model's class probabilities (in the order of its classes.json). "
                f"Before it is offered, it classifies {export.PARITY_IMAGES:,} test images next to the Keras model: the top-1 "
                f"class must agree on at least {export.FLOAT_MIN_AGREEMENT:.1%} of them ({export.INT8_MIN_AGREEMENT:.0%} for int8).")
-    data_dir = split_predictions.data_dir_for(choice)
+    data_dir = studio_ui.active_data_dir(choice)
     has_data = studio_ui.data_available(data_dir)
     out_dir = export.default_out_dir(choice.model_path)
     for fmt, label in EXPORT_LABELS.items():
@@ -89,6 +89,8 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
         if clicked:
             with result_col:
                 images = studio_ui.test_set(data_dir, choice.class_names)
+                if images is None:  # the active dataset lacks this model's classes (test_set said so)
+                    continue
                 train = studio_ui.train_set(data_dir, choice.class_names) if fmt == "tflite-int8" else None
                 try:
                     with st.spinner(f"Exporting to {label} and checking it against Keras…"):

@@ -127,16 +127,20 @@ preset = st.selectbox("Start from", list(train_form.PRESETS), format_func=lambda
                       f"one of {', '.join(train_form.PRESETS)})")
 st.caption(train_form.PRESETS[preset].help)
 copied = st.session_state.get("form_source")
+active_data = studio_ui.active_data_dir() or ""  # the sidebar's dataset: what the form trains on
 if st.session_state.get("form_preset") != preset or "cfg_seed" not in st.session_state:
     # A new preset, or a visit after another page (Streamlit forgets the widgets of pages
     # not shown), refills the form; edits are kept across this page's reruns.
-    values = train_form.form_defaults(preset)
+    values = {**train_form.form_defaults(preset), **({"data_dir": active_data} if active_data else {})}
     for f in train_form.form_fields():
         st.session_state[f"cfg_{f.name}"] = train_form.widget_value(f, values[f.name])
     st.session_state["form_preset"] = preset
     st.session_state.pop("form_source", None)
 elif copied:
     st.info(f"The form holds the settings of {copied}.", icon=":material/content_copy:")
+elif st.session_state.get("form_data", active_data) != active_data:
+    st.session_state["cfg_data_dir"] = active_data  # another dataset was picked in the sidebar
+st.session_state["form_data"] = active_data
 
 base_models = train_form.base_model_choices(store)
 data_classes = train_form.data_class_names(st.session_state.get("cfg_data_dir"))
@@ -162,7 +166,7 @@ with st.form("train_form"):
                                      help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False), "
                                           f"up to {st.get_option('server.maxUploadSize')} MB (the server's maxUploadSize)")
                 if f.name == "classes" and data_classes:
-                    st.caption(f"Classes in the data folder: {studio_ui.plain(', '.join(data_classes))}")
+                    st.caption(f"Classes in the data folder: {', '.join(map(studio_ui.plain, data_classes))}")
                 slots[f.name] = st.empty()
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=active is not None,
                                       help=f"run {active.id} is training: one runs at a time" if active else None)

@@ -72,7 +72,7 @@ def batch_means(batches: pd.DataFrame, metric: str) -> pd.Series:
 
     Keras logs a metric's running average since the epoch began (it resets its metrics each
     epoch), so drawn as logged the line restarts at every epoch boundary. A record also holds
-    its batch number in the epoch (callbacks.RunStoreCallback), so two records j < k of one
+    its batch number in the epoch (callbacks.RunLogger), so two records j < k of one
     epoch give the mean of the batches between them: (k·avg_k − j·avg_j) / (k − j); the first of
     an epoch is the mean since the epoch began. Exact for equal batches (an epoch's last, smaller
     batch counts as a whole one). Records without a batch number are returned as logged.
@@ -209,6 +209,19 @@ def probs_figure(probs: dict[str, float], height: int = 220) -> go.Figure:
                            text=[f"{p:.1%}" for _, p in items], textposition="auto", marker_color=TRAIN_COLOUR))
     fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis_type="category", height=height,
                       margin=dict(t=10, b=10, l=10, r=10))
+    return fig
+
+
+def class_counts_figure(counts: dict[str, dict[str, int]], height: int = 320) -> go.Figure:
+    """Images per class, one bar per split side by side (`counts`: split -> class -> images)."""
+    classes = list(dict.fromkeys(c for split in counts.values() for c in split))
+    # Bars sit at positions, labelled with the names (escaped, long ones cut): two names cut alike stay two bars.
+    ticks = [shown(c if len(c) <= 24 else c[:23] + "…") for c in classes]
+    fig = go.Figure([go.Bar(name=split, x=list(range(len(classes))), y=[n.get(c, 0) for c in classes], marker_color=colour,
+                            hovertext=[shown(c) for c in classes], hovertemplate=f"%{{hovertext}}: %{{y}} {split} images<extra></extra>")
+                     for (split, n), colour in zip(counts.items(), (TRAIN_COLOUR, VAL_COLOUR))])
+    fig.update_layout(barmode="group", height=height, margin=dict(t=30, b=10, l=10, r=10), yaxis_title="images",
+                      xaxis=dict(tickvals=list(range(len(classes))), ticktext=ticks), legend=dict(orientation="h", y=1.12))
     return fig
 
 
