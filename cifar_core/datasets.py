@@ -199,6 +199,9 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
         if progress and (done % 200 == 0 or done == total):
             progress(done, total, "importing images")
     placed, layout, wrapper = _place(read, skipped, examples)
+    if not placed:
+        raise DatasetError(f"{source.name} holds no usable images in class folders ({_skipped_text(skipped)}). "
+                           "Give class folders of images: <class>/*.jpg, or train/<class>/ and test/<class>/.")
     if problem := class_names_problem(sorted({cls for _, cls, _ in placed})):
         raise DatasetError(f"the class folders cannot all be class names: {problem}; rename them and import again.")
     made = layout == "classes" or not any(split == "test" for split, _, _ in placed)
@@ -216,13 +219,10 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
         os.rename(path, target / f"{path.stem}-{_safe_stem(parts[-1])}.png")
         counts[split][cls] = counts[split].get(cls, 0) + 1
     shutil.rmtree(staging)
-    if not placed:
-        raise DatasetError(f"{source.name} holds no usable images in class folders ({_skipped_text(skipped, examples)}). "
-                           "Give class folders of images: <class>/*.jpg, or train/<class>/ and test/<class>/.")
     problems = [{"kind": "skipped", "class": None, "blocking": False,
                  "message": f"{n} skipped: {SKIP_REASONS[reason]} (e.g. {', '.join(examples.get(reason, [])[:3])})"}
                 for reason, n in sorted(skipped.items())]
-    return {"classes": sorted({cls for _, cls, _ in placed}), "counts": counts, "layout": layout, "wrapper": wrapper,
+    return {"classes": sorted({cls for _, cls, _ in placed}), "counts": {split: dict(sorted(c.items())) for split, c in counts.items()}, "layout": layout, "wrapper": wrapper,
             "split": {"made": made, "test_fraction": test_fraction if made else None, "seed": seed if made else None},
             "skipped": dict(sorted(skipped.items())), "problems": problems}
 
@@ -233,8 +233,10 @@ def _place(read: list[tuple[tuple[str, ...], Path]], skipped: Counter, examples:
     paths_ = [parts for parts, _ in read]
     wrapper = None
     tops = {p[0] for p in paths_ if len(p) > 1}
-    if len(tops) == 1 and (top := next(iter(tops))).lower() not in SPLITS and any(len(p) >= 3 for p in paths_):
-        wrapper = top  # one folder around everything: what zipping a folder gives
+    # One folder around everything (what zipping a folder gives), unless it is train/ itself; a lone test/ is a
+    # wrapper too: its class folders are all there is, so the split is made from them.
+    if len(tops) == 1 and (top := next(iter(tops))).lower() != "train" and any(len(p) >= 3 for p in paths_):
+        wrapper = top
     placed = []
     rest = [(p[1:] if wrapper and len(p) > 1 and p[0] == wrapper else p, (p, f)) for p, f in read]
     layout = "splits" if any(len(p) == 3 and p[0].lower() == "train" for p, _ in rest) else "classes"
@@ -255,7 +257,7 @@ def _safe_stem(filename: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(filename).stem)[:60].strip("_") or "image"
 
 
-def _skipped_text(skipped: Counter, examples: dict) -> str:
+def _skipped_text(skipped: Counter) -> str:
     if not skipped:
         return "no image files"
     return "; ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(skipped.items()))

@@ -95,6 +95,20 @@ def test_train_and_test_folders_are_kept_as_they_are(tmp_path, isolated_artifact
     assert data.class_names == ("cat", "dog") and len(data.x_train) == 7 and len(data.x_test) == 3
 
 
+@pytest.mark.parametrize("top", ["train", "test"])
+def test_a_lone_train_or_test_folder_is_split(tmp_path, isolated_artifacts, top):
+    report = import_dataset(make_zip(tmp_path / "a.zip", class_members({"cat": 5, "dog": 5}, f"{top}/")), "d")
+    assert report["split"]["made"] and report["counts"]["test"] == {"cat": 1, "dog": 1}
+    assert report["wrapper"] == (None if top == "train" else "test")
+
+
+def test_a_source_without_class_folders_says_what_it_holds(tmp_path, isolated_artifacts):
+    source = make_zip(tmp_path / "a.zip", {"a.png": encoded(picture(1)), "notes.txt": b"x"})
+    with pytest.raises(DatasetError, match=r"no usable images in class folders \(1 not images; 1 outside class folders\)"):
+        import_dataset(source, "d")
+    assert list(datasets_root().iterdir()) == []
+
+
 def test_a_folder_can_be_imported(tmp_path, isolated_artifacts):
     root = write_folders(tmp_path / "cifar", n_train=3, n_test=2)
     report = import_dataset(root, "tiny")
