@@ -48,7 +48,7 @@ else:
               help={"imagenet": "VGG16's ImageNet weights", "none": "random (trained from scratch)"}.get(
                   weights, f"the base of the trained model {studio_ui.plain(weights)}" if weights.endswith(".keras")
                   else f"the weights file {studio_ui.plain(weights)}"))
-    st.caption(studio_ui.model_caption(model) + f" · classes: {studio_ui.plain(', '.join(classes))}")
+    st.caption(studio_ui.model_caption(model) + f" · classes: {', '.join(map(studio_ui.plain, classes))}")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "
                 "2-core CPU machine: no ImageNet weights could be downloaded there, so it is not ImageNet transfer "

@@ -29,6 +29,16 @@ def shown(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
+# A longer name is cut on a chart's axis or legend (its hover text has all of it): class names may have 200
+# characters, and one that long as a tick label would squeeze the plot itself to nothing.
+TICK_CHARS = 24
+
+
+def tick(name: str) -> str:
+    """A class name as an axis tick or legend entry: escaped (`shown`), cut to TICK_CHARS with an ellipsis."""
+    return shown(name if len(name) <= TICK_CHARS else name[:TICK_CHARS - 1] + "…")
+
+
 def _mpl_text(text: object) -> str:
     """`text` as matplotlib draws it literally: a pair of $ would start its math notation (and a bad formula fails the PNG)."""
     return str(text).replace("$", r"\$")
@@ -145,7 +155,7 @@ def confusion_figure(cm: np.ndarray, class_names: tuple[str, ...], normalized: b
         fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5, xref="x", yref="y",
                       line=dict(color=HIGHLIGHT_COLOUR, width=4))
     # Categories always: class names such as "1" or "2024-01-01" would otherwise make a number or date axis.
-    axis = dict(type="category", tickvals=names, ticktext=[shown(n) for n in names])
+    axis = dict(type="category", tickvals=names, ticktext=[tick(n) for n in names])
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", height=560, margin=dict(t=20, b=40, l=40, r=20),
                       yaxis_autorange="reversed", clickmode="event+select", xaxis=axis, yaxis=axis)
     return fig
@@ -166,7 +176,7 @@ def embedding_figure(xy: np.ndarray, y: np.ndarray, preds: np.ndarray, class_nam
                 continue
             fig.add_trace(go.Scatter(
                 x=xy[idx, 0], y=xy[idx, 1], mode="markers", customdata=idx, legendgroup=name,
-                name=shown(name) if correct else f"{shown(name)} (mistake)", showlegend=correct,
+                name=tick(name) if correct else f"{tick(name)} (mistake)", showlegend=correct,
                 marker=dict(color=CLASS_COLOURS[c % len(CLASS_COLOURS)], size=5 if correct else 7,
                             symbol="circle" if correct else "x", opacity=0.6 if correct else 0.9),
                 text=[f"#{i} true {shown(name)}, predicted {shown(class_names[preds[i]])}" for i in idx],
@@ -207,7 +217,8 @@ def probs_figure(probs: dict[str, float], height: int = 220) -> go.Figure:
     items = sorted(probs.items(), key=lambda kv: kv[1])
     fig = go.Figure(go.Bar(x=[p for _, p in items], y=[shown(k) for k, _ in items], orientation="h",
                            text=[f"{p:.1%}" for _, p in items], textposition="auto", marker_color=TRAIN_COLOUR))
-    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis_type="category", height=height,
+    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%"), height=height,
+                      yaxis=dict(type="category", tickvals=[shown(k) for k, _ in items], ticktext=[tick(k) for k, _ in items]),
                       margin=dict(t=10, b=10, l=10, r=10))
     return fig
 

@@ -65,10 +65,13 @@ def test_charts_show_class_names_as_text_not_html():
     cm = np.arange(100).reshape(10, 10)
     fig = plots.confusion_figure(cm, names, highlight=(0, 1))
     assert list(fig.layout.xaxis.tickvals) == list(names)  # a click still reports the names themselves
-    assert "&lt;img src=http://127.0.0.1:9/x&gt;" in fig.layout.xaxis.ticktext and fig.layout.xaxis.type == "category"
+    assert fig.layout.xaxis.type == "category" and "&lt;img src=http://127.0.0…" in fig.layout.xaxis.ticktext
+    assert "**bold**" in fig.layout.xaxis.ticktext and max(map(len, fig.layout.yaxis.ticktext)) <= plots.TICK_CHARS + 6
+    assert "true &lt;img src=http://127.0.0.1:9/x&gt;<br>" in fig.data[1].text[10]  # the hover text has the whole name
     assert all("<img" not in t for t in fig.data[1].text)
     probs = plots.probs_figure(dict(zip(names, np.linspace(0, 1, 10))))
     assert "&lt;img src=http://127.0.0.1:9/x&gt;" in probs.data[0].y and not any("<img" in y for y in probs.data[0].y)
+    assert len(set(probs.data[0].y)) == 10  # two long names with one beginning stay two bars
     emb = plots.embedding_figure(np.zeros((10, 2)), np.arange(10), np.roll(np.arange(10), 1), names)
     assert not any("<img" in (t.name or "") or any("<img" in s for s in t.text) for t in emb.data)
 
