@@ -48,7 +48,9 @@ PRESETS: dict[str, Preset] = {
         "on other images. Short trials on your validation split (a new head on the frozen base; that head, then "
         "fine-tuning the whole base; the same network from scratch) pick the most accurate, which then trains for 30 "
         "epochs. The trials and the choice are shown with the run. No flips or mirrored test-time views: a mirrored "
-        "digit or letter is another symbol.",
+        "digit or letter is another symbol. Measured here (README, Your images): on 5 CIFAR-10 classes with 50 images each "
+        "it chose the head only (90.2% test accuracy; from scratch 42.7%), on scikit-learn's digits from scratch (99.4%; "
+        "head only 69.2%).",
         start_choice.yours),
 }
 
