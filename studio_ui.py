@@ -9,10 +9,8 @@ galleries and dialogs that read them.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
-import unicodedata
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +28,7 @@ from cifar_core.evaluate import Interpretation
 from cifar_core.explainer import Explainer
 from cifar_core.faithfulness import check_images, check_sentence
 from cifar_core.inference import Classifier
+from cifar_core.markup import markdown_literal
 from cifar_core.model_choice import ModelChoice
 from cifar_core.runs import RunError, RunStore
 
@@ -43,22 +42,8 @@ ACTIVE_DATA = "active_data"
 DATA_PARAM = "data"
 DEFAULT_DATA = "default"
 
-
-def plain(text: object) -> str:
-    """`text` made literal inside Markdown (st.markdown, st.error, st.caption...).
-
-    File names, paths and error messages come from users and the files they
-    bring: unescaped, `![x](http://host/)` in a file name would make every viewer's
-    browser fetch that address, and links, colours, icons and LaTeX would render.
-    Every ASCII punctuation mark is backslash-escaped (CommonMark reads each as
-    itself), and line breaks and leading spaces go, so the text cannot open a
-    block (heading, list, code) either. Text with right-to-left letters (Arabic,
-    Hebrew) is wrapped in Unicode's invisible isolation marks (FSI...PDI), so that
-    it does not reorder what is written beside it ("true: קטן 3%" read as "3% קטן").
-    A bare URL stays as it is written: Streamlit makes it a link to exactly that.
-    """
-    text = re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).splitlines()).strip())
-    return f"\u2068{text}\u2069" if any(unicodedata.bidirectional(c) in ("R", "AL") for c in text) else text
+# User text made literal in Markdown: every page shows names and messages through it.
+plain = markdown_literal
 
 
 def store() -> RunStore:

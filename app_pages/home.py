@@ -20,7 +20,7 @@ if not studio_ui.data_available():
         "`train/` + `trainLabels.csv`, or the python batches `cifar-10-batches-py/`."
     )
     if model:
-        st.info(f"You can already classify your own images with the {model.label}.", icon=":material/image_search:")
+        st.info(f"You can already classify your own images with the {studio_ui.plain(model.label)}.", icon=":material/image_search:")
         st.page_link("app_pages/classify.py", label="Classify images", icon=":material/image_search:")
 elif model is None:
     st.subheader("Next: train a model")

@@ -227,7 +227,7 @@ def class_counts_figure(counts: dict[str, dict[str, int]], height: int = 320) ->
     """Images per class, one bar per split side by side (`counts`: split -> class -> images)."""
     classes = list(dict.fromkeys(c for split in counts.values() for c in split))
     # Bars sit at positions, labelled with the names (escaped, long ones cut): two names cut alike stay two bars.
-    ticks = [shown(c if len(c) <= 24 else c[:23] + "…") for c in classes]
+    ticks = [tick(c) for c in classes]
     fig = go.Figure([go.Bar(name=split, x=list(range(len(classes))), y=[n.get(c, 0) for c in classes], marker_color=colour,
                             hovertext=[shown(c) for c in classes], hovertemplate=f"%{{hovertext}}: %{{y}} {split} images<extra></extra>")
                      for (split, n), colour in zip(counts.items(), (TRAIN_COLOUR, VAL_COLOUR))])

@@ -26,6 +26,7 @@ from cifar_core.classes import write_class_names
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data import DataError
 from cifar_core.evaluate import Interpretation
+from cifar_core.markup import markdown_literal
 from cifar_core.paths import PROJECT_ROOT, default_model_dir
 from cifar_core.runs import Run, RunError, RunStore
 
@@ -108,8 +109,9 @@ def model_card(run: Run, interp: Interpretation, data_note: str, machine_note: s
     summary = run.summary
     wall_min = (run.finished - run.started) / 60 if run.finished and run.started else float("nan")
     per_class = interp.per_class()
-    rows = "\n".join(f"| {c} | {r.recall:.1%} | {r.precision:.1%} | {r.f1:.3f} |" for c, r in per_class.iterrows())
-    confused = "\n".join(f"- {t} predicted as {p}: {n}" for t, p, n in interp.most_confused()[:5])
+    # Class names are the user's text: literal in the card's Markdown (a "|" would split a table cell, an image would load).
+    rows = "\n".join(f"| {markdown_literal(c)} | {r.recall:.1%} | {r.precision:.1%} | {r.f1:.3f} |" for c, r in per_class.iterrows())
+    confused = "\n".join(f"- {markdown_literal(t)} predicted as {markdown_literal(p)}: {n}" for t, p, n in interp.most_confused()[:5])
     transfer = (
         "**Trained from scratch** (random initialisation, `--weights none`): no ImageNet transfer."
         if cfg.get("weights") == "none"
@@ -157,7 +159,7 @@ Most confused pairs (true → predicted, count):
 (per-epoch metrics), `classes.json` (the class names, in output order), `calibration.json` (the temperature), `evaluation.json`, `test_probs.npz` (test probabilities, uncalibrated, and labels), `train.log`.
 
 ## Limits
-The model knows {len(interp.class_names)} classes ({', '.join(interp.class_names)}, listed in `classes.json`);
+The model knows {len(interp.class_names)} classes ({', '.join(map(markdown_literal, interp.class_names))}, listed in `classes.json`);
 anything else is squeezed into one of them. Photos are resized to 32x32 before classification.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,20 @@ def test_charts_show_class_names_as_text_not_html():
 def test_the_confusion_png_draws_dollar_signs_as_text():
     png = plots.confusion_png(np.eye(3, dtype=int), ("$x$", "$\\frac{$", "a"))  # a bad formula would fail the drawing
     assert png.startswith(b"\x89PNG")
+
+
+def test_the_model_card_writes_class_names_as_text():
+    from types import SimpleNamespace
+
+    from markdown_it import MarkdownIt
+
+    from cifar_core.evaluate import Interpretation
+    from cifar_core.publish import model_card
+
+    names = ("![b](http://127.0.0.1:9/beacon.png)", "a|b", "**bold**")
+    interp = Interpretation(np.eye(3)[[0, 1, 2, 1, 0, 2]], np.array([0, 1, 2, 0, 1, 2]), names)
+    run = SimpleNamespace(id="r1", status="completed", config={"weights": "none"}, summary={}, started=0.0, finished=60.0)
+    card = model_card(run, interp, data_note="", machine_note="")
+    html = MarkdownIt("commonmark").enable("table").render(card)
+    assert not re.search(r"<img[^>]*127\.0\.0\.1", html) and "<strong>bold" not in html
+    assert html.count("127.0.0.1") >= 3 and "<td>a|b</td>" in html  # the name, as text, in one table cell
