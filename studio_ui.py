@@ -58,6 +58,12 @@ def store() -> RunStore:
 # ---------------------------------------------------------------- sidebar
 
 
+def _model_picked() -> None:
+    # The URL names the pick as soon as it is made: the next run reads the URL first, which otherwise still
+    # names the previous pick and would put it back (a second pick in a row was undone).
+    st.query_params[MODEL_PARAM] = st.session_state["model_pick"]
+
+
 def sidebar() -> ModelChoice | None:
     """Dataset status and the active-model picker; remembers the pick for the pages."""
     with st.sidebar:
@@ -85,7 +91,7 @@ def sidebar() -> ModelChoice | None:
         wanted = st.query_params.get(MODEL_PARAM) or st.session_state.get("model_pick")
         st.session_state["model_pick"] = wanted if wanted in keys else keys[0]
         key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
-                           format_func=lambda k: choices[keys.index(k)].picker_label,
+                           format_func=lambda k: choices[keys.index(k)].picker_label, on_change=_model_picked,
                            help="each with its test accuracy first; by default the model with the highest "
                                 "(runs that did not learn are never the default)")
         if st.query_params.get(MODEL_PARAM) not in (None, *keys):
@@ -109,7 +115,7 @@ def dataset_options() -> dict[str, str | None]:
 
 def data_label(key: str) -> str:
     """A dataset key as the pickers show it (plain text: a selectbox does not read Markdown)."""
-    return "CIFAR-10 (the CIFAR10_DIR folder)" if key == DEFAULT_DATA else key
+    return "CIFAR-10 (CIFAR10_DIR)" if key == DEFAULT_DATA else key
 
 
 def _data_picked() -> None:

@@ -50,6 +50,8 @@ def run_import(source: Path, name: str, replace: bool) -> None:
     finally:
         bar.empty()
     st.session_state["data_imported"] = report
+    # New keys empty the upload and name boxes: importing the same archive again is then a new choice.
+    st.session_state["data_form"] = st.session_state.get("data_form", 0) + 1
     studio_ui.set_active_data(report["name"])
     st.rerun()
 
@@ -71,14 +73,15 @@ def tile(path: str | Path) -> np.ndarray | None:
 
 # ---------------------------------------------------------------- bring a dataset
 
+form = st.session_state.get("data_form", 0)
 with st.container(border=True):
     archive_tab, folder_tab = st.tabs(["Upload an archive", "A folder on this machine"])
     with archive_tab:
-        archive = st.file_uploader("Archive of class folders (.zip, .tar, .tar.gz)", type=ARCHIVE_TYPES, key="data_archive",
+        archive = st.file_uploader("Archive of class folders (.zip, .tar, .tar.gz)", type=ARCHIVE_TYPES, key=f"data_archive_{form}",
                                    help="drag it here; with or without one folder around the class folders (what zipping a "
                                         "folder gives). Without train/ and test/ folders, 20% of each class becomes the test split.")
         name_col, replace_col = st.columns([3, 1], vertical_alignment="bottom")
-        name = name_col.text_input("Dataset name", key="data_archive_name",
+        name = name_col.text_input("Dataset name", key=f"data_archive_name_{form}",
                                    placeholder=default_name(archive.name) if archive else "e.g. flowers-5",
                                    help="letters, digits, '-', '_' and '.'; empty: the archive's name")
         replace = replace_col.checkbox("Replace", key="data_archive_replace", help="replace a dataset of this name")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_pages import no_shipped_model, open_page, shown, unescape  # noqa: F401 (fixtures)
+from tests.test_pages import no_shipped_model, open_page, shown, unescape, with_data, with_run  # noqa: F401 (fixtures)
 
 # A class name that would fetch a URL, render bold and link if it reached Markdown.
 HOSTILE = "![b](http:﹕﹕127.0.0.1:9﹕x.png) **bold** [link](javascript:x) :red[red] <b>"
@@ -108,8 +108,8 @@ def test_an_uploaded_archive_is_imported_listed_made_active_and_survives_page_ch
         for i in range(10):
             (classes_only / cls / f"{i}.png").write_bytes(png(100 * c + i))
     at = open_data_page()
-    at.file_uploader(key="data_archive").set_value([("my photos.zip", zipped(classes_only), "application/zip")]).run()
-    at.text_input(key="data_archive_name").set_value("fruit").run()
+    at.file_uploader(key="data_archive_0").set_value([("my photos.zip", zipped(classes_only), "application/zip")]).run()
+    at.text_input(key="data_archive_name_0").set_value("fruit").run()
     button(at, "Import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     text = unescape(shown(at.main))
@@ -120,9 +120,10 @@ def test_an_uploaded_archive_is_imported_listed_made_active_and_survives_page_ch
     assert at.dataframe[0].value["name"].tolist() == ["fruit"]
     assert "No problem found." in text
 
-    # The same name again is refused in words, nothing replaced...
-    at.file_uploader(key="data_archive").set_value([("again.zip", zipped(classes_only), "application/zip")]).run()
-    at.text_input(key="data_archive_name").set_value("fruit").run()
+    # The upload box is empty again; the same name again is refused in words, nothing replaced...
+    assert not at.file_uploader(key="data_archive_1").value and button(at, "Import").disabled
+    at.file_uploader(key="data_archive_1").set_value([("again.zip", zipped(classes_only), "application/zip")]).run()
+    at.text_input(key="data_archive_name_1").set_value("fruit").run()
     button(at, "Import").click().run()
     assert any("could not be imported" in e.value and "exists already" in unescape(e.value) for e in at.error)
 
@@ -138,7 +139,7 @@ def test_a_hostile_archive_is_refused_in_words(tmp_path):
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("../escape/cat/0.png", png(1))
     at = open_data_page()
-    at.file_uploader(key="data_archive").set_value([("evil.zip", buf.getvalue(), "application/zip")]).run()
+    at.file_uploader(key="data_archive_0").set_value([("evil.zip", buf.getvalue(), "application/zip")]).run()
     button(at, "Import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert [e for e in at.error if e.value.startswith("The dataset could not be imported: ")]
@@ -169,3 +170,28 @@ def test_a_stale_link_falls_back_to_the_default_and_says_so(tmp_path, monkeypatc
     at = open_data_page("no-such-dataset")
     assert at.selectbox(key="data_pick").value == "default"
     assert any("Dataset no\\-such\\-dataset not found; using the default." in w.value for w in at.sidebar.warning)
+
+
+def test_the_dataset_picker_follows_every_pick_in_a_row(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(write_dataset(tmp_path / "pets")))
+    for name in ("one", "two"):
+        write_dataset(tmp_path / "artifacts" / "datasets" / name)
+    at = open_data_page()
+    for pick in ("one", "two", "default", "one"):  # the URL names the previous pick when the next one is made
+        at.selectbox(key="data_pick").set_value(pick).run()
+        assert at.selectbox(key="data_pick").value == pick and at.query_params["data"] == pick
+        assert at.selectbox(key="data_inspect").value == pick  # the page checks the newly active dataset
+
+
+def test_the_model_picker_follows_every_pick_in_a_row(with_run, monkeypatch):
+    from cifar_core.paths import PROJECT_ROOT
+
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(PROJECT_ROOT / "artifacts" / "default"))  # a second model
+    from cifar_core import model_choice
+
+    keys = [c.key for c in model_choice.model_choices(with_run[0])]
+    assert len(keys) == 2
+    at = open_page("home")
+    for pick in (keys[1], keys[0], keys[1]):
+        at.selectbox(key="model_pick").set_value(pick).run()
+        assert at.selectbox(key="model_pick").value == pick and at.query_params["model"] == pick
