@@ -97,3 +97,25 @@ def test_the_model_card_writes_class_names_as_text():
     html = MarkdownIt("commonmark").enable("table").render(card)
     assert not re.search(r"<img[^>]*127\.0\.0\.1", html) and "<strong>bold" not in html
     assert html.count("127.0.0.1") >= 3 and "<td>a|b</td>" in html  # the name, as text, in one table cell
+
+
+@pytest.mark.parametrize("page", ["home", "classify", "predictions", "train", "runs"])
+def test_a_model_with_an_unusable_classes_json_is_a_message_on_the_pages(tmp_path, monkeypatch, tiny_data, page):
+    from html import unescape
+
+    from streamlit.testing.v1 import AppTest
+
+    shipped = tmp_path / "default"
+    shutil.copytree(ROOT / "artifacts" / "default", shipped, ignore=shutil.ignore_patterns("*.png", "test_probs.npz"))
+    (shipped / "classes.json").write_text(json.dumps({"class_names": ["cat"] * 10}))
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
+    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))  # Home lists the classes only once there is data
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = [unescape(e.value).replace("\\", "") for e in at.error]
+    if page == "train":  # the model is still offered as a base (its weights are fine), labelled
+        assert not said and any("unusable classes.json" in str(o) for s in at.selectbox for o in s.options)
+    else:
+        assert any("each class must be named once; repeated: 'cat'" in s for s in said), said
