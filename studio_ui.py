@@ -372,8 +372,13 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
     interp = split_predictions.matching_predictions(choice, y)
     if interp is None:
         bar = st.progress(0.0, text="Predicting the test set (once per model)…")
-        interp = split_predictions.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
-        bar.empty()
+        try:
+            interp = split_predictions.compute_predictions(choice, x, y, progress=lambda done, total, _: bar.progress(done / total, text=f"Predicting the test set: {done:,}/{total:,}"))
+        except ClassesError as err:  # its classes.json is another model's
+            st.error(plain(err), icon=":material/error:")
+            st.stop()
+        finally:
+            bar.empty()
     st.session_state["predictions_memo"] = (memo_key, interp)
     return interp
 

@@ -81,12 +81,14 @@ def compute_predictions(choice: ModelChoice, x_test: np.ndarray, y_test: np.ndar
     possibly on a different test set than the one shown now), and the shipped
     model's folder is never written to.
     """
+    from cifar_core.classes import model_class_names
     from cifar_core.model import load_model
 
     model = load_model(choice.model_path)
     tta = bool(choice.config.get("tta"))  # a model trained for TTA is always evaluated with it
+    # Checked against the model's outputs here (ClassesError in words): a classes.json of another model would mislabel every row.
     interp = evaluate_model(model, x_test, y_test, input_size=int(model.input_shape[1]), tta=tta, progress=progress,
-                            class_names=choice.class_names)
+                            class_names=model_class_names(choice.model_path, int(model.output_shape[-1])))
     if choice.run_id and saved_predictions(choice) is None:
         try:
             interp.save(choice.folder)

@@ -119,3 +119,28 @@ def test_a_model_with_an_unusable_classes_json_is_a_message_on_the_pages(tmp_pat
         assert not said and any("unusable classes.json" in str(o) for s in at.selectbox for o in s.options)
     else:
         assert any("each class must be named once; repeated: 'cat'" in s for s in said), said
+
+
+@pytest.mark.parametrize("page", ["predictions", "classify"])
+def test_a_classes_json_of_another_model_is_a_message_where_the_model_is_used(tmp_path, monkeypatch, tiny_data, page):
+    from html import unescape
+
+    from streamlit.testing.v1 import AppTest
+
+    from cifar_core import CLASS_NAMES
+
+    shipped = tmp_path / "default"
+    shutil.copytree(ROOT / "artifacts" / "default", shipped, ignore=shutil.ignore_patterns("*.png", "test_probs.npz"))
+    (shipped / "classes.json").write_text(json.dumps({"class_names": list(CLASS_NAMES[:9])}))  # the model has 10 outputs
+    config = json.loads((shipped / "config.json").read_text())
+    (shipped / "config.json").write_text(json.dumps({**config, "data_dir": str(tiny_data)}))
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
+    monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    if page == "classify":
+        image = next((tiny_data / "test" / "cat").iterdir())
+        at.file_uploader[0].set_value([(image.name, image.read_bytes(), "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = [unescape(e.value).replace("\\", "") for e in at.error]
+    assert any("names 9 classes but the model beside it has 10 outputs" in s for s in said), said
