@@ -135,6 +135,10 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
 
 
 def describe(choice: dict[str, Any]) -> str:
-    """One line for the pages and `runs`: the trials' validation accuracies and the choice."""
-    scores = ", ".join(f"{t['candidate']} {t['val_accuracy']:.1%}" for t in choice.get("trials", []))
-    return f"start measured on {choice.get('val_images', '?')} validation images: {scores}; chose {choice.get('chosen')}"
+    """One line for the pages and `runs`: the trials' validation accuracies and the choice (a run's summary is
+    read from its store, where a damaged or hand-edited record must not break a listing)."""
+    if not isinstance(choice, dict):
+        return "start measured, but its record is unreadable"
+    trials = [t for t in choice.get("trials") or [] if isinstance(t, dict) and isinstance(t.get("val_accuracy"), (int, float))]
+    scores = ", ".join(f"{t.get('candidate')} {t['val_accuracy']:.1%}" for t in trials)
+    return f"start measured on {choice.get('val_images', '?')} validation images: {scores or 'no readable trial'}; chose {choice.get('chosen')}"

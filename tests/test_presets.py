@@ -75,6 +75,12 @@ def test_resume_refuses_a_preset(capsys):
     assert "--preset cannot change them" in capsys.readouterr().err
 
 
+def test_a_damaged_start_choice_record_is_described_in_words():
+    assert start_choice.describe("garbage") == "start measured, but its record is unreadable"
+    assert start_choice.describe({"chosen": "head only", "trials": [{"candidate": "head only", "val_accuracy": "x"}],
+                                  "val_images": 3}) == "start measured on 3 validation images: no readable trial; chose head only"
+
+
 def test_the_candidates_spend_the_runs_epochs_and_trials_a_share_of_them():
     config = TrainConfig(**start_choice.yours())
     found = start_choice.candidates(config)
