@@ -1,6 +1,13 @@
-"""RunStoreCallback: streams training metrics into the run store and obeys stop requests.
+"""The training callbacks of one run, one job each, in the order `train` lists them:
 
-The dashboard's live curves read exactly what this callback writes.
+- StopOnRequest: ends fit at the batch a stop was requested (`stop`, the dashboard's Stop button);
+- RunLogger: streams batch and epoch metrics, rate and ETA into the run store (the dashboard's
+  live curves read exactly what it writes) and counts the epochs completed;
+- BestModelCheckpoint: saves the complete model when validation accuracy improves;
+- CompletedEpochBackup: the resumable state (weights and optimizer) after every completed epoch.
+
+A stop request reaches the others as Keras' own `model.stop_training`, set during a batch:
+an epoch cut short that way is neither logged, checkpointed nor backed up.
 """
 
 from __future__ import annotations
@@ -27,39 +34,42 @@ KEEP_BACKUPS = 2
 BACKUP_RE = re.compile(r"epoch-(\d+)\.weights\.h5")
 
 
-class RunStoreCallback(keras.callbacks.Callback):
-    """Log batch/epoch metrics of one phase, save the best full model, stop on request.
+class StopOnRequest(keras.callbacks.Callback):
+    """Stop fit after the batch during which a stop of run `run_id` was requested in `store`.
 
-    Args:
-        store, run_id: where to write.
-        phase: "head" or "finetune".
-        full_model: the complete model to checkpoint (during the cached-feature head
-            phase, the model being fitted is only the head).
-        checkpoint: path of the best model; saved when `val_accuracy` improves.
-        best: best val_accuracy seen so far in earlier phases.
-        epoch_offset: epochs completed before this phase (so epochs count across phases).
-        epochs: epochs planned in this phase; steps: batches per epoch; batch_size: for images/s.
+    `stopped` says afterwards whether it did. Put it before the callbacks that read
+    `model.stop_training` at batch end (RunLogger), so they see the stop in that same batch.
     """
 
-    def __init__(
-        self,
-        store: RunStore,
-        run_id: str,
-        *,
-        phase: str,
-        full_model: keras.Model,
-        checkpoint: Path,
-        best: float,
-        epoch_offset: int,
-        epochs: int,
-        steps: int,
-        batch_size: int,
-    ):
+    def __init__(self, store: RunStore, run_id: str):
+        super().__init__()
+        self.store, self.run_id = store, run_id
+        self.stopped = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.store.stop_requested(self.run_id):
+            self.stopped = True
+            self.model.stop_training = True
+
+
+class RunLogger(keras.callbacks.Callback):
+    """Write one phase's batch and epoch metrics to run `run_id` in `store`.
+
+    Args:
+        phase: "head" or "finetune".
+        epoch_offset: epochs completed before this phase (so epochs count across phases).
+        epochs: epochs planned in this phase; steps: batches per epoch; batch_size: for images/s.
+
+    Batch records (throttled to one per BATCH_LOG_INTERVAL_S, plus each epoch's last
+    batch and the batch a stop ended) carry the learning rate, images/s and ETA.
+    `last_epoch` is the number of epochs of the run completed when fit returns.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, *, phase: str, epoch_offset: int, epochs: int, steps: int,
+                 batch_size: int):
         super().__init__()
         self.store, self.run_id, self.phase = store, run_id, phase
-        self.full_model, self.checkpoint, self.best = full_model, checkpoint, best
         self.epoch_offset, self.epochs, self.steps, self.batch_size = epoch_offset, epochs, steps, batch_size
-        self.stopped = False
         self.last_epoch = epoch_offset
 
     def _lr(self) -> float:
@@ -95,10 +105,8 @@ class RunStoreCallback(keras.callbacks.Callback):
         if self.batches_done == 1:
             # The first batch includes tracing and compilation: time the rate from its end.
             self.t_rate = now
-        if self.store.stop_requested(self.run_id):
-            self.stopped = True
-            self.model.stop_training = True
-        if now - self.last_batch_log >= BATCH_LOG_INTERVAL_S or batch + 1 == self.steps or self.stopped:
+        stopping = self.model.stop_training  # the last batch of a stopped run: always recorded
+        if now - self.last_batch_log >= BATCH_LOG_INTERVAL_S or batch + 1 == self.steps or stopping:
             self.last_batch_log = now
             timed = self.batches_done - 1
             if timed and now > self.t_rate:
@@ -123,20 +131,39 @@ class RunStoreCallback(keras.callbacks.Callback):
         faults.point("batch")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.stopped:
+        if self.model.stop_training:
             return  # a partial epoch's validation numbers would be misleading
-        logs = dict(logs or {})
         epoch_no = self.epoch_offset + epoch + 1
-        values = {k: float(v) for k, v in logs.items() if k != "learning_rate"}
+        values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         values.update(lr=self._lr(), seconds=time.time() - self.t_epoch)
         values["images_per_s"] = self.steps * self.batch_size / max(values["seconds"], 1e-9)
         self.store.log_metrics(self.run_id, "epoch", self.phase, epoch_no, epoch_no, values)
         self.last_epoch = epoch_no
-        val_acc = values.get("val_accuracy", -math.inf)
-        if val_acc > self.best or not self.checkpoint.exists():
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Save `full_model` to `path` whenever an epoch's `val_accuracy` beats `best`, and record it in
+    run `run_id`'s summary (best_val_accuracy, best_epoch).
+
+    `full_model` is the complete model: during the cached-feature head phase the model being
+    fitted is only the head. `best` is the best val_accuracy of earlier phases, and is updated;
+    `epoch_offset` the epochs completed before this phase. With no file at `path` yet, the
+    first complete epoch is saved whatever its accuracy, so a run always has a model.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, *, full_model: keras.Model, path: Path, best: float, epoch_offset: int):
+        super().__init__()
+        self.store, self.run_id = store, run_id
+        self.full_model, self.path, self.best, self.epoch_offset = full_model, Path(path), best, epoch_offset
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training:
+            return  # stopped during this epoch: its validation numbers are of a partial epoch
+        val_acc = float((logs or {}).get("val_accuracy", -math.inf))
+        if val_acc > self.best or not self.path.exists():
             self.best = max(self.best, val_acc)
-            atomic_save_model(self.full_model, self.checkpoint)
-            self.store.update_summary(self.run_id, best_val_accuracy=self.best, best_epoch=epoch_no)
+            atomic_save_model(self.full_model, self.path)
+            self.store.update_summary(self.run_id, best_val_accuracy=self.best, best_epoch=self.epoch_offset + epoch + 1)
 
 
 def try_load_weights(model: keras.Model, path: Path) -> str | None:

@@ -21,7 +21,7 @@ import keras
 from cifar_core import calibration, compat, distribute, evaluate, features, start_choice, tensorboard_log
 from cifar_core import data as data_lib
 from cifar_core.atomic_io import atomic_save_model, atomic_save_weights
-from cifar_core.callbacks import CompletedEpochBackup, RunStoreCallback, try_load_weights
+from cifar_core.callbacks import BestModelCheckpoint, CompletedEpochBackup, RunLogger, StopOnRequest, try_load_weights
 from cifar_core.classes import write_class_names
 from cifar_core.config import TrainConfig
 from cifar_core.ema import ema_callbacks
@@ -261,11 +261,12 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
         backup = run.dir / "backup" / phase.name
         with strategy.scope():
             compile_phase(fitted, config, phase, steps)
-        store_cb = RunStoreCallback(
-            store, run.id, phase=phase.name, full_model=model, checkpoint=checkpoint, best=best,
-            epoch_offset=epoch_offset, epochs=phase.epochs, steps=steps, batch_size=config.batch_size,
-        )
-        callbacks = _phase_callbacks(config, phase, store_cb, backup, epoch_offset, splits, log)
+        stop = StopOnRequest(store, run.id)
+        logger = RunLogger(store, run.id, phase=phase.name, epoch_offset=epoch_offset, epochs=phase.epochs, steps=steps,
+                           batch_size=config.batch_size)
+        best_model = BestModelCheckpoint(store, run.id, full_model=model, path=checkpoint, best=best, epoch_offset=epoch_offset)
+        callbacks = _phase_callbacks(config, phase, stop=stop, logger=logger, best_model=best_model, backup=backup,
+                                     run_dir=run.dir, splits=splits, log=log)
         log.info("phase %s: %d epoch(s) at lr %g, freeze=%s, %s", phase.name, phase.epochs, phase.lr, phase.freeze,
                  "on cached base features" if use_features else "on live images")
         stage(f"phase {number}/{len(plan)} ({phase.name})")
@@ -283,11 +284,11 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
             model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False,
                       callbacks=callbacks, verbose=0)
 
-        best = store_cb.best
-        ran = store_cb.last_epoch - epoch_offset
-        epoch_offset = store_cb.last_epoch
+        best = best_model.best
+        ran = logger.last_epoch - epoch_offset
+        epoch_offset = logger.last_epoch
         summary.update(epochs_completed=epoch_offset)
-        if store_cb.stopped:
+        if stop.stopped:
             log.info("stop requested: phase %s stopped after %d complete epoch(s)", phase.name, ran)
             return True
         summary.setdefault("phase_epochs", {})[phase.name] = ran
@@ -298,17 +299,21 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
     return False
 
 
-def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallback, backup: Path, epoch_offset: int,
-                     splits: data_lib.Splits, log: logging.Logger) -> list[keras.callbacks.Callback]:
+def _phase_callbacks(config: TrainConfig, phase: Phase, *, stop: StopOnRequest, logger: RunLogger, best_model: BestModelCheckpoint,
+                     backup: Path, run_dir: Path, splits: data_lib.Splits, log: logging.Logger) -> list[keras.callbacks.Callback]:
+    epoch_offset = logger.epoch_offset
     callbacks: list[keras.callbacks.Callback] = [
-        # First, so that store_cb checkpoints the averaged weights it validated. The backup
-        # then holds them too, and a resumed run continues from the average: a small step
-        # aside from an uninterrupted run, which never loses an epoch.
-        *ema_callbacks(config, store_cb.full_model, splits.x_train, splits.y_train),
-        # store_cb before the backup: an epoch is logged, then backed up. A kill
-        # between the two re-runs that epoch, and store_cb drops its old record;
+        # First, so that best_model checkpoints the averaged weights that were validated. The
+        # backup then holds them too, and a resumed run continues from the average: a small
+        # step aside from an uninterrupted run, which never loses an epoch.
+        *ema_callbacks(config, best_model.full_model, splits.x_train, splits.y_train),
+        # Before the callbacks that read its `stop_training` in the same batch and epoch.
+        stop,
+        # The logger before the backup: an epoch is logged, then backed up. A kill
+        # between the two re-runs that epoch, and the logger drops its old record;
         # the other order would leave a gap in the curves instead.
-        store_cb,
+        logger,
+        best_model,
         # Kept when fit ends, so that a stopped run resumes from its last epoch too;
         # removed once the phase is complete.
         CompletedEpochBackup(backup, note=log.warning),
@@ -319,7 +324,7 @@ def _phase_callbacks(config: TrainConfig, phase: Phase, store_cb: RunStoreCallba
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True))
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2 or 2)))
-    callbacks += tensorboard_log.callbacks(store_cb.store.run_dir(store_cb.run_id), epoch_offset, store_cb.steps)
+    callbacks += tensorboard_log.callbacks(run_dir, epoch_offset, logger.steps)
     return callbacks
 
 

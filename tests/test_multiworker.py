@@ -22,11 +22,11 @@ DRIVER = """
 import os, sys
 import keras, numpy as np
 from cifar_core import callbacks
-end = callbacks.RunStoreCallback.on_train_end
+end = callbacks.BestModelCheckpoint.on_train_end
 def on_train_end(self, logs=None):
     end(self, logs)
     np.savez(os.environ["TEST_WEIGHTS_OUT"], *[keras.ops.convert_to_numpy(w) for w in self.full_model.weights])
-callbacks.RunStoreCallback.on_train_end = on_train_end
+callbacks.BestModelCheckpoint.on_train_end = on_train_end
 from cifar_core.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -41,13 +41,13 @@ if "TEST_MIN_FREE_BYTES" in os.environ:
 if "TEST_BATCH_LOG_INTERVAL" in os.environ:
     cifar_core.callbacks.BATCH_LOG_INTERVAL_S = float(os.environ["TEST_BATCH_LOG_INTERVAL"])
 if "TEST_HANG_AT_EPOCH" in os.environ:
-    logged = cifar_core.callbacks.RunStoreCallback.on_train_batch_end
+    logged = cifar_core.callbacks.RunLogger.on_train_batch_end
     def on_train_batch_end(self, batch, logs=None):
         logged(self, batch, logs)
         if self.epoch_offset + self.epoch + 1 == int(os.environ["TEST_HANG_AT_EPOCH"]) and batch >= 1:
             open(os.environ["TEST_HANG_FILE"], "w").close()
             time.sleep(3600)
-    cifar_core.callbacks.RunStoreCallback.on_train_batch_end = on_train_batch_end
+    cifar_core.callbacks.RunLogger.on_train_batch_end = on_train_batch_end
 go = os.environ.get("TEST_GO_FILE")
 if go:
     open(f"{go}.{os.getpid()}", "w").close()
@@ -297,23 +297,16 @@ def test_stop_from_another_process_stops_within_one_batch(tiny_data, isolated_ar
 
 
 def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_artifacts, monkeypatch):
-    from cifar_core import callbacks, train
+    from cifar_core import train
 
     store = RunStore(isolated_artifacts)
-    logged = callbacks.RunStoreCallback.on_train_batch_end
-
-    def stop_during_epoch_2(self, batch, logs=None):
-        if self.epoch_offset + self.epoch + 1 == 2 and batch >= 1:
-            self.store.request_stop(self.run_id)
-        logged(self, batch, logs)
-
-    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", stop_during_epoch_2)
-    first = train.train(tiny_config(tiny_data, epochs_head=0, epochs_finetune=3), store=store)
+    with monkeypatch.context() as patched:
+        stop_during_epoch(2, patched)
+        first = train.train(tiny_config(tiny_data, epochs_head=0, epochs_finetune=3), store=store)
     assert first["status"] == "stopped"
     before = epochs(store, first["run_id"])
     assert before["epoch"].tolist() == [1]
 
-    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", logged)
     store.clear_stop(first["run_id"])  # as `train --resume` does
     run = store.get(first["run_id"])
     second = train.train(TrainConfig.from_dict(run.config), store=store, run_id=run.id, resume=True)
@@ -325,17 +318,15 @@ def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_a
 
 
 def stop_during_epoch(n: int, monkeypatch) -> None:
-    """Make the trainer request its own stop during epoch `n` (after its first batch)."""
+    """Make the trainer request its own stop during epoch `n` of the run, as its second batch begins:
+    StopOnRequest ends fit when that batch ends."""
     from cifar_core import callbacks
 
-    logged = callbacks.RunStoreCallback.on_train_batch_end
-
-    def stop(self, batch, logs=None):
+    def stop(self, batch, logs=None):  # RunLogger is the callback that knows the run's epoch
         if self.epoch_offset + self.epoch + 1 == n and batch >= 1:
             self.store.request_stop(self.run_id)
-        logged(self, batch, logs)
 
-    monkeypatch.setattr(callbacks.RunStoreCallback, "on_train_batch_end", stop)
+    monkeypatch.setattr(callbacks.RunLogger, "on_train_batch_begin", stop, raising=False)
 
 
 @pytest.mark.parametrize("damaged, said", [

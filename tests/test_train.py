@@ -10,7 +10,7 @@ from conftest import tiny_config
 
 from cifar_core import features
 from cifar_core import train as train_lib
-from cifar_core.callbacks import RunStoreCallback
+from cifar_core.callbacks import RunLogger, StopOnRequest
 from cifar_core.evaluate import Interpretation
 from cifar_core.model import batchnorm_momentum, build_base, build_model, dtype_policy, load_model
 from cifar_core.runs import RunBusyError, RunStore
@@ -135,7 +135,7 @@ def test_feature_cache_is_hit_on_second_use(tmp_path, monkeypatch):
 def test_stop_request_ends_training_within_one_batch(tiny_data, store, monkeypatch):
     events = []
 
-    class StopAfterThree(RunStoreCallback):
+    class StopAfterThree(StopOnRequest):
         def on_train_batch_begin(self, batch, logs=None):
             events.append("begin")
             if events.count("begin") == 3:
@@ -146,7 +146,7 @@ def test_stop_request_ends_training_within_one_batch(tiny_data, store, monkeypat
             events.append("end")
             super().on_train_batch_end(batch, logs)
 
-    monkeypatch.setattr(train_lib, "RunStoreCallback", StopAfterThree)
+    monkeypatch.setattr(train_lib, "StopOnRequest", StopAfterThree)
     summary = train(tiny_config(tiny_data), store=store)
     after = events[events.index("requested") + 1:]
     assert after.count("end") <= 1 and "begin" not in after  # no batch started after the request
@@ -182,7 +182,7 @@ def test_training_error_marks_the_run_failed(tmp_path, store):
 
 
 def test_early_stopping_restores_the_best_weights(tiny_data, store, monkeypatch):
-    class SabotageFromThirdEpoch(RunStoreCallback):
+    class SabotageFromThirdEpoch(RunLogger):
         def on_epoch_begin(self, epoch, logs=None):
             super().on_epoch_begin(epoch, logs)
             if epoch >= 2:  # from now on the head predicts class 0 whatever it sees
@@ -190,7 +190,7 @@ def test_early_stopping_restores_the_best_weights(tiny_data, store, monkeypatch)
                 kernel, bias = head.layers[-1].get_weights()
                 head.layers[-1].set_weights([kernel * 0, bias * 0 + np.eye(10)[0] * 100])
 
-    monkeypatch.setattr(train_lib, "RunStoreCallback", SabotageFromThirdEpoch)
+    monkeypatch.setattr(train_lib, "RunLogger", SabotageFromThirdEpoch)
     config = tiny_config(tiny_data, epochs_head=6, epochs_finetune=0, patience=2)
     summary = train(config, store=store)
     val = store.metrics(summary["run_id"], "epoch")["val_accuracy"]
