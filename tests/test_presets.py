@@ -150,3 +150,8 @@ def test_the_train_page_offers_every_preset_by_name_and_shows_a_runs_start_choic
     at = open_page("train")
     assert "start measured on 8 validation images: head only 50.0%, from scratch 75.0%; chose from scratch" in [
         unescape(c.value) for c in at.caption]
+
+
+def test_bench_yours_without_cifar10_says_what_it_needs(capsys):
+    assert main(["bench", "yours", "--quick"]) == 2
+    assert "error: --data-dir: bench yours builds its 5-class subset from CIFAR-10" in capsys.readouterr().err
