@@ -23,6 +23,7 @@ from cifar_core.paths import default_model_dir
 if TYPE_CHECKING:
     import logging
 
+    from cifar_core.callbacks import StopOnRequest
     from cifar_core.config import TrainConfig
     from cifar_core.data import Splits
 
@@ -81,10 +82,11 @@ def shortened(config: TrainConfig) -> TrainConfig:
 
 
 def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log: logging.Logger,
-            stop_requested: Callable[[], bool]) -> dict[str, Any]:
+            stop: StopOnRequest) -> dict[str, Any]:
     """Train a trial of each candidate and score it on the validation split; the record of the choice.
 
-    A stop request ends the trials; the best one so far is chosen (the run then stops at once).
+    A stop request (`stop`, the run's StopOnRequest callback) ends the trials; the best one so far is
+    chosen (the run then stops at once).
     """
     import keras
 
@@ -99,11 +101,6 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
     val = data_lib.make_dataset(splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
                                 num_classes=num_classes)
 
-    class StopOnRequest(keras.callbacks.Callback):
-        def on_batch_end(self, batch, logs=None):
-            if stop_requested():
-                self.model.stop_training = True
-
     trials: list[dict[str, Any]] = []
     options = candidates(config)
     for number, (name, change) in enumerate(options.items(), start=1):
@@ -113,18 +110,20 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
         keras.utils.set_random_seed(config.seed)
         model = build_model(trial, batchnorm_momentum(steps), num_classes=num_classes)
         for phase in phases(trial):
+            if stop.stopped:
+                break
             set_freeze(model.get_layer("base"), phase.freeze)
             compile_phase(model, trial, phase, steps)
             stream = data_lib.training_stream(x, y, config.batch_size, flip=trial.flip if trial.augment else "none",
                                               translate=trial.translate if trial.augment else 0, input_size=trial.input_size,
                                               seed=config.seed, num_classes=num_classes)
-            model.fit(stream, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False, callbacks=[StopOnRequest()], verbose=0)
+            model.fit(stream, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False, callbacks=[stop], verbose=0)
         accuracy = float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
         trials.append({"candidate": name, "val_accuracy": round(accuracy, 4), "seconds": round(time.time() - began, 1),
                        "epochs": {"head": trial.epochs_head, "finetune": trial.epochs_finetune}, "changes": change})
         log.info("start trial %s: validation accuracy %.4f after %d+%d epoch(s) on %d training images (%.0f s)", name,
                  accuracy, trial.epochs_head, trial.epochs_finetune, len(x), trials[-1]["seconds"])
-        if stop_requested():
+        if stop.stopped:
             break
     best = max(trials, key=lambda t: t["val_accuracy"])  # the first of equals: candidates are cheapest first
     log.info("start chosen: %s (validation accuracy %s), trained in full next", best["candidate"],

@@ -173,7 +173,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
 def _measured_start(config: TrainConfig, store: RunStore, run: Run, splits: data_lib.Splits, summary: dict,
                     stage: "StageReporter", log: logging.Logger) -> TrainConfig:
     """The settings of the start chosen by measuring (start_choice); a resumed run keeps the choice it made."""
-    choice = summary.get("start_choice") or start_choice.measure(config, splits, stage, log, lambda: store.stop_requested(run.id))
+    choice = summary.get("start_choice") or start_choice.measure(config, splits, stage, log, StopOnRequest(store, run.id))
     summary["start_choice"] = choice
     store.update_summary(run.id, start_choice=choice)
     keras.utils.set_random_seed(config.seed)  # the chosen start then trains as it would in a run of its own

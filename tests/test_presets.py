@@ -155,3 +155,16 @@ def test_the_train_page_offers_every_preset_by_name_and_shows_a_runs_start_choic
 def test_bench_yours_without_cifar10_says_what_it_needs(capsys):
     assert main(["bench", "yours", "--quick"]) == 2
     assert "error: --data-dir: bench yours builds its 5-class subset from CIFAR-10" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_stop_during_the_trials_ends_them_and_the_run(tiny_data, monkeypatch):
+    from cifar_core.runs import RunStore
+    from cifar_core.train import train
+
+    monkeypatch.setattr(RunStore, "stop_requested", lambda self, run_id: True)  # asked to stop from the first batch on
+    config = TrainConfig(**{**start_choice.yours(), "data_dir": str(tiny_data), "epochs_head": 1, "epochs_finetune": 1,
+                            "batch_size": 8})
+    summary = train(config, store=RunStore())
+    assert summary["status"] == "stopped"
+    assert [t["candidate"] for t in summary["start_choice"]["trials"]] == ["head only"]  # no trial after the stop
