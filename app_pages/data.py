@@ -183,6 +183,10 @@ def health(data_dir: str) -> dict:
         bar.empty()
 
 
+if (layout := describe_source(data_dir).get("layout")) not in (None, "folders"):
+    st.info(f"This dataset is in the {layout} layout: the health report reads image-folder datasets "
+            "(train/<class>/ and test/<class>/).", icon=":material/info:")
+    st.stop()
 try:
     report = health(data_dir)
 except REFUSED as err:

@@ -19,6 +19,7 @@ if not studio_ui.data_available():
         "Accepted layouts: `train/<class>/*.png` + `test/<class>/*.png` image folders, Kaggle's "
         "`train/` + `trainLabels.csv`, or the python batches `cifar-10-batches-py/`."
     )
+    st.page_link("app_pages/data.py", label="…or bring your own images on the Data page", icon=":material/dataset:")
     if model:
         st.info(f"You can already classify your own images with the {studio_ui.plain(model.label)}.", icon=":material/image_search:")
         st.page_link("app_pages/classify.py", label="Classify images", icon=":material/image_search:")
@@ -57,6 +58,7 @@ else:
 
 st.subheader("Pages")
 for path, label, icon, what in (
+    ("app_pages/data.py", "Data", ":material/dataset:", "bring your own images, check their health, pick the active dataset"),
     ("app_pages/train.py", "Train", ":material/model_training:", "configure and launch a training, watch its curves live, stop it"),
     ("app_pages/classify.py", "Classify", ":material/image_search:", "drag in your own images and see the top-3 classes"),
     ("app_pages/predictions.py", "Predictions", ":material/grid_view:", "browse the test images with filters and sorting"),

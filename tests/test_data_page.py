@@ -195,3 +195,11 @@ def test_the_model_picker_follows_every_pick_in_a_row(with_run, monkeypatch):
     for pick in (keys[1], keys[0], keys[1]):
         at.selectbox(key="model_pick").set_value(pick).run()
         assert at.selectbox(key="model_pick").value == pick and at.query_params["model"] == pick
+
+
+def test_another_layout_is_said_not_checked(tmp_path, monkeypatch):
+    from tests.conftest import write_batches
+
+    monkeypatch.setenv("CIFAR10_DIR", str(write_batches(tmp_path / "batches")))
+    at = open_data_page()
+    assert not at.error and "in the batches layout: the health report reads image-folder datasets" in shown(at.main)
