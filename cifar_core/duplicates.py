@@ -54,7 +54,7 @@ def cached_scan(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, *, mo
 
     The layout features themselves are not kept (they are large); the scan is what is reused.
     """
-    path = embeddings.cache_file(model_path, f"duplicates-k{k}-{embeddings.data_key(x_train)}", x_test)
+    path = _scan_file(model_path, x_test, x_train, k)
     stacked = embeddings.load_array(path)
     if stacked is not None and stacked.shape[:2] == (4, len(x_test)):
         test_idx, test_sim, train_idx, train_sim = stacked
@@ -73,6 +73,15 @@ def cached_scan(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, *, mo
         except OSError:
             pass
     return result
+
+
+def scan_cached(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, k: int = K) -> bool:
+    """Whether `cached_scan` would read its result from disk rather than compute every image's features."""
+    return _scan_file(model_path, x_test, x_train, k).is_file()
+
+
+def _scan_file(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, k: int) -> Path:
+    return embeddings.cache_file(model_path, f"duplicates-k{k}-{embeddings.data_key(x_train)}", x_test)
 
 
 def duplicate_pairs(result: NeighbourScan, threshold: float) -> pd.DataFrame:

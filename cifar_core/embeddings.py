@@ -226,17 +226,3 @@ def nearest(queries: np.ndarray, refs: np.ndarray, k: int, *, exclude_self: bool
         sim[start:start + chunk] = np.take_along_axis(top_sim, order, axis=1)
     return idx, sim
 
-
-class NeighbourIndex:
-    """Exact cosine search over one set of features (e.g. the 50,000 training images)."""
-
-    def __init__(self, features: np.ndarray, labels: np.ndarray):
-        self.unit = unit_rows(features)
-        self.labels = np.asarray(labels)
-
-    def __len__(self) -> int:
-        return len(self.unit)
-
-    def query(self, features: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """The `k` most similar indexed images to each query row: (indices, cosine similarities)."""
-        return nearest(unit_rows(np.atleast_2d(features)), self.unit, k)

@@ -8,13 +8,12 @@ from typing import Callable
 
 import numpy as np
 
-from cifar_core import calibration, duplicates, embeddings, label_issues
+from cifar_core import calibration, duplicates, label_issues
 from cifar_core.data import CifarData
 from cifar_core.evaluate import Interpretation, predict_probs
 from cifar_core.inference import trained_with_tta
 
 Progress = Callable[[int, int, str], None]
-QUERIES = 100  # single-image neighbour searches timed for `query_ms_p50`
 
 
 def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.ndarray,
@@ -34,54 +33,37 @@ def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.n
     return calibration.apply_temperature(probs, t), f"predicted, temperature {t:.4f}"
 
 
-def query_ms(index: embeddings.NeighbourIndex, queries: np.ndarray, k: int = 8) -> float:
-    """Median time of one exact k-nearest search over the index, one query at a time."""
-    times = []
-    for q in queries[:QUERIES]:
-        start = time.perf_counter()
-        index.query(q, k)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000) if times else float("nan")
-
-
 def inspect_model(model_path: Path, data: CifarData, *, model=None, threshold: float = duplicates.DEFAULT_THRESHOLD,
                   progress: Progress | None = None) -> dict:
     """Label-issue candidates on the test split, near-duplicate test pairs and train/test leaks, with timings.
 
     `model` is the loaded model at `model_path`, when the caller has it already.
+    `duplicates_were_cached` says whether the neighbour scan was read from disk: `duplicates_s`
+    is then a read, not the pass over every image's features (minutes on a CPU).
     """
     from cifar_core.model import load_model
 
     model = model or load_model(model_path)
     timings = {}
-    cached = embeddings.embeddings_cached(model_path, data.x_test, "test") and embeddings.embeddings_cached(model_path, data.x_train, "train")
-    start = time.perf_counter()
-    test_features = embeddings.cached_embeddings(model_path, data.x_test, "test", model=model, progress=progress)
-    train_features = embeddings.cached_embeddings(model_path, data.x_train, "train", model=model, progress=progress)
-    timings["features_s"] = time.perf_counter() - start
-
     start = time.perf_counter()
     probs, source = test_probabilities(model_path, model, data.x_test, data.y_test, progress)
     issues = label_issues.find_label_issues(probs, data.y_test, data.class_names)
     timings["label_issues_s"] = time.perf_counter() - start
 
+    scan_was_cached = duplicates.scan_cached(model_path, data.x_test, data.x_train)
     start = time.perf_counter()
     scan = duplicates.cached_scan(model_path, data.x_test, data.x_train, model=model, progress=progress)
     counts = duplicates.counts(scan, threshold)
     timings["duplicates_s"] = time.perf_counter() - start
-
-    index = embeddings.NeighbourIndex(train_features, data.y_train)
-    timings["query_ms_p50"] = query_ms(index, test_features)
     return {
         "model": str(model_path),
         "test_images": int(len(data.y_test)),
         "train_images": int(len(data.y_train)),
-        "feature_dim": int(test_features.shape[1]),
-        "features_were_cached": bool(cached),
         "label_issues": int(len(issues)),
         "label_issue_probabilities": f"test split, out-of-sample ({source})",
         **counts,
         "threshold": threshold,
         "neighbours_per_image": duplicates.K,
+        "duplicates_were_cached": scan_was_cached,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }

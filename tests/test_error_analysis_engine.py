@@ -114,14 +114,6 @@ def test_nearest_within_one_set_skips_each_image_itself():
     assert np.all(sim < 1 - 1e-6)
 
 
-def test_neighbour_index_finds_an_image_among_its_own_set():
-    feats = np.random.default_rng(3).normal(size=(100, 12)).astype(np.float32)
-    index = embeddings.NeighbourIndex(feats, np.arange(100) % 10)
-    idx, sim = index.query(feats[17] * 3.0, k=4)  # cosine: the scale does not matter
-    assert idx[0, 0] == 17 and sim[0, 0] == pytest.approx(1.0, abs=1e-5)
-    assert idx.shape == sim.shape == (1, 4)
-
-
 # ---------------------------------------------------------------- label issues
 
 
@@ -180,7 +172,10 @@ def test_a_test_image_copied_into_train_is_a_leak(tiny_model, tiny_images, isola
     path, model = tiny_model
     x_train = tiny_images.x_train.copy()
     x_train[7] = tiny_images.x_test[11]
+    assert not duplicates.scan_cached(path, tiny_images.x_test, x_train)
     result = duplicates.cached_scan(path, tiny_images.x_test, x_train, model=model)
+    assert duplicates.scan_cached(path, tiny_images.x_test, x_train)
+    assert not duplicates.scan_cached(path, tiny_images.x_test, tiny_images.x_train)  # other training images: another scan
     assert result.train_idx[11, 0] == 7 and result.train_sim[11, 0] == pytest.approx(1.0, abs=1e-4)
     again = duplicates.cached_scan(path, tiny_images.x_test, x_train)  # from disk, no model needed
     np.testing.assert_array_equal(again.train_idx, result.train_idx)
