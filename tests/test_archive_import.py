@@ -146,6 +146,38 @@ def test_too_many_tiny_files_are_refused_before_any_is_read(tmp_path, isolated_a
     nothing_left(isolated_artifacts)
 
 
+def test_a_pax_header_bomb_is_refused_before_tarfile_reads_it(tmp_path, isolated_artifacts, monkeypatch):
+    from cifar_core import archive_import
+
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type = tarfile.XHDTYPE  # tarfile would read all its bytes into memory to parse them
+    pax.size = archive_import.MAX_META_BYTES + 1
+    source = tmp_path / "pax.tar.gz"
+    with tarfile.open(source, "w:gz") as tf:
+        tf.addfile(pax, io.BytesIO(b"0" * pax.size))
+        for name, data in good_members().items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(archive_import, "_tar_members", lambda *a: pytest.fail("tarfile read the members"))
+    with pytest.raises(ArchiveError, match=f"holds a header of {pax.size:,} bytes"):
+        import_dataset(source, "d")
+    nothing_left(isolated_artifacts)
+
+
+def test_a_zip_declaring_too_many_members_is_refused_before_its_directory_is_read(tmp_path, isolated_artifacts, monkeypatch):
+    from cifar_core import archive_import
+
+    data = bytearray(make_zip(tmp_path / "a.zip", good_members()).read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8:end + 12] = struct.pack("<HH", 60_000, 60_000)  # entries on this disk, in total: the end record's claim
+    (tmp_path / "a.zip").write_bytes(bytes(data))
+    monkeypatch.setattr(archive_import.zipfile, "ZipFile", lambda *a, **k: pytest.fail("zipfile read the directory"))
+    with pytest.raises(ArchiveError, match="more than 50,000 files and folders"):
+        import_dataset(tmp_path / "a.zip", "d", limits=Limits(members=50_000))
+    nothing_left(isolated_artifacts)
+
+
 def test_a_damaged_archive_is_refused_and_nothing_is_left(tmp_path, isolated_artifacts):
     whole = make_tar(tmp_path / "a.tar.gz", good_members(), mode="w:gz").read_bytes()
     cut = tmp_path / "cut.tar.gz"
