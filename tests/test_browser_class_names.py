@@ -11,26 +11,21 @@ Screenshots go to tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
-import csv
 import html
 import http.server
-import json
-import shutil
 import threading
 
 import pytest
-from PIL import Image
 
 from cifar_core.plots import tick
-from tests.conftest import synthetic_images
-from test_browser import CHROMIUM, ROOT, SHOTS, browser, dashboard, page, wait_idle  # noqa: F401 (fixtures)
+from tests.test_class_names_text import hostile_model
+from test_browser import CHROMIUM, SHOTS, browser, dashboard, page, wait_idle  # noqa: F401 (fixtures)
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
-IMAGES_PER_CLASS = 20  # the Kaggle layout holds out 10% of them as the test split: 2 per class
 LONG = ("a very long class name " * 10)[:200]
 
 
@@ -65,23 +60,7 @@ def hostile_server(beacon, tmp_path_factory):
     """The dashboard over the shipped model renamed to the hostile classes, and a tiny dataset labelled with them."""
     port, _ = beacon
     names = hostile_names(port)
-    root = tmp_path_factory.mktemp("hostile")
-    data = root / "data"
-    (data / "train").mkdir(parents=True)
-    x, y = synthetic_images(IMAGES_PER_CLASS, seed=5)
-    with open(data / "trainLabels.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "label"])
-        for i, (image, label) in enumerate(zip(x, y), start=1):
-            Image.fromarray(image).save(data / "train" / f"{i}.png")
-            writer.writerow([i, names[label]])
-    artifacts = root / "artifacts"
-    artifacts.mkdir()
-    shipped = artifacts / "default"
-    shutil.copytree(ROOT / "artifacts" / "default", shipped, ignore=shutil.ignore_patterns("test_probs.npz", "*.png"))
-    (shipped / "classes.json").write_text(json.dumps({"class_names": names}), encoding="utf-8")
-    config = json.loads((shipped / "config.json").read_text())
-    (shipped / "config.json").write_text(json.dumps({**config, "data_dir": str(data)}))
+    artifacts, shipped, data = hostile_model(tmp_path_factory.mktemp("hostile"), names)
     with dashboard(artifacts, data, shipped=shipped) as url:
         yield url, names, data
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -13,6 +14,7 @@ from PIL import Image
 
 from cifar_core import plots
 from cifar_core.paths import FILE_PART_BYTES, file_part
+from tests.conftest import synthetic_images
 
 ROOT = Path(__file__).resolve().parent.parent
 # Ten names a classes.json or a data folder may hold: Markdown, HTML, a path, right-to-left text, 200 characters...
@@ -20,6 +22,31 @@ HOSTILE_CLASSES = [
     "![b](http://127.0.0.1:9/beacon.png)", "<img src=http://127.0.0.1:9/x>", "cats/dogs", "قطة", "חתול",
     "x" * 200, "**bold**", ":red[x]", "$x$", "..",
 ]
+
+
+IMAGES_PER_CLASS = 20  # the Kaggle layout holds out 10% of them as the test split: 2 per class
+
+
+def hostile_model(root: Path, names: list[str]) -> tuple[Path, Path, Path]:
+    """The shipped model renamed to `names` (its classes.json) and a tiny dataset labelled with them, in the Kaggle
+    layout (its labels file can hold a "/", which no folder name can): (artifacts, model folder, data folder)."""
+    data = root / "data"
+    (data / "train").mkdir(parents=True)
+    x, y = synthetic_images(IMAGES_PER_CLASS, seed=5)
+    with open(data / "trainLabels.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "label"])
+        for i, (image, label) in enumerate(zip(x, y), start=1):
+            Image.fromarray(image).save(data / "train" / f"{i}.png")
+            writer.writerow([i, names[label]])
+    artifacts = root / "artifacts"
+    artifacts.mkdir()
+    shipped = artifacts / "default"
+    shutil.copytree(ROOT / "artifacts" / "default", shipped, ignore=shutil.ignore_patterns("test_probs.npz", "*.png"))
+    (shipped / "classes.json").write_text(json.dumps({"class_names": names}), encoding="utf-8")
+    config = json.loads((shipped / "config.json").read_text())
+    (shipped / "config.json").write_text(json.dumps({**config, "data_dir": str(data)}))
+    return artifacts, shipped, data
 
 
 @pytest.mark.parametrize("name", [*HOSTILE_CLASSES, "CON", "nul.txt", "a\\b:c*d?e", "é" * 150, ". hidden ."])
@@ -144,3 +171,32 @@ def test_a_classes_json_of_another_model_is_a_message_where_the_model_is_used(tm
     assert not at.exception, [e.value for e in at.exception]
     said = [unescape(e.value).replace("\\", "") for e in at.error]
     assert any("names 9 classes but the model beside it has 10 outputs" in s for s in said), said
+
+
+@pytest.mark.parametrize("page", ["home", "classify", "predictions", "error_analysis"])
+def test_no_page_feeds_a_class_name_to_markdown(tmp_path, monkeypatch, page):
+    """The fast check of what the browser test sees: every Markdown element (text, captions, headings, alerts,
+    labels and help) holds the class names only escaped, whatever page shows them."""
+    from streamlit.testing.v1 import AppTest
+
+    import studio_ui
+
+    names = [n for n in HOSTILE_CLASSES if n != ".."] + ["[link](http://127.0.0.1:9/l)"]
+    artifacts, shipped, data = hostile_model(tmp_path, names)
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(artifacts))
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
+    monkeypatch.setenv("CIFAR10_DIR", str(data))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+    if page == "classify":
+        at.file_uploader[0].set_value([("1.png", (data / "train" / "1.png").read_bytes(), "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    elements = [*at.markdown, *at.caption, *at.subheader, *at.error, *at.warning, *at.info, *at.success]
+    texts = [e.value for e in elements] + [w.label for w in (*at.selectbox, *at.multiselect, *at.toggle)]
+    texts += [w.help for w in (*at.selectbox, *at.multiselect, *at.toggle, *at.metric) if w.help]
+    marked_up = [n for n in names if re.search(r"[!-/:-@\[-`{-~]", n)]  # names Markdown would read as markup
+    leaks = [(n, t) for t in texts for n in marked_up if n in t]
+    assert not leaks, leaks
+    escaped = [n for n in marked_up if any(studio_ui.plain(n) in t for t in texts)]  # what was shown, escaped
+    assert escaped == marked_up if page in ("home", "predictions") else escaped  # Home lists every class, each tile its own
