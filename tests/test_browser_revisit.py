@@ -21,7 +21,9 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
 
-PAGES = ["", "train", "classify", "predictions", "error_analysis", "runs"]
+PAGES = ["", "data", "train", "classify", "predictions", "error_analysis", "runs"]
+# Chromium's stand-in camera (a test pattern) granted without asking: Classify's camera input takes a real photo.
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 ERROR_TABS = ["Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks", "Confusion matrix"]
 # Streamlit's exception box, the box it shows instead when details are hidden, and the app's own st.error boxes.
 ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
@@ -57,6 +59,14 @@ def visit(page, url: str, path: str, where: str, *, deep: bool) -> None:
         page.get_by_role("button", name="SavedModel", exact=True).click()
         page.get_by_text("Download SavedModel").or_(page.locator(ERRORS)).first.wait_for()
         check(page, f"{where} /{path} export")
+    elif path == "classify":
+        # A photo from the camera goes through the uploads' path to the same results.
+        page.get_by_text("Use the camera").click()
+        # A photo taken before the stream has a frame is empty: wait until the video plays.
+        page.wait_for_function("[...document.querySelectorAll('video')].some(v => v.readyState >= 2 && v.videoWidth > 0)")
+        page.get_by_role("button", name="Take Photo").click()
+        page.get_by_text("1 of 1 image(s) classified").or_(page.locator(ERRORS)).first.wait_for()
+        check(page, f"{where} /{path} camera photo")
     elif path == "predictions":
         # An image's detail: its explanation map, every class probability, the training images most like it.
         page.locator("[data-testid='stMain'] button").filter(has_text="#").first.click()
@@ -82,18 +92,18 @@ def test_every_page_twice_in_two_contexts_and_after_a_restart(tiny_data, tmp_pat
     artifacts.mkdir()
     shipped = shutil.copytree(ROOT / "artifacts" / "default", artifacts / "default")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + FAKE_CAMERA)
         try:
             with dashboard(artifacts, tiny_data, shipped=shipped) as url:
                 # Twice in the first context; once (all of it a cache hit) in the second.
                 for where, rounds in (("first browser context", 2), ("second browser context", 1)):
-                    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+                    context = browser.new_context(viewport={"width": 1400, "height": 1200}, permissions=["camera"])
                     try:
                         tour(context, url, where, rounds, deep=where.startswith("first"))
                     finally:
                         context.close()
             with dashboard(artifacts, tiny_data, shipped=shipped) as url:
-                context = browser.new_context(viewport={"width": 1400, "height": 1200})
+                context = browser.new_context(viewport={"width": 1400, "height": 1200}, permissions=["camera"])
                 try:
                     tour(context, url, "after a server restart", 2)
                 finally:
