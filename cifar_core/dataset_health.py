@@ -42,7 +42,7 @@ Progress = Callable[[int, int, str], None]
 # A class with this many times the training images of the smallest one is worth a warning: the model will
 # lean towards it (not blocking: some datasets are imbalanced by nature).
 IMBALANCE_WARNING = 10.0
-MAX_EXAMPLES = 20
+MAX_EXAMPLES = 20  # example pairs of each kind (exact, near) in a report
 _HASH_SIZE = 8
 # Grey levels (0-255) between the darkest and brightest pixel of the hash's thumbnail below which a picture is flat.
 FLAT_RANGE = 8
@@ -200,42 +200,53 @@ def _fingerprint(path: Path) -> tuple[str, str, str, str | None] | str:
 
 
 def _duplicates(exact: dict, near: dict) -> dict:
-    """Counts and examples of exact and near duplicates (see the module docstring for what counts)."""
-    examples: list[dict] = []
+    """Counts, and up to MAX_EXAMPLES example pairs of each kind, of exact and near duplicates (see the
+    module docstring for what counts)."""
+    exact_examples: list[dict] = []
+    near_examples: list[dict] = []
+    return {"exact": _exact_counts(exact, exact_examples), "near": _near_counts(near, near_examples),
+            "examples": exact_examples + near_examples}
 
-    def count(groups, kind: str) -> dict:  # exact: every file of a group holds the same picture
-        within = {"train": 0, "test": 0}
-        across = 0
-        for members in groups:
-            by_split = defaultdict(list)
-            for split, rel in members:
-                by_split[split].append(rel)
-            for split, rels in by_split.items():
-                within[split] += len(rels) - 1
-                if len(rels) > 1 and len(examples) < MAX_EXAMPLES:
-                    examples.append({"kind": kind, "a": rels[0], "b": rels[1]})
-            if by_split["train"] and by_split["test"]:
-                across += len(by_split["test"])
-                if len(examples) < MAX_EXAMPLES:
-                    examples.append({"kind": kind, "a": by_split["train"][0], "b": by_split["test"][0]})
-        return {"within_train": within["train"], "within_test": within["test"], "across": across}
 
-    exact_counts = count((m for m in exact.values() if len(m) > 1), "exact")
+def _example(examples: list[dict], kind: str, a: str, b: str) -> None:
+    if len(examples) < MAX_EXAMPLES:
+        examples.append({"kind": kind, "a": a, "b": b})
+
+
+def _exact_counts(exact: dict, examples: list[dict]) -> dict:
+    """Every file of a group holds the same picture: k files in a split repeat it k-1 times; each test file of
+    a group that has a training file is a leak."""
+    within = {"train": 0, "test": 0}
+    across = 0
+    for members in exact.values():
+        by_split = {"train": [], "test": []}
+        for split, rel in members:
+            by_split[split].append(rel)
+        for split, rels in by_split.items():
+            within[split] += max(0, len(rels) - 1)
+            if len(rels) > 1:
+                _example(examples, "exact", rels[0], rels[1])
+        if by_split["train"] and by_split["test"]:
+            across += len(by_split["test"])
+            _example(examples, "exact", by_split["train"][0], by_split["test"][0])
+    return {"within_train": within["train"], "within_test": within["test"], "across": across}
+
+
+def _near_counts(near: dict, examples: list[dict]) -> dict:
+    """A group shares a near hash; only distinct pictures (exact hashes) count, so exact copies are not
+    counted again: n distinct pictures in a split add n-1; a test picture with a different training one adds 1."""
     within = {"train": 0, "test": 0}
     across = 0
     for members in near.values():
-        pictures = {split: {} for split in ("train", "test")}  # split -> {exact hash: file}: one per distinct picture
+        pictures = {"train": {}, "test": {}}  # split -> {exact hash: first file}
         for split, rel, exact_hash in members:
             pictures[split].setdefault(exact_hash, rel)
         for split, found in pictures.items():
             within[split] += max(0, len(found) - 1)
-            if len(found) > 1 and len(examples) < MAX_EXAMPLES:
-                examples.append({"kind": "near", "a": list(found.values())[0], "b": list(found.values())[1]})
+            if len(found) > 1:
+                _example(examples, "near", *list(found.values())[:2])
         for exact_hash, rel in pictures["test"].items():
-            others = [r for h, r in pictures["train"].items() if h != exact_hash]
-            if others:
+            if others := [r for h, r in pictures["train"].items() if h != exact_hash]:
                 across += 1
-                if len(examples) < MAX_EXAMPLES:
-                    examples.append({"kind": "near", "a": others[0], "b": rel})
-    near_counts = {"within_train": within["train"], "within_test": within["test"], "across": across}
-    return {"exact": exact_counts, "near": near_counts, "examples": examples}
+                _example(examples, "near", others[0], rel)
+    return {"within_train": within["train"], "within_test": within["test"], "across": across}
