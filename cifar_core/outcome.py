@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from cifar_core.classes import model_class_names
+from cifar_core import CLASS_NAMES
+from cifar_core.classes import ClassesError, model_class_names
 from cifar_core.runs import Run
 
 # A model within this many points of chance (1 / classes) has learned nothing usable.
@@ -24,7 +25,12 @@ def class_count(run: Run) -> int:
     """How many classes a run trains on: the class list its data gave (recorded in its summary), else the
     one its settings chose, else its model's classes.json (a run from before class lists: CIFAR-10's ten)."""
     names = run.summary.get("class_names") or run.config.get("classes")
-    return len(names) if names else len(model_class_names(run.dir / "model.keras"))
+    if names:
+        return len(names)
+    try:
+        return len(model_class_names(run.dir / "model.keras"))
+    except ClassesError:  # an unusable file must not stop the runs list; using the model says why
+        return len(CLASS_NAMES)
 
 
 def likely_reasons(config: dict[str, Any], summary: dict[str, Any]) -> list[str]:

@@ -200,3 +200,13 @@ def test_no_page_feeds_a_class_name_to_markdown(tmp_path, monkeypatch, page):
     assert not leaks, leaks
     escaped = [n for n in marked_up if any(studio_ui.plain(n) in t for t in texts)]  # what was shown, escaped
     assert escaped == marked_up if page in ("home", "predictions") else escaped  # Home lists every class, each tile its own
+
+
+def test_an_old_runs_unusable_classes_json_does_not_stop_the_runs_list(tmp_path):
+    from types import SimpleNamespace
+
+    from cifar_core.outcome import class_count
+
+    (tmp_path / "classes.json").write_text("{broken")
+    run = SimpleNamespace(summary={}, config={}, dir=tmp_path)  # a run from before class lists were recorded
+    assert class_count(run) == 10  # such runs trained on CIFAR-10; using its model says what is wrong with the file
