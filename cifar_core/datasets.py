@@ -32,6 +32,9 @@ DATASET_FILE = "dataset.json"
 # Safe as one folder name on every system, and never a path: no separators, no leading dot or dash.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SPLITS = ("train", "test")
+# No import runs this long (CIFAR-10's 10,000 test images took under 2 minutes here), so a build folder this
+# old was left by a killed import.
+STALE_SECONDS = 24 * 3600
 
 Progress = Callable[[int, int, str], None]
 
@@ -119,6 +122,7 @@ def import_dataset(
                            "(--replace, or the page's 'Replace').")
     source = Path(source)
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale(root)
     build = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{name}-"))
     try:
         report = _build(source, build, archive_import.Limits() if limits is None else limits, test_fraction, seed, progress)
@@ -133,6 +137,18 @@ def import_dataset(
     if not any(p["blocking"] for p in report["problems"]):
         report["problems"] += _cache(final, progress)
     return report
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the hidden build folders (.tmp-*, .old-*) that imports killed outright (no cleanup runs then)
+    left more than STALE_SECONDS ago; younger ones may belong to an import still running."""
+    for entry in root.iterdir():
+        try:
+            stale = entry.name.startswith((".tmp-", ".old-")) and time.time() - entry.lstat().st_mtime > STALE_SECONDS
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _move_into_place(build: Path, final: Path) -> None:

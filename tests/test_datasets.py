@@ -175,6 +175,20 @@ def test_a_failure_half_way_leaves_nothing_behind(tmp_path, isolated_artifacts, 
     assert not (datasets_root() / "other").exists() and sorted(p.name for p in datasets_root().iterdir()) == ["d"]
 
 
+def test_build_folders_left_by_a_killed_import_are_removed_a_day_later(tmp_path, isolated_artifacts):
+    import os
+    import time
+
+    root = datasets_root()
+    old, fresh = root / ".tmp-d-killed", root / ".tmp-d-running"
+    for folder in (old, fresh):
+        (folder / "train").mkdir(parents=True)
+    os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)
+    import_dataset(make_zip(tmp_path / "a.zip", class_members({"cat": 3, "dog": 3})), "d")
+    assert not old.exists() and fresh.is_dir()
+    assert [d["name"] for d in list_datasets()] == ["d"]  # hidden build folders are never listed
+
+
 def test_class_names_that_cannot_be_labels_are_refused(tmp_path, isolated_artifacts):
     source = make_zip(tmp_path / "a.zip", class_members({"cat": 3, "line\nbreak": 3}))
     with pytest.raises(DatasetError, match="control characters"):
