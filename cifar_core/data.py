@@ -376,8 +376,6 @@ def _folder_classes(folder: Path) -> tuple[str, ...]:
     census = folder_census(folder)
     if blocking := [p["message"] for p in census["problems"] if p["blocking"]]:
         raise DataError(f"The dataset in {folder} cannot be used yet:\n  " + "\n  ".join(blocking))
-    if problem := class_names_problem(census["classes"]):  # folder names become labels on every page and in files
-        raise DataError(f"The class folders in {folder} cannot all be class names: {problem}; rename them.")
     return tuple(census["classes"])
 
 
@@ -445,6 +443,8 @@ def folder_census(folder: Path) -> dict:
     if len(classes) - len(links) < 2 and not any(p["kind"] == "missing_split" for p in problems):
         problem("too_few_classes", None, f"{folder / 'train'} must hold at least two class folders, found: "
                 f"{', '.join(classes) or 'none'}. Add a folder of images for each class.")
+    elif len(classes) >= 2 and (bad_names := class_names_problem(classes)):  # folder names become labels on every page and in file names
+        problem("class_names", None, f"The class folders in {folder} cannot all be class names: {bad_names}; rename them.")
     return {"classes": classes, "counts": counts, "problems": problems}
 
 

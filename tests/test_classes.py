@@ -133,6 +133,10 @@ def test_class_folders_with_unusable_names_are_refused_in_words(tmp_path):
     root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "x" * 201])
     with pytest.raises(DataError, match="cannot all be class names: class names may be at most 200 characters"):
         load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    from cifar_core.data import folder_census
+
+    found = [p for p in folder_census(root)["problems"] if p["kind"] == "class_names"]  # the Data page's health report
+    assert len(found) == 1 and found[0]["blocking"] and "rename them" in found[0]["message"]
 
 
 @pytest.fixture(scope="module")
