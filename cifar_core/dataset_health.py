@@ -32,7 +32,6 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cifar_core.classes import class_names_problem
 from cifar_core.data import IMAGE_SUFFIXES, DataError, _files, data_cache_folder, detect_layout, folder_census
 from cifar_core.datasets import resolve_data_dir
 from cifar_core.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
@@ -62,9 +61,7 @@ def check_dataset(data_dir: str | Path, *, deep: bool = True, cache_dir: Path | 
     """
     folder = _folder(data_dir)
     census = folder_census(folder)
-    problems = list(census["problems"])
-    if census["classes"] and (bad_names := class_names_problem(census["classes"])):
-        problems.append(_problem("class_names", None, f"the class folders cannot all be class names: {bad_names}; rename them.", True))
+    problems = list(census["problems"])  # blocking ones included (folder_census), each with its fix
     train_counts = [n for n in census["counts"]["train"].values() if n > 0]
     imbalance = round(max(train_counts) / min(train_counts), 2) if len(train_counts) >= 2 else None
     if imbalance and imbalance >= IMBALANCE_WARNING:
