@@ -21,6 +21,7 @@ from cifar_core.data import DataError, describe_source
 ARCHIVE_TYPES = ["zip", "tar", "gz", "tgz"]  # .tar.gz ends in .gz; the import says when a .gz holds no tar
 SAMPLES = 8  # images per class in the grid
 TILE = 96  # pixels of a tile's side
+COUNT = st.column_config.NumberColumn(format="localized")  # 60,000 rather than 60000
 REFUSED = (datasets.DatasetError, ArchiveError, DataError, OSError)  # each says why in words
 
 st.title("Data")
@@ -225,11 +226,13 @@ st.plotly_chart(plots.class_counts_figure(counts), key="data_counts", config={"d
 sizes_col, modes_col = st.columns(2)
 with sizes_col:
     st.markdown("**Image sizes** (width × height)")
-    st.dataframe(pd.DataFrame(list(report["sizes"].items()), columns=["size", "images"]), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(list(report["sizes"].items()), columns=["size", "images"]), hide_index=True, width="stretch",
+                 column_config={"images": COUNT})
 with modes_col:
     st.markdown("**Colour modes**", help="RGB: colour; L: greyscale; RGBA: with transparency; P: a palette. "
                 "Every image is converted to RGB for training.")
-    st.dataframe(pd.DataFrame(list(report["modes"].items()), columns=["mode", "images"]), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(list(report["modes"].items()), columns=["mode", "images"]), hide_index=True, width="stretch",
+                 column_config={"images": COUNT})
 
 if report["unreadable"]:
     st.subheader("Unreadable files")
@@ -249,7 +252,8 @@ if dup["examples"]:
             with col:
                 left, right = tile(Path(report["path"]) / example["a"]), tile(Path(report["path"]) / example["b"])
                 if left is not None and right is not None:
-                    studio_ui.pair_tile(left, right, f"{example['kind']} duplicates")
+                    across = Path(example["a"]).parts[0] != Path(example["b"]).parts[0]  # train/... and test/...
+                    studio_ui.pair_tile(left, right, f"{example['kind']} duplicates" + (" across train and test" if across else ""))
                 st.text(f"{example['a']}\n{example['b']}")  # file names: literal text
 
 st.subheader("Samples per class")

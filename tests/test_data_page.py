@@ -78,6 +78,7 @@ def test_a_healthy_folder_shows_counts_sizes_duplicates_samples_and_names_as_tex
     assert len(at.get("plotly_chart")) == 1
     # The sample grid (4 training images per class) and the leak's pair; each class named once, the hostile name escaped.
     assert len(at.image) == 3 * 4 + 1
+    assert [c.value for c in at.caption if c.value.startswith("exact duplicates")] == ["exact duplicates across train and test"]
     assert f"**{HOSTILE}** · 4 training, 2 test" in text
     for element in [*at.markdown, *at.caption, *at.warning, *at.success]:
         assert "](" not in element.value.replace("\\](", ""), element.value  # every link escaped
