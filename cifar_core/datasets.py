@@ -23,10 +23,13 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cifar_core import paths
 from cifar_core.errors import StudioError
+
+if TYPE_CHECKING:  # archive_import (Pillow, numpy) is imported only when a dataset is imported
+    from cifar_core.archive_import import Limits
 
 DATASET_FILE = "dataset.json"
 # Safe as one folder name on every system, and never a path: no separators, no leading dot or dash.
@@ -93,7 +96,7 @@ def import_dataset(
     seed: int = 0,
     replace: bool = False,
     progress: Progress | None = None,
-    limits=None,
+    limits: Limits | None = None,
 ) -> dict:
     """Import `source` (.zip, .tar, .tar.gz/.bz2/.xz, or a folder) as the dataset `name`.
 
@@ -135,7 +138,7 @@ def import_dataset(
         raise
     report["problems"] = _census_problems(final) + report["problems"]
     if not any(p["blocking"] for p in report["problems"]):
-        report["problems"] += _cache(final, progress)
+        report["problems"] += _cache(final, Path(artifacts) / "cache" if artifacts else None, progress)
     return report
 
 
@@ -173,12 +176,12 @@ def _census_problems(folder: Path) -> list[dict]:
     return folder_census(folder)["problems"]
 
 
-def _cache(folder: Path, progress: Progress | None) -> list[dict]:
+def _cache(folder: Path, cache_dir: Path | None, progress: Progress | None) -> list[dict]:
     """Decode and cache the new dataset through the loader, so its first training does not decode it again."""
     from cifar_core.data import DataError, load_cifar10
 
     try:
-        load_cifar10(str(folder), progress=progress)
+        load_cifar10(str(folder), cache_dir=cache_dir, progress=progress)
     except (DataError, OSError) as err:
         return [{"kind": "not_cached", "class": None, "blocking": False,
                  "message": f"the images were imported but not cached ({err}); the first training decodes them."}]
