@@ -80,7 +80,9 @@ with st.container(border=True):
     with archive_tab:
         archive = st.file_uploader("Archive of class folders (.zip, .tar, .tar.gz)", type=ARCHIVE_TYPES, key=f"data_archive_{form}",
                                    help="drag it here; with or without one folder around the class folders (what zipping a "
-                                        "folder gives). Without train/ and test/ folders, 20% of each class becomes the test split.")
+                                        "folder gives). Without train/ and test/ folders, 20% of each class becomes the test split. Up to "
+                                        f"{st.get_option('server.maxUploadSize')} MB (the server's maxUploadSize); a bigger "
+                                        "dataset: name its folder in the next tab, or `python -m cifar_core data import`.")
         name_col, replace_col = st.columns([3, 1], vertical_alignment="bottom")
         name = name_col.text_input("Dataset name", key=f"data_archive_name_{form}",
                                    placeholder=default_name(archive.name) if archive else "e.g. flowers-5",
