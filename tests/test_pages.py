@@ -396,7 +396,7 @@ def test_run_classify_explanation_overlays_each_classified_image(with_run, tiny_
     # Grad-CAM's layers can still be picked, each with its own check.
     at.selectbox(key="classify_cam_layer").set_value("gradcam:block2_relu2").run()
     assert not at.exception and len([c for c in image_captions(at) if c.startswith("Grad-CAM: ")]) == 2
-    assert [c.value for c in at.caption if c.value.startswith("Grad-CAM · block2_relu2. Check on 40 test images")]
+    assert [c.value for c in at.caption if unescape(c.value).startswith("Grad-CAM · block2_relu2. Check on 40 test images")]
     at.selectbox(key="classify_cam_layer").set_value("occlusion").run()
     assert not at.exception and len([c for c in image_captions(at) if c.startswith("Occlusion: ")]) == 2
     at.toggle(key="classify_explain").set_value(False).run()
