@@ -154,7 +154,7 @@ def test_quick_preset_fills_the_form(with_data):
 def test_run_home_shows_accuracy(with_run):
     store, summary = with_run
     at = open_page("home")
-    assert at.sidebar.selectbox[0].value == summary["run_id"]  # the key; the label shows "run <id> · test acc"
+    assert at.selectbox(key="model_pick").value == summary["run_id"]  # the key; the label shows "run <id> · test acc"
     assert at.metric[0].label == "Test accuracy"
     assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
 
@@ -340,7 +340,7 @@ def test_shipped_model_without_data_degrades_gracefully(tiny_run, tmp_path, monk
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(shipped))
 
     at = open_page("home")
-    assert at.sidebar.selectbox[0].value == "default"  # the shipped model's key
+    assert at.selectbox(key="model_pick").value == "default"  # the shipped model's key
     assert "No CIFAR-10 data folder is set" in shown(at.main)
     at = open_page("predictions")
     assert "Test images are not available" in shown(at.main)
@@ -580,7 +580,7 @@ def test_a_run_stopped_before_its_first_epoch_is_marked_not_usable(with_run, tmp
     at = open_page("train")
     assert any("not usable" in w.value and run_id in w.value for w in at.warning), shown(at.main)
     assert f"Run {run_id} stopped:" not in shown(at.main)  # not the green "stopped: test accuracy 10.2%"
-    picker = at.sidebar.selectbox[0]
+    picker = at.selectbox(key="model_pick")
     assert picker.value == summary["run_id"] and run_id not in picker.options  # never offered, never the default
     at = open_page("runs")
     assert at.dataframe[0].value.loc[run_id, "status"] == "not usable"

@@ -167,7 +167,7 @@ def test_batch_curves_average_between_records_and_do_not_restart_at_epoch_bounda
 def test_the_sidebar_picker_shows_the_accuracy_first_and_home_metrics_are_short(with_run):
     store, summary = with_run
     at = open_page("home")
-    assert at.sidebar.selectbox[0].options[0] == f"{summary['test_accuracy']:.1%} · run {summary['run_id']}"
+    assert at.selectbox(key="model_pick").options[0] == f"{summary['test_accuracy']:.1%} · run {summary['run_id']}"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Architecture · 32 px input"] == "vgg16_bn"
     assert metrics["Starting weights"] == "from scratch"
@@ -287,6 +287,6 @@ def test_a_model_link_that_names_no_model_is_said_once(tiny_run, monkeypatch):
     at.run()
     said = [unescape(w.value) for w in at.sidebar.warning if "not found" in w.value]
     assert said == [f"Model no-such-run not found; showing the run {summary['run_id']} · test acc {summary['test_accuracy']:.1%}."]
-    assert at.sidebar.selectbox[0].value == summary["run_id"]
+    assert at.selectbox(key="model_pick").value == summary["run_id"]
     at.run()  # the link now names the model shown
     assert re.search(r"no.such.run", shown(at.sidebar)) is None
