@@ -204,3 +204,13 @@ def test_another_layout_is_said_not_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_DIR", str(write_batches(tmp_path / "batches")))
     at = open_data_page()
     assert not at.error and "in the batches layout: the health report reads image-folder datasets" in shown(at.main)
+
+
+def test_the_train_form_follows_the_picked_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(write_dataset(tmp_path / "pets")))
+    one = write_dataset(tmp_path / "artifacts" / "datasets" / "one")
+    at = open_page("train")
+    assert at.text_input(key="cfg_data_dir").value == str(tmp_path / "pets")  # the default: CIFAR10_DIR
+    for pick, folder in (("one", one), ("default", tmp_path / "pets")):  # picked while the form is open
+        at.selectbox(key="data_pick").set_value(pick).run()
+        assert at.text_input(key="cfg_data_dir").value == str(folder)
