@@ -10,9 +10,12 @@ then twice after a server restart (caches on disk, none in memory).
 
 from __future__ import annotations
 
+import io
 import shutil
+import zipfile
 
 import pytest
+from PIL import Image
 from test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, SHOTS, dashboard, wait_idle
 
 pytestmark = [
@@ -28,6 +31,22 @@ ERROR_TABS = ["Top losses", "Embedding map", "Label mistakes", "Duplicates and l
 # Streamlit's exception box, the box it shows instead when details are hidden, and the app's own st.error boxes.
 ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
 REDACTED = "This app has encountered an error"
+
+
+def archive() -> bytes:
+    """A zip of class folders (5 PNGs in each of CIFAR-10's classes, in one wrapping folder), as a user brings one."""
+    from conftest import synthetic_images
+
+    from cifar_core import CLASS_NAMES
+
+    buf = io.BytesIO()
+    x, y = synthetic_images(5, seed=7)
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, (image, label) in enumerate(zip(x, y)):
+            png = io.BytesIO()
+            Image.fromarray(image).save(png, format="PNG")
+            zf.writestr(f"shapes/{CLASS_NAMES[label]}/{i}.png", png.getvalue())
+    return buf.getvalue()
 
 
 def check(page, where: str) -> None:
@@ -59,6 +78,13 @@ def visit(page, url: str, path: str, where: str, *, deep: bool) -> None:
         page.get_by_role("button", name="SavedModel", exact=True).click()
         page.get_by_text("Download SavedModel").or_(page.locator(ERRORS)).first.wait_for()
         check(page, f"{where} /{path} export")
+    elif path == "data":
+        # An archive dropped in is imported (the page draws its progress) and becomes the active dataset.
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(
+            files=[{"name": "shapes.zip", "mimeType": "application/zip", "buffer": archive()}])
+        page.get_by_role("button", name="Import", exact=True).click()
+        page.get_by_text("Imported shapes: 10 classes").or_(page.locator(ERRORS)).first.wait_for()
+        check(page, f"{where} /{path} import")
     elif path == "classify":
         # A photo from the camera goes through the uploads' path to the same results.
         page.get_by_text("Use the camera").click()
