@@ -223,7 +223,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if choice.run_id:
         store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
     stored = calibration.read(choice.folder)  # a damaged calibration.json is reported before any work
-    saved = TrainConfig.from_dict({**choice.config, "weights": "none"}) if choice.config else None
+    saved = TrainConfig.of_saved_model(choice.config) if choice.config else None
     if args.split == "val" and saved is None:
         raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
     # weights "none": the saved model holds its weights, so the base weights file the
@@ -266,7 +266,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not choice.config:
         raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown "
                        "and there are no held-out images to fit a temperature on.")
-    config = TrainConfig.from_dict({**choice.config, "weights": "none"})  # the saved model holds its weights
+    config = TrainConfig.of_saved_model(choice.config)
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
         config.validate()

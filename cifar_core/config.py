@@ -206,6 +206,12 @@ class TrainConfig:
                 d[name] = tuple(d[name])
         return cls(**d).validate()
 
+    @classmethod
+    def of_saved_model(cls, d: dict[str, Any]) -> "TrainConfig":
+        """A trained model's stored settings, for evaluating or calibrating it: the saved model holds its
+        weights, so the base it started from (which may be gone) and how that start was measured do not matter."""
+        return cls.from_dict({**d, "weights": "none", "measure_start": False})
+
     def resolved_data_dir(self) -> str | None:
         """The data folder to use: the config's, else $CIFAR10_DIR, else None (Keras download)."""
         from cifar_core.paths import data_dir

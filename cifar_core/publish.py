@@ -97,7 +97,7 @@ def run_calibration(run: Run) -> calibration.Calibration | None:
     if stored is not None:
         return stored
     try:
-        return calibration.fit_for_model(run.model_path, TrainConfig.from_dict({**run.config, "weights": "none"}))
+        return calibration.fit_for_model(run.model_path, TrainConfig.of_saved_model(run.config))
     except (DataError, ConfigError):
         return None
 
