@@ -223,7 +223,9 @@ def test_transfer_run_from_a_trained_models_base_on_chosen_classes(server, page)
     while (run := store.list()[0]).id in earlier and time.time() < deadline:
         time.sleep(0.2)
     assert run.id not in earlier, "no training was started"
-    page.get_by_text(f"Run {run.id} completed: test accuracy").wait_for(timeout=300_000)
+    # Two validation images make "did not learn" (chance is 50% for two classes) as likely a verdict as not:
+    # either way the run completed, which is what this test is about.
+    page.get_by_text(re.compile(rf"Run {run.id} completed(: test accuracy| but did not learn)")).first.wait_for(timeout=300_000)
     run = store.get(run.id)
     assert run.config["weights"].endswith(f"{summary['run_id']}/model.keras") and run.config["classes"] == ["dog", "cat"]  # as typed
     assert run.summary["class_names"] == ["cat", "dog"] and run.summary["test_images"] == 2 * 4  # in the data's order
