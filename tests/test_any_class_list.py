@@ -16,23 +16,12 @@ from PIL import Image
 
 from cifar_core import CLASS_NAMES
 from tests.conftest import synthetic_images, tiny_config
+from tests.test_classes import write_custom_folders
 
 pytestmark = pytest.mark.slow  # they train
 
 THREE = ("bird", "frog", "truck")  # of CIFAR-10's, in its folder order
 FIVE = ("alder", "birch", "cedar", "rowan", "white oak")  # no CIFAR-10 name among them
-
-
-def write_five_classes(root, n_train: int = 8, n_test: int = 3):
-    """Image folders train/<name>/ and test/<name>/ of FIVE (the first five synthetic colour patterns)."""
-    for split, n, seed in (("train", n_train, 20), ("test", n_test, 21)):
-        x, y = synthetic_images(n, seed)
-        for i, (img, label) in enumerate(zip(x, y)):
-            if label < len(FIVE):
-                folder = root / split / FIVE[label]
-                folder.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(img).save(folder / f"{i:03d}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +31,7 @@ def runs(tmp_path_factory, tiny_data):
     from cifar_core.train import train
 
     root = tmp_path_factory.mktemp("class_lists")
-    five_data = write_five_classes(tmp_path_factory.mktemp("five_classes"))
+    five_data = write_custom_folders(tmp_path_factory.mktemp("five_classes"), FIVE, n_train=8, n_test=3)
     store = RunStore(root)
     small = dict(width=0.125, epochs_head=1, epochs_finetune=0)
     ids = {}
