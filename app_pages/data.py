@@ -9,7 +9,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -55,21 +54,6 @@ def run_import(source: Path, name: str, replace: bool) -> None:
     st.session_state["data_form"] = st.session_state.get("data_form", 0) + 1
     studio_ui.set_active_data(report["name"])
     st.rerun()
-
-
-def tile(path: str | Path) -> np.ndarray | None:
-    """An image file as a TILE×TILE preview (fitted, small images enlarged crisply, padded white), or None."""
-    try:
-        image = previews.thumbnail(Path(path).read_bytes(), TILE)
-    except OSError:
-        return None
-    if image is None:
-        return None
-    image = previews.upscale(image, max(1, TILE // max(image.shape[:2])))[:TILE, :TILE]
-    out = np.full((TILE, TILE, 3), 255, np.uint8)
-    top, left = (TILE - image.shape[0]) // 2, (TILE - image.shape[1]) // 2
-    out[top:top + image.shape[0], left:left + image.shape[1]] = image
-    return out
 
 
 # ---------------------------------------------------------------- bring a dataset
@@ -252,7 +236,7 @@ if dup["examples"]:
     for start in range(0, len(dup["examples"]), 4):
         for col, example in zip(st.columns(4), dup["examples"][start:start + 4]):
             with col:
-                left, right = tile(Path(report["path"]) / example["a"]), tile(Path(report["path"]) / example["b"])
+                left, right = (previews.square_tile(Path(report["path"]) / example[side], TILE) for side in ("a", "b"))
                 if left is not None and right is not None:
                     across = Path(example["a"]).parts[0] != Path(example["b"]).parts[0]  # train/... and test/...
                     studio_ui.pair_tile(left, right, f"{example['kind']} duplicates" + (" across train and test" if across else ""))
@@ -262,7 +246,7 @@ st.subheader("Samples per class")
 st.caption(f"Up to {SAMPLES} training images per class, spread over its files.")
 for cls, files in dataset_health.samples(data_dir, per_class=SAMPLES).items():
     st.markdown(f"**{studio_ui.plain(cls)}** · {counts['train'].get(cls, 0):,} training, {counts['test'].get(cls, 0):,} test")
-    tiles = [t for t in map(tile, files) if t is not None]
+    tiles = [t for t in (previews.square_tile(f, TILE) for f in files) if t is not None]
     if not tiles:
         st.caption("no readable training image")
     for col, image in zip(st.columns(SAMPLES), tiles):

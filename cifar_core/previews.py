@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 
@@ -30,3 +31,19 @@ def thumbnail(data: bytes, size: int = 160) -> np.ndarray | None:
 def upscale(image: np.ndarray, factor: int = 3) -> np.ndarray:
     """Nearest-neighbour enlargement, so 32x32 thumbnails stay crisp instead of blurred by the browser."""
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def square_tile(path: str | Path, size: int) -> np.ndarray | None:
+    """An image file as a size x size preview (fitted, small images enlarged crisply, padded white),
+    or None when it cannot be read or drawn; pairs of such tiles line up whatever the files' shapes."""
+    try:
+        image = thumbnail(Path(path).read_bytes(), size)
+    except OSError:
+        return None
+    if image is None:
+        return None
+    image = upscale(image, max(1, size // max(image.shape[:2])))[:size, :size]
+    out = np.full((size, size, 3), 255, np.uint8)
+    top, left = (size - image.shape[0]) // 2, (size - image.shape[1]) // 2
+    out[top:top + image.shape[0], left:left + image.shape[1]] = image
+    return out
