@@ -6,7 +6,7 @@ model) and then runs the page picked in the navigation.
 
 import streamlit as st
 
-import studio_ui
+from studio import ui as studio_ui
 
 st.set_page_config(page_title="CIFAR-10 VGG16 studio", page_icon=":material/neurology:", layout="wide")
 

@@ -5,9 +5,10 @@ import math
 import numpy as np
 import streamlit as st
 
-import studio_ui
-from cifar_core import plots, previews
-from cifar_core.image_limits import MAX_FILE_BYTES, MAX_PIXELS
+from studio import ui as studio_ui
+from cifar_core.views import plots
+from cifar_core.views import previews
+from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS
 
 st.title("Classify")
 st.write("Drag images here (or pick them), or take a photo: each is resized to 32×32, as CIFAR-10 images are, and classified.")

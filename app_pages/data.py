@@ -1,8 +1,8 @@
 """Data: bring your own images (an archive or a folder), see whether the dataset is healthy, make it the active one.
 
 After Teachable Machine (a few images per class, in the browser) and FiftyOne (import a dataset
-first, then look at it). The import and the health check are the engine's (`cifar_core.datasets`,
-`cifar_core.dataset_health`); this page draws them.
+first, then look at it). The import and the health check are the engine's (`cifar_core.data.imported`,
+`cifar_core.data.health`); this page draws them.
 """
 
 import os
@@ -12,10 +12,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-import studio_ui
-from cifar_core import dataset_health, datasets, plots, previews
-from cifar_core.archive_import import ArchiveError
-from cifar_core.data import DataError, describe_source
+from studio import ui as studio_ui
+from cifar_core.data import health as dataset_health
+from cifar_core.data import imported as datasets
+from cifar_core.views import plots
+from cifar_core.views import previews
+from cifar_core.data.archive_import import ArchiveError
+from cifar_core.data.loader import DataError, describe_source
 
 ARCHIVE_TYPES = ["zip", "tar", "gz", "tgz"]  # .tar.gz ends in .gz; the import says when a .gz holds no tar
 SAMPLES = 8  # images per class in the grid

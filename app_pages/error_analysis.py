@@ -9,8 +9,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import studio_ui
-from cifar_core import calibration, duplicates, embeddings, model_choice, plots, split_predictions
+from studio import ui as studio_ui
+from cifar_core.predict import calibration
+from cifar_core.analysis import duplicates
+from cifar_core.analysis import embeddings
+from cifar_core.runs import model_choice
+from cifar_core.views import plots
+from cifar_core.predict import split_predictions
 
 DETAIL = "error_detail"  # the session key of the image whose details are open
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-import studio_ui
-from cifar_core.classes import ClassesError
+from studio import ui as studio_ui
+from cifar_core.data.classes import ClassesError
 
 st.title("CIFAR-10 VGG16 studio")
 st.write("Train a VGG16 classifier on CIFAR-10 (or any image-folder dataset, or some of its classes) from your browser, "

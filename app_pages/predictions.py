@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-import studio_ui
-from cifar_core import calibration, split_predictions
+from studio import ui as studio_ui
+from cifar_core.predict import calibration
+from cifar_core.predict import split_predictions
 
 st.title("Predictions")
 

@@ -4,9 +4,15 @@
 import pandas as pd
 import streamlit as st
 
-import studio_ui
-from cifar_core import comparable, export, launcher, model_choice, outcome, plots, start_weights
-from cifar_core.runs import LIVE, RunBusyError, RunError
+from studio import ui as studio_ui
+from cifar_core.runs import comparable
+from cifar_core.ship import export
+from cifar_core.runs import launcher
+from cifar_core.runs import model_choice
+from cifar_core.runs import outcome
+from cifar_core.views import plots
+from cifar_core.model import start_weights
+from cifar_core.runs.store import LIVE, RunBusyError, RunError
 
 WRAPPED_ROW_PX = 84  # 4 lines of text
 EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}

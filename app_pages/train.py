@@ -2,10 +2,16 @@
 
 import streamlit as st
 
-import studio_ui
-from cifar_core import launcher, outcome, plots, run_progress, start_choice, start_weights, train_form
+from studio import ui as studio_ui
+from cifar_core.runs import launcher
+from cifar_core.runs import outcome
+from cifar_core.views import plots
+from cifar_core.runs import run_progress
+from cifar_core.training import start_choice
+from cifar_core.model import start_weights
+from cifar_core.views import train_form
 from cifar_core.config import ConfigError, field_kind
-from cifar_core.runs import Run, RunBusyError, RunError
+from cifar_core.runs.store import Run, RunBusyError, RunError
 
 st.title("Train")
 store = studio_ui.store()

@@ -1,5 +1,5 @@
 import sys
 
-from cifar_core.cli import main
+from cifar_core.cli.main import main
 
 sys.exit(main())

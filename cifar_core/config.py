@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_core.errors import StudioError
+from cifar_core.base.errors import StudioError
 
 ARCHS = ("vgg16", "vgg16_bn")
 HEADS = ("flatten", "gap")
@@ -214,7 +214,7 @@ class TrainConfig:
 
     def resolved_data_dir(self) -> str | None:
         """The data folder to use: the config's, else $CIFAR10_DIR, else None (Keras download)."""
-        from cifar_core.paths import data_dir
+        from cifar_core.base.paths import data_dir
 
         return data_dir(self.data_dir)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
+from cifar_core.data.classes import CLASS_NAMES
 
 # Read once at import: the autouse fixture below removes CIFAR10_DIR from each test's environment.
 SHARED_DATA = Path(os.environ.get("CIFAR10_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10")
@@ -101,8 +101,8 @@ def tiny_config(data_dir: Path, **overrides):
 
 def trained_run(root: Path, data_dir: Path):
     """Train `tiny_config(data_dir)` into a run store at `root`: (store, summary)."""
-    from cifar_core.runs import RunStore
-    from cifar_core.train import train
+    from cifar_core.runs.store import RunStore
+    from cifar_core.training.trainer import train
 
     store = RunStore(root)
     # Session fixtures run before the autouse `isolated_artifacts`, so point the

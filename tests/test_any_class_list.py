@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
+from cifar_core.data.classes import CLASS_NAMES
 from tests.conftest import synthetic_images, tiny_config
 from tests.test_classes import write_custom_folders
 
@@ -27,8 +27,8 @@ FIVE = ("alder", "birch", "cedar", "rowan", "white oak")  # no CIFAR-10 name amo
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_data):
     """One run store holding a 3-class run, then a 5-class run (the latest): {"store", 3: run, 5: run, "data": {n: folder}}."""
-    from cifar_core.runs import RunStore
-    from cifar_core.train import train
+    from cifar_core.runs.store import RunStore
+    from cifar_core.training.trainer import train
 
     root = tmp_path_factory.mktemp("class_lists")
     five_data = write_custom_folders(tmp_path_factory.mktemp("five_classes"), FIVE, n_train=8, n_test=3)
@@ -47,9 +47,9 @@ NAMES = {3: THREE, 5: FIVE}
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_a_run_records_and_counts_its_own_classes(runs, n):
-    from cifar_core import outcome
-    from cifar_core.classes import model_class_names
-    from cifar_core.model import load_model
+    from cifar_core.runs import outcome
+    from cifar_core.data.classes import model_class_names
+    from cifar_core.model.vgg import load_model
 
     run = runs[n]
     assert run.status == "completed" and tuple(run.summary["class_names"]) == NAMES[n]
@@ -60,7 +60,7 @@ def test_a_run_records_and_counts_its_own_classes(runs, n):
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_did_not_learn_is_judged_against_one_in_the_runs_class_count(runs, n):
-    from cifar_core import outcome
+    from cifar_core.runs import outcome
 
     run = runs[n]
 
@@ -74,10 +74,10 @@ def test_did_not_learn_is_judged_against_one_in_the_runs_class_count(runs, n):
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_confusion_matrix_and_label_issues_carry_the_runs_classes(runs, n, monkeypatch, tmp_path):
-    import studio_ui
-    from cifar_core import plots
-    from cifar_core.evaluate import Interpretation
-    from cifar_core.model_choice import model_choices
+    from studio import ui as studio_ui
+    from cifar_core.views import plots
+    from cifar_core.predict.evaluate import Interpretation
+    from cifar_core.runs.model_choice import model_choices
 
     run = runs[n]
     interp = Interpretation.load(run.dir)
@@ -104,7 +104,7 @@ def test_confusion_matrix_and_label_issues_carry_the_runs_classes(runs, n, monke
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_evaluate_predict_and_export_name_the_runs_classes(runs, n, tmp_path, capsys):
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     run, data = runs[n], runs["data"][n]
     assert main(["evaluate", "--model", str(run.model_path), "--data-dir", str(data)]) == 0
@@ -133,8 +133,8 @@ def test_a_five_class_run_at_chance_is_never_the_default_model(runs, monkeypatch
     written to the store, so that the rule is tested, not how a one-epoch model happens to score."""
     from streamlit.testing.v1 import AppTest
 
-    from cifar_core.model_choice import model_choices
-    from cifar_core.paths import PROJECT_ROOT
+    from cifar_core.runs.model_choice import model_choices
+    from cifar_core.base.paths import PROJECT_ROOT
 
     store, three, five = runs["store"], runs[3], runs[5]
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(store.root))

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core.archive_import import MAX_MEMBER_BYTES, ArchiveError, Limits
-from cifar_core.datasets import datasets_root, import_dataset
+from cifar_core.data.archive_import import MAX_MEMBER_BYTES, ArchiveError, Limits
+from cifar_core.data.imported import datasets_root, import_dataset
 
 
 def png(value: int, size: tuple[int, int] = (32, 32)) -> bytes:
@@ -136,7 +136,7 @@ def test_the_declared_total_is_limited(tmp_path, isolated_artifacts):
 
 
 def test_too_many_tiny_files_are_refused_before_any_is_read(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core import archive_import
+    from cifar_core.data import archive_import
 
     members = {f"{cls}/{i}.png": b"x" for cls in ("cat", "dog") for i in range(40)}
     source = make_zip(tmp_path / "many.zip", members)
@@ -147,7 +147,7 @@ def test_too_many_tiny_files_are_refused_before_any_is_read(tmp_path, isolated_a
 
 
 def test_a_pax_header_bomb_is_refused_before_tarfile_reads_it(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core import archive_import
+    from cifar_core.data import archive_import
 
     pax = tarfile.TarInfo("././@PaxHeader")
     pax.type = tarfile.XHDTYPE  # tarfile would read all its bytes into memory to parse them
@@ -166,7 +166,7 @@ def test_a_pax_header_bomb_is_refused_before_tarfile_reads_it(tmp_path, isolated
 
 
 def test_a_zip_declaring_too_many_members_is_refused_before_its_directory_is_read(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core import archive_import
+    from cifar_core.data import archive_import
 
     data = bytearray(make_zip(tmp_path / "a.zip", good_members()).read_bytes())
     end = data.rfind(b"PK\x05\x06")

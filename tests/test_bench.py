@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cifar_core.bench import TARGETS, BenchSizes, format_table, run_bench
+from cifar_core.bench.speed import TARGETS, BenchSizes, format_table, run_bench
 
 TINY = BenchSizes(
     synthetic_train=300, synthetic_test=80, head_images=64, head_batch=16, finetune_batch=8, pretrain_images=32, pretrain_epochs=1,
@@ -44,8 +44,8 @@ def test_format_table_tolerates_missing_figures():
 @pytest.mark.slow
 def test_ablation_quick_trains_every_variant_and_reports_both_accuracies(tiny_data, capsys):
     """`bench ablation --quick` on the tiny dataset: every variant trains and is reported (no accuracy claims here)."""
-    from cifar_core.cli import main
-    from cifar_core.recipe import ABLATION
+    from cifar_core.cli.main import main
+    from cifar_core.training.recipe import ABLATION
 
     assert main(["bench", "ablation", "--quick", "--data-dir", str(tiny_data)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

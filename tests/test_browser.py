@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import CLASS_NAMES, launcher
-from cifar_core.runs import LIVE, RunStore
-from cifar_core.ui_bench import studio_server
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.runs import launcher
+from cifar_core.runs.store import LIVE, RunStore
+from cifar_core.bench.ui import studio_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent

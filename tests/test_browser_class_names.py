@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from cifar_core.plots import tick
+from cifar_core.views.plots import tick
 from tests.test_class_names_text import hostile_model
 from test_browser import CHROMIUM, SHOTS, browser, dashboard, page, wait_idle  # noqa: F401 (fixtures)
 

@@ -37,7 +37,7 @@ def archive() -> bytes:
     """A zip of class folders (5 PNGs in each of CIFAR-10's classes, in one wrapping folder), as a user brings one."""
     from conftest import synthetic_images
 
-    from cifar_core import CLASS_NAMES
+    from cifar_core.data.classes import CLASS_NAMES
 
     buf = io.BytesIO()
     x, y = synthetic_images(5, seed=7)

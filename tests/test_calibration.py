@@ -1,4 +1,4 @@
-"""cifar_core.calibration: temperature scaling, its scores, its file, and the calibrate command."""
+"""cifar_core.predict.calibration: temperature scaling, its scores, its file, and the calibrate command."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from cifar_core import calibration
-from cifar_core.evaluate import Interpretation
+from cifar_core.predict import calibration
+from cifar_core.predict.evaluate import Interpretation
 
 CLASSES = tuple(f"class {i}" for i in range(10))  # synthetic()'s labels
 
@@ -128,7 +128,7 @@ def tiny_model(tmp_path_factory, tiny_data) -> Path:
     """An untrained tiny model in a folder with its config.json (no training: the command's plumbing is tested)."""
     from conftest import tiny_config
 
-    from cifar_core.model import build_model
+    from cifar_core.model.vgg import build_model
 
     folder = tmp_path_factory.mktemp("tiny_model")
     config = tiny_config(tiny_data)
@@ -138,7 +138,7 @@ def tiny_model(tmp_path_factory, tiny_data) -> Path:
 
 
 def test_calibrate_command_fits_stores_and_evaluate_reports_it(tiny_model, capsys):
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     (tiny_model / calibration.CALIBRATION_FILE).unlink(missing_ok=True)
     assert main(["calibrate", "--model", str(tiny_model)]) == 0
@@ -156,8 +156,8 @@ def test_calibrate_command_fits_stores_and_evaluate_reports_it(tiny_model, capsy
 
 
 def test_calibrate_refuses_a_damaged_file_at_use_and_a_model_without_settings(tiny_model, tmp_path, capsys):
-    from cifar_core.cli import main
-    from cifar_core.inference import Classifier
+    from cifar_core.cli.main import main
+    from cifar_core.predict.inference import Classifier
 
     (tiny_model / calibration.CALIBRATION_FILE).write_text("{not json")
     with pytest.raises(calibration.CalibrationError, match="calibrate --model"):
@@ -174,7 +174,7 @@ def test_calibrate_refuses_a_damaged_file_at_use_and_a_model_without_settings(ti
 
 
 def test_uncertain_flags_come_from_calibrated_probabilities_only():
-    from cifar_core import split_predictions
+    from cifar_core.predict import split_predictions
 
     probs, y = synthetic(400, 0.4, seed=3)  # under-confident: most top-class probabilities are low
     raw = Interpretation(probs.astype(np.float32), y, CLASSES)

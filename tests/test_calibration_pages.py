@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_core import calibration
-from cifar_core.evaluate import Interpretation
+from cifar_core.predict import calibration
+from cifar_core.predict.evaluate import Interpretation
 from test_pages import open_page, shown
 
 SHIPPED = Path(__file__).resolve().parents[1] / "artifacts" / "default"
@@ -67,9 +67,9 @@ def test_the_reliability_diagram_shows_both_calibrations_with_counts(shipped):
 
 
 def test_the_pages_predictions_are_calibrated_and_a_model_without_a_temperature_is_shown_as_it_gives_them(shipped):
-    from cifar_core.model_choice import model_choices
-    from cifar_core.runs import RunStore
-    from cifar_core.split_predictions import saved_predictions
+    from cifar_core.runs.model_choice import model_choices
+    from cifar_core.runs.store import RunStore
+    from cifar_core.predict.split_predictions import saved_predictions
 
     saved = Interpretation.load(shipped)
     stored = calibration.read(shipped)

@@ -8,10 +8,10 @@ import math
 import keras
 import numpy as np
 
-from cifar_core import callbacks
-from cifar_core.callbacks import BestModelCheckpoint, RunLogger, StopOnRequest
+from cifar_core.training import callbacks
+from cifar_core.training.callbacks import BestModelCheckpoint, RunLogger, StopOnRequest
 from cifar_core.config import TrainConfig
-from cifar_core.runs import RunStore
+from cifar_core.runs.store import RunStore
 
 STEPS, BATCH = 8, 4
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import plots
-from cifar_core.paths import FILE_PART_BYTES, file_part
+from cifar_core.views import plots
+from cifar_core.base.paths import FILE_PART_BYTES, file_part
 from tests.conftest import synthetic_images
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def test_file_parts_keep_readable_names_and_different_names_apart():
 
 
 def test_predict_writes_overlays_for_a_class_name_with_a_slash(tmp_path, capsys):
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -114,8 +114,8 @@ def test_the_model_card_writes_class_names_as_text():
 
     from markdown_it import MarkdownIt
 
-    from cifar_core.evaluate import Interpretation
-    from cifar_core.publish import model_card
+    from cifar_core.predict.evaluate import Interpretation
+    from cifar_core.ship.publish import model_card
 
     names = ("![b](http://127.0.0.1:9/beacon.png)", "a|b", "**bold**")
     interp = Interpretation(np.eye(3)[[0, 1, 2, 1, 0, 2]], np.array([0, 1, 2, 0, 1, 2]), names)
@@ -154,7 +154,7 @@ def test_a_classes_json_of_another_model_is_a_message_where_the_model_is_used(tm
 
     from streamlit.testing.v1 import AppTest
 
-    from cifar_core import CLASS_NAMES
+    from cifar_core.data.classes import CLASS_NAMES
 
     shipped = tmp_path / "default"
     shutil.copytree(ROOT / "artifacts" / "default", shipped, ignore=shutil.ignore_patterns("*.png", "test_probs.npz"))
@@ -179,7 +179,7 @@ def test_no_page_feeds_a_class_name_to_markdown(tmp_path, monkeypatch, page):
     labels and help) holds the class names only escaped, whatever page shows them."""
     from streamlit.testing.v1 import AppTest
 
-    import studio_ui
+    from studio import ui as studio_ui
 
     names = [n for n in HOSTILE_CLASSES if n != ".."] + ["[link](http://127.0.0.1:9/l)"]
     artifacts, shipped, data = hostile_model(tmp_path, names)
@@ -205,7 +205,7 @@ def test_no_page_feeds_a_class_name_to_markdown(tmp_path, monkeypatch, page):
 def test_an_old_runs_unusable_classes_json_does_not_stop_the_runs_list(tmp_path):
     from types import SimpleNamespace
 
-    from cifar_core.outcome import class_count
+    from cifar_core.runs.outcome import class_count
 
     (tmp_path / "classes.json").write_text("{broken")
     run = SimpleNamespace(summary={}, config={}, dir=tmp_path)  # a run from before class lists were recorded

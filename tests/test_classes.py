@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
-from cifar_core.classes import ClassesError, model_class_names, write_class_names
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.data.classes import ClassesError, model_class_names, write_class_names
 from cifar_core.config import ConfigError, parse_config
-from cifar_core.data import DataError, load_cifar10, select_classes
+from cifar_core.data.loader import DataError, load_cifar10, select_classes
 from tests.conftest import synthetic_images, tiny_config
 
 SUBSET = ("cat", "dog", "ship")
@@ -119,7 +119,7 @@ def test_classes_json_accepts_any_text_of_up_to_200_characters(tmp_path):
 
 
 def test_a_classes_json_larger_than_the_limit_is_not_read(tmp_path):
-    from cifar_core.classes import MAX_CLASSES_BYTES
+    from cifar_core.data.classes import MAX_CLASSES_BYTES
 
     model = _classes_file(tmp_path, json.dumps({"class_names": ["a", "b"]}) + " " * MAX_CLASSES_BYTES)
     with pytest.raises(ClassesError, match="is larger than 1 MiB"):
@@ -133,7 +133,7 @@ def test_class_folders_with_unusable_names_are_refused_in_words(tmp_path):
     root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "x" * 201])
     with pytest.raises(DataError, match="cannot all be class names: class names may be at most 200 characters"):
         load_cifar10(str(root), cache_dir=tmp_path / "cache")
-    from cifar_core.data import folder_census
+    from cifar_core.data.loader import folder_census
 
     found = [p for p in folder_census(root)["problems"] if p["kind"] == "class_names"]  # the Data page's health report
     assert len(found) == 1 and found[0]["blocking"] and "rename them" in found[0]["message"]
@@ -142,8 +142,8 @@ def test_class_folders_with_unusable_names_are_refused_in_words(tmp_path):
 @pytest.fixture(scope="module")
 def subset_run(tmp_path_factory, tiny_data):
     """A run trained on three of the tiny dataset's classes: (store, summary)."""
-    from cifar_core.runs import RunStore
-    from cifar_core.train import train
+    from cifar_core.runs.store import RunStore
+    from cifar_core.training.trainer import train
 
     root = tmp_path_factory.mktemp("subset_run")
     with pytest.MonkeyPatch.context() as mp:
@@ -154,7 +154,7 @@ def subset_run(tmp_path_factory, tiny_data):
 
 
 def test_a_run_on_some_classes_predicts_only_those_and_stores_their_names(subset_run):
-    from cifar_core.model import load_model
+    from cifar_core.model.vgg import load_model
 
     store, summary = subset_run
     assert summary["status"] == "completed"
@@ -169,7 +169,7 @@ def test_a_run_on_some_classes_predicts_only_those_and_stores_their_names(subset
 
 
 def test_evaluate_and_predict_use_the_models_classes(subset_run, tiny_data, capsys, tmp_path):
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     store, summary = subset_run
     run_dir = store.get(summary["run_id"]).dir
@@ -186,7 +186,7 @@ def test_evaluate_and_predict_use_the_models_classes(subset_run, tiny_data, caps
 
 
 def test_evaluating_on_data_without_the_models_classes_says_which_are_missing(subset_run, tmp_path, capsys):
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     store, summary = subset_run
     other = write_custom_folders(tmp_path / "flowers", ["tulip", "rose"])
@@ -198,7 +198,7 @@ def test_evaluating_on_data_without_the_models_classes_says_which_are_missing(su
 
 def test_a_new_run_starts_from_a_trained_models_base(subset_run, tiny_data):
     """Transfer: --weights MODEL.keras copies the trained base into a model with a new head and other classes."""
-    from cifar_core.model import build_model, load_model
+    from cifar_core.model.vgg import build_model, load_model
 
     store, summary = subset_run
     trained = store.get(summary["run_id"]).dir / "model.keras"
@@ -224,7 +224,7 @@ def test_a_base_of_another_width_or_a_shallower_cut_is_refused_before_training(s
 
 
 def test_a_model_file_of_another_width_is_refused_when_its_base_is_copied(subset_run, tiny_data, tmp_path):
-    from cifar_core.model import WeightsError, build_model
+    from cifar_core.model.vgg import WeightsError, build_model
 
     store, summary = subset_run
     loose = tmp_path / "model.keras"  # no config.json beside it: only the layers can tell
@@ -234,7 +234,7 @@ def test_a_model_file_of_another_width_is_refused_when_its_base_is_copied(subset
 
 
 def test_the_dashboard_form_refuses_unknown_classes_before_starting(tiny_data):
-    from cifar_core import train_form
+    from cifar_core.views import train_form
 
     with pytest.raises(ConfigError) as info:
         train_form.check_data(tiny_config(tiny_data, classes=("cat", "unicorn")))
@@ -246,8 +246,8 @@ def test_the_dashboard_form_refuses_unknown_classes_before_starting(tiny_data):
 @pytest.mark.slow
 def test_bench_transfer_quick_runs_the_three_arms(tiny_data, capsys):
     """`bench transfer --quick`: the pre-training and the three arms complete and are reported (no accuracy claims)."""
-    from cifar_core.cli import main
-    from cifar_core.transfer import ARMS, PRETRAIN_CLASSES, TARGET_CLASSES
+    from cifar_core.cli.main import main
+    from cifar_core.bench.transfer import ARMS, PRETRAIN_CLASSES, TARGET_CLASSES
 
     assert main(["bench", "transfer", "--quick", "--data-dir", str(tiny_data)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -260,8 +260,8 @@ def test_bench_transfer_quick_runs_the_three_arms(tiny_data, capsys):
 
 
 def test_cli_refuses_unknown_classes_before_registering_a_run(tiny_data, tmp_path, capsys, monkeypatch):
-    from cifar_core.cli import main
-    from cifar_core.runs import RunStore
+    from cifar_core.cli.main import main
+    from cifar_core.runs.store import RunStore
 
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "art"))
     code = main(["train", "--data-dir", str(tiny_data), "--weights", "none", "--arch", "vgg16_bn", "--classes", "cat,unicorn"])
@@ -271,7 +271,7 @@ def test_cli_refuses_unknown_classes_before_registering_a_run(tiny_data, tmp_pat
 
 
 def test_a_damaged_model_as_base_weights_fails_the_run_in_words(tiny_data, tmp_path, capsys, monkeypatch):
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "art"))
     damaged = tmp_path / "damaged.keras"

@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
+from cifar_core.data.classes import CLASS_NAMES
 from tests.test_pages import no_shipped_model, open_page, shown, unescape, with_data, with_run  # noqa: F401 (fixtures)
 
 

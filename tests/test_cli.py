@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
-from cifar_core.cli import main
-from cifar_core.paths import PROJECT_ROOT
-from cifar_core.runs import RunStore
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.cli.main import main
+from cifar_core.base.paths import PROJECT_ROOT
+from cifar_core.runs.store import RunStore
 
 pytestmark = pytest.mark.slow
 

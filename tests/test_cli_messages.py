@@ -2,7 +2,7 @@
 
 import shutil
 
-from cifar_core.cli import main
+from cifar_core.cli.main import main
 
 
 def test_evaluate_val_split_of_a_model_without_settings_is_refused_in_words(tmp_path, capsys):

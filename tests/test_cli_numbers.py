@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from cifar_core.cli import main
+from cifar_core.cli.main import main
 
 BAD_NUMBERS = [
     ["export", "--format", "tflite", "--images", "\u0663"],      # Arabic-Indic three
@@ -38,7 +38,7 @@ def test_predict_top_above_the_models_classes_exits_2(top, tmp_path, capsys):
 
 def test_no_command_suggests_an_option_it_lacks():
     """The data loader's message suggests --skip-bad; every command that loads data has it."""
-    from cifar_core.cli import build_parser
+    from cifar_core.cli.main import build_parser
 
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices

@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cifar_core import plots, run_progress, split_predictions, train_form
+from cifar_core.views import plots
+from cifar_core.runs import run_progress
+from cifar_core.predict import split_predictions
+from cifar_core.views import train_form
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.evaluate import Interpretation
-from cifar_core.model_choice import model_choices, pick
-from cifar_core.runs import Run, RunStore
+from cifar_core.predict.evaluate import Interpretation
+from cifar_core.runs.model_choice import model_choices, pick
+from cifar_core.runs.store import Run, RunStore
 
 
 def test_the_form_has_every_trainconfig_field_once():
@@ -134,7 +137,7 @@ def test_figures_mark_the_phase_boundary_and_export_png():
 
 
 def test_chance_level_is_two_points_around_one_in_the_class_count():
-    from cifar_core.outcome import did_not_learn
+    from cifar_core.runs.outcome import did_not_learn
 
     assert did_not_learn(0.10, 10) and did_not_learn(0.119, 10)
     assert not did_not_learn(0.13, 10) and not did_not_learn(None, 10)

@@ -1,4 +1,4 @@
-"""cifar_core.data: every layout, the Keras fallback, the decode cache, splits, bad data and the tf.data pipeline."""
+"""cifar_core.data.loader: every layout, the Keras fallback, the decode cache, splits, bad data and the tf.data pipeline."""
 
 import csv
 import os
@@ -10,9 +10,9 @@ import pytest
 from conftest import synthetic_images, write_batches, write_folders, write_kaggle
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
-from cifar_core import data as data_lib
-from cifar_core.data import DataError, describe_source, image_batches, load_cifar10, make_dataset, make_splits
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.data import loader as data_lib
+from cifar_core.data.loader import DataError, describe_source, image_batches, load_cifar10, make_dataset, make_splits
 
 
 def load(root, tmp_path, **kw):

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from cifar_core.data import data_cache_folder, load_cifar10, load_test_split
+from cifar_core.data.loader import data_cache_folder, load_cifar10, load_test_split
 
 
 def truncate_x_test(entry):
@@ -33,7 +33,7 @@ def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(damage, tiny_data, tmp_
     first = load_cifar10(str(tiny_data), cache_dir=cache)
     entry = data_cache_folder(str(tiny_data), cache_dir=cache)
     damage(entry)
-    with caplog.at_level(logging.WARNING, logger="cifar_core.data"):
+    with caplog.at_level(logging.WARNING, logger="cifar_core.data.loader"):
         again = load_cifar10(str(tiny_data), cache_dir=cache)
     assert "is damaged" in caplog.text and "decoding the images again" in caplog.text
     np.testing.assert_array_equal(again.x_train, first.x_train)

@@ -185,10 +185,10 @@ def test_the_dataset_picker_follows_every_pick_in_a_row(tmp_path, monkeypatch):
 
 
 def test_the_model_picker_follows_every_pick_in_a_row(with_run, monkeypatch):
-    from cifar_core.paths import PROJECT_ROOT
+    from cifar_core.base.paths import PROJECT_ROOT
 
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(PROJECT_ROOT / "artifacts" / "default"))  # a second model
-    from cifar_core import model_choice
+    from cifar_core.runs import model_choice
 
     keys = [c.key for c in model_choice.model_choices(with_run[0])]
     assert len(keys) == 2

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import cli, paths
+from cifar_core.cli import main as cli
+from cifar_core.base import paths
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.data import DataError, data_cache_folder, load_cifar10
-from cifar_core.dataset_health import blocking_message, check_dataset, samples
-from cifar_core.datasets import DatasetError, datasets_root, import_dataset, list_datasets, resolve_data_dir
+from cifar_core.data.loader import DataError, data_cache_folder, load_cifar10
+from cifar_core.data.health import blocking_message, check_dataset, samples
+from cifar_core.data.imported import DatasetError, datasets_root, import_dataset, list_datasets, resolve_data_dir
 from tests.conftest import write_folders
 
 
@@ -151,7 +152,7 @@ def test_an_existing_name_is_refused_unless_replaced(tmp_path, isolated_artifact
 
 
 def test_a_failure_half_way_leaves_nothing_behind(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core import archive_import
+    from cifar_core.data import archive_import
 
     source = make_zip(tmp_path / "a.zip", class_members({"cat": 6, "dog": 6}))
     import_dataset(source, "d")
@@ -288,7 +289,7 @@ def test_blocking_problems_are_named_and_stop_loading_and_training(tmp_path, dam
         assert "a link to its own parent folder (a loop)" in message
     with pytest.raises(DataError, match="cannot be used yet"):
         load_cifar10(str(root), cache_dir=tmp_path / "cache")
-    from cifar_core.train_form import check_data
+    from cifar_core.views.train_form import check_data
 
     with pytest.raises(ConfigError) as info:
         check_data(TrainConfig(data_dir=str(root)).validate())
@@ -301,7 +302,7 @@ def test_training_from_the_cli_is_refused_before_a_run_is_registered(tmp_path, i
     assert cli.main(["train", "--data-dir", str(root), "--weights", "none"]) == 2
     err = capsys.readouterr().err
     assert "error: --data-dir: this dataset has problems that block training" in err and "train/unicorn/ holds no images" in err
-    from cifar_core.runs import RunStore
+    from cifar_core.runs.store import RunStore
 
     assert RunStore(isolated_artifacts).list() == []
 

@@ -7,9 +7,10 @@ import json
 import shutil
 import sqlite3
 
-from cifar_core import cli, train
-from cifar_core.errors import disk_full
-from cifar_core.runs import RunError, RunStore
+from cifar_core.cli import main as cli
+from cifar_core.training import trainer as train
+from cifar_core.base.errors import disk_full
+from cifar_core.runs.store import RunError, RunStore
 
 
 def test_sqlite_io_error_is_a_full_disk_only_when_the_disk_is_nearly_full(tmp_path, monkeypatch):

@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_core import CLASS_NAMES, duplicates, embeddings, label_issues
-from cifar_core.evaluate import Interpretation
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.analysis import duplicates
+from cifar_core.analysis import embeddings
+from cifar_core.analysis import label_issues
+from cifar_core.predict.evaluate import Interpretation
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_run):
-    from cifar_core.model import load_model
+    from cifar_core.model.vgg import load_model
 
     store, summary = tiny_run
     run = store.get(summary["run_id"])
@@ -22,7 +25,7 @@ def tiny_model(tiny_run):
 
 @pytest.fixture(scope="module")
 def tiny_images(tiny_data):
-    from cifar_core.data import load_cifar10
+    from cifar_core.data.loader import load_cifar10
 
     return load_cifar10(str(tiny_data))
 
@@ -186,7 +189,7 @@ def test_a_test_image_copied_into_train_is_a_leak(tiny_model, tiny_images, isola
 
 
 def test_each_run_has_a_tensorboard_log_counting_epochs_across_phases(tiny_run):
-    from cifar_core import tensorboard_log
+    from cifar_core.training import tensorboard_log
 
     if not tensorboard_log.available():
         pytest.skip("tensorboard is not installed")

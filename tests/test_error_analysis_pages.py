@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import studio_ui
-from cifar_core import CLASS_NAMES
+from studio import ui as studio_ui
+from cifar_core.data.classes import CLASS_NAMES
 from test_pages import open_page, shown
 
 pytestmark = pytest.mark.slow
@@ -29,9 +29,9 @@ def noisy(noisy_run, noisy_data, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(artifacts))
     monkeypatch.setenv("CIFAR10_DIR", str(noisy_data["root"]))
     monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(tmp_path / "no_default_model"))
-    from cifar_core import calibration
-    from cifar_core.evaluate import Interpretation
-    from cifar_core.runs import RunStore
+    from cifar_core.predict import calibration
+    from cifar_core.predict.evaluate import Interpretation
+    from cifar_core.runs.store import RunStore
 
     run = RunStore(artifacts).get(summary["run_id"])
     # The pages show the run's probabilities with its temperature (fitted on its validation images).
@@ -86,7 +86,7 @@ def test_a_flipped_label_is_a_top_loss_and_a_label_issue_candidate(noisy, noisy_
     assert any("candidates for a person to check" in i.value for i in at.info)
     assert any("out-of-sample" in c.value for c in at.caption)
     count = int(next(m.value for m in at.metric if m.label == "Candidates among the test images").replace(",", ""))
-    from cifar_core.label_issues import find_label_issues
+    from cifar_core.analysis.label_issues import find_label_issues
 
     candidates = find_label_issues(interp.probs, interp.y, interp.class_names)
     assert count == len(candidates) > 0
@@ -138,7 +138,7 @@ def test_tile_number_opens_the_detail_with_similar_training_images(noisy):
 
 
 def test_detail_of_a_leaked_test_image_shows_its_training_copy_first(noisy, noisy_data):
-    from cifar_core.data import load_cifar10, split_files
+    from cifar_core.data.loader import load_cifar10, split_files
 
     run, interp = noisy
     root = noisy_data["root"]
@@ -218,7 +218,7 @@ def test_runs_page_lists_the_shipped_model_and_exports_with_a_parity_check(noisy
     assert any("agrees on 100.0% of 100 test images" in c.value for c in at.caption)
     assert not list(shipped.glob("*.tflite"))  # the shipped folder is never written to
 
-    from cifar_core import export
+    from cifar_core.ship import export
 
     monkeypatch.setattr(export, "FLOAT_MIN_AGREEMENT", 1.01)  # a bar no export clears
     at.button(key="export_savedmodel_default").click().run()

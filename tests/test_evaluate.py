@@ -1,4 +1,4 @@
-"""cifar_core.evaluate: Interpretation on hand-made probabilities, against hand-computed answers."""
+"""cifar_core.predict.evaluate: Interpretation on hand-made probabilities, against hand-computed answers."""
 
 import json
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_core import CLASS_NAMES
-from cifar_core.evaluate import Interpretation, predict_probs
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.predict.evaluate import Interpretation, predict_probs
 
 # Six images of classes 0, 0, 1, 1, 2, 2 predicted as 0, 1, 1, 1, 2, 0.
 TRUE = np.array([0, 0, 1, 1, 2, 2])

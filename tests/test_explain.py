@@ -6,12 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from cifar_core import explain, faithfulness
-from cifar_core.cli import main
-from cifar_core.explainer import GREY, ExplainError
-from cifar_core.gradcam import GradCam
-from cifar_core.inference import Classifier
-from cifar_core.occlusion import Occlusion
+from cifar_core.explain import check as explain
+from cifar_core.explain import faithfulness
+from cifar_core.cli.main import main
+from cifar_core.explain.base import GREY, ExplainError
+from cifar_core.explain.gradcam import GradCam
+from cifar_core.predict.inference import Classifier
+from cifar_core.explain.occlusion import Occlusion
 
 REGION = (slice(16, 24), slice(8, 16))  # rows, columns the synthetic model looks at
 
@@ -164,7 +165,7 @@ def test_cli_explain_refuses_layers_without_grad_cam(capsys):
 def test_cli_predict_overlays_are_occlusion_maps_unless_grad_cam_is_asked_for(tiny_run, tmp_path, capsys):
     from PIL import Image
 
-    from cifar_core.previews import upscale
+    from cifar_core.views.previews import upscale
 
     store, summary = tiny_run
     picture = tmp_path / "stripes.png"

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from cifar_core import export
+from cifar_core.ship import export
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_run, tiny_data):
-    from cifar_core.data import load_cifar10
+    from cifar_core.data.loader import load_cifar10
 
     store, summary = tiny_run
     return store.get(summary["run_id"]).model_path, load_cifar10(str(tiny_data))
@@ -74,7 +74,7 @@ def test_parity_fails_below_the_threshold_and_says_so():
 def test_a_bfloat16_model_is_exported_in_float32(tiny_data):
     import keras
 
-    from cifar_core.model import build_model
+    from cifar_core.model.vgg import build_model
     from conftest import tiny_config
 
     model = build_model(tiny_config(tiny_data, bf16=True), num_classes=10)

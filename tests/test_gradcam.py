@@ -10,11 +10,11 @@ import tensorflow as tf
 from conftest import tiny_config
 from PIL import Image
 
-from cifar_core.cli import main
-from cifar_core.data import preprocess
-from cifar_core.explainer import overlay
-from cifar_core.gradcam import GradCam, GradCamError, cam_layers, default_layer
-from cifar_core.model import build_base, build_head, build_model
+from cifar_core.cli.main import main
+from cifar_core.data.loader import preprocess
+from cifar_core.explain.base import overlay
+from cifar_core.explain.gradcam import GradCam, GradCamError, cam_layers, default_layer
+from cifar_core.model.vgg import build_base, build_head, build_model
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cifar_core import cli
+from cifar_core.cli import main as cli
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.inference import Classifier, webp_canvas_size
-from cifar_core.model import ModelLoadError, build_model, load_model
-from cifar_core.runs import RunError, RunStore
+from cifar_core.predict.inference import Classifier, webp_canvas_size
+from cifar_core.model.vgg import ModelLoadError, build_model, load_model
+from cifar_core.runs.store import RunError, RunStore
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_core"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -268,7 +268,7 @@ def _keyword(call: ast.Call, name: str):
 
 
 def test_engine_never_unpickles_arrays_or_loads_models_unsafely():
-    sources = {p.name: ast.parse(p.read_text()) for p in PACKAGE.glob("*.py")}
+    sources = {str(p.relative_to(PACKAGE)): ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py")}
     for name, tree in sources.items():
         for call in _calls(tree, "load"):
             target = ast.unparse(call.func)
@@ -286,7 +286,7 @@ def test_cifar_batches_load_but_a_pickle_that_runs_code_is_refused(tmp_path):
     import os
     import pickle
 
-    from cifar_core.data import DataError, load_cifar10
+    from cifar_core.data.loader import DataError, load_cifar10
 
     root = write_batches(tmp_path / "good")
     batch = root / "cifar-10-batches-py" / "data_batch_1"
@@ -416,13 +416,13 @@ def h5_bomb(path: Path, n_floats: int = 2**30) -> Path:
 
 @pytest.fixture(scope="module")
 def small_base():
-    from cifar_core.model import build_base
+    from cifar_core.model.vgg import build_base
 
     return build_base("vgg16_bn", "none", 32, "block3_pool", 0.125)
 
 
 def test_weights_file_declaring_gigabytes_is_refused_before_loading(small_base, tmp_path):
-    from cifar_core.model import WeightsError, load_base_weights
+    from cifar_core.model.vgg import WeightsError, load_base_weights
 
     bomb = h5_bomb(tmp_path / "bomb.weights.h5")
     assert bomb.stat().st_size < 100_000
@@ -439,7 +439,7 @@ def test_weights_file_declaring_gigabytes_is_refused_before_loading(small_base, 
 def test_weights_file_far_larger_than_the_model_is_refused(small_base, tmp_path):
     import h5py
 
-    from cifar_core.model import WeightsError, load_base_weights
+    from cifar_core.model.vgg import WeightsError, load_base_weights
 
     path = tmp_path / "big.h5"  # a real 24 MB of numbers, for a base of a few hundred kilobytes
     with h5py.File(path, "w") as f:
@@ -452,7 +452,7 @@ def test_weights_file_far_larger_than_the_model_is_refused(small_base, tmp_path)
 def test_weights_that_point_into_other_files_are_refused(small_base, tmp_path, kind):
     import h5py
 
-    from cifar_core.model import WeightsError, load_base_weights
+    from cifar_core.model.vgg import WeightsError, load_base_weights
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"\x00" * 4096)
@@ -569,7 +569,7 @@ def folders(tmp_path) -> Path:
 
 
 def test_training_images_get_the_upload_pixel_limits(folders, tmp_path):
-    from cifar_core.data import DataError, load_cifar10
+    from cifar_core.data.loader import DataError, load_cifar10
 
     (folders / "train" / "cat" / "bomb.png").write_bytes(png_header_only(12000, 12000))
     (folders / "train" / "dog" / "bomb.webp").write_bytes(BOMBS["webp_vp8l_16383x4000"])
@@ -583,7 +583,7 @@ def test_training_images_get_the_upload_pixel_limits(folders, tmp_path):
 
 
 def test_dangling_links_and_link_loops_in_the_data_are_named_and_skippable(folders, tmp_path):
-    from cifar_core.data import DataError, describe_source, load_cifar10
+    from cifar_core.data.loader import DataError, describe_source, load_cifar10
 
     cat = folders / "train" / "cat"
     (cat / "dangling.png").symlink_to(tmp_path / "nowhere.png")

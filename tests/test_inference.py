@@ -1,4 +1,4 @@
-"""cifar_core.inference: any image mode becomes a 32x32 RGB array; bad files become per-file errors."""
+"""cifar_core.predict.inference: any image mode becomes a 32x32 RGB array; bad files become per-file errors."""
 
 import io
 import re
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import CLASS_NAMES
-from cifar_core.inference import Classifier, ImageError, load_image
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.predict.inference import Classifier, ImageError, load_image
 
 
 def encode(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -6,8 +6,11 @@ import json
 
 import pytest
 
-from cifar_core import calibration, duplicates, export, label_issues
-from cifar_core.cli import build_parser, main
+from cifar_core.predict import calibration
+from cifar_core.analysis import duplicates
+from cifar_core.ship import export
+from cifar_core.analysis import label_issues
+from cifar_core.cli.main import build_parser, main
 from test_cli import cli, last_json
 
 pytestmark = pytest.mark.slow
@@ -20,8 +23,8 @@ def run_model(tiny_run):
 
 
 def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
-    from cifar_core.data import load_cifar10
-    from cifar_core.evaluate import Interpretation
+    from cifar_core.data.loader import load_cifar10
+    from cifar_core.predict.evaluate import Interpretation
 
     store, run = run_model
     data = load_cifar10(str(tiny_data))

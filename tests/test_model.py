@@ -1,4 +1,4 @@
-"""cifar_core.model: freezing per phase, vgg16_bn, cut points, heads, weights sources, dtype policy, safe loading."""
+"""cifar_core.model.vgg: freezing per phase, vgg16_bn, cut points, heads, weights sources, dtype policy, safe loading."""
 
 import urllib.error
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cifar_core.config import TrainConfig
-from cifar_core.model import (
+from cifar_core.model.vgg import (
     IMAGENET_NOTOP_FILE, ModelLoadError, WeightsError, build_base, build_head, build_model, load_model, set_freeze,
 )
 

@@ -1,4 +1,4 @@
-"""Model loading is bounded by what a model computes, not only by what it stores (cifar_core.model_cost)."""
+"""Model loading is bounded by what a model computes, not only by what it stores (cifar_core.model.model_cost)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import keras
 import pytest
 
 from cifar_core.config import MAX_INPUT_SIZE, TrainConfig
-from cifar_core.model import ModelLoadError, build_model, load_model
-from cifar_core.model_cost import MAX_ACTIVATION_BYTES, MAX_FLOPS, cost_problem, per_image_cost
+from cifar_core.model.vgg import ModelLoadError, build_model, load_model
+from cifar_core.model.model_cost import MAX_ACTIVATION_BYTES, MAX_FLOPS, cost_problem, per_image_cost
 
 
 def test_limits_are_the_studios_largest_network_with_a_margin():

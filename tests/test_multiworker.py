@@ -13,8 +13,8 @@ import pytest
 from conftest import tiny_config
 from test_resilience import env_for, finish, flags, last_json
 
-from cifar_core import distribute
-from cifar_core.runs import RunStore
+from cifar_core.training import distribute
+from cifar_core.runs.store import RunStore
 
 # `python -m cifar_core` that also saves the final weights of the full model to
 # $TEST_WEIGHTS_OUT, so the test can compare what each worker ended with.
@@ -27,7 +27,7 @@ def on_train_end(self, logs=None):
     end(self, logs)
     np.savez(os.environ["TEST_WEIGHTS_OUT"], *[keras.ops.convert_to_numpy(w) for w in self.full_model.weights])
 callbacks.BestModelCheckpoint.on_train_end = on_train_end
-from cifar_core.cli import main
+from cifar_core.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -117,7 +117,7 @@ def test_chief_is_the_chief_task_else_worker_zero(monkeypatch):
 
 @pytest.mark.parametrize("raw", ["", "not json", '{"task": {"type": "worker", "index": 0}}', '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}'])
 def test_unusable_tf_config_is_a_clear_usage_error(raw, tiny_data, monkeypatch, capsys):
-    from cifar_core import cli
+    from cifar_core.cli import main as cli
 
     monkeypatch.setenv("TF_CONFIG", raw)
     with pytest.raises(distribute.DistributeError, match="TF_CONFIG"):

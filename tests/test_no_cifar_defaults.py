@@ -11,7 +11,7 @@ import inspect
 import pkgutil
 
 import cifar_core
-from cifar_core import CLASS_NAMES
+from cifar_core.data.classes import CLASS_NAMES
 
 CLASS_PARAMETERS = ("num_classes", "class_names", "classes")
 
@@ -35,10 +35,10 @@ def cifar_defaults(func) -> list[str]:
 
 def engine_callables():
     """(qualified name, callable) for each function and class defined in cifar_core, and each class's methods."""
-    for info in pkgutil.iter_modules(cifar_core.__path__):
-        if info.name == "__main__":
-            continue  # importing it runs the CLI
-        module = importlib.import_module(f"cifar_core.{info.name}")
+    for info in pkgutil.walk_packages(cifar_core.__path__, "cifar_core."):
+        if info.name == "cifar_core.__main__" or info.name.startswith("cifar_core.bench"):
+            continue  # importing __main__ runs the CLI; the benchmarks are measurements, not the engine
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if getattr(obj, "__module__", None) != module.__name__:
                 continue  # imported from elsewhere: checked in its own module
@@ -68,6 +68,6 @@ def test_the_check_finds_a_cifar_default():
 
 def test_no_engine_function_defaults_to_cifar10_classes():
     checked = dict(engine_callables())
-    assert "cifar_core.evaluate.evaluate_model" in checked and "cifar_core.data.CifarData" in checked  # it looked
+    assert "cifar_core.predict.evaluate.evaluate_model" in checked and "cifar_core.data.loader.CifarData" in checked  # it looked
     offenders = {name: found for name, func in checked.items() if (found := cifar_defaults(func))}
     assert not offenders, f"default to CIFAR-10's classes (pass the run's or the model's instead): {offenders}"

@@ -1,18 +1,18 @@
-"""cifar_core.optimizer and cifar_core.ema: the optimizer choice, the schedules, the BatchNorm-bias rate and the weight EMA."""
+"""cifar_core.model.optimizer and cifar_core.model.ema: the optimizer choice, the schedules, the BatchNorm-bias rate and the weight EMA."""
 
 import keras
 import numpy as np
 import pytest
 from conftest import tiny_config
 
-from cifar_core import data as data_lib
-from cifar_core import optimizer as optimizer_lib
+from cifar_core.data import loader as data_lib
+from cifar_core.model import optimizer as optimizer_lib
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.ema import SwapEMAWeights, batchnorm_layers, ema_callbacks, recompute_batchnorm
-from cifar_core.model import batchnorm_momentum, build_model, load_model
-from cifar_core.optimizer import BatchNormBiasSGD, make_optimizer
-from cifar_core.runs import RunStore
-from cifar_core.train import train
+from cifar_core.model.ema import SwapEMAWeights, batchnorm_layers, ema_callbacks, recompute_batchnorm
+from cifar_core.model.vgg import batchnorm_momentum, build_model, load_model
+from cifar_core.model.optimizer import BatchNormBiasSGD, make_optimizer
+from cifar_core.runs.store import RunStore
+from cifar_core.training.trainer import train
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,10 @@ from markdown_it import MarkdownIt
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import studio_ui
-from cifar_core import CLASS_NAMES, launcher
-from cifar_core.runs import RunStore
+from studio import ui as studio_ui
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.runs import launcher
+from cifar_core.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("home", "train", "classify", "predictions", "error_analysis", "runs")
@@ -123,7 +124,7 @@ def test_train_form_covers_the_config_and_rejects_bad_values_per_field(with_data
     at = open_page("train")
     assert at.text_input(key="cfg_data_dir").value == str(with_data)
     keys = {w.key for kind in ("text_input", "number_input", "selectbox", "toggle") for w in getattr(at, kind)}
-    from cifar_core.train_form import sections
+    from cifar_core.views.train_form import sections
 
     assert {f"cfg_{f.name}" for fields in sections().values() for f in fields} <= keys
     at.selectbox(key="train_preset").select_index(2).run()  # the seed notebook: ImageNet weights
@@ -218,13 +219,13 @@ def test_run_predictions_grid_filters_and_detail(with_run, with_data):
     assert any(m.value.startswith("true **") and "loss" in m.value for m in at.markdown)
 
     # The detail explains the predicted class first; any other class gives another map.
-    from cifar_core.evaluate import Interpretation
+    from cifar_core.predict.evaluate import Interpretation
 
     predicted = CLASS_NAMES[Interpretation.load(store.get(summary["run_id"]).dir).preds[picked]]
     assert at.selectbox(key=f"cam_class_{picked}").value == predicted
     urls = lambda: {img.url for element in at.get("image") for img in element.proto.imgs}  # noqa: E731
     before = urls()
-    from cifar_core.split_predictions import load_test_set
+    from cifar_core.predict.split_predictions import load_test_set
 
     # The map of the method the dialog shows (the first that passes the check on this model).
     heat, _ = picked_explainer(at, "picked_image_cam_layer", store.get(summary["run_id"]).model_path).heatmaps(
@@ -241,7 +242,7 @@ def test_run_error_analysis_cell_gallery_and_tables(with_run):
     assert at.metric[0].value == f"{summary['test_accuracy']:.1%}"
     at.selectbox(key="cell_true").select("cat")
     at.selectbox(key="cell_pred").select("cat").run()
-    from cifar_core.evaluate import Interpretation
+    from cifar_core.predict.evaluate import Interpretation
 
     interp = Interpretation.load(store.get(summary["run_id"]).dir)
     n = len(interp.cell(CLASS_NAMES.index("cat"), CLASS_NAMES.index("cat")))
@@ -272,7 +273,7 @@ def test_run_runs_page_lists_and_deletes_with_confirmation(with_run, tmp_path, m
 
 def test_run_train_page_shows_no_live_run_and_starts_one(with_run, tmp_path, monkeypatch):
     """Start goes through the launcher (a separate process); stop it right away."""
-    from cifar_core.runs import RunStore
+    from cifar_core.runs.store import RunStore
 
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "fresh"))
     at = open_page("train")
@@ -312,7 +313,7 @@ def test_run_without_saved_predictions_computes_them_once(with_run, tmp_path, mo
     """A model folder without test_probs.npz gets its predictions computed on first view, then saved."""
     import shutil
 
-    from cifar_core.runs import RunStore
+    from cifar_core.runs.store import RunStore
 
     store, summary = with_run
     copy = tmp_path / "copy"
@@ -356,8 +357,8 @@ def image_captions(at: AppTest) -> list[str]:
 
 def picked_explainer(at: AppTest, key: str, model_path):
     """The explainer a page's method picker shows."""
-    from cifar_core import explain
-    from cifar_core.inference import Classifier
+    from cifar_core.explain import check as explain
+    from cifar_core.predict.inference import Classifier
 
     method, _, layer = at.selectbox(key=key).value.partition(":")
     return explain.make(Classifier(model_path), method, layer or None)
@@ -366,10 +367,10 @@ def picked_explainer(at: AppTest, key: str, model_path):
 def default_explanation_of(store: RunStore, run_id: str, data_dir) -> str:
     """The picker's value for the first method, in `explain.candidates` order, that passes the check on the
     sample of test images the pages check (read from the checks the page kept on disk)."""
-    from cifar_core import explain
-    from cifar_core.faithfulness import check_images
-    from cifar_core.inference import Classifier
-    from cifar_core.split_predictions import load_test_set
+    from cifar_core.explain import check as explain
+    from cifar_core.explain.faithfulness import check_images
+    from cifar_core.predict.inference import Classifier
+    from cifar_core.predict.split_predictions import load_test_set
 
     row = explain.default_explanation(Classifier(store.get(run_id).model_path),
                                       check_images(load_test_set(str(data_dir), CLASS_NAMES)[0], studio_ui.CHECK_IMAGES))
@@ -407,7 +408,7 @@ def test_run_classify_explanation_overlays_each_classified_image(with_run, tiny_
 def with_mistakes(tiny_run, with_data, tmp_path, monkeypatch):
     """A copy of the tiny run whose saved test predictions hold mistakes (the tiny model may make none):
     the first image of each class is predicted as the next class."""
-    from cifar_core.evaluate import Interpretation
+    from cifar_core.predict.evaluate import Interpretation
 
     store, summary = tiny_run
     root = tmp_path / "copy"
@@ -425,7 +426,7 @@ def with_mistakes(tiny_run, with_data, tmp_path, monkeypatch):
 
 def test_run_error_analysis_explanations_show_predicted_or_true_class(with_mistakes, tiny_data):
     store, summary = with_mistakes
-    from cifar_core.evaluate import Interpretation
+    from cifar_core.predict.evaluate import Interpretation
 
     true_name, pred_name, n = Interpretation.load(store.get(summary["run_id"]).dir).most_confused()[0]
     at = open_page("error_analysis")
@@ -498,7 +499,7 @@ def test_server_config_is_safe_by_default(with_run):
     assert config["server"]["address"] in ("localhost", "127.0.0.1")
     assert config["client"]["showErrorDetails"] in ("none", False)
     assert config["server"].get("enableXsrfProtection", True) is True
-    from cifar_core.image_limits import MAX_FILE_BYTES
+    from cifar_core.data.image_limits import MAX_FILE_BYTES
 
     # The weights upload (no limit of its own) must take VGG16's ImageNet base, 58,889,256 bytes.
     assert config["server"]["maxUploadSize"] * 2**20 > 58_889_256

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import presets, start_choice, train_form
-from cifar_core.cli import main
+from cifar_core.training import presets
+from cifar_core.training import start_choice
+from cifar_core.views import train_form
+from cifar_core.cli.main import main
 from cifar_core.config import ConfigError, TrainConfig
 from tests.test_pages import open_page, unescape
 
@@ -39,7 +41,7 @@ def test_an_unknown_preset_is_refused_with_the_list_of_presets(capsys):
 @pytest.fixture
 def started(monkeypatch):
     """The configs `train` would have trained (nothing trains): a list filled by cmd_train."""
-    import cifar_core.train
+    import cifar_core.training.trainer
 
     configs = []
 
@@ -47,7 +49,7 @@ def started(monkeypatch):
         configs.append(config)
         return {"status": "completed", "run_id": None}
 
-    monkeypatch.setattr(cifar_core.train, "train", fake_train)
+    monkeypatch.setattr(cifar_core.training.trainer, "train", fake_train)
     return configs
 
 
@@ -98,8 +100,8 @@ def test_the_candidates_spend_the_runs_epochs_and_trials_a_share_of_them():
 
 @pytest.mark.slow
 def test_yours_measures_each_start_then_trains_the_best_with_the_datas_classes(tiny_data, capsys):
-    from cifar_core.model import load_model
-    from cifar_core.runs import RunStore
+    from cifar_core.model.vgg import load_model
+    from cifar_core.runs.store import RunStore
 
     assert main(["train", "--preset", "yours", "--data-dir", str(tiny_data), "--classes", "cat", "dog", "ship",
                  "--epochs-head", "1", "--epochs-finetune", "1", "--batch-size", "8"]) == 0
@@ -119,7 +121,7 @@ def test_yours_measures_each_start_then_trains_the_best_with_the_datas_classes(t
 
 @pytest.mark.slow
 def test_bench_yours_quick_trains_each_variant_on_both_datasets(shared_data, isolated_artifacts):
-    from cifar_core.yours_bench import VARIANTS, run_yours
+    from cifar_core.bench.yours import VARIANTS, run_yours
 
     rows = list(run_yours(str(shared_data), quick=True))
     assert [(r["dataset"], r["variant"]) for r in rows] == [(d, v) for d in ("cifar5", "digits") for v in VARIANTS]
@@ -134,7 +136,7 @@ def test_bench_yours_quick_trains_each_variant_on_both_datasets(shared_data, iso
 
 
 def test_the_train_page_offers_every_preset_by_name_and_shows_a_runs_start_choice(tiny_data, monkeypatch):
-    from cifar_core.runs import RunStore
+    from cifar_core.runs.store import RunStore
 
     monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
     at = open_page("train")
@@ -159,8 +161,8 @@ def test_bench_yours_without_cifar10_says_what_it_needs(capsys):
 
 @pytest.mark.slow
 def test_a_stop_during_the_trials_ends_them_and_the_run(tiny_data, monkeypatch):
-    from cifar_core.runs import RunStore
-    from cifar_core.train import train
+    from cifar_core.runs.store import RunStore
+    from cifar_core.training.trainer import train
 
     monkeypatch.setattr(RunStore, "stop_requested", lambda self, run_id: True)  # asked to stop from the first batch on
     config = TrainConfig(**{**start_choice.yours(), "data_dir": str(tiny_data), "epochs_head": 1, "epochs_finetune": 1,

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cifar_core import cli, publish
-from cifar_core.data import DataError
-from cifar_core.model import load_model
-from cifar_core.publish import RUN_FILES, publish_run, swap_in
-from cifar_core.runs import RunError, RunStore
+from cifar_core.cli import main as cli
+from cifar_core.ship import publish
+from cifar_core.data.loader import DataError
+from cifar_core.model.vgg import load_model
+from cifar_core.ship.publish import RUN_FILES, publish_run, swap_in
+from cifar_core.runs.store import RunError, RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,7 @@ def test_publish_replaces_the_folder_whole(store, run_id, shipped):
 
 
 def test_publish_carries_the_runs_temperature_or_fits_one_and_the_card_reports_it(store, run_id, tmp_path, monkeypatch):
-    from cifar_core import calibration
+    from cifar_core.predict import calibration
 
     run = store.get(run_id)
     stored = calibration.read(run.dir)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from cifar_core import CLASS_NAMES
-from cifar_core.data import describe_source, load_cifar10
-from cifar_core.runs import RunStore
-from cifar_core.train import train
+from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.data.loader import describe_source, load_cifar10
+from cifar_core.runs.store import RunStore
+from cifar_core.training.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_evaluate_reproduces_the_shipped_models_recorded_accuracy(shared_data, c
     import json
     from pathlib import Path
 
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     shipped = Path(__file__).resolve().parent.parent / "artifacts" / "default"
     recorded = json.loads((shipped / "evaluation.json").read_text())["accuracy"]
@@ -73,8 +73,8 @@ def test_bench_transfer_quick_on_the_real_data(shared_data, capsys):
     classes and are reported (their accuracy after a few steps means nothing; the README has the full run)."""
     import json
 
-    from cifar_core.cli import main
-    from cifar_core.transfer import ARMS
+    from cifar_core.cli.main import main
+    from cifar_core.bench.transfer import ARMS
 
     assert main(["bench", "transfer", "--quick", "--data-dir", str(shared_data)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from conftest import tiny_config
 
-from cifar_core import cli, runs
+from cifar_core.cli import main as cli
+from cifar_core.runs import store as runs
 from cifar_core.config import TrainConfig
-from cifar_core.runs import RunError, RunStore
+from cifar_core.runs.store import RunError, RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -35,25 +36,25 @@ pytestmark = pytest.mark.slow
 # space a training insists on (for a deliberately small disk).
 DRIVER = """
 import os, sys, time
-import cifar_core.callbacks, cifar_core.runs, cifar_core.train
+import cifar_core.training.callbacks, cifar_core.runs.store, cifar_core.training.trainer
 if "TEST_MIN_FREE_BYTES" in os.environ:
-    cifar_core.runs.MIN_FREE_BYTES = int(os.environ["TEST_MIN_FREE_BYTES"])
+    cifar_core.runs.store.MIN_FREE_BYTES = int(os.environ["TEST_MIN_FREE_BYTES"])
 if "TEST_BATCH_LOG_INTERVAL" in os.environ:
-    cifar_core.callbacks.BATCH_LOG_INTERVAL_S = float(os.environ["TEST_BATCH_LOG_INTERVAL"])
+    cifar_core.training.callbacks.BATCH_LOG_INTERVAL_S = float(os.environ["TEST_BATCH_LOG_INTERVAL"])
 if "TEST_HANG_AT_EPOCH" in os.environ:
-    logged = cifar_core.callbacks.RunLogger.on_train_batch_end
+    logged = cifar_core.training.callbacks.RunLogger.on_train_batch_end
     def on_train_batch_end(self, batch, logs=None):
         logged(self, batch, logs)
         if self.epoch_offset + self.epoch + 1 == int(os.environ["TEST_HANG_AT_EPOCH"]) and batch >= 1:
             open(os.environ["TEST_HANG_FILE"], "w").close()
             time.sleep(3600)
-    cifar_core.callbacks.RunLogger.on_train_batch_end = on_train_batch_end
+    cifar_core.training.callbacks.RunLogger.on_train_batch_end = on_train_batch_end
 go = os.environ.get("TEST_GO_FILE")
 if go:
     open(f"{go}.{os.getpid()}", "w").close()
     while not os.path.exists(go):
         time.sleep(0.005)
-from cifar_core.cli import main
+from cifar_core.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 WAIT_S = 900  # only a guard against hangs: a loaded machine can take minutes per training
@@ -157,7 +158,7 @@ def test_kill9_mid_epoch_then_resume_continues_the_curves(tiny_data, isolated_ar
     assert killed.status == "failed"
     assert "interrupted" in killed.error and f"--resume {run.id}" in killed.error
     assert killed.health() is None
-    from cifar_core.model import load_model
+    from cifar_core.model.vgg import load_model
 
     assert load_model(killed.model_path).count_params() > 0  # the best checkpoint so far
     before = epochs(store, run.id).set_index("epoch")["ts"]
@@ -193,7 +194,7 @@ PARK_AT = ["data_load", "batch@5", "backup_write@1", "backup_write@2", "backup_w
 
 def assert_resumes_to_completed(store: RunStore, run_id: str, artifacts: Path) -> None:
     """`train --resume` finishes the run: completed, every epoch recorded once, a loadable model."""
-    from cifar_core.model import load_model
+    from cifar_core.model.vgg import load_model
 
     rc, out, err = finish(start(["train", "--resume", run_id], artifacts))
     assert rc == 0 and "Traceback" not in err, err[-3000:]
@@ -291,13 +292,13 @@ def test_stop_from_another_process_stops_within_one_batch(tiny_data, isolated_ar
     b = batches(store, run.id)
     assert (b["ts"] > requested).sum() <= 1
     assert len(b) < 200 * 24  # far from the planned 200 epochs of 24 batches
-    from cifar_core.model import load_model
+    from cifar_core.model.vgg import load_model
 
     assert load_model(stopped.model_path).count_params() > 0
 
 
 def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_artifacts, monkeypatch):
-    from cifar_core import train
+    from cifar_core.training import trainer as train
 
     store = RunStore(isolated_artifacts)
     with monkeypatch.context() as patched:
@@ -320,7 +321,7 @@ def test_stopped_run_resumes_from_its_last_completed_epoch(tiny_data, isolated_a
 def stop_during_epoch(n: int, monkeypatch) -> None:
     """Make the trainer request its own stop during epoch `n` of the run, as its second batch begins:
     StopOnRequest ends fit when that batch ends."""
-    from cifar_core import callbacks
+    from cifar_core.training import callbacks
 
     def stop(self, batch, logs=None):  # RunLogger is the callback that knows the run's epoch
         if self.epoch_offset + self.epoch + 1 == n and batch >= 1:
@@ -334,7 +335,7 @@ def stop_during_epoch(n: int, monkeypatch) -> None:
     (["epoch-0002", "epoch-0001"], "this phase starts again from its first epoch"),
 ])
 def test_a_damaged_backup_falls_back_to_the_one_before_or_restarts_the_phase(damaged, said, tiny_data, isolated_artifacts, monkeypatch, capsys):
-    from cifar_core import train
+    from cifar_core.training import trainer as train
 
     store = RunStore(isolated_artifacts)
     stop_during_epoch(3, monkeypatch)
@@ -359,7 +360,7 @@ def test_a_damaged_backup_falls_back_to_the_one_before_or_restarts_the_phase(dam
 
 
 def test_damaged_weights_of_a_completed_phase_run_that_phase_again(tiny_data, isolated_artifacts, monkeypatch):
-    from cifar_core import train
+    from cifar_core.training import trainer as train
 
     store = RunStore(isolated_artifacts)
     stop_during_epoch(3, monkeypatch)  # in the fine-tuning phase, after the head phase completed
@@ -423,7 +424,7 @@ def test_resume_is_refused_while_another_run_trains(tiny_data, isolated_artifact
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory, tiny_data) -> Path:
     """An untrained tiny model saved as .keras (quick to build, loads like a trained one)."""
-    from cifar_core.model import build_model
+    from cifar_core.model.vgg import build_model
 
     path = tmp_path_factory.mktemp("tiny_model") / "model.keras"
     build_model(tiny_config(tiny_data), num_classes=10).save(path)
@@ -516,7 +517,8 @@ def test_unwritable_artifacts_fail_before_training(tiny_data, tmp_path):
 
 
 def test_full_disk_fails_before_loading_any_data(tiny_data, isolated_artifacts, monkeypatch, capsys):
-    from cifar_core import data, train
+    from cifar_core.data import loader as data
+    from cifar_core.training import trainer as train
 
     usage = shutil.disk_usage(isolated_artifacts.parent)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10 * 2**20))
@@ -551,7 +553,8 @@ def test_resume_after_the_run_folder_was_deleted_says_so(tiny_data, isolated_art
 
 @pytest.mark.parametrize("stored", ['{"arch": ', "[1, 2]", "{}", '{"lr": 0.1}'])
 def test_a_run_whose_settings_are_unreadable_is_neither_resumed_nor_evaluated(stored, tiny_data, isolated_artifacts, capsys, monkeypatch):
-    from cifar_core import data, train
+    from cifar_core.data import loader as data
+    from cifar_core.training import trainer as train
 
     monkeypatch.setattr(data, "load_cifar10", lambda *a, **k: pytest.fail("data loaded for a run without its settings"))
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained with default settings"))

@@ -10,10 +10,11 @@ import sys
 import pandas as pd
 import pytest
 
-from cifar_core import outcome, run_progress
+from cifar_core.runs import outcome
+from cifar_core.runs import run_progress
 from cifar_core.config import TrainConfig
-from cifar_core.model_choice import model_choices
-from cifar_core.runs import LIVE, Run, RunBusyError, RunStore
+from cifar_core.runs.model_choice import model_choices
+from cifar_core.runs.store import LIVE, Run, RunBusyError, RunStore
 
 
 def _stopped_run(store: RunStore, summary: dict):

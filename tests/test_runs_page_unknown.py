@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from cifar_core.runs import RunStore
+from cifar_core.runs.store import RunStore
 from test_pages import open_page
 from test_store_healing import add_row
 

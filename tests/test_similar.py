@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core import similar, similar_bench
-from cifar_core.cli import main
-from cifar_core.data import load_cifar10, select_classes, split_files
+from cifar_core.analysis import similar
+from cifar_core.bench import similar as similar_bench
+from cifar_core.cli.main import main
+from cifar_core.data.loader import load_cifar10, select_classes, split_files
 from tests.conftest import tiny_config, write_folders, write_kaggle
 
 
@@ -28,7 +29,7 @@ def photos(n: int, seed: int) -> np.ndarray:
 def random_model(tmp_path_factory, tiny_data):
     """An untrained studio model (random VGG16-BN base cut at block3): mid-level maps of a random
     network already tell images apart, and building one takes seconds, not a training run."""
-    from cifar_core.model import build_model
+    from cifar_core.model.vgg import build_model
 
     path = tmp_path_factory.mktemp("similar_model") / "model.keras"
     build_model(tiny_config(tiny_data), num_classes=10).save(path)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from cifar_core import cli
+from cifar_core.cli import main as cli
 from cifar_core.config import TrainConfig
-from cifar_core.runs import RunError, RunStore
+from cifar_core.runs.store import RunError, RunStore
 
 CONFIG = TrainConfig(weights="none", arch="vgg16_bn")
 
@@ -47,8 +47,8 @@ def test_a_live_row_that_cannot_be_checked_never_blocks_and_can_be_repaired(host
 
 
 def test_a_checkable_live_process_still_blocks(isolated_artifacts):
-    from cifar_core.liveness import process_start
-    from cifar_core.runs import RunBusyError
+    from cifar_core.base.liveness import process_start
+    from cifar_core.runs.store import RunBusyError
 
     store = RunStore(isolated_artifacts)
     import socket

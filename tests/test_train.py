@@ -1,4 +1,4 @@
-"""cifar_core.train: phases, the frozen-feature cache, stopping, crashes, early stopping, seeds, run files, metrics."""
+"""cifar_core.training.trainer: phases, the frozen-feature cache, stopping, crashes, early stopping, seeds, run files, metrics."""
 
 import subprocess
 
@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
-from cifar_core import features
-from cifar_core import train as train_lib
-from cifar_core.callbacks import RunLogger, StopOnRequest
-from cifar_core.evaluate import Interpretation
-from cifar_core.model import batchnorm_momentum, build_base, build_model, dtype_policy, load_model
-from cifar_core.runs import RunBusyError, RunStore
-from cifar_core.train import compile_phase, phases, train
+from cifar_core.model import frozen_features as features
+from cifar_core.training import trainer as train_lib
+from cifar_core.training.callbacks import RunLogger, StopOnRequest
+from cifar_core.predict.evaluate import Interpretation
+from cifar_core.model.vgg import batchnorm_momentum, build_base, build_model, dtype_policy, load_model
+from cifar_core.runs.store import RunBusyError, RunStore
+from cifar_core.training.trainer import compile_phase, phases, train
 
 pytestmark = pytest.mark.slow
 

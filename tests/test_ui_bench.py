@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from cifar_core import cli, ui_bench
+from cifar_core.cli import main as cli
+from cifar_core.bench import ui as ui_bench
 
 
 def wait(seconds, count_shown=False, error=None):

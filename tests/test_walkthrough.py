@@ -13,9 +13,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cifar_core import comparable, data, plots, start_weights, train_form
+from cifar_core.runs import comparable
+from cifar_core.data import loader as data
+from cifar_core.views import plots
+from cifar_core.model import start_weights
+from cifar_core.views import train_form
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.runs import RunError, RunStore
+from cifar_core.runs.store import RunError, RunStore
 from tests.conftest import tiny_config
 from tests.test_pages import open_page, shown, unescape, with_data, with_run  # noqa: F401 (fixtures)
 
@@ -200,7 +204,7 @@ def test_the_form_and_the_cli_store_the_data_folders_spelling(tiny_data, tmp_pat
         train_form.check_data(tiny_config(tiny_data, classes=("cat", "Cat")))  # one class, named twice
     assert "two or more different class names" in info.value.errors["classes"]
 
-    from cifar_core.cli import main
+    from cifar_core.cli.main import main
 
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "art"))
     code = main(["train", "--data-dir", str(tiny_data), "--weights", "none", "--arch", "vgg16_bn", "--classes", "cat,Cat"])
@@ -210,7 +214,7 @@ def test_the_form_and_the_cli_store_the_data_folders_spelling(tiny_data, tmp_pat
 
 @pytest.mark.slow
 def test_the_train_form_accepts_class_names_in_another_case(tiny_data, tmp_path, monkeypatch):
-    from cifar_core import launcher
+    from cifar_core.runs import launcher
 
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "art"))
     monkeypatch.setenv("CIFAR10_DIR", str(tiny_data))
@@ -262,7 +266,7 @@ def test_a_run_that_failed_for_the_imagenet_weights_offers_no_resume_until_they_
 
 @pytest.mark.slow
 def test_the_uploader_help_states_the_real_limits(tiny_run, monkeypatch):
-    from cifar_core.image_limits import MAX_FILE_BYTES, MAX_PIXELS
+    from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS
 
     store, _ = tiny_run
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(store.root))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core.cli import main
+from cifar_core.cli.main import main
 from tests.test_datasets import encoded, make_zip
 
 pytestmark = pytest.mark.slow  # trains the preset's trials and its run

@@ -1,0 +1,71 @@
+"""`python -m cifar_core inspect`: a model's data issues in numbers (label-mistake candidates, duplicates, leaks)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cifar_core.predict import calibration
+from cifar_core.analysis import duplicates
+from cifar_core.analysis import label_issues
+from cifar_core.data.loader import CifarData
+from cifar_core.predict.evaluate import Interpretation, predict_probs
+from cifar_core.predict.inference import trained_with_tta
+
+Progress = Callable[[int, int, str], None]
+
+
+def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.ndarray,
+                       progress: Progress | None = None) -> tuple[np.ndarray, str]:
+    """The model's calibrated test probabilities: saved beside it if made on these labels, else predicted now
+    (one view); with the model's temperature for that way of predicting (see `calibration.temperature`)."""
+    folder = Path(model_path).parent
+    try:
+        saved = Interpretation.load(folder)
+        if np.array_equal(saved.y, y_test):
+            t = calibration.temperature(folder, trained_with_tta(Path(model_path)))  # saved with the model's own TTA
+            return calibration.apply_temperature(saved.probs, t), f"saved, temperature {t:.4f}"
+    except (OSError, KeyError, ValueError):
+        pass
+    t = calibration.temperature(folder, False)
+    probs = predict_probs(model, x_test, input_size=int(model.input_shape[1]), progress=progress)
+    return calibration.apply_temperature(probs, t), f"predicted, temperature {t:.4f}"
+
+
+def inspect_model(model_path: Path, data: CifarData, *, model=None, threshold: float = duplicates.DEFAULT_THRESHOLD,
+                  progress: Progress | None = None) -> dict:
+    """Label-issue candidates on the test split, near-duplicate test pairs and train/test leaks, with timings.
+
+    `model` is the loaded model at `model_path`, when the caller has it already.
+    `duplicates_were_cached` says whether the neighbour scan was read from disk: `duplicates_s`
+    is then a read, not the pass over every image's features (minutes on a CPU).
+    """
+    from cifar_core.model.vgg import load_model
+
+    model = model or load_model(model_path)
+    timings = {}
+    start = time.perf_counter()
+    probs, source = test_probabilities(model_path, model, data.x_test, data.y_test, progress)
+    issues = label_issues.find_label_issues(probs, data.y_test, data.class_names)
+    timings["label_issues_s"] = time.perf_counter() - start
+
+    scan_was_cached = duplicates.scan_cached(model_path, data.x_test, data.x_train)
+    start = time.perf_counter()
+    scan = duplicates.cached_scan(model_path, data.x_test, data.x_train, model=model, progress=progress)
+    counts = duplicates.counts(scan, threshold)
+    timings["duplicates_s"] = time.perf_counter() - start
+    return {
+        "model": str(model_path),
+        "test_images": int(len(data.y_test)),
+        "train_images": int(len(data.y_train)),
+        "label_issues": int(len(issues)),
+        "label_issue_probabilities": f"test split, out-of-sample ({source})",
+        **counts,
+        "threshold": threshold,
+        "neighbours_per_image": duplicates.K,
+        "duplicates_were_cached": scan_was_cached,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }

@@ -1,0 +1,282 @@
+"""Imported datasets: a user's images, brought in once as artifacts/datasets/NAME/{train,test}/<class>/*.png.
+
+`import_dataset` reads a .zip, .tar(.gz) or folder through archive_import (which
+refuses hostile sources and skips unusable members with a count), finds its
+layout (train/<class> + test/<class>, or <class> alone, then a stratified,
+seeded test split), resizes every image once to the studio's 32x32 input and
+writes it as PNG, builds the dataset in a hidden folder beside datasets/NAME
+and renames it into place (nothing half-written is ever listed), then decodes
+and caches it through the loader. `--data-dir NAME` finds it again
+(`resolve_data_dir`, used by paths.data_dir).
+
+This module imports only paths and errors at load time: paths.data_dir calls it
+on every data-folder lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from cifar_core.base import paths
+from cifar_core.base.errors import StudioError
+
+if TYPE_CHECKING:  # archive_import (Pillow, numpy) is imported only when a dataset is imported
+    from cifar_core.data.archive_import import Limits
+
+DATASET_FILE = "dataset.json"
+# Safe as one folder name on every system, and never a path: no separators, no leading dot or dash.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SPLITS = ("train", "test")
+# No import runs this long (CIFAR-10's 10,000 test images took under 2 minutes here), so a build folder this
+# old was left by a killed import.
+STALE_SECONDS = 24 * 3600
+
+Progress = Callable[[int, int, str], None]
+
+
+class DatasetError(StudioError, ValueError):
+    """A dataset cannot be imported or found as asked; the message says why and what to do."""
+
+    exit_code = 2
+
+
+def datasets_root(artifacts: Path | None = None) -> Path:
+    """Where imported datasets live: <artifacts>/datasets (artifacts: $CIFAR_ARTIFACTS or artifacts/)."""
+    return Path(artifacts or paths.artifacts_dir()) / "datasets"
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a dataset, in words, or None."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".") or ".." in name:
+        return (f"{name!r} cannot name a dataset: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter "
+                "or digit (e.g. flowers-5)")
+    return None
+
+
+def resolve_data_dir(value: str | None) -> str | None:
+    """A data-folder value as a folder: an existing folder stays as given; the bare name of an imported
+    dataset (not also a folder here) becomes its folder; anything else stays, for the caller to report."""
+    if not value or os.path.isdir(value) or name_problem(value):
+        return value
+    folder = datasets_root() / value
+    return str(folder) if folder.is_dir() else value
+
+
+def list_datasets(artifacts: Path | None = None) -> list[dict]:
+    """The imported datasets, by name: [{"name", "path", "classes", "counts": {"train": {class: n}, "test": {...}}}].
+    Counts are read from the folders (a few directory listings), so they are right even if files were changed."""
+    from cifar_core.data.loader import folder_census
+
+    root = datasets_root(artifacts)
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not folder.is_dir() or folder.is_symlink():  # .tmp-* and .old-*: being written or removed
+            continue
+        census = folder_census(folder)
+        out.append({"name": folder.name, "path": str(folder), "classes": census["classes"], "counts": census["counts"]})
+    return out
+
+
+def import_dataset(
+    source: str | Path,
+    name: str,
+    *,
+    artifacts: Path | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    replace: bool = False,
+    progress: Progress | None = None,
+    limits: Limits | None = None,
+) -> dict:
+    """Import `source` (.zip, .tar, .tar.gz/.bz2/.xz, or a folder) as the dataset `name`.
+
+    Returns {"name", "path", "classes", "counts": {"train": {class: n}, "test": {...}}, "layout",
+    "split": {"made", "test_fraction", "seed"}, "skipped": {reason: count} (archive_import.SKIP_REASONS),
+    "problems": [{"kind", "class", "message", "blocking"}]}, also stored as dataset.json in its folder.
+
+    Args:
+        test_fraction, seed: the stratified test split made when the source has class folders only.
+        replace: replace an existing dataset of that name (otherwise refused).
+        limits: archive_import.Limits (tests lower them).
+    Raises:
+        DatasetError (a bad name, an existing one) or archive_import.ArchiveError (a refused source);
+        nothing is left behind either way.
+    """
+    from cifar_core.data import archive_import
+
+    if problem := name_problem(name):
+        raise DatasetError(problem)
+    if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
+        raise DatasetError(f"the test fraction must be a number between 0 and 1, got {test_fraction!r}")
+    root = datasets_root(artifacts)
+    final = root / name
+    if (final.exists() or final.is_symlink()) and not replace:
+        raise DatasetError(f"a dataset named {name!r} exists already ({final}); choose another name, or replace it "
+                           "(--replace, or the page's 'Replace').")
+    source = Path(source)
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale(root)
+    build = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{name}-"))
+    try:
+        report = _build(source, build, archive_import.Limits() if limits is None else limits, test_fraction, seed, progress)
+        report = {"name": name, "path": str(final), **report}
+        (build / DATASET_FILE).write_text(json.dumps({**report, "source": source.name, "imported": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                                         time.gmtime())}, indent=2))
+        _move_into_place(build, final)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    report["problems"] = _census_problems(final) + report["problems"]
+    if not any(p["blocking"] for p in report["problems"]):
+        report["problems"] += _cache(final, Path(artifacts) / "cache" if artifacts else None, progress)
+    return report
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the hidden build folders (.tmp-*, .old-*) that imports killed outright (no cleanup runs then)
+    left more than STALE_SECONDS ago; younger ones may belong to an import still running."""
+    for entry in root.iterdir():
+        try:
+            stale = entry.name.startswith((".tmp-", ".old-")) and time.time() - entry.lstat().st_mtime > STALE_SECONDS
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _move_into_place(build: Path, final: Path) -> None:
+    """Rename the finished dataset into place; an old one of that name is moved aside first, then removed."""
+    old = None
+    if final.exists() or final.is_symlink():
+        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".old-{final.name}-")) / "d"
+        os.rename(final, old)
+    try:
+        os.rename(build, final)
+    except OSError:
+        if old is not None:
+            os.rename(old, final)  # put the old one back
+        raise
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)
+
+
+def _census_problems(folder: Path) -> list[dict]:
+    from cifar_core.data.loader import folder_census
+
+    return folder_census(folder)["problems"]
+
+
+def _cache(folder: Path, cache_dir: Path | None, progress: Progress | None) -> list[dict]:
+    """Decode and cache the new dataset through the loader, so its first training does not decode it again."""
+    from cifar_core.data.loader import DataError, load_cifar10
+
+    try:
+        load_cifar10(str(folder), cache_dir=cache_dir, progress=progress)
+    except (DataError, OSError) as err:
+        return [{"kind": "not_cached", "class": None, "blocking": False,
+                 "message": f"the images were imported but not cached ({err}); the first training decodes them."}]
+    return []
+
+
+def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, progress: Progress | None) -> dict:
+    """Read `source` into `build`/{train,test}/<class>/: every image decoded, resized and written one at a time
+    (memory stays bounded), first under a staging name, then moved once the layout is known."""
+    import numpy as np
+    from PIL import Image
+
+    from cifar_core.data.archive_import import SKIP_REASONS, images, split_name, to_input_image
+    from cifar_core.data.classes import class_names_problem
+    from cifar_core.data.loader import NATIVE_SIZE, stratified_split
+
+    skipped: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    total, items = images(source, limits, skipped, examples)
+    staging = build / ".staging"
+    staging.mkdir()
+    read: list[tuple[tuple[str, ...], Path]] = []
+    for done, (member, data) in enumerate(items, start=1):
+        try:
+            pixels = to_input_image(data, NATIVE_SIZE)
+        except Exception:  # Pillow raises many types for damaged or unsupported files
+            skipped["unreadable_images"] += 1
+            if len(examples.setdefault("unreadable_images", [])) < 5:
+                examples["unreadable_images"].append(member)
+        else:
+            path = staging / f"{len(read):06d}.png"
+            Image.fromarray(pixels).save(path, format="PNG")
+            read.append((split_name(member), path))
+        if progress and (done % 200 == 0 or done == total):
+            progress(done, total, "importing images")
+    placed, layout, wrapper = _place(read, skipped, examples)
+    if not placed:
+        raise DatasetError(f"{source.name} holds no usable images in class folders ({_skipped_text(skipped)}). "
+                           "Give class folders of images: <class>/*.jpg, or train/<class>/ and test/<class>/.")
+    if problem := class_names_problem(sorted({cls for _, cls, _ in placed})):
+        raise DatasetError(f"the class folders cannot all be class names: {problem}; rename them and import again.")
+    made = layout == "classes" or not any(split == "test" for split, _, _ in placed)
+    if made:
+        placed = [("train", cls, p) for _, cls, p in placed]
+        classes = sorted({cls for _, cls, _ in placed})
+        labels = np.asarray([classes.index(cls) for _, cls, _ in placed])
+        held, _ = stratified_split(labels, test_fraction, seed)
+        for i in held:
+            placed[i] = ("test", placed[i][1], placed[i][2])
+    counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    for split, cls, (parts, path) in placed:
+        target = build / split / cls
+        target.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target / f"{path.stem}-{_safe_stem(parts[-1])}.png")
+        counts[split][cls] = counts[split].get(cls, 0) + 1
+    shutil.rmtree(staging)
+    problems = [{"kind": "skipped", "class": None, "blocking": False,
+                 "message": f"{n} skipped: {SKIP_REASONS[reason]} (e.g. {', '.join(examples.get(reason, [])[:3])})"}
+                for reason, n in sorted(skipped.items())]
+    return {"classes": sorted({cls for _, cls, _ in placed}), "counts": {split: dict(sorted(c.items())) for split, c in counts.items()}, "layout": layout, "wrapper": wrapper,
+            "split": {"made": made, "test_fraction": test_fraction if made else None, "seed": seed if made else None},
+            "skipped": dict(sorted(skipped.items())), "problems": problems}
+
+
+def _place(read: list[tuple[tuple[str, ...], Path]], skipped: Counter, examples: dict) -> tuple[list, str, str | None]:
+    """Each image's (split or None, class, (parts, staged file)), the layout ("splits" or "classes") and the
+    wrapping folder removed (None if none). Images elsewhere are skipped as outside class folders."""
+    paths_ = [parts for parts, _ in read]
+    wrapper = None
+    tops = {p[0] for p in paths_ if len(p) > 1}
+    # One folder around everything (what zipping a folder gives), unless it is train/ itself; a lone test/ is a
+    # wrapper too: its class folders are all there is, so the split is made from them.
+    if len(tops) == 1 and (top := next(iter(tops))).lower() != "train" and any(len(p) >= 3 for p in paths_):
+        wrapper = top
+    placed = []
+    rest = [(p[1:] if wrapper and len(p) > 1 and p[0] == wrapper else p, (p, f)) for p, f in read]
+    layout = "splits" if any(len(p) == 3 and p[0].lower() == "train" for p, _ in rest) else "classes"
+    for parts, item in rest:
+        if layout == "splits" and len(parts) == 3 and parts[0].lower() in SPLITS:
+            placed.append((parts[0].lower(), parts[1], item))
+        elif layout == "classes" and len(parts) == 2:
+            placed.append((None, parts[0], item))
+        else:
+            skipped["outside_class_folders"] += 1
+            if len(examples.setdefault("outside_class_folders", [])) < 5:
+                examples["outside_class_folders"].append("/".join(item[0]))
+    return placed, layout, wrapper
+
+
+def _safe_stem(filename: str) -> str:
+    """A member's file name, reduced to characters safe in any file name (for recognising images later)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(filename).stem)[:60].strip("_") or "image"
+
+
+def _skipped_text(skipped: Counter) -> str:
+    if not skipped:
+        return "no image files"
+    return "; ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(skipped.items()))
