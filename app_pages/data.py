@@ -15,6 +15,7 @@ import streamlit as st
 from studio import ui as studio_ui
 from cifar_core.data import health as dataset_health
 from cifar_core.data import imported as datasets
+from cifar_core.data import locate
 from cifar_core.views import plots
 from cifar_core.views import previews
 from cifar_core.data.archive_import import ArchiveError
@@ -141,7 +142,7 @@ elif st.button("Make it the active dataset", icon=":material/check:", type="prim
     studio_ui.set_active_data(picked)
     st.rerun()
 
-data_dir = datasets.resolve_data_dir(options[picked])
+data_dir = locate.resolve_data_dir(options[picked])
 if not data_dir:
     st.info("No CIFAR-10 folder is set: start the studio with CIFAR10_DIR set, or import a dataset above.", icon=":material/info:")
     st.stop()

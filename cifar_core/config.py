@@ -214,7 +214,7 @@ class TrainConfig:
 
     def resolved_data_dir(self) -> str | None:
         """The data folder to use: the config's, else $CIFAR10_DIR, else None (Keras download)."""
-        from cifar_core.base.paths import data_dir
+        from cifar_core.data.locate import data_dir
 
         return data_dir(self.data_dir)
 

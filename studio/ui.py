@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from cifar_core.data import imported as datasets
+from cifar_core.data import locate
 from cifar_core.analysis import duplicates
 from cifar_core.analysis import embeddings
 from cifar_core.explain import check as explain
@@ -136,7 +137,7 @@ def _data_picker() -> tuple[str, str | None]:
     """The active-dataset picker (in the sidebar): its key and folder, also kept for `active_data_dir`."""
     options = dataset_options()
     wanted = st.query_params.get(DATA_PARAM) or st.session_state.get("data_pick") or DEFAULT_DATA
-    if wanted not in options and Path(datasets.resolve_data_dir(wanted)).is_dir():
+    if wanted not in options and Path(locate.resolve_data_dir(wanted)).is_dir():
         options[wanted] = wanted  # a folder named in the URL (the Data page's "use it in place")
     st.session_state["data_pick"] = wanted if wanted in options else DEFAULT_DATA
     key = st.selectbox("Data used by Train, Predictions and Error analysis", list(options), key="data_pick",
@@ -166,7 +167,7 @@ def active_data_dir(choice: ModelChoice | None = None) -> str | None:
     a model's own run's data folder while it exists (`choice`), else $CIFAR10_DIR."""
     key, folder = st.session_state.get(ACTIVE_DATA, (DEFAULT_DATA, None))
     if key != DEFAULT_DATA:
-        return datasets.resolve_data_dir(folder)
+        return locate.resolve_data_dir(folder)
     return split_predictions.data_dir_for(choice) if choice is not None else TrainConfig().resolved_data_dir()
 
 

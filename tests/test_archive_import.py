@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from cifar_core.data.archive_import import MAX_MEMBER_BYTES, ArchiveError, Limits
-from cifar_core.data.imported import datasets_root, import_dataset
+from cifar_core.data.imported import import_dataset
+from cifar_core.data.locate import datasets_root
 
 
 def png(value: int, size: tuple[int, int] = (32, 32)) -> bytes:

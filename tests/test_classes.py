@@ -11,7 +11,7 @@ from PIL import Image
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.classes import ClassesError, model_class_names, write_class_names
 from cifar_core.config import ConfigError, parse_config
-from cifar_core.data.loader import DataError, load_cifar10, select_classes
+from cifar_core.data.loader import DataError, load_dataset, select_classes
 from tests.conftest import synthetic_images, tiny_config
 
 SUBSET = ("cat", "dog", "ship")
@@ -31,10 +31,10 @@ def write_custom_folders(root, names, n_train=6, n_test=2):
 
 def test_an_image_folder_dataset_may_hold_any_classes(tmp_path):
     root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "daisy"])
-    data = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    data = load_dataset(str(root), cache_dir=tmp_path / "cache")
     assert data.class_names == ("daisy", "rose", "tulip")  # sorted folder names
     assert sorted(np.unique(data.y_train)) == [0, 1, 2] and len(data.y_test) == 6
-    cached = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    cached = load_dataset(str(root), cache_dir=tmp_path / "cache")
     assert cached.class_names == data.class_names
 
 
@@ -42,11 +42,11 @@ def test_train_and_test_must_hold_the_same_classes(tmp_path):
     root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "daisy"])
     shutil.rmtree(root / "test" / "rose")
     with pytest.raises(DataError, match="has no folder for: rose"):
-        load_cifar10(str(root), cache_dir=tmp_path / "cache")
+        load_dataset(str(root), cache_dir=tmp_path / "cache")
 
 
 def test_select_classes_relabels_in_the_order_asked_or_the_datasets(tiny_data, tmp_path):
-    data = load_cifar10(str(tiny_data), cache_dir=tmp_path)
+    data = load_dataset(str(tiny_data), cache_dir=tmp_path)
     picked = select_classes(data, ("ship", "cat"))
     assert picked.class_names == ("ship", "cat")
     assert (picked.x_train[picked.y_train == 0] == data.x_train[data.y_train == CLASS_NAMES.index("ship")]).all()
@@ -60,7 +60,7 @@ def test_select_classes_relabels_in_the_order_asked_or_the_datasets(tiny_data, t
     (("cat",), "at least two classes"),
 ])
 def test_bad_class_names_get_a_message_naming_the_classes_that_exist(tiny_data, tmp_path, names, message):
-    data = load_cifar10(str(tiny_data), cache_dir=tmp_path)
+    data = load_dataset(str(tiny_data), cache_dir=tmp_path)
     with pytest.raises(DataError, match=message):
         select_classes(data, names)
 
@@ -132,7 +132,7 @@ def test_a_classes_json_larger_than_the_limit_is_not_read(tmp_path):
 def test_class_folders_with_unusable_names_are_refused_in_words(tmp_path):
     root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "x" * 201])
     with pytest.raises(DataError, match="cannot all be class names: class names may be at most 200 characters"):
-        load_cifar10(str(root), cache_dir=tmp_path / "cache")
+        load_dataset(str(root), cache_dir=tmp_path / "cache")
     from cifar_core.data.loader import folder_census
 
     found = [p for p in folder_census(root)["problems"] if p["kind"] == "class_names"]  # the Data page's health report

@@ -12,11 +12,11 @@ from PIL import Image
 
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data import loader as data_lib
-from cifar_core.data.loader import DataError, describe_source, image_batches, load_cifar10, make_dataset, make_splits
+from cifar_core.data.loader import DataError, describe_source, image_batches, load_dataset, make_dataset, make_splits
 
 
 def load(root, tmp_path, **kw):
-    return load_cifar10(str(root), cache_dir=tmp_path / "cache", **kw)
+    return load_dataset(str(root), cache_dir=tmp_path / "cache", **kw)
 
 
 # ---------------------------------------------------------------- layouts
@@ -85,7 +85,7 @@ def test_no_folder_uses_keras_download_and_fails_offline_with_one_message(monkey
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
     with pytest.raises(DataError) as info:
-        load_cifar10(None)
+        load_dataset(None)
     assert calls == [1]
     message = str(info.value)
     assert "keras.datasets.cifar10.load_data()" in message and "Temporary failure" in message
@@ -104,14 +104,14 @@ def test_real_keras_download_path_fails_offline_as_data_error(monkeypatch, tmp_p
 
     monkeypatch.setattr("keras.src.utils.file_utils.urlretrieve", no_network)
     with pytest.raises(DataError, match="Accepted CIFAR-10 layouts"):
-        load_cifar10(None)
+        load_dataset(None)
     assert tried and "cifar-10" in tried[0]
 
 
 def test_keras_download_result_is_used_when_it_works(monkeypatch):
     x, y = synthetic_images(1, seed=3)
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: ((x, y.reshape(-1, 1)), (x[:5], y[:5].reshape(-1, 1))))
-    data = load_cifar10(None)
+    data = load_dataset(None)
     assert data.y_train.shape == (10,) and data.y_test.shape == (5,)
     assert data.source == "keras.datasets.cifar10"
 
@@ -203,7 +203,7 @@ def test_test_split_alone_of_a_kaggle_folder_is_its_hold_out(tmp_path):
 @pytest.fixture(scope="module")
 def forty_per_class():
     x, y = synthetic_images(40, seed=5)
-    return data_lib.CifarData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
+    return data_lib.ImageData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
 
 
 def test_validation_split_is_stratified_and_seeded(forty_per_class):

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from cifar_core.cli import main as cli
-from cifar_core.base import paths
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.data.loader import DataError, data_cache_folder, load_cifar10
+from cifar_core.data.loader import DataError, data_cache_folder, load_dataset
 from cifar_core.data.health import blocking_message, check_dataset, samples
-from cifar_core.data.imported import DatasetError, datasets_root, import_dataset, list_datasets, resolve_data_dir
+from cifar_core.data.imported import DatasetError, import_dataset, list_datasets
+from cifar_core.data.locate import data_dir, datasets_root, resolve_data_dir
 from tests.conftest import write_folders
 
 
@@ -92,7 +92,7 @@ def test_train_and_test_folders_are_kept_as_they_are(tmp_path, isolated_artifact
     report = import_dataset(make_tar_gz(tmp_path / "a.tar.gz", members), "small")
     assert report["layout"] == "splits" and report["split"]["made"] is False
     assert report["counts"] == {"train": {"cat": 4, "dog": 3}, "test": {"cat": 2, "dog": 1}}
-    data = load_cifar10("small")
+    data = load_dataset("small")
     assert data.class_names == ("cat", "dog") and len(data.x_train) == 7 and len(data.x_test) == 3
 
 
@@ -114,8 +114,8 @@ def test_a_folder_can_be_imported(tmp_path, isolated_artifacts):
     root = write_folders(tmp_path / "cifar", n_train=3, n_test=2)
     report = import_dataset(root, "tiny")
     assert report["counts"]["train"] == {name: 3 for name in report["classes"]} and len(report["classes"]) == 10
-    original = load_cifar10(str(root), cache_dir=tmp_path / "c")
-    imported = load_cifar10("tiny")
+    original = load_dataset(str(root), cache_dir=tmp_path / "c")
+    imported = load_dataset("tiny")
     np.testing.assert_array_equal(np.sort(original.x_test.reshape(len(original.x_test), -1), axis=0),
                                   np.sort(imported.x_test.reshape(len(imported.x_test), -1), axis=0))  # 32x32 PNGs kept exactly
 
@@ -202,9 +202,9 @@ def test_class_names_that_cannot_be_labels_are_refused(tmp_path, isolated_artifa
 
 def test_a_dataset_name_is_a_data_folder_everywhere(tmp_path, isolated_artifacts, monkeypatch):
     report = import_dataset(make_zip(tmp_path / "a.zip", class_members({"cat": 3, "dog": 3})), "pets")
-    assert resolve_data_dir("pets") == report["path"] == paths.data_dir("pets")
+    assert resolve_data_dir("pets") == report["path"] == data_dir("pets")
     monkeypatch.setenv("CIFAR10_DIR", "pets")
-    assert paths.data_dir(None) == report["path"]
+    assert data_dir(None) == report["path"]
     assert resolve_data_dir("unknown") == "unknown" and resolve_data_dir(None) is None
     assert resolve_data_dir(str(tmp_path)) == str(tmp_path)  # a folder stays a folder
     monkeypatch.chdir(tmp_path)
@@ -288,7 +288,7 @@ def test_blocking_problems_are_named_and_stop_loading_and_training(tmp_path, dam
     if damage == "link_to_parent":
         assert "a link to its own parent folder (a loop)" in message
     with pytest.raises(DataError, match="cannot be used yet"):
-        load_cifar10(str(root), cache_dir=tmp_path / "cache")
+        load_dataset(str(root), cache_dir=tmp_path / "cache")
     from cifar_core.views.train_form import check_data
 
     with pytest.raises(ConfigError) as info:

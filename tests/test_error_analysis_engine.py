@@ -25,9 +25,9 @@ def tiny_model(tiny_run):
 
 @pytest.fixture(scope="module")
 def tiny_images(tiny_data):
-    from cifar_core.data.loader import load_cifar10
+    from cifar_core.data.loader import load_dataset
 
-    return load_cifar10(str(tiny_data))
+    return load_dataset(str(tiny_data))
 
 
 # ---------------------------------------------------------------- features

@@ -138,11 +138,11 @@ def test_tile_number_opens_the_detail_with_similar_training_images(noisy):
 
 
 def test_detail_of_a_leaked_test_image_shows_its_training_copy_first(noisy, noisy_data):
-    from cifar_core.data.loader import load_cifar10, split_files
+    from cifar_core.data.loader import load_dataset, split_files
 
     run, interp = noisy
     root = noisy_data["root"]
-    test_files = split_files(str(root), load_cifar10(str(root)), "test")
+    test_files = split_files(str(root), load_dataset(str(root)), "test")
     leaked = test_files.index(str(noisy_data["leaked"][0].resolve()))
     at = open_tab(open_page("error_analysis"), "Top losses")
     at.session_state["error_detail"] = leaked  # as its tile's number does

@@ -14,10 +14,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny(tiny_run, tiny_data):
-    from cifar_core.data.loader import load_cifar10
+    from cifar_core.data.loader import load_dataset
 
     store, summary = tiny_run
-    return store.get(summary["run_id"]).model_path, load_cifar10(str(tiny_data))
+    return store.get(summary["run_id"]).model_path, load_dataset(str(tiny_data))
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)

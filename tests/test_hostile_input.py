@@ -286,17 +286,17 @@ def test_cifar_batches_load_but_a_pickle_that_runs_code_is_refused(tmp_path):
     import os
     import pickle
 
-    from cifar_core.data.loader import DataError, load_cifar10
+    from cifar_core.data.loader import DataError, load_dataset
 
     root = write_batches(tmp_path / "good")
     batch = root / "cifar-10-batches-py" / "data_batch_1"
-    good = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    good = load_dataset(str(root), cache_dir=tmp_path / "cache")
     assert good.x_train.shape == (250, 32, 32, 3)
     # The official files were written by numpy 1.x, which names numpy.core rather than numpy._core.
     old_style = pickle.dumps(pickle.loads(batch.read_bytes()), protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     assert b"numpy.core.multiarray" in old_style
     batch.write_bytes(old_style)
-    assert load_cifar10(str(root), cache_dir=tmp_path / "cache2").x_train.shape == (250, 32, 32, 3)
+    assert load_dataset(str(root), cache_dir=tmp_path / "cache2").x_train.shape == (250, 32, 32, 3)
 
     marker = tmp_path / "pwned"
 
@@ -306,7 +306,7 @@ def test_cifar_batches_load_but_a_pickle_that_runs_code_is_refused(tmp_path):
 
     batch.write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}))
     with pytest.raises(DataError, match="refusing to load"):
-        load_cifar10(str(root), cache_dir=tmp_path / "cache3")
+        load_dataset(str(root), cache_dir=tmp_path / "cache3")
     assert not marker.exists()
 
 
@@ -569,21 +569,21 @@ def folders(tmp_path) -> Path:
 
 
 def test_training_images_get_the_upload_pixel_limits(folders, tmp_path):
-    from cifar_core.data.loader import DataError, load_cifar10
+    from cifar_core.data.loader import DataError, load_dataset
 
     (folders / "train" / "cat" / "bomb.png").write_bytes(png_header_only(12000, 12000))
     (folders / "train" / "dog" / "bomb.webp").write_bytes(BOMBS["webp_vp8l_16383x4000"])
     results = []
-    growth = peak_rss_growth_mb(lambda: results.append(pytest.raises(DataError, load_cifar10, str(folders), cache_dir=tmp_path / "c1")))
+    growth = peak_rss_growth_mb(lambda: results.append(pytest.raises(DataError, load_dataset, str(folders), cache_dir=tmp_path / "c1")))
     message = str(results[0].value)
     assert "bomb.png: the image declares 12000x12000 pixels" in message and "bomb.webp: the image declares 16383x4000" in message
     assert growth < 100
-    data = load_cifar10(str(folders), cache_dir=tmp_path / "c2", skip_bad=True)
+    data = load_dataset(str(folders), cache_dir=tmp_path / "c2", skip_bad=True)
     assert len(data.skipped) == 2 and len(data.x_train) == 30
 
 
 def test_dangling_links_and_link_loops_in_the_data_are_named_and_skippable(folders, tmp_path):
-    from cifar_core.data.loader import DataError, describe_source, load_cifar10
+    from cifar_core.data.loader import DataError, describe_source, load_dataset
 
     cat = folders / "train" / "cat"
     (cat / "dangling.png").symlink_to(tmp_path / "nowhere.png")
@@ -591,17 +591,17 @@ def test_dangling_links_and_link_loops_in_the_data_are_named_and_skippable(folde
     (folders / "train" / "dog" / "subfolder").symlink_to(folders / "train")  # a folder loop: not followed
     assert describe_source(str(folders))["ok"]
     with pytest.raises(DataError) as info:
-        load_cifar10(str(folders), cache_dir=tmp_path / "c1")
+        load_dataset(str(folders), cache_dir=tmp_path / "c1")
     message = str(info.value)
     assert "2 unreadable" in message and "dangling.png: cannot read the file" in message and "loop.png: cannot read the file" in message
     assert "--skip-bad" in message
-    data = load_cifar10(str(folders), cache_dir=tmp_path / "c2", skip_bad=True)
+    data = load_dataset(str(folders), cache_dir=tmp_path / "c2", skip_bad=True)
     assert len(data.skipped) == 2 and len(data.x_train) == 30
 
     loop = tmp_path / "loop_dir"
     loop.symlink_to(loop)
     with pytest.raises(DataError, match="cannot be opened"):
-        load_cifar10(str(loop))
+        load_dataset(str(loop))
 
 
 # ---------------------------------------------------------------- numbers written in other scripts, and out-of-range counts

@@ -23,11 +23,11 @@ def run_model(tiny_run):
 
 
 def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
-    from cifar_core.data.loader import load_cifar10
+    from cifar_core.data.loader import load_dataset
     from cifar_core.predict.evaluate import Interpretation
 
     store, run = run_model
-    data = load_cifar10(str(tiny_data))
+    data = load_dataset(str(tiny_data))
     scanned_before = duplicates.scan_cached(run.model_path, data.x_test, data.x_train)  # another test may have scanned this run
     proc = cli(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "0.95"], store.root)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_config
 
 from cifar_core.data.classes import CLASS_NAMES
-from cifar_core.data.loader import describe_source, load_cifar10
+from cifar_core.data.loader import describe_source, load_dataset
 from cifar_core.runs.store import RunStore
 from cifar_core.training.trainer import train
 
@@ -34,7 +34,7 @@ def test_shared_folder_is_the_full_jpeg_cifar10(shared_data):
 
 
 def test_real_images_load_with_their_class_labels(real_subset, tmp_path):
-    data = load_cifar10(str(real_subset), cache_dir=tmp_path / "cache")
+    data = load_dataset(str(real_subset), cache_dir=tmp_path / "cache")
     assert data.x_train.shape == (300, 32, 32, 3) and data.x_test.shape == (100, 32, 32, 3)
     np.testing.assert_array_equal(np.bincount(data.y_train), [30] * 10)
     assert data.x_train.reshape(300, -1).std(axis=1).min() > 5  # decoded pictures, not blank arrays

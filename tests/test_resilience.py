@@ -522,7 +522,7 @@ def test_full_disk_fails_before_loading_any_data(tiny_data, isolated_artifacts, 
 
     usage = shutil.disk_usage(isolated_artifacts.parent)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10 * 2**20))
-    monkeypatch.setattr(data, "load_cifar10", lambda *a, **k: pytest.fail("data loaded despite a full disk"))
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("data loaded despite a full disk"))
 
     assert cli.main(["train", *flags(tiny_config(tiny_data))]) == 2
     assert "MB free" in capsys.readouterr().err
@@ -556,7 +556,7 @@ def test_a_run_whose_settings_are_unreadable_is_neither_resumed_nor_evaluated(st
     from cifar_core.data import loader as data
     from cifar_core.training import trainer as train
 
-    monkeypatch.setattr(data, "load_cifar10", lambda *a, **k: pytest.fail("data loaded for a run without its settings"))
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("data loaded for a run without its settings"))
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained with default settings"))
     store = RunStore(isolated_artifacts)
     run = finished_run(store, tiny_config(tiny_data))

@@ -12,7 +12,7 @@ from PIL import Image
 from cifar_core.analysis import similar
 from cifar_core.bench import similar as similar_bench
 from cifar_core.cli.main import main
-from cifar_core.data.loader import load_cifar10, select_classes, split_files
+from cifar_core.data.loader import load_dataset, select_classes, split_files
 from tests.conftest import tiny_config, write_folders, write_kaggle
 
 
@@ -78,7 +78,7 @@ def test_search_ranks_the_image_itself_first_at_similarity_one(random_model):
 @pytest.mark.parametrize("layout", ["folders", "kaggle"])
 def test_split_files_name_the_file_of_each_image(tmp_path, layout):
     root = write_folders(tmp_path / "d") if layout == "folders" else write_kaggle(tmp_path / "d")
-    data = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    data = load_dataset(str(root), cache_dir=tmp_path / "cache")
     picked = ("dog", "airplane")
     for split in ("train", "test"):
         files = split_files(str(root), data, split, picked)
@@ -92,7 +92,7 @@ def test_split_files_are_none_without_files(tmp_path):
     from tests.conftest import write_batches
 
     root = write_batches(tmp_path / "b")
-    assert split_files(str(root), load_cifar10(str(root), cache_dir=tmp_path / "cache"), "train") is None
+    assert split_files(str(root), load_dataset(str(root), cache_dir=tmp_path / "cache"), "train") is None
 
 
 def test_similar_cli_prints_the_nearest_training_files_and_exits_1_on_a_bad_file(random_model, tiny_data, tmp_path, capsys):

@@ -11,8 +11,9 @@ import numpy as np
 from cifar_core.predict import calibration
 from cifar_core.analysis import duplicates
 from cifar_core.analysis import label_issues
-from cifar_core.data.loader import CifarData
-from cifar_core.predict.evaluate import Interpretation, predict_probs
+from cifar_core.data.loader import ImageData
+from cifar_core.predict.evaluate import Interpretation
+from cifar_core.predict.forward import predict_probs
 from cifar_core.predict.inference import trained_with_tta
 
 Progress = Callable[[int, int, str], None]
@@ -35,7 +36,7 @@ def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.n
     return calibration.apply_temperature(probs, t), f"predicted, temperature {t:.4f}"
 
 
-def inspect_model(model_path: Path, data: CifarData, *, model=None, threshold: float = duplicates.DEFAULT_THRESHOLD,
+def inspect_model(model_path: Path, data: ImageData, *, model=None, threshold: float = duplicates.DEFAULT_THRESHOLD,
                   progress: Progress | None = None) -> dict:
     """Label-issue candidates on the test split, near-duplicate test pairs and train/test leaks, with timings.
 

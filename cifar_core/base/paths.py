@@ -25,15 +25,6 @@ def default_model_dir() -> Path:
     return Path(os.environ.get("CIFAR_DEFAULT_MODEL_DIR") or PROJECT_ROOT / "artifacts" / "default")
 
 
-def data_dir(given: str | None = None) -> str | None:
-    """The data folder to use: `given` (a --data-dir or form value), else `$CIFAR10_DIR`, else None
-    (Keras' download); either may name an imported dataset instead of a folder (datasets.resolve_data_dir).
-    The one place this rule is written."""
-    from cifar_core.data.imported import resolve_data_dir  # here, not at the top: datasets imports this module
-
-    return resolve_data_dir(given or os.environ.get("CIFAR10_DIR") or None)
-
-
 # Names Windows refuses for a file, whatever its extension (CON.png too).
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 # Characters no file name may hold on one of Linux, macOS or Windows, control characters, and

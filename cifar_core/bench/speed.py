@@ -49,12 +49,13 @@ from cifar_core.model import frozen_features as features
 from cifar_core.data import loader as data_lib
 from cifar_core.base.atomic_io import atomic_save_model
 from cifar_core.config import TrainConfig
-from cifar_core.data.loader import load_cifar10, make_dataset, preprocess
-from cifar_core.predict.evaluate import evaluate_model, predict_probs
+from cifar_core.data.loader import load_dataset, make_dataset, preprocess
+from cifar_core.predict.evaluate import evaluate_model
+from cifar_core.predict.forward import predict_probs
 from cifar_core.predict.inference import Classifier, load_image
 from cifar_core.model.vgg import build_model, load_model, set_freeze
 from cifar_core.base.paths import PROJECT_ROOT
-from cifar_core.training.trainer import Phase, compile_phase
+from cifar_core.training.phases import Phase, compile_phase
 
 Echo = Callable[[str], None]
 
@@ -188,12 +189,12 @@ def write_synthetic(root: Path, n_train: int, n_test: int, seed: int = 0) -> Pat
     return root
 
 
-def _timed_loads(data_dir: str, cache: Path | None) -> tuple[data_lib.CifarData, float, float]:
+def _timed_loads(data_dir: str, cache: Path | None) -> tuple[data_lib.ImageData, float, float]:
 
     t0 = time.perf_counter()
-    load_cifar10(data_dir, cache_dir=cache)
+    load_dataset(data_dir, cache_dir=cache)
     t1 = time.perf_counter()
-    data = load_cifar10(data_dir, cache_dir=cache)
+    data = load_dataset(data_dir, cache_dir=cache)
     t2 = time.perf_counter()
     return data, round(t1 - t0, 3), round(t2 - t1, 3)
 
@@ -441,7 +442,7 @@ def bench_peak_rss(data_dir: str, cache: Path | None, sizes: BenchSizes, bf16: b
 
 def rss_child(args: dict) -> None:
     """Run in the child: train.py's fine-tuning setup (all data loaded, augmentation on), then print peak RSS."""
-    data = load_cifar10(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
+    data = load_dataset(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
     splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
     config = finetune_config(args["bf16"], args["batch"])
     model = build_model(config, num_classes=len(splits.class_names))

@@ -42,7 +42,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from cifar_core.data.loader import data_cache_folder, describe_source, load_cifar10
+from cifar_core.data.loader import data_cache_folder, describe_source, load_dataset
 from cifar_core.base.paths import PROJECT_ROOT
 from cifar_core.runs.store import RunError, RunStore
 
@@ -237,7 +237,7 @@ def _prepared(data_dir: str | None, model_dir: Path, chromium: Path, say: Echo) 
     cache = data_cache_folder(data_dir)
     if not (cache / "meta.json").is_file():
         say(f"decoding {data_dir} once (the measured visits start with the data cached)")
-        load_cifar10(data_dir)
+        load_dataset(data_dir)
     return cache
 
 

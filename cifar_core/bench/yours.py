@@ -52,11 +52,11 @@ def write_folders(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], 
 
 def cifar5(data_dir: str, root: Path, quick: bool) -> Path:
     """The five-class CIFAR-10 subset, from `data_dir` (any layout the studio reads)."""
-    from cifar_core.data.loader import load_cifar10, select_classes
+    from cifar_core.data.loader import load_dataset, select_classes
 
     per_class = QUICK_TRAIN_PER_CLASS if quick else CIFAR5_TRAIN_PER_CLASS
     # --quick decodes only the first images of each class (the full run reads the decode cache, if any).
-    data = select_classes(load_cifar10(data_dir, limit=per_class if quick else None), CIFAR5_CLASSES)
+    data = select_classes(load_dataset(data_dir, limit=per_class if quick else None), CIFAR5_CLASSES)
     rng = np.random.default_rng(SEED)
     train = np.concatenate([rng.choice(np.flatnonzero(data.y_train == c), per_class, replace=False) for c in range(len(CIFAR5_CLASSES))])
     test = (np.concatenate([np.flatnonzero(data.y_test == c)[:QUICK_TEST_PER_CLASS] for c in range(len(CIFAR5_CLASSES))])
@@ -94,7 +94,7 @@ def variant_config(name: str, data_dir: Path, quick: bool):
 
 def run_yours(data_dir: str | None, quick: bool = False, echo: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Build both datasets, train every variant on each; yields one row per (dataset, variant) as it finishes."""
-    from cifar_core.data.loader import data_cache_folder, load_cifar10
+    from cifar_core.data.loader import data_cache_folder, load_dataset
     from cifar_core.runs.store import RunStore
     from cifar_core.training.trainer import train
 
@@ -103,7 +103,7 @@ def run_yours(data_dir: str | None, quick: bool = False, echo: Callable[[str], N
         built = {"cifar5": lambda: cifar5(data_dir, Path(tmp) / "cifar5", quick), "digits": lambda: digits(Path(tmp) / "digits", quick)}
         for dataset, build in built.items():
             folder = build()
-            load_cifar10(str(folder))  # decoded and cached once, before any run is timed
+            load_dataset(str(folder))  # decoded and cached once, before any run is timed
             try:
                 for variant in VARIANTS:
                     config = variant_config(variant, folder, quick)

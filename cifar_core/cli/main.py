@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cifar_core.base import paths
+from cifar_core.data import locate
 from cifar_core.training import presets
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
 
@@ -235,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tta = bool(config.tta) if args.tta is None else args.tta  # the model's own TTA unless told otherwise
     model = load_model(choice.model_path)
     class_names = model_class_names(choice.model_path, int(model.output_shape[-1]))
-    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad or args.skip_bad, progress=_tqdm_progress())
+    data = data_lib.load_dataset(config.resolved_data_dir(), skip_bad=config.skip_bad or args.skip_bad, progress=_tqdm_progress())
     data = data_lib.select_classes(data, class_names)  # the model's classes, labelled in its output order
     splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
@@ -354,7 +355,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
     from cifar_core.predict import split_predictions
     from cifar_core.data.classes import model_class_names
-    from cifar_core.data.loader import load_cifar10, select_classes, split_files
+    from cifar_core.data.loader import load_dataset, select_classes, split_files
     from cifar_core.data.image_limits import ImageError, read_image_file
     from cifar_core.predict.inference import load_image
     from cifar_core.model.vgg import load_model
@@ -364,11 +365,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
     choice = resolve_model(_store(args), args.model)
     model = load_model(choice.model_path)  # a bad model path fails here, before the data is loaded
     names = model_class_names(choice.model_path, int(model.output_shape[-1]))
-    data_dir = paths.data_dir(args.data_dir) or split_predictions.data_dir_for(choice)
+    data_dir = locate.data_dir(args.data_dir) or split_predictions.data_dir_for(choice)
     if not data_dir:  # never Keras' download: the neighbours are files of a data folder
         _stderr("error: --data-dir: no data folder given; pass --data-dir or set CIFAR10_DIR to the CIFAR-10 folder")
         return EXIT_USAGE
-    full = load_cifar10(data_dir, progress=_tqdm_progress())
+    full = load_dataset(data_dir, progress=_tqdm_progress())
     data = select_classes(full, names)
     files = split_files(data_dir, full, "train", names)  # None: the images have no files (python batches)
     images, errors = [], []
@@ -445,7 +446,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    data_dir = paths.data_dir(args.data_dir)
+    data_dir = locate.data_dir(args.data_dir)
     if args.which == "transfer":
         from cifar_core.bench.transfer import run_transfer
 
@@ -492,9 +493,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _load_for_model(args: argparse.Namespace, class_names, skip_bad: bool = False):
     """The dataset of --data-dir (or $CIFAR10_DIR), narrowed to a model's classes in the model's order."""
-    from cifar_core.data.loader import load_cifar10, select_classes
+    from cifar_core.data.loader import load_dataset, select_classes
 
-    return select_classes(load_cifar10(paths.data_dir(args.data_dir), skip_bad=skip_bad, progress=_tqdm_progress()), class_names)
+    return select_classes(load_dataset(locate.data_dir(args.data_dir), skip_bad=skip_bad, progress=_tqdm_progress()), class_names)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from cifar_core.data.loader import IMAGE_SUFFIXES, DataError, _files, data_cache_folder, detect_layout, folder_census
-from cifar_core.data.imported import resolve_data_dir
+from cifar_core.data.locate import resolve_data_dir
 from cifar_core.data.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 
 Progress = Callable[[int, int, str], None]

@@ -7,10 +7,7 @@ seeded test split), resizes every image once to the studio's 32x32 input and
 writes it as PNG, builds the dataset in a hidden folder beside datasets/NAME
 and renames it into place (nothing half-written is ever listed), then decodes
 and caches it through the loader. `--data-dir NAME` finds it again
-(`resolve_data_dir`, used by paths.data_dir).
-
-This module imports only paths and errors at load time: paths.data_dir calls it
-on every data-folder lookup.
+(`locate.resolve_data_dir`).
 """
 
 from __future__ import annotations
@@ -25,15 +22,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from cifar_core.base import paths
 from cifar_core.base.errors import StudioError
+from cifar_core.data.loader import NATIVE_SIZE, DataError, folder_census, load_dataset, stratified_split
+from cifar_core.data.locate import datasets_root, name_problem
 
 if TYPE_CHECKING:  # archive_import (Pillow, numpy) is imported only when a dataset is imported
     from cifar_core.data.archive_import import Limits
 
 DATASET_FILE = "dataset.json"
-# Safe as one folder name on every system, and never a path: no separators, no leading dot or dash.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SPLITS = ("train", "test")
 # No import runs this long (CIFAR-10's 10,000 test images took under 2 minutes here), so a build folder this
 # old was left by a killed import.
@@ -48,32 +44,9 @@ class DatasetError(StudioError, ValueError):
     exit_code = 2
 
 
-def datasets_root(artifacts: Path | None = None) -> Path:
-    """Where imported datasets live: <artifacts>/datasets (artifacts: $CIFAR_ARTIFACTS or artifacts/)."""
-    return Path(artifacts or paths.artifacts_dir()) / "datasets"
-
-
-def name_problem(name: str) -> str | None:
-    """Why `name` cannot name a dataset, in words, or None."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".") or ".." in name:
-        return (f"{name!r} cannot name a dataset: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter "
-                "or digit (e.g. flowers-5)")
-    return None
-
-
-def resolve_data_dir(value: str | None) -> str | None:
-    """A data-folder value as a folder: an existing folder stays as given; the bare name of an imported
-    dataset (not also a folder here) becomes its folder; anything else stays, for the caller to report."""
-    if not value or os.path.isdir(value) or name_problem(value):
-        return value
-    folder = datasets_root() / value
-    return str(folder) if folder.is_dir() else value
-
-
 def list_datasets(artifacts: Path | None = None) -> list[dict]:
     """The imported datasets, by name: [{"name", "path", "classes", "counts": {"train": {class: n}, "test": {...}}}].
     Counts are read from the folders (a few directory listings), so they are right even if files were changed."""
-    from cifar_core.data.loader import folder_census
 
     root = datasets_root(artifacts)
     if not root.is_dir():
@@ -171,17 +144,15 @@ def _move_into_place(build: Path, final: Path) -> None:
 
 
 def _census_problems(folder: Path) -> list[dict]:
-    from cifar_core.data.loader import folder_census
 
     return folder_census(folder)["problems"]
 
 
 def _cache(folder: Path, cache_dir: Path | None, progress: Progress | None) -> list[dict]:
     """Decode and cache the new dataset through the loader, so its first training does not decode it again."""
-    from cifar_core.data.loader import DataError, load_cifar10
 
     try:
-        load_cifar10(str(folder), cache_dir=cache_dir, progress=progress)
+        load_dataset(str(folder), cache_dir=cache_dir, progress=progress)
     except (DataError, OSError) as err:
         return [{"kind": "not_cached", "class": None, "blocking": False,
                  "message": f"the images were imported but not cached ({err}); the first training decodes them."}]
@@ -196,7 +167,6 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
 
     from cifar_core.data.archive_import import SKIP_REASONS, images, split_name, to_input_image
     from cifar_core.data.classes import class_names_problem
-    from cifar_core.data.loader import NATIVE_SIZE, stratified_split
 
     skipped: Counter = Counter()
     examples: dict[str, list[str]] = {}

@@ -10,7 +10,7 @@ Accepted sources, detected from the folder's layout:
   4. nothing given    keras.datasets.cifar10.load_data() (needs internet)
 
 Why one module of ~800 lines: the layouts, the checked decoding, the decode cache
-and the splits share one data type (CifarData) and one cache key; augmentation
+and the splits share one data type (ImageData) and one cache key; augmentation
 lives in augment.py and image-file checks in image_limits.py.
 """
 
@@ -37,7 +37,7 @@ from PIL import Image
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.base import faults
 from cifar_core.data.classes import class_names_problem
-from cifar_core.data.imported import resolve_data_dir
+from cifar_core.data.locate import resolve_data_dir
 from cifar_core.base.errors import StudioError
 from cifar_core.data.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.base.paths import cache_dir as default_cache_dir
@@ -69,7 +69,7 @@ class DataError(StudioError, RuntimeError):
 
 
 @dataclass
-class CifarData:
+class ImageData:
     """Decoded images: uint8 (N, 32, 32, 3), integer labels (N,) indexing `class_names`."""
 
     x_train: np.ndarray
@@ -172,14 +172,14 @@ def missing_classes(data_dir: str | None, classes: tuple[str, ...] | None) -> st
 # ---------------------------------------------------------------- loading
 
 
-def load_cifar10(
+def load_dataset(
     data_dir: str | None = None,
     *,
     cache_dir: Path | None = None,
     skip_bad: bool = False,
     progress: Progress | None = None,
     limit: int | None = None,
-) -> CifarData:
+) -> ImageData:
     """Load CIFAR-10 from `data_dir` (any accepted layout) or, with no folder, from Keras.
 
     Decoded arrays are cached under `cache_dir`, keyed by the source's path, file
@@ -214,7 +214,7 @@ def load_test_split(
     cache_dir: Path | None = None,
     skip_bad: bool = False,
     progress: Progress | None = None,
-) -> CifarData:
+) -> ImageData:
     """The test split of `data_dir` (the training arrays empty), decoding no more than it needs.
 
     Pages that only show test predictions call this: an image-folder dataset not
@@ -227,7 +227,7 @@ def load_test_split(
     if (data := _cached(cache, splits=("test",))) is not None:
         return data
     if layout != "folders":
-        return _test_only(load_cifar10(data_dir, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress))
+        return _test_only(load_dataset(data_dir, cache_dir=cache_dir, skip_bad=skip_bad, progress=progress))
     cache = cache.with_name(f"{cache.name}-test")
     if (data := _cached(cache, splits=("test",))) is not None:
         return data
@@ -238,7 +238,7 @@ def load_test_split(
 
 
 def data_cache_folder(data_dir: str, *, cache_dir: Path | None = None, skip_bad: bool = False) -> Path:
-    """The decode cache entry `load_cifar10` reads and writes for this folder (it may not exist yet)."""
+    """The decode cache entry `load_dataset` reads and writes for this folder (it may not exist yet)."""
     return _locate(data_dir, cache_dir, skip_bad)[2]
 
 
@@ -254,11 +254,11 @@ def _locate(data_dir: str, cache_dir: Path | None, skip_bad: bool) -> tuple[str,
     return layout, folder, Path(cache_dir or default_cache_dir()) / f"cifar10-{key}"
 
 
-def _test_only(data: CifarData) -> CifarData:
+def _test_only(data: ImageData) -> ImageData:
     return replace(data, x_train=data.x_train[:0], y_train=data.y_train[:0])
 
 
-def _load_from_keras() -> CifarData:
+def _load_from_keras() -> ImageData:
     import keras
 
     try:
@@ -268,7 +268,7 @@ def _load_from_keras() -> CifarData:
             "No data folder was given and downloading CIFAR-10 with "
             f"keras.datasets.cifar10.load_data() failed ({type(err).__name__}: {err}).\n{LAYOUT_HELP}"
         ) from err
-    return CifarData(x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), "keras.datasets.cifar10",
+    return ImageData(x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64), "keras.datasets.cifar10",
                      CLASS_NAMES)
 
 
@@ -471,7 +471,7 @@ def _link_text(entry: os.DirEntry, split_dir: Path) -> str:
     return f"a link to {target}"
 
 
-def select_classes(data: CifarData, names: tuple[str, ...] | list[str], in_data_order: bool = False) -> CifarData:
+def select_classes(data: ImageData, names: tuple[str, ...] | list[str], in_data_order: bool = False) -> ImageData:
     """Only the images of the classes `names`, labelled 0..len(names)-1 in that order.
 
     Args:
@@ -498,12 +498,12 @@ def select_classes(data: CifarData, names: tuple[str, ...] | list[str], in_data_
         keep = np.isin(y, old_index)
         return x[keep], relabel[y[keep]]
 
-    return CifarData(*part(data.x_train, data.y_train), *part(data.x_test, data.y_test), source=data.source,
+    return ImageData(*part(data.x_train, data.y_train), *part(data.x_test, data.y_test), source=data.source,
                      class_names=names, skipped=data.skipped)
 
 
 def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit: int | None = None,
-                  splits: tuple[str, ...] = ("train", "test")) -> CifarData:
+                  splits: tuple[str, ...] = ("train", "test")) -> ImageData:
     """Decode an image-folder dataset; with `limit`, only the first `limit` training images of each class;
     a split left out of `splits` comes back empty."""
     names = _folder_classes(folder)
@@ -524,10 +524,10 @@ def _load_folders(folder: Path, skip_bad: bool, progress: Progress | None, limit
         arrays[split] = (x, np.asarray(labels, dtype=np.int64)[kept])
         skipped += bad
     _require_nonempty({split: arrays[split] for split in splits})
-    return CifarData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
+    return ImageData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
 
 
-def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
+def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> ImageData:
     with open(folder / "trainLabels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"id", "label"} <= set(rows[0]):
@@ -544,7 +544,7 @@ def _load_kaggle(folder: Path, skip_bad: bool, progress: Progress | None) -> Cif
     test_idx, train_idx = stratified_split(y, KAGGLE_TEST_FRACTION, seed=0)
     arrays = {"train": (x[train_idx], y[train_idx]), "test": (x[test_idx], y[test_idx])}
     _require_nonempty(arrays)
-    return CifarData(*arrays["train"], *arrays["test"], source=f"Kaggle layout at {folder} (test = 10% stratified hold-out of train)",
+    return ImageData(*arrays["train"], *arrays["test"], source=f"Kaggle layout at {folder} (test = 10% stratified hold-out of train)",
                      class_names=names, skipped=bad)
 
 
@@ -570,7 +570,7 @@ class _BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_batches(folder: Path, skip_bad: bool, progress: Progress | None) -> CifarData:
+def _load_batches(folder: Path, skip_bad: bool, progress: Progress | None) -> ImageData:
     def read(name: str) -> tuple[np.ndarray, np.ndarray]:
         path = folder / name
         if not path.is_file():
@@ -593,7 +593,7 @@ def _load_batches(folder: Path, skip_bad: bool, progress: Progress | None) -> Ci
         progress(6, 6, "reading python batches")
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    return CifarData(x_train, y_train, x_test, y_test, source=f"python batches at {folder}", class_names=CLASS_NAMES)
+    return ImageData(x_train, y_train, x_test, y_test, source=f"python batches at {folder}", class_names=CLASS_NAMES)
 
 
 def _require_nonempty(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -602,8 +602,8 @@ def _require_nonempty(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
             raise DataError(f"The {split} split is empty after removing unreadable files.")
 
 
-def split_files(data_dir: str | None, data: CifarData, split: str, class_names: tuple[str, ...] | None = None) -> list[str] | None:
-    """The file behind each image of `data`'s `split` (`data` as `load_cifar10(data_dir)` returned it), in
+def split_files(data_dir: str | None, data: ImageData, split: str, class_names: tuple[str, ...] | None = None) -> list[str] | None:
+    """The file behind each image of `data`'s `split` (`data` as `load_dataset(data_dir)` returned it), in
     the same order, or with `class_names` in the order of `select_classes(data, class_names)`; None when
     the images have no files of their own (python batches, Keras' download) or the folder no longer
     matches what was decoded."""
@@ -642,7 +642,7 @@ def split_files(data_dir: str | None, data: CifarData, split: str, class_names: 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _write_cache(cache: Path, data: CifarData) -> None:
+def _write_cache(cache: Path, data: ImageData) -> None:
     """Write the decoded arrays atomically: a half-written cache is never read."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".tmp-"))
@@ -659,7 +659,7 @@ def _write_cache(cache: Path, data: CifarData) -> None:
             raise
 
 
-def _cached(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> CifarData | None:
+def _cached(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> ImageData | None:
     """A cache entry's data, or None when there is none. A damaged entry (a cut-short array, an unreadable
     meta.json) is removed with a warning, so the caller decodes the images again instead of failing."""
     if not (cache / "meta.json").is_file():
@@ -672,7 +672,7 @@ def _cached(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> CifarDa
         return None
 
 
-def _read_cache(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> CifarData:
+def _read_cache(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> ImageData:
     """A cache entry's arrays; the splits left out of `splits` come back empty without being read.
     ValueError if an array's size differs from the one recorded or the arrays do not fit together."""
     meta = json.loads((cache / "meta.json").read_text())
@@ -687,7 +687,7 @@ def _read_cache(cache: Path, splits: tuple[str, ...] = ("train", "test")) -> Cif
         if x.ndim != 4 or x.shape[1:] != (NATIVE_SIZE, NATIVE_SIZE, 3) or y.shape != (len(x),):
             raise ValueError(f"its {split} arrays have shapes {x.shape} and {y.shape}")
     # Caches written before class lists came from the data hold CIFAR-10's ten classes.
-    return CifarData(**arrays, source=meta["source"], skipped=meta["skipped"], class_names=tuple(meta.get("class_names", CLASS_NAMES)))
+    return ImageData(**arrays, source=meta["source"], skipped=meta["skipped"], class_names=tuple(meta.get("class_names", CLASS_NAMES)))
 
 
 # ---------------------------------------------------------------- splits
@@ -722,7 +722,7 @@ class Splits:
     class_names: tuple[str, ...]
 
 
-def make_splits(data: CifarData, *, val_fraction: float, seed: int, limit: int | None = None) -> Splits:
+def make_splits(data: ImageData, *, val_fraction: float, seed: int, limit: int | None = None) -> Splits:
     """Train/val/test. Val is a stratified, seeded part of train; test is kept for final evaluation."""
     x, y = data.x_train, data.y_train
     if limit:

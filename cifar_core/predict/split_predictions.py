@@ -10,8 +10,8 @@ import pandas as pd
 
 from cifar_core.predict import calibration
 from cifar_core.config import TrainConfig
-from cifar_core.data.imported import resolve_data_dir
-from cifar_core.data.loader import CifarData, DataError, load_cifar10, load_test_split, select_classes
+from cifar_core.data.locate import resolve_data_dir
+from cifar_core.data.loader import ImageData, DataError, load_dataset, load_test_split, select_classes
 from cifar_core.predict.evaluate import Interpretation, evaluate_model
 from cifar_core.runs.model_choice import ModelChoice
 
@@ -42,11 +42,11 @@ def load_train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[
     return data.x_train, data.y_train
 
 
-def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None, *, test_only: bool = False) -> CifarData:
+def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None, *, test_only: bool = False) -> ImageData:
     if not data_dir:
         # Never fall back to Keras' download from the dashboard: it can hang without a network.
         raise DataError("No data folder set: point CIFAR10_DIR (or the Train page's data folder) at CIFAR-10.")
-    load = load_test_split if test_only else load_cifar10
+    load = load_test_split if test_only else load_dataset
     return select_classes(load(data_dir, progress=progress), class_names)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar_core.base import paths
+from cifar_core.data import locate
 
 KERAS_DOWNLOAD = "Keras' CIFAR-10 download"
 
@@ -30,7 +30,7 @@ class DataKey:
 
 def data_key(config: dict[str, Any]) -> DataKey:
     """The DataKey of a run's (or a model folder's) settings."""
-    folder = paths.data_dir(config.get("data_dir"))
+    folder = locate.data_dir(config.get("data_dir"))
     classes = config.get("classes")
     return DataKey(str(Path(folder).resolve()) if folder else None,
                    tuple(sorted(c.casefold() for c in classes)) if classes else None)

@@ -92,7 +92,7 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
 
     from cifar_core.data import loader as data_lib
     from cifar_core.model.vgg import batchnorm_momentum, build_model, set_freeze
-    from cifar_core.training.trainer import compile_phase, phases  # imported here: train imports this module
+    from cifar_core.training.phases import compile_phase, phases
 
     keep = data_lib.limit_per_class(splits.y_train, TRIAL_IMAGES_PER_CLASS)
     x, y = splits.x_train[keep], splits.y_train[keep]

@@ -12,7 +12,6 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ import keras
 from cifar_core.predict import calibration
 from cifar_core.base import compat
 from cifar_core.training import distribute
-from cifar_core.predict import evaluate
+from cifar_core.predict import evaluate, forward
 from cifar_core.model import frozen_features as features
 from cifar_core.training import start_choice
 from cifar_core.training import tensorboard_log
@@ -32,38 +31,13 @@ from cifar_core.data.classes import write_class_names
 from cifar_core.config import TrainConfig
 from cifar_core.model.ema import ema_callbacks
 from cifar_core.model.vgg import batchnorm_momentum, build_model, load_model, set_freeze
-from cifar_core.model.optimizer import make_optimizer
+from cifar_core.training.phases import Phase, compile_phase, phases
 from cifar_core.runs.outcome import did_not_learn, likely_reasons
 from cifar_core.base.paths import cache_dir
 from cifar_core.base.errors import error_text
 from cifar_core.runs.store import Run, RunStore
 
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class Phase:
-    name: str
-    epochs: int
-    lr: float
-    freeze: str
-
-
-def phases(config: TrainConfig) -> list[Phase]:
-    """The phases a config asks for, in order, skipping those with 0 epochs."""
-    planned = [
-        Phase("head", config.epochs_head, config.lr, "all"),
-        Phase("finetune", config.epochs_finetune, config.finetune_lr, config.finetune_freeze),
-    ]
-    return [p for p in planned if p.epochs > 0]
-
-
-def compile_phase(model: keras.Model, config: TrainConfig, phase: Phase, steps: int) -> None:
-    model.compile(
-        optimizer=make_optimizer(config, phase.lr, phase.epochs, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
 
 
 def _run_logger(run: Run, echo: Callable[[str], None] | None) -> logging.Logger:
@@ -216,7 +190,7 @@ def _load_data(config: TrainConfig, store: RunStore, run: Run, resume: bool, sta
                log: logging.Logger) -> tuple[data_lib.Splits, dict]:
     """The run's train/val/test splits, and its summary so far (kept on resume)."""
     stage("loading the data")
-    data = data_lib.load_cifar10(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=stage.counter("loading the data"),
+    data = data_lib.load_dataset(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=stage.counter("loading the data"),
                                  limit=config.limit)
     if data.skipped:
         log.info("skipped %d unreadable file(s); first: %s", len(data.skipped), data.skipped[0])
@@ -356,7 +330,7 @@ def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: data_l
         log.info("calibration skipped: no validation images to fit a temperature on")
         return
     fitted = calibration.fit(
-        evaluate.predict_probs(model, splits.x_val, input_size=config.input_size, tta=config.tta,
+        forward.predict_probs(model, splits.x_val, input_size=config.input_size, tta=config.tta,
                                progress=stage.counter("calibrating on the validation split")),
         splits.y_val, tta=config.tta)
     calibration.write(run.dir, fitted)
