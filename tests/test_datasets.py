@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from cifar_core.cli import main as cli
+from cifar_core.cli.train import config_from_args
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data.loader import DataError, data_cache_folder, load_dataset
 from cifar_core.data.health import blocking_message, check_dataset, samples
@@ -216,7 +217,7 @@ def test_a_dataset_name_is_a_data_folder_everywhere(tmp_path, isolated_artifacts
         TrainConfig(data_dir="no-such-dataset").validate()
     assert "no imported dataset has that name" in info.value.errors["data_dir"]
     args = cli.build_parser().parse_args(["train", "--data-dir", "pets"])
-    assert cli.config_from_args(args).resolved_data_dir() == report["path"]
+    assert config_from_args(args).resolved_data_dir() == report["path"]
 
 
 # ---------------------------------------------------------------- health

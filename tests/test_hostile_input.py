@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cifar_core.cli import main as cli
+from cifar_core.cli.train import config_from_args
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.predict.inference import Classifier, webp_canvas_size
 from cifar_core.model.vgg import ModelLoadError, build_model, load_model
@@ -392,7 +393,7 @@ def test_any_value_is_accepted_or_rejected_for_its_own_field(field, raw):
     args = cli.build_parser().parse_args(["train"])
     setattr(args, field, raw)
     try:
-        config = cli.config_from_args(args)
+        config = config_from_args(args)
     except ConfigError as err:
         assert set(err.errors) == {field}
     else:
@@ -615,7 +616,7 @@ def test_digits_of_other_scripts_are_refused_in_words(field, raw):
     args = cli.build_parser().parse_args(["train"])
     setattr(args, field, [raw] if field == "head_units" else raw)
     with pytest.raises(ConfigError) as info:
-        cli.config_from_args(args)
+        config_from_args(args)
     assert set(info.value.errors) == {field}
     message = info.value.errors[field]
     assert not any(word in message for word in ("int", "float", "ValueError", "Traceback")), message

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from cifar_core.cli import main as cli
+from cifar_core.cli.common import EXIT_USAGE
 from cifar_core.bench import ui as ui_bench
 
 
@@ -32,7 +33,7 @@ def test_summary_names_the_missed_targets_the_silent_long_waits_and_the_errors()
 
 def test_a_folder_without_a_model_is_refused_in_words(tmp_path, tiny_data, capsys):
     assert cli.main(["bench", "ui", "--model", str(tmp_path), "--data-dir", str(tiny_data),
-                     "--quick-try"]) == cli.EXIT_USAGE
+                     "--quick-try"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert "model.keras" in err or "Chromium" in err

@@ -11,8 +11,9 @@ import pandas as pd
 from cifar_core.predict import calibration
 from cifar_core.config import TrainConfig
 from cifar_core.data.locate import resolve_data_dir
-from cifar_core.data.loader import ImageData, DataError, load_dataset, load_test_split, select_classes
+from cifar_core.data.loader import ImageData, DataError
 from cifar_core.predict.evaluate import Interpretation, evaluate_model
+from cifar_core.predict.model_data import load_model_data
 from cifar_core.runs.model_choice import ModelChoice
 
 Progress = Callable[[int, int, str], None]
@@ -46,8 +47,7 @@ def _load(data_dir: str | None, class_names: tuple[str, ...], progress: Progress
     if not data_dir:
         # Never fall back to Keras' download from the dashboard: it can hang without a network.
         raise DataError("No data folder set: point CIFAR10_DIR (or the Train page's data folder) at CIFAR-10.")
-    load = load_test_split if test_only else load_dataset
-    return select_classes(load(data_dir, progress=progress), class_names)
+    return load_model_data(data_dir, class_names, progress=progress, test_only=test_only).data
 
 
 def temperature(choice: ModelChoice) -> float:

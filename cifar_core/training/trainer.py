@@ -21,6 +21,7 @@ from cifar_core.predict import calibration
 from cifar_core.base import compat
 from cifar_core.training import distribute
 from cifar_core.predict import evaluate, forward
+from cifar_core.predict.model_data import load_model_data
 from cifar_core.model import frozen_features as features
 from cifar_core.training import start_choice
 from cifar_core.training import tensorboard_log
@@ -190,15 +191,13 @@ def _load_data(config: TrainConfig, store: RunStore, run: Run, resume: bool, sta
                log: logging.Logger) -> tuple[data_lib.Splits, dict]:
     """The run's train/val/test splits, and its summary so far (kept on resume)."""
     stage("loading the data")
-    data = data_lib.load_dataset(config.resolved_data_dir(), skip_bad=config.skip_bad, progress=stage.counter("loading the data"),
-                                 limit=config.limit)
+    loaded = load_model_data(config.resolved_data_dir(), config.classes, skip_bad=config.skip_bad, limit=config.limit,
+                             progress=stage.counter("loading the data"), splits_of=config, in_data_order=True)
+    data, splits = loaded.data, loaded.splits
     if data.skipped:
         log.info("skipped %d unreadable file(s); first: %s", len(data.skipped), data.skipped[0])
-    if config.classes:
-        data = data_lib.select_classes(data, config.classes, in_data_order=True)
     # Written before training: a stopped run's checkpoint is a usable model too.
     write_class_names(run.dir, data.class_names)
-    splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     log.info("data: %s; train %d, val %d, test %d", data.source, len(splits.x_train), len(splits.x_val), len(splits.x_test))
     summary = dict(run.summary) if resume else {}
     summary.pop("stage", None)

@@ -3,8 +3,9 @@
 The form is generated from TrainConfig's field descriptions (`config.setting`);
 this module only adds what is specific to a form: starting points (the presets
 of `cifar_core.training.presets`, shared with `train --preset`), how each value is written
-in a box, the checks made before a run starts (data folder, classes), the models
-a run can take its base from, and where uploaded weights are kept.
+in a box, the dashboard's check before a run starts (a data folder is required; the rest is
+`training.data_check`'s, shared with `train`), the models a run can take its base from, and
+where uploaded weights are kept.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config
-from cifar_core.data.loader import dataset_classes, describe_source, match_classes, missing_classes
-from cifar_core.data.health import blocking_message
+from cifar_core.data.loader import dataset_classes, describe_source
 from cifar_core.runs.model_choice import model_choices
 from cifar_core.base.paths import artifacts_dir
+from cifar_core.training.data_check import check_training_data
 # PRESETS: the form's "Start from" choices, by key (each with a display name and help text).
 from cifar_core.training.presets import PRESETS as PRESETS, preset_settings
 from cifar_core.runs.store import RunStore
@@ -77,21 +78,16 @@ def config_from_form(values: dict[str, Any]) -> "TrainConfig":
 
 
 def check_data(config: TrainConfig) -> TrainConfig:
-    """The config to start, its classes spelled as the data folder spells them (data.match_classes);
-    ConfigError when its data folder (or dataset name) cannot be used from the dashboard, has a problem that
-    blocks training (dataset_health.blocking_message), or lacks a chosen class.
+    """The config to start (`check_training_data`: its classes spelled as the data folder spells them);
+    ConfigError when its data folder (or dataset name) cannot be used from the dashboard, or fails the
+    pre-training check that `train` makes too.
 
     The dashboard never falls back to Keras' download (it needs internet), so a folder is required.
     """
     source = describe_source(config.resolved_data_dir())
     if not source["ok"]:
         raise ConfigError({"data_dir": source["message"]})
-    if problem := blocking_message(config.resolved_data_dir()):  # an empty class, a class missing from test/, a link loop...
-        raise ConfigError({"data_dir": problem})
-    if problem := missing_classes(config.resolved_data_dir(), config.classes):
-        raise ConfigError({"classes": problem})
-    # Validated again: "cat, Cat" names one class twice once spelled.
-    return dataclasses.replace(config, classes=match_classes(config.resolved_data_dir(), config.classes)).validate()
+    return check_training_data(config)
 
 
 def data_class_names(data_dir: str | None) -> tuple[str, ...]:

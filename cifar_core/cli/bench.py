@@ -1,0 +1,89 @@
+"""`bench`: the benchmarks (speed, the recipe's ablation, transfer learning, the dashboard, the similar-images
+search, the 'Your images' preset); one JSON line per measurement.
+
+The benchmarks are imported by the command only, so that importing the CLI imports neither them nor Playwright.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cifar_core.base import paths
+from cifar_core.cli.common import add_command, data_for_model, print_json, run_store, stderr, tqdm_progress
+from cifar_core.config import ConfigError
+from cifar_core.data import locate
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar", "yours"), default="speed",
+                   help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
+                        "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
+                        "images per class from scratch, with a head on the frozen base, and with head + fine-tuning; "
+                        "ui: each dashboard page's first and warm visit, the image-detail dialog and the duplicates tab, "
+                        "through a real server and Chromium (one JSON line); similar: whether the similar-images search "
+                        "finds shifted, mirrored and JPEG re-encoded training images' originals, its similarity spread and "
+                        "query time (one JSON line); yours: the 'Your images' preset against from-scratch and head-only "
+                        "training on a 5-class CIFAR-10 subset (50 images per class) and scikit-learn's digits, one JSON line "
+                        "per dataset and variant")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
+    p.add_argument("--model", default=None, metavar="FOLDER",
+                   help="bench ui: the model folder the measured studio ships (default: artifacts/default); "
+                        "bench similar: the model searched, a run id or path (default: the most accurate model)")
+    p.add_argument("--quick-try", action="store_true",
+                   help="bench ui: also start the Train page's Quick try on fresh artifacts and time it to the end")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    data_dir = locate.data_dir(args.data_dir)
+    if args.which in ("transfer", "yours", "ablation"):
+        for row in _training_rows(args.which, data_dir, args.quick):
+            print_json(row)
+        return 0
+    if args.which == "ui":
+        from cifar_core.bench.ui import run_ui_bench
+
+        model_dir = Path(args.model) if args.model else paths.default_model_dir()
+        print_json(run_ui_bench(data_dir, model_dir, echo=stderr, quick_try=args.quick_try))
+        return 0
+    if args.which == "similar":
+        print_json(_bench_similar(args))
+        return 0
+    from cifar_core.bench.speed import run_bench
+
+    print_json(run_bench(data_dir=data_dir, quick=args.quick, echo=stderr))
+    return 0
+
+
+def _training_rows(which: str, data_dir: str | None, quick: bool):
+    """The rows of the benchmarks that train (transfer, yours, ablation), one per variant."""
+    if which == "transfer":
+        from cifar_core.bench.transfer import run_transfer
+
+        return run_transfer(data_dir, quick=quick, echo=stderr)
+    if which == "yours":
+        from cifar_core.bench.yours import run_yours
+
+        if not data_dir:
+            raise ConfigError({"data_dir": "bench yours builds its 5-class subset from CIFAR-10: give its folder "
+                                           "(--data-dir DIR or $CIFAR10_DIR)"})
+        return run_yours(data_dir, quick=quick, echo=stderr)
+    from cifar_core.training.recipe import run_ablation
+
+    return run_ablation(data_dir, quick=quick, echo=stderr)
+
+
+def _bench_similar(args: argparse.Namespace) -> dict:
+    from cifar_core.data.classes import model_class_names
+    from cifar_core.model.vgg import load_model
+    from cifar_core.runs.model_choice import resolve_model
+    from cifar_core.bench.similar import bench_similar
+
+    path = resolve_model(run_store(args), args.model).model_path
+    data = data_for_model(args, model_class_names(path, int(load_model(path).output_shape[-1])))
+    return bench_similar(path, data.x_train, data.x_test, data.y_train, data.y_test,
+                         queries=100 if args.quick else 500, progress=tqdm_progress())
+

@@ -1,0 +1,139 @@
+"""`evaluate`, `calibrate` and `inspect`: a model's accuracy and calibration on a split, its fitted temperature,
+and the data issues it sees (likely label mistakes, near duplicates, train/test leaks); one JSON line each."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, number, print_json, run_store, stderr, tqdm_progress
+from cifar_core.config import TrainConfig
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "evaluate", "evaluate a model on the test split (or a run's validation split)")
+    p.add_argument("--model", "--run", dest="model", default=None, metavar="RUN_OR_PATH",
+                   help="a run id or run folder, a .keras file, or a folder holding model.keras such as artifacts/default "
+                        "(default: the studio's default model, the most accurate one)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time augmentation (image, mirror, 1-pixel shifts); default: as the model was trained")
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _evaluation_config(args: argparse.Namespace, choice) -> TrainConfig:
+    """The settings the model was trained with (its split and data folder), --data-dir applied; RunError when
+    --split val is asked of a model whose validation split is unknown."""
+    from cifar_core.runs.store import RunError
+
+    saved = TrainConfig.of_saved_model(choice.config) if choice.config else None
+    if args.split == "val" and saved is None:
+        raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
+    # weights "none": the saved model holds its weights, so the base weights file the
+    # run started from may be gone without stopping an evaluation.
+    config = dataclasses.replace(saved or TrainConfig(weights="none"), data_dir=args.data_dir or (saved.data_dir if saved else None))
+    if args.data_dir:
+        config.validate()
+    return config
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cifar_core.predict import calibration
+    from cifar_core.data.classes import model_class_names
+    from cifar_core.predict.evaluate import evaluate_model
+    from cifar_core.predict.model_data import load_model_data
+    from cifar_core.model.vgg import load_model
+    from cifar_core.runs.model_choice import resolve_model
+
+    store = run_store(args)
+    choice = resolve_model(store, args.model)
+    if choice.run_id:
+        store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
+    stored = calibration.read(choice.folder)  # a damaged calibration.json is reported before any work
+    config = _evaluation_config(args, choice)
+    tta = bool(config.tta) if args.tta is None else args.tta  # the model's own TTA unless told otherwise
+    model = load_model(choice.model_path)
+    class_names = model_class_names(choice.model_path, int(model.output_shape[-1]))
+    splits = load_model_data(config.resolved_data_dir(), class_names, skip_bad=config.skip_bad or args.skip_bad,
+                             progress=tqdm_progress(), splits_of=config).splits
+    x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
+    interp = evaluate_model(model, x, y, input_size=int(model.input_shape[1]), tta=tta, progress=tqdm_progress(),
+                            class_names=class_names)
+    if choice.run_id:  # results go to run folders only: the shipped model and arbitrary files are never written to
+        interp.save(choice.folder, args.split)
+    # A temperature fitted with the other TTA setting does not fit these probabilities: reported uncalibrated.
+    t = stored.temperature if stored is not None and stored.tta == tta else 1.0
+    scored = calibration.summary(interp.probs, interp.y, t)
+    fitted_on = f"{stored.images} validation images, tta={stored.tta}" if stored is not None else None
+    stderr(f"calibration ({args.split}): ECE {scored['ece_uncalibrated']:.4f} uncalibrated, {scored['ece']:.4f} with temperature "
+           f"{t:.4f}" + (f" (fitted on {fitted_on})" if t != 1.0 else " (no temperature stored for this model and TTA setting)")
+           + f"; NLL {scored['nll']:.4f}, Brier {scored['brier']:.4f}")
+    print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict(),
+                **scored, "temperature_fitted_on": fitted_on})
+    return 0
+
+
+def add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "calibrate", "fit a model's temperature on its run's validation split and store it beside the model "
+                                      "(calibration.json)")
+    p.add_argument("--model", "--run", dest="model", default=None, metavar="RUN_OR_PATH",
+                   help="a run id or run folder, a .keras file, or a folder holding model.keras such as artifacts/default "
+                        "(default: the studio's default model)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from cifar_core.predict import calibration
+    from cifar_core.runs.model_choice import resolve_model
+    from cifar_core.runs.store import RunError
+
+    store = run_store(args)
+    choice = resolve_model(store, args.model)
+    if choice.run_id:
+        store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
+    if not choice.config:
+        raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown "
+                       "and there are no held-out images to fit a temperature on.")
+    config = TrainConfig.of_saved_model(choice.config)
+    if args.data_dir:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+        config.validate()
+    fitted = calibration.fit_for_model(choice.model_path, config, progress=tqdm_progress())
+    print_json({"model": str(choice.model_path), "run_id": choice.run_id,
+                "file": str(choice.model_path.parent / calibration.CALIBRATION_FILE), **fitted.to_dict()})
+    return 0
+
+
+def add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "inspect", "data issues seen through a model: likely label mistakes, near duplicates, train/test leaks "
+                                    "(one JSON line)")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threshold", type=number(0, 1), default=None,
+                   help="cosine similarity above 0 and at most 1 at which two images count as near duplicates "
+                        "(default: the studio's, printed in the JSON)")
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import time
+
+    from cifar_core.data.classes import model_class_names
+    from cifar_core.analysis.duplicates import DEFAULT_THRESHOLD
+    from cifar_core.analysis.inspection import inspect_model
+    from cifar_core.model.vgg import load_model
+    from cifar_core.runs.model_choice import resolve_model
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    path = resolve_model(run_store(args), args.model).model_path
+    model = load_model(path)  # a bad model path fails here, before the data is loaded
+    start = time.perf_counter()
+    data = data_for_model(args, model_class_names(path, int(model.output_shape[-1])), skip_bad=args.skip_bad)
+    load_s = time.perf_counter() - start
+    result = inspect_model(path, data, model=model, threshold=threshold, progress=tqdm_progress())
+    result["timings"] = {"data_load_s": round(load_s, 3), **result["timings"]}
+    print_json(result)
+    return 0

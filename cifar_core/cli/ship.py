@@ -1,0 +1,59 @@
+"""`export` and `publish`: a model for other runtimes (checked against Keras), and a finished run as the
+shipped model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, print_json, run_store, stderr, whole
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "export", "export a model for other runtimes, checked against Keras on test images (one JSON line)")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
+    p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "tflite-int8", "onnx"))
+    p.add_argument("--out", default=None, metavar="DIR", help="default: the run's exports/ folder, or artifacts/exports/ for other models")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--images", type=whole(1, 10**6), default=1000, help="test images of the parity check")
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cifar_core.ship.export import ExportError, export_model, failure_message
+    from cifar_core.predict.inference import Classifier
+    from cifar_core.runs.model_choice import resolve_model
+
+    path = resolve_model(run_store(args), args.model).model_path
+    classifier = Classifier(path)  # a bad model path fails here, before the data is loaded
+    data = data_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
+    try:
+        report = export_model(path, args.format, data.x_test, data.y_test, x_train=data.x_train, classifier=classifier,
+                              out_dir=Path(args.out) if args.out else None, images=args.images)
+    except ExportError as err:
+        stderr(f"error: {err}")
+        return 1
+    print_json(report)
+    if not report["passed"]:
+        stderr(f"error: {failure_message(report)}")
+        return 1
+    return 0
+
+
+def add_publish(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "publish", "copy a finished run, with figures and a model card, to artifacts/default/ (the shipped model)")
+    p.add_argument("run", metavar="RUN_ID_OR_DIR")
+    p.add_argument("--to", default=None, help="destination folder (default: artifacts/default/)")
+    p.add_argument("--data-note", default="", help="a sentence on the data's provenance for the model card")
+    p.add_argument("--machine-note", default="", help="a sentence on the machine's conditions (e.g. other load) for the model card")
+    p.set_defaults(func=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from cifar_core.ship.publish import publish_run
+
+    dest = publish_run(run_store(args), args.run, Path(args.to) if args.to else None, data_note=args.data_note,
+                       machine_note=args.machine_note)
+    print(f"published {args.run} to {dest}")
+    return 0
