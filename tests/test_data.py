@@ -1,4 +1,4 @@
-"""cifar_core.data.loader: every layout, the Keras fallback, the decode cache, splits, bad data and the tf.data pipeline."""
+"""cifar_core.data (loader, images, layouts, splits, pipeline): every layout, the Keras fallback, the decode cache, splits, bad data and the tf.data pipeline."""
 
 import csv
 import os
@@ -11,8 +11,12 @@ from conftest import synthetic_images, write_batches, write_folders, write_kaggl
 from PIL import Image
 
 from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.data import images as images_lib
 from cifar_core.data import loader as data_lib
-from cifar_core.data.loader import DataError, describe_source, image_batches, load_dataset, make_dataset, make_splits
+from cifar_core.data.images import DataError, ImageData
+from cifar_core.data.loader import describe_source, load_dataset
+from cifar_core.data.pipeline import image_batches, make_dataset
+from cifar_core.data.splits import make_splits
 
 
 def load(root, tmp_path, **kw):
@@ -126,7 +130,7 @@ def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     def no_decoding(path):
         raise AssertionError(f"decoded {path} despite the cache")
 
-    monkeypatch.setattr(data_lib, "_decode", no_decoding)
+    monkeypatch.setattr(images_lib, "_decode", no_decoding)
     second = load(root, tmp_path)
     np.testing.assert_array_equal(second.x_train, first.x_train)
     np.testing.assert_array_equal(second.y_test, first.y_test)
@@ -164,16 +168,16 @@ def test_progress_is_reported_while_decoding(tmp_path):
 
 def test_test_split_alone_decodes_no_training_image(tmp_path, monkeypatch):
     root = write_folders(tmp_path / "d", n_train=2, n_test=1)
-    decode = data_lib._decode
+    decode = images_lib._decode
 
     def test_images_only(path):
         assert "train" not in path.parts, f"decoded the training image {path}"
         return decode(path)
 
-    monkeypatch.setattr(data_lib, "_decode", test_images_only)
+    monkeypatch.setattr(images_lib, "_decode", test_images_only)
     part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
     assert len(part.x_train) == len(part.y_train) == 0
-    monkeypatch.setattr(data_lib, "_decode", decode)
+    monkeypatch.setattr(images_lib, "_decode", decode)
     whole = load(root, tmp_path)
     np.testing.assert_array_equal(part.x_test, whole.x_test)
     np.testing.assert_array_equal(part.y_test, whole.y_test)
@@ -184,7 +188,7 @@ def test_test_split_alone_decodes_no_training_image(tmp_path, monkeypatch):
 def test_test_split_alone_reads_a_full_cache_entry(tmp_path, monkeypatch):
     root = write_folders(tmp_path / "d", n_train=2, n_test=1)
     whole = load(root, tmp_path)
-    monkeypatch.setattr(data_lib, "_decode", lambda path: pytest.fail(f"decoded {path} despite the cache"))
+    monkeypatch.setattr(images_lib, "_decode", lambda path: pytest.fail(f"decoded {path} despite the cache"))
     part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(part.x_test, whole.x_test)
     assert len(part.x_train) == 0
@@ -203,7 +207,7 @@ def test_test_split_alone_of_a_kaggle_folder_is_its_hold_out(tmp_path):
 @pytest.fixture(scope="module")
 def forty_per_class():
     x, y = synthetic_images(40, seed=5)
-    return data_lib.ImageData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
+    return ImageData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
 
 
 def test_validation_split_is_stratified_and_seeded(forty_per_class):

@@ -120,7 +120,8 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cifar_core.data.loader import DataError, match_classes, missing_classes
+    from cifar_core.data.images import DataError
+    from cifar_core.data.loader import match_classes, missing_classes
     from cifar_core.data.health import blocking_message
     from cifar_core.model.vgg import WeightsError
     from cifar_core.base.errors import disk_full, error_text
@@ -214,6 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core.predict import calibration
     from cifar_core.data import loader as data_lib
+    from cifar_core.data.splits import make_splits
     from cifar_core.data.classes import model_class_names
     from cifar_core.predict.evaluate import evaluate_model
     from cifar_core.model.vgg import load_model
@@ -238,7 +240,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     class_names = model_class_names(choice.model_path, int(model.output_shape[-1]))
     data = data_lib.load_dataset(config.resolved_data_dir(), skip_bad=config.skip_bad or args.skip_bad, progress=_tqdm_progress())
     data = data_lib.select_classes(data, class_names)  # the model's classes, labelled in its output order
-    splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
+    splits = make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
     interp = evaluate_model(model, x, y, input_size=int(model.input_shape[1]), tta=tta, progress=_tqdm_progress(),
                             class_names=class_names)

@@ -17,7 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_core.data.loader import NATIVE_SIZE, preprocess
+from cifar_core.data.images import NATIVE_SIZE
+from cifar_core.data.pipeline import preprocess
 from cifar_core.explain.base import ExplainError, Explainer, Progress
 
 MIN_MAP_SIZE = 8

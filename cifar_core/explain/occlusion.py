@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from cifar_core.data.loader import NATIVE_SIZE
+from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.explain.base import GREY, ExplainError, Explainer, Progress, peak_scaled
 
 PATCH = 8

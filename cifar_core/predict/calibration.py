@@ -217,6 +217,7 @@ def fit_for_model(model_path: Path, config, data_dir: str | None = None, progres
     `config` is the run's TrainConfig; `data_dir` overrides its data folder.
     """
     from cifar_core.data import loader as data_lib
+    from cifar_core.data.splits import make_splits
     from cifar_core.data.classes import model_class_names
     from cifar_core.predict.forward import predict_probs
     from cifar_core.model.vgg import load_model
@@ -227,7 +228,7 @@ def fit_for_model(model_path: Path, config, data_dir: str | None = None, progres
     data = data_lib.load_dataset(data_dir or config.resolved_data_dir(), skip_bad=config.skip_bad, progress=progress,
                                  limit=config.limit)  # as training loaded it: make_splits keeps the same images
     data = data_lib.select_classes(data, class_names)  # the model's classes, labelled in its output order
-    splits = data_lib.make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
+    splits = make_splits(data, val_fraction=config.val_fraction, seed=config.seed, limit=config.limit)
     probs = predict_probs(model, splits.x_val, input_size=int(model.input_shape[1]), tta=bool(config.tta), progress=progress)
     calibration = fit(probs, splits.y_val, tta=bool(config.tta))
     write(model_path.parent, calibration)

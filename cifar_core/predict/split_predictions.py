@@ -11,7 +11,8 @@ import pandas as pd
 from cifar_core.predict import calibration
 from cifar_core.config import TrainConfig
 from cifar_core.data.locate import resolve_data_dir
-from cifar_core.data.loader import ImageData, DataError, load_dataset, load_test_split, select_classes
+from cifar_core.data.images import DataError, ImageData
+from cifar_core.data.loader import load_dataset, load_test_split, select_classes
 from cifar_core.predict.evaluate import Interpretation, evaluate_model
 from cifar_core.runs.model_choice import ModelChoice
 
