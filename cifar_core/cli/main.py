@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from cifar_core.base import paths
 from cifar_core.data import locate
+from cifar_core.explain import registry as explain_methods
 from cifar_core.training import presets
 from cifar_core.config import ConfigError, TrainConfig, field_kind, parse_config, parse_number
 
@@ -336,7 +337,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cifar_core.runs.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(_store(args), args.model).model_path)
-    methods = tuple(explain.METHODS if args.method == "all" else [args.method])
+    methods = explain_methods.names() if args.method == "all" else (args.method,)
     if args.layers and "gradcam" not in methods:
         _stderr("error: --layers: layers are Grad-CAM's; use --method gradcam or all")
         return EXIT_USAGE
@@ -613,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--top", type=_whole(1, 1000), default=3, help="classes to list per file, from 1 to the model's number of classes")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write an explanation overlay PNG of each top class here")
-    p.add_argument("--explain-method", choices=("occlusion", "gradcam"), default=None,
+    p.add_argument("--explain-method", choices=explain_methods.names(), default=None,
                    help="the overlays' method (default: occlusion, whose maps pass the deletion check on the shipped model; "
                         "gradcam when --layer is given)")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
@@ -622,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("explain", "check that each explanation method (occlusion; Grad-CAM per layer) highlights what the prediction "
                        "depends on (blank hottest vs coldest part); the last line is the default method", aliases=["gradcam"])
-    p.add_argument("--method", choices=("all", "occlusion", "gradcam"), default="all",
+    p.add_argument("--method", choices=("all", *explain_methods.names()), default="all",
                    help="the methods to check (default: all; occlusion is checked first, then Grad-CAM's layers)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help="run id, run folder, .keras file or model folder; default: the most accurate model")
     p.add_argument("--data-dir", default=None)
