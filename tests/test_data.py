@@ -12,8 +12,10 @@ from PIL import Image
 
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data import images as images_lib
+from cifar_core.data import layouts
 from cifar_core.data import loader as data_lib
 from cifar_core.data.images import DataError, ImageData
+from cifar_core.data.layouts.base import Layout
 from cifar_core.data.loader import describe_source, load_dataset
 from cifar_core.data.pipeline import image_batches, make_dataset
 from cifar_core.data.splits import make_splits
@@ -75,6 +77,40 @@ def test_unrecognised_folder_lists_accepted_layouts(tmp_path):
         load(tmp_path / "empty", tmp_path)
     for layout in ("image folders", "Kaggle", "python batches", "--data-dir", "CIFAR10_DIR"):
         assert layout in str(info.value)
+
+
+def test_a_new_layout_is_one_layout_and_one_registry_entry(tmp_path, monkeypatch):
+    """Detection, the status summary, loading and the decode cache all go through the registered layout object."""
+
+    class Npz(Layout):
+        name = "npz"
+        help = "npz: <dir>/data.npz"
+
+        def detect(self, root):
+            return root if (root / "data.npz").is_file() else None
+
+        def classes(self, folder):
+            return ("a", "b")
+
+        def counts(self, folder):
+            return {"train": 4, "test": 2}
+
+        def source_files(self, folder):
+            return [folder / "data.npz"]
+
+        def load(self, folder, *, skip_bad, progress, limit=None, splits=("train", "test")):
+            x = np.load(folder / "data.npz")["x"]
+            return ImageData(x[:4], np.array([0, 1, 0, 1]), x[4:], np.array([0, 1]), source=f"npz at {folder}", class_names=("a", "b"))
+
+    monkeypatch.setattr(layouts, "LAYOUTS", (*layouts.LAYOUTS, Npz()))
+    root = tmp_path / "n"
+    root.mkdir()
+    np.savez(root / "data.npz", x=synthetic_images(1, seed=3)[0][:6])
+    assert describe_source(str(root)) == {"ok": True, "layout": "npz", "path": str(root), "counts": {"train": 4, "test": 2},
+                                          "class_names": ("a", "b")}
+    data = load(root, tmp_path)
+    assert data.class_names == ("a", "b") and data.x_test.shape == (2, 32, 32, 3)
+    assert load(root, tmp_path).source == data.source  # read back from the decode cache
 
 
 # ---------------------------------------------------------------- keras download fallback

@@ -12,22 +12,21 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_core.explain import faithfulness
+from cifar_core.explain import faithfulness, registry
 from cifar_core.analysis.embeddings import data_key, model_key
 from cifar_core.explain.base import ExplainError, Explainer, Progress
-from cifar_core.explain.registry import METHODS, method_named
 from cifar_core.predict.inference import Classifier
 from cifar_core.base.paths import cache_dir
 
 INPUT = "input"  # how a method that works on the image itself (occlusion) names its "layer" where one is asked for
 
 
-def make(classifier: Classifier, method: str = METHODS[0].method, layer: str | None = None) -> Explainer:
+def make(classifier: Classifier, method: str = registry.METHODS[0].method, layer: str | None = None) -> Explainer:
     """The explainer of `method` for this model (`layer` only for a method that takes one, such as Grad-CAM;
     occlusion works on the image)."""
-    kind = method_named(method)
+    kind = registry.method_named(method)
     if not kind.takes_layer and layer not in (None, INPUT):
-        layered = " or ".join(m.name for m in METHODS if m.takes_layer)
+        layered = " or ".join(m.name for m in registry.METHODS if m.takes_layer)
         raise ExplainError(f"{method} works on the image itself and takes no layer (got {layer!r}); layers are {layered}'s.")
     return kind.for_classifier(classifier, None if layer == INPUT else layer)
 
@@ -38,13 +37,13 @@ def candidates(model: keras.Model, methods: tuple[str, ...] | None = None, layer
 
     `layers` limits the layers of the methods that take one (in the order given).
     """
-    return [(m.method, layer) for m in METHODS if methods is None or m.method in methods
+    return [(m.method, layer) for m in registry.METHODS if methods is None or m.method in methods
             for layer in (layers if layers is not None and m.takes_layer else m.layers(model))]
 
 
 def label(method: str, layer: str | None) -> str:
     """How a (method, layer) pair is named to the user."""
-    return method_named(method).label(layer)
+    return registry.method_named(method).label(layer)
 
 
 def pick_default(rows: list[dict]) -> dict:
