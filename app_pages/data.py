@@ -174,7 +174,7 @@ def health(data_dir: str) -> dict:
         bar.empty()
 
 
-if (layout := describe_source(data_dir).get("layout")) not in (None, "folders"):
+if layout := dataset_health.other_layout(data_dir):
     st.info(f"This dataset is in the {layout} layout: the health report reads image-folder datasets "
             "(train/<class>/ and test/<class>/).", icon=":material/info:")
     st.stop()

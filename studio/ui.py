@@ -33,7 +33,8 @@ from cifar_core.predict import calibration
 from cifar_core.predict.calibration import CalibrationError
 from cifar_core.data.classes import ClassesError
 from cifar_core.config import TrainConfig
-from cifar_core.data.loader import DataError, describe_source
+from cifar_core.data.images import DataError
+from cifar_core.data.loader import describe_source
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.explain.base import Explainer
 from cifar_core.explain.faithfulness import check_images, check_sentence

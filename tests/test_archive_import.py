@@ -137,11 +137,11 @@ def test_the_declared_total_is_limited(tmp_path, isolated_artifacts):
 
 
 def test_too_many_tiny_files_are_refused_before_any_is_read(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core.data import archive_import
+    from cifar_core.data import imported
 
     members = {f"{cls}/{i}.png": b"x" for cls in ("cat", "dog") for i in range(40)}
     source = make_zip(tmp_path / "many.zip", members)
-    monkeypatch.setattr(archive_import, "to_input_image", lambda *a: pytest.fail("an image was decoded"))
+    monkeypatch.setattr(imported, "to_input_image", lambda *a: pytest.fail("an image was decoded"))
     with pytest.raises(ArchiveError, match="more than 50 files and folders"):
         import_dataset(source, "d", limits=Limits(members=50))
     nothing_left(isolated_artifacts)

@@ -11,7 +11,8 @@ from PIL import Image
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.classes import ClassesError, model_class_names, write_class_names
 from cifar_core.config import ConfigError, parse_config
-from cifar_core.data.loader import DataError, load_dataset, select_classes
+from cifar_core.data.images import DataError
+from cifar_core.data.loader import load_dataset, select_classes
 from tests.conftest import synthetic_images, tiny_config
 
 SUBSET = ("cat", "dog", "ship")
@@ -133,7 +134,7 @@ def test_class_folders_with_unusable_names_are_refused_in_words(tmp_path):
     root = write_custom_folders(tmp_path / "d", ["tulip", "rose", "x" * 201])
     with pytest.raises(DataError, match="cannot all be class names: class names may be at most 200 characters"):
         load_dataset(str(root), cache_dir=tmp_path / "cache")
-    from cifar_core.data.loader import folder_census
+    from cifar_core.data.census import folder_census
 
     found = [p for p in folder_census(root)["problems"] if p["kind"] == "class_names"]  # the Data page's health report
     assert len(found) == 1 and found[0]["blocking"] and "rename them" in found[0]["message"]

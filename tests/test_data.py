@@ -1,4 +1,4 @@
-"""cifar_core.data.loader: every layout, the Keras fallback, the decode cache, splits, bad data and the tf.data pipeline."""
+"""cifar_core.data (loader, images, layouts, splits, pipeline): every layout, the Keras fallback, the decode cache, splits, bad data and the tf.data pipeline."""
 
 import csv
 import os
@@ -11,8 +11,14 @@ from conftest import synthetic_images, write_batches, write_folders, write_kaggl
 from PIL import Image
 
 from cifar_core.data.classes import CLASS_NAMES
+from cifar_core.data import images as images_lib
+from cifar_core.data import layouts
 from cifar_core.data import loader as data_lib
-from cifar_core.data.loader import DataError, describe_source, image_batches, load_dataset, make_dataset, make_splits
+from cifar_core.data.images import DataError, ImageData
+from cifar_core.data.layouts.base import Layout
+from cifar_core.data.loader import describe_source, load_dataset
+from cifar_core.data.pipeline import image_batches, make_dataset
+from cifar_core.data.splits import make_splits
 
 
 def load(root, tmp_path, **kw):
@@ -73,6 +79,40 @@ def test_unrecognised_folder_lists_accepted_layouts(tmp_path):
         assert layout in str(info.value)
 
 
+def test_a_new_layout_is_one_layout_and_one_registry_entry(tmp_path, monkeypatch):
+    """Detection, the status summary, loading and the decode cache all go through the registered layout object."""
+
+    class Npz(Layout):
+        name = "npz"
+        help = "npz: <dir>/data.npz"
+
+        def detect(self, root):
+            return root if (root / "data.npz").is_file() else None
+
+        def classes(self, folder):
+            return ("a", "b")
+
+        def counts(self, folder):
+            return {"train": 4, "test": 2}
+
+        def source_files(self, folder):
+            return [folder / "data.npz"]
+
+        def load(self, folder, *, skip_bad, progress, limit=None, splits=("train", "test")):
+            x = np.load(folder / "data.npz")["x"]
+            return ImageData(x[:4], np.array([0, 1, 0, 1]), x[4:], np.array([0, 1]), source=f"npz at {folder}", class_names=("a", "b"))
+
+    monkeypatch.setattr(layouts, "LAYOUTS", (*layouts.LAYOUTS, Npz()))
+    root = tmp_path / "n"
+    root.mkdir()
+    np.savez(root / "data.npz", x=synthetic_images(1, seed=3)[0][:6])
+    assert describe_source(str(root)) == {"ok": True, "layout": "npz", "path": str(root), "counts": {"train": 4, "test": 2},
+                                          "class_names": ("a", "b")}
+    data = load(root, tmp_path)
+    assert data.class_names == ("a", "b") and data.x_test.shape == (2, 32, 32, 3)
+    assert load(root, tmp_path).source == data.source  # read back from the decode cache
+
+
 # ---------------------------------------------------------------- keras download fallback
 
 
@@ -126,7 +166,7 @@ def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     def no_decoding(path):
         raise AssertionError(f"decoded {path} despite the cache")
 
-    monkeypatch.setattr(data_lib, "_decode", no_decoding)
+    monkeypatch.setattr(images_lib, "_decode", no_decoding)
     second = load(root, tmp_path)
     np.testing.assert_array_equal(second.x_train, first.x_train)
     np.testing.assert_array_equal(second.y_test, first.y_test)
@@ -164,16 +204,16 @@ def test_progress_is_reported_while_decoding(tmp_path):
 
 def test_test_split_alone_decodes_no_training_image(tmp_path, monkeypatch):
     root = write_folders(tmp_path / "d", n_train=2, n_test=1)
-    decode = data_lib._decode
+    decode = images_lib._decode
 
     def test_images_only(path):
         assert "train" not in path.parts, f"decoded the training image {path}"
         return decode(path)
 
-    monkeypatch.setattr(data_lib, "_decode", test_images_only)
+    monkeypatch.setattr(images_lib, "_decode", test_images_only)
     part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
     assert len(part.x_train) == len(part.y_train) == 0
-    monkeypatch.setattr(data_lib, "_decode", decode)
+    monkeypatch.setattr(images_lib, "_decode", decode)
     whole = load(root, tmp_path)
     np.testing.assert_array_equal(part.x_test, whole.x_test)
     np.testing.assert_array_equal(part.y_test, whole.y_test)
@@ -184,7 +224,7 @@ def test_test_split_alone_decodes_no_training_image(tmp_path, monkeypatch):
 def test_test_split_alone_reads_a_full_cache_entry(tmp_path, monkeypatch):
     root = write_folders(tmp_path / "d", n_train=2, n_test=1)
     whole = load(root, tmp_path)
-    monkeypatch.setattr(data_lib, "_decode", lambda path: pytest.fail(f"decoded {path} despite the cache"))
+    monkeypatch.setattr(images_lib, "_decode", lambda path: pytest.fail(f"decoded {path} despite the cache"))
     part = data_lib.load_test_split(str(root), cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(part.x_test, whole.x_test)
     assert len(part.x_train) == 0
@@ -203,7 +243,7 @@ def test_test_split_alone_of_a_kaggle_folder_is_its_hold_out(tmp_path):
 @pytest.fixture(scope="module")
 def forty_per_class():
     x, y = synthetic_images(40, seed=5)
-    return data_lib.ImageData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
+    return ImageData(x, y, x[:10], y[:10], source="synthetic", class_names=CLASS_NAMES)
 
 
 def test_validation_split_is_stratified_and_seeded(forty_per_class):

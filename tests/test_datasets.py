@@ -18,7 +18,8 @@ from PIL import Image
 from cifar_core.cli import main as cli
 from cifar_core.cli.train import config_from_args
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.data.loader import DataError, data_cache_folder, load_dataset
+from cifar_core.data.images import DataError
+from cifar_core.data.loader import data_cache_folder, load_dataset
 from cifar_core.data.health import blocking_message, check_dataset, samples
 from cifar_core.data.imported import DatasetError, import_dataset, list_datasets
 from cifar_core.data.locate import data_dir, datasets_root, resolve_data_dir
@@ -153,12 +154,12 @@ def test_an_existing_name_is_refused_unless_replaced(tmp_path, isolated_artifact
 
 
 def test_a_failure_half_way_leaves_nothing_behind(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core.data import archive_import
+    from cifar_core.data import imported
 
     source = make_zip(tmp_path / "a.zip", class_members({"cat": 6, "dog": 6}))
     import_dataset(source, "d")
     before = sorted(p.relative_to(datasets_root()) for p in datasets_root().rglob("*"))
-    decode = archive_import.to_input_image
+    decode = imported.to_input_image
     calls = []
 
     def failing(data, size):
@@ -167,7 +168,7 @@ def test_a_failure_half_way_leaves_nothing_behind(tmp_path, isolated_artifacts, 
             raise KeyboardInterrupt("stopped half-way")
         return decode(data, size)
 
-    monkeypatch.setattr(archive_import, "to_input_image", failing)
+    monkeypatch.setattr(imported, "to_input_image", failing)
     with pytest.raises(KeyboardInterrupt):
         import_dataset(source, "d", replace=True)
     assert sorted(p.relative_to(datasets_root()) for p in datasets_root().rglob("*")) == before  # the old one untouched

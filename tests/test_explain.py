@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from cifar_core.explain import check as explain
-from cifar_core.explain import faithfulness
+from cifar_core.explain import faithfulness, registry
 from cifar_core.cli.main import main
-from cifar_core.explain.base import GREY, ExplainError
+from cifar_core.explain.base import GREY, ExplainError, Explainer
 from cifar_core.explain.gradcam import GradCam
 from cifar_core.predict.inference import Classifier
 from cifar_core.explain.occlusion import Occlusion
@@ -114,6 +114,30 @@ def test_candidates_put_occlusion_then_grad_cams_default_layer_first(tiny_run):
     assert explain.candidates(model, ("gradcam",), ["block2_relu1"]) == [("gradcam", "block2_relu1")]
     rows = [{"faithful": False, "n": 0}, {"faithful": True, "n": 1}, {"faithful": True, "n": 2}]
     assert explain.pick_default(rows)["n"] == 1 and explain.pick_default(rows[:1])["n"] == 0
+
+
+def test_a_new_method_is_one_explainer_and_one_registry_entry(tiny_run, monkeypatch):
+    """The CLI's choices, the candidates (the pages' picker), the labels and `make` all read the registry."""
+    from cifar_core.cli.main import build_parser
+
+    class Blank(Explainer):
+        method, name, takes_layer, layer, map_size = "blank", "Blank", False, None, 1
+
+        @classmethod
+        def for_classifier(cls, classifier, layer=None):
+            return cls()
+
+        @classmethod
+        def label(cls, layer):
+            return "Blank (nothing)"
+
+    monkeypatch.setattr(registry, "METHODS", (*registry.METHODS, Blank))
+    store, summary = tiny_run
+    classifier = Classifier(store.get(summary["run_id"]).model_path)
+    assert explain.candidates(classifier.model)[-1] == ("blank", None) and explain.label("blank", None) == "Blank (nothing)"
+    assert isinstance(explain.make(classifier, "blank"), Blank)
+    assert build_parser().parse_args(["explain", "--method", "blank"]).method == "blank"
+    assert build_parser().parse_args(["predict", "--explain-method", "blank", "f.png"]).explain_method == "blank"
 
 
 class RegionClassifier:

@@ -11,7 +11,7 @@ from conftest import tiny_config
 from PIL import Image
 
 from cifar_core.cli.main import main
-from cifar_core.data.loader import preprocess
+from cifar_core.data.pipeline import preprocess
 from cifar_core.explain.base import overlay
 from cifar_core.explain.gradcam import GradCam, GradCamError, cam_layers, default_layer
 from cifar_core.model.vgg import build_base, build_head, build_model

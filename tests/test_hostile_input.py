@@ -287,7 +287,8 @@ def test_cifar_batches_load_but_a_pickle_that_runs_code_is_refused(tmp_path):
     import os
     import pickle
 
-    from cifar_core.data.loader import DataError, load_dataset
+    from cifar_core.data.images import DataError
+    from cifar_core.data.loader import load_dataset
 
     root = write_batches(tmp_path / "good")
     batch = root / "cifar-10-batches-py" / "data_batch_1"
@@ -570,7 +571,8 @@ def folders(tmp_path) -> Path:
 
 
 def test_training_images_get_the_upload_pixel_limits(folders, tmp_path):
-    from cifar_core.data.loader import DataError, load_dataset
+    from cifar_core.data.images import DataError
+    from cifar_core.data.loader import load_dataset
 
     (folders / "train" / "cat" / "bomb.png").write_bytes(png_header_only(12000, 12000))
     (folders / "train" / "dog" / "bomb.webp").write_bytes(BOMBS["webp_vp8l_16383x4000"])
@@ -584,7 +586,8 @@ def test_training_images_get_the_upload_pixel_limits(folders, tmp_path):
 
 
 def test_dangling_links_and_link_loops_in_the_data_are_named_and_skippable(folders, tmp_path):
-    from cifar_core.data.loader import DataError, describe_source, load_dataset
+    from cifar_core.data.images import DataError
+    from cifar_core.data.loader import describe_source, load_dataset
 
     cat = folders / "train" / "cat"
     (cat / "dangling.png").symlink_to(tmp_path / "nowhere.png")

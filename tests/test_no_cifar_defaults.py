@@ -68,6 +68,6 @@ def test_the_check_finds_a_cifar_default():
 
 def test_no_engine_function_defaults_to_cifar10_classes():
     checked = dict(engine_callables())
-    assert "cifar_core.predict.evaluate.evaluate_model" in checked and "cifar_core.data.loader.ImageData" in checked  # it looked
+    assert "cifar_core.predict.evaluate.evaluate_model" in checked and "cifar_core.data.images.ImageData" in checked  # it looked
     offenders = {name: found for name, func in checked.items() if (found := cifar_defaults(func))}
     assert not offenders, f"default to CIFAR-10's classes (pass the run's or the model's instead): {offenders}"

@@ -6,6 +6,7 @@ import pytest
 from conftest import tiny_config
 
 from cifar_core.data import loader as data_lib
+from cifar_core.data.splits import make_splits
 from cifar_core.model import optimizer as optimizer_lib
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.model.ema import SwapEMAWeights, batchnorm_layers, ema_callbacks, recompute_batchnorm
@@ -117,7 +118,7 @@ def test_ema_run_checkpoints_the_average_with_its_own_batchnorm_statistics(tiny_
     # The checkpoint holds the average, which trails the raw weights (here 5% less far from the start).
     assert 0 < averaged < 0.98 * raw
     # Its BatchNorm statistics are measured under it, on the sample ema_callbacks draws.
-    splits = data_lib.make_splits(data_lib.load_dataset(config.data_dir), val_fraction=config.val_fraction, seed=config.seed)
+    splits = make_splits(data_lib.load_dataset(config.data_dir), val_fraction=config.val_fraction, seed=config.seed)
     [callback] = ema_callbacks(config, saved, splits.x_train, splits.y_train)
     stats = lambda: [keras.ops.convert_to_numpy(v) for bn in batchnorm_layers(saved) for v in (bn.moving_mean, bn.moving_variance)]
     checkpointed = stats()

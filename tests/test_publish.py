@@ -11,7 +11,7 @@ import pytest
 
 from cifar_core.cli import main as cli
 from cifar_core.ship import publish
-from cifar_core.data.loader import DataError
+from cifar_core.data.images import DataError
 from cifar_core.model.vgg import load_model
 from cifar_core.ship.publish import RUN_FILES, publish_run, swap_in
 from cifar_core.runs.store import RunError, RunStore

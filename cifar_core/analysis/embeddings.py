@@ -70,7 +70,7 @@ def layout_layer(base: keras.Model) -> str:
 
 def compute_embeddings(model: keras.Model, x: np.ndarray, progress: Progress | None = None, kind: str = "penultimate") -> np.ndarray:
     """Float32 features (N, D) of uint8 images `x` (N, 32, 32, 3), in batches."""
-    from cifar_core.data.loader import image_batches
+    from cifar_core.data.pipeline import image_batches
 
     extractor = feature_model(model, kind)
     out, done = [], 0

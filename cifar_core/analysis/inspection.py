@@ -11,7 +11,7 @@ import numpy as np
 from cifar_core.predict import calibration
 from cifar_core.analysis import duplicates
 from cifar_core.analysis import label_issues
-from cifar_core.data.loader import ImageData
+from cifar_core.data.images import ImageData
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.predict.forward import predict_probs
 from cifar_core.predict.inference import trained_with_tta

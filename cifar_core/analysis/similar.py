@@ -60,7 +60,8 @@ class Describer:
     def __init__(self, model: keras.Model):
         import tensorflow as tf
 
-        from cifar_core.data.loader import NATIVE_SIZE, preprocess
+        from cifar_core.data.images import NATIVE_SIZE
+        from cifar_core.data.pipeline import preprocess
 
         extractor, size = descriptor_model(model), int(model.input_shape[1])
 

@@ -46,10 +46,13 @@ from PIL import Image
 
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.model import frozen_features as features
-from cifar_core.data import loader as data_lib
+from cifar_core.data import pipeline
 from cifar_core.base.atomic_io import atomic_save_model
 from cifar_core.config import TrainConfig
-from cifar_core.data.loader import load_dataset, make_dataset, preprocess
+from cifar_core.data.images import ImageData
+from cifar_core.data.loader import load_dataset
+from cifar_core.data.pipeline import make_dataset, preprocess
+from cifar_core.data.splits import Splits, make_splits
 from cifar_core.predict.evaluate import evaluate_model
 from cifar_core.predict.forward import predict_probs
 from cifar_core.predict.inference import Classifier, load_image
@@ -131,7 +134,7 @@ def run_bench(data_dir: str | None, quick: bool, echo: Echo | None = None, *, si
         timer = _SectionTimer(say)
         with timer("loading data"):
             data, result["first_load_seconds"], result["cached_load_seconds"] = _timed_loads(data_dir, cache)
-        splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
+        splits = make_splits(data, val_fraction=0.1, seed=0)
         with timer("head epoch, cached features vs frozen base on every image"):
             result.update(bench_head_epoch(splits, sizes))
         with timer("fine-tuning throughput and accuracy"):
@@ -189,7 +192,7 @@ def write_synthetic(root: Path, n_train: int, n_test: int, seed: int = 0) -> Pat
     return root
 
 
-def _timed_loads(data_dir: str, cache: Path | None) -> tuple[data_lib.ImageData, float, float]:
+def _timed_loads(data_dir: str, cache: Path | None) -> tuple[ImageData, float, float]:
 
     t0 = time.perf_counter()
     load_dataset(data_dir, cache_dir=cache)
@@ -228,7 +231,7 @@ def _preprocessed(x: np.ndarray) -> np.ndarray:
     return np.asarray(preprocess(x), dtype=np.float32)
 
 
-def bench_head_epoch(splits: data_lib.Splits, sizes: BenchSizes) -> dict:
+def bench_head_epoch(splits: Splits, sizes: BenchSizes) -> dict:
     """Seed: the full model with a frozen base fit on images. Project: the head fit on cached features."""
     config = TrainConfig(weights="none", batch_size=sizes.head_batch)
     keras.utils.set_random_seed(0)
@@ -238,7 +241,7 @@ def bench_head_epoch(splits: data_lib.Splits, sizes: BenchSizes) -> dict:
     set_freeze(base, "all")
     # A random subset: the splits are ordered by class folder.
     pick = np.random.default_rng(0).permutation(len(splits.x_train))[: sizes.head_images]
-    x, y = splits.x_train[pick], data_lib.one_hot(splits.y_train[pick], classes)
+    x, y = splits.x_train[pick], pipeline.one_hot(splits.y_train[pick], classes)
     steps = -(-len(x) // config.batch_size)
     phase = Phase("head", 1, config.lr, "all")
 
@@ -283,12 +286,12 @@ def _fit_steps(model: keras.Model, config: TrainConfig, x: np.ndarray, y: np.nda
                           num_classes=int(model.output_shape[-1]))
         model.fit(ds, epochs=1, shuffle=False, callbacks=[clock], verbose=0)
     else:
-        model.fit(_preprocessed(x), data_lib.one_hot(y, int(model.output_shape[-1])), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
+        model.fit(_preprocessed(x), pipeline.one_hot(y, int(model.output_shape[-1])), batch_size=config.batch_size, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
     wall, cpu = clock.per_step()
     return config.batch_size / wall, config.batch_size / cpu
 
 
-def bench_finetune(splits: data_lib.Splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[dict, Path]:
+def bench_finetune(splits: Splits, sizes: BenchSizes, bf16: bool, work: Path) -> tuple[dict, Path]:
     """Both paths take the same steps over the same images from one briefly trained checkpoint.
 
     A few steps from random init only compare chance-level models. So, as in the
@@ -308,7 +311,7 @@ def bench_finetune(splits: data_lib.Splits, sizes: BenchSizes, bf16: bool, work:
     set_freeze(base, "all")
     compile_phase(head, baseline_cfg, Phase("head", sizes.pretrain_epochs, PRETRAIN_LR, "all"), -(-len(pre) // bs))
     feats = features.compute_base_features(base, splits.x_train[pre], input_size=baseline_cfg.input_size)
-    head.fit(feats, data_lib.one_hot(splits.y_train[pre], classes), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
+    head.fit(feats, pipeline.one_hot(splits.y_train[pre], classes), batch_size=bs, epochs=sizes.pretrain_epochs, shuffle=True, verbose=0)
     set_freeze(base, "none")
     project = build_model(project_cfg, num_classes=classes)
     set_freeze(project.get_layer("base"), "none")
@@ -443,7 +446,7 @@ def bench_peak_rss(data_dir: str, cache: Path | None, sizes: BenchSizes, bf16: b
 def rss_child(args: dict) -> None:
     """Run in the child: train.py's fine-tuning setup (all data loaded, augmentation on), then print peak RSS."""
     data = load_dataset(args["data_dir"], cache_dir=Path(args["cache"]) if args["cache"] else None)
-    splits = data_lib.make_splits(data, val_fraction=0.1, seed=0)
+    splits = make_splits(data, val_fraction=0.1, seed=0)
     config = finetune_config(args["bf16"], args["batch"])
     model = build_model(config, num_classes=len(splits.class_names))
     set_freeze(model.get_layer("base"), "none")

@@ -12,13 +12,14 @@ from pathlib import Path
 from cifar_core.base import paths
 from cifar_core.cli.common import EXIT_USAGE, MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, fraction, print_json, run_store, stderr, tqdm_progress, whole
 from cifar_core.data import locate
+from cifar_core.explain import registry as explain_methods
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
     p.add_argument("--top", type=whole(1, 1000), default=3, help="classes to list per file, from 1 to the model's number of classes")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write an explanation overlay PNG of each top class here")
-    p.add_argument("--explain-method", choices=("occlusion", "gradcam"), default=None,
+    p.add_argument("--explain-method", choices=explain_methods.names(), default=None,
                    help="the overlays' method (default: occlusion, whose maps pass the deletion check on the shipped model; "
                         "gradcam when --layer is given)")
     p.add_argument("--layer", default=None, help="the Grad-CAM layer (default: the deepest at least 8x8)")
@@ -76,7 +77,7 @@ def _write_overlays(classifier, results, folder: Path, method: str, layer: str |
 def add_explain(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "explain", "check that each explanation method (occlusion; Grad-CAM per layer) highlights what the prediction "
                                     "depends on (blank hottest vs coldest part); the last line is the default method", aliases=["gradcam"])
-    p.add_argument("--method", choices=("all", "occlusion", "gradcam"), default="all",
+    p.add_argument("--method", choices=("all", *explain_methods.names()), default="all",
                    help="the methods to check (default: all; occlusion is checked first, then Grad-CAM's layers)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
     p.add_argument("--data-dir", default=None)
@@ -97,7 +98,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cifar_core.runs.model_choice import resolve_model
 
     classifier = Classifier(resolve_model(run_store(args), args.model).model_path)
-    methods = tuple(explain.METHODS if args.method == "all" else [args.method])
+    methods = explain_methods.names() if args.method == "all" else (args.method,)
     if args.layers and "gradcam" not in methods:
         stderr("error: --layers: layers are Grad-CAM's; use --method gradcam or all")
         return EXIT_USAGE

@@ -138,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _report_failure(err: BaseException, store, failed_id: str | None, started_dir) -> None:
     """Say why training ended early (a traceback only for an unexpected error) and print its JSON line."""
     from cifar_core.base.errors import disk_full, error_text
-    from cifar_core.data.loader import DataError
+    from cifar_core.data.images import DataError
     from cifar_core.model.vgg import WeightsError
     from cifar_core.runs.store import LIVE, RunError
 

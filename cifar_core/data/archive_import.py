@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import lzma
 import os
 import re
@@ -29,11 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-from PIL import Image, ImageOps
-
 from cifar_core.base.errors import StudioError
-from cifar_core.data.image_limits import MAX_FILE_BYTES, check_pixels, check_size, webp_canvas_size
+from cifar_core.data.image_limits import MAX_FILE_BYTES
 
 # A bigger dataset than CIFAR-10 (60,000 images, the studio's reference) fits, with room to spare; 100,000 tiny
 # files or more are refused before any is read: they would cost minutes and 100,000 files on disk for nothing.
@@ -379,24 +375,4 @@ def _folder_read(source: Path, accepted: list[int], max_bytes: int) -> Iterator[
         except OSError:
             data = None
         yield name, data if data is not None and len(data) <= max_bytes else None
-
-
-# ---------------------------------------------------------------- decoding
-
-
-def to_input_image(data: bytes, size: int) -> np.ndarray:
-    """An image file's bytes as uint8 RGB `size`x`size`, under the uploads' limits (image_limits);
-    ImageError or Pillow's errors for a file that is not a readable image."""
-    check_size(len(data))
-    if webp_size := webp_canvas_size(data):
-        check_pixels(webp_size)
-    with Image.open(io.BytesIO(data)) as im:
-        check_pixels(im.size)
-        # JPEG only: decode at a reduced scale close to the target (much less memory and time for photos).
-        im.draft("RGB", (size * 2, size * 2))
-        # Phone photos store their rotation in EXIF; applied once here, so the image is stored upright.
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
 

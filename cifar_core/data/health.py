@@ -1,7 +1,8 @@
 """The health report of an image-folder dataset: counts, balance, image sizes and modes, unreadable files,
 duplicates within and across splits, and the problems that block training, each saying how to fix it.
 
-The structure (classes, counts, blocking problems) comes from data.folder_census:
+The report reads the layouts whose images sit in class folders (`Layout.class_folders`: image folders).
+The structure (classes, counts, blocking problems) comes from census.folder_census:
 directory listings only, fast on any size. The rest needs every image opened
 once; that pass (`deep`) is cached as JSON under the decode cache folder, keyed
 like the decoded arrays by the files' names, sizes and modification times, so
@@ -32,9 +33,12 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cifar_core.data.loader import IMAGE_SUFFIXES, DataError, _files, data_cache_folder, detect_layout, folder_census
-from cifar_core.data.locate import resolve_data_dir
+from cifar_core.data.census import folder_census
 from cifar_core.data.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
+from cifar_core.data.images import DataError, image_files
+from cifar_core.data.layouts import detect_layout
+from cifar_core.data.loader import data_cache_folder
+from cifar_core.data.locate import resolve_data_dir
 
 Progress = Callable[[int, int, str], None]
 
@@ -111,27 +115,33 @@ def samples(data_dir: str | Path, per_class: int = 8) -> dict[str, list[str]]:
         if class_dir.is_symlink() or not class_dir.is_dir():
             out[name] = []
             continue
-        files = _image_files(class_dir)
+        files = image_files(class_dir)
         step = max(1, len(files) // max(1, per_class))
         out[name] = [str(p) for p in files[::step][:per_class]]
     return out
 
 
+def other_layout(data_dir: str | Path) -> str | None:
+    """The name of `data_dir`'s layout when the report cannot read it (its images are not in class folders),
+    else None: also for a folder without a dataset (checking it says why)."""
+    try:
+        layout, _ = detect_layout(Path(resolve_data_dir(str(data_dir))))
+    except (DataError, OSError):
+        return None
+    return None if layout.class_folders else layout.name
+
+
 def _folder(data_dir: str | Path) -> Path:
     resolved = resolve_data_dir(str(data_dir))
     layout, folder = detect_layout(Path(resolved))
-    if layout != "folders":
-        raise DataError(f"{folder} is a {layout} dataset; the health report reads image-folder datasets "
+    if not layout.class_folders:
+        raise DataError(f"{folder} is a {layout.name} dataset; the health report reads image-folder datasets "
                         "(train/<class>/*.png|jpg and test/<class>/*.png|jpg).")
     return folder
 
 
 def _problem(kind: str, name: str | None, message: str, blocking: bool) -> dict:
     return {"kind": kind, "class": name, "message": message, "blocking": blocking}
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return _files(folder, IMAGE_SUFFIXES)
 
 
 # ---------------------------------------------------------------- the deep pass
@@ -146,7 +156,7 @@ def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Pro
     except (OSError, ValueError):
         pass
     files = [(split, p) for split in ("train", "test") for name, n in census["counts"][split].items()
-             if n and not (folder / split / name).is_symlink() for p in _image_files(folder / split / name)]
+             if n and not (folder / split / name).is_symlink() for p in image_files(folder / split / name)]
     sizes, modes = Counter(), Counter()
     unreadable: list[str] = []
     exact: dict[str, list[tuple[str, str]]] = defaultdict(list)

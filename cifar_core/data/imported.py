@@ -20,14 +20,15 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from cifar_core.base.errors import StudioError
-from cifar_core.data.loader import NATIVE_SIZE, DataError, folder_census, load_dataset, stratified_split
+from cifar_core.data.archive_import import SKIP_REASONS, Limits, images, split_name
+from cifar_core.data.census import folder_census
+from cifar_core.data.images import NATIVE_SIZE, DataError, to_input_image
+from cifar_core.data.loader import load_dataset
 from cifar_core.data.locate import datasets_root, name_problem
-
-if TYPE_CHECKING:  # archive_import (Pillow, numpy) is imported only when a dataset is imported
-    from cifar_core.data.archive_import import Limits
+from cifar_core.data.splits import stratified_split
 
 DATASET_FILE = "dataset.json"
 SPLITS = ("train", "test")
@@ -85,8 +86,6 @@ def import_dataset(
         DatasetError (a bad name, an existing one) or archive_import.ArchiveError (a refused source);
         nothing is left behind either way.
     """
-    from cifar_core.data import archive_import
-
     if problem := name_problem(name):
         raise DatasetError(problem)
     if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
@@ -101,7 +100,7 @@ def import_dataset(
     _remove_stale(root)
     build = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{name}-"))
     try:
-        report = _build(source, build, archive_import.Limits() if limits is None else limits, test_fraction, seed, progress)
+        report = _build(source, build, Limits() if limits is None else limits, test_fraction, seed, progress)
         report = {"name": name, "path": str(final), **report}
         (build / DATASET_FILE).write_text(json.dumps({**report, "source": source.name, "imported": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                                          time.gmtime())}, indent=2))
@@ -165,7 +164,6 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
     import numpy as np
     from PIL import Image
 
-    from cifar_core.data.archive_import import SKIP_REASONS, images, split_name, to_input_image
     from cifar_core.data.classes import class_names_problem
 
     skipped: Counter = Counter()

@@ -2,16 +2,21 @@
 
 Grad-CAM (`gradcam.GradCam`) and occlusion sensitivity (`occlusion.Occlusion`) are both
 `Explainer`s, so the pages, the CLI and the deletion check (`faithfulness`) treat them alike.
+Each subclass is one method, listed once in `registry.METHODS` with its name, label and options.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import matplotlib
 import numpy as np
 
 from cifar_core.base.errors import StudioError
+
+if TYPE_CHECKING:
+    import keras
+
+    from cifar_core.predict.inference import Classifier
 
 GREY = 124  # about CIFAR-10's mean pixel: what a blanked or occluded region is filled with
 
@@ -23,12 +28,28 @@ class ExplainError(StudioError, ValueError):
 
 
 class Explainer:
-    """A method's heatmaps for one model (subclasses say how they are computed)."""
+    """A method's heatmaps for one model (subclasses say how they are computed, and describe the method)."""
 
-    method: str  # "occlusion" or "gradcam"
+    method: str  # the method's name in the CLI's choices, the check rows and the cache: "occlusion", "gradcam"
     name: str  # the method as the user reads it
+    takes_layer: bool  # it explains from a feature map of the model (chosen by layer); else it works on the input
     layer: str | None  # the feature map explained from; None for methods that work on the input
     map_size: int  # how many distinct cells the map has across (its resolution on the 32x32 image)
+
+    @classmethod
+    def for_classifier(cls, classifier: Classifier, layer: str | None = None) -> Explainer:
+        """The method's explainer for this model; `layer` (None: the method's default) only where it `takes_layer`."""
+        raise NotImplementedError
+
+    @classmethod
+    def layers(cls, model: keras.Model) -> list[str | None]:
+        """The layers worth checking on `model`, preferred first; [None] for a method that works on the input."""
+        return [None]
+
+    @classmethod
+    def label(cls, layer: str | None) -> str:
+        """How the method, at `layer`, is named to the user."""
+        raise NotImplementedError
 
     def heatmaps(self, images: np.ndarray, classes: np.ndarray | None = None,
                  progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +67,8 @@ class Explainer:
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """The image (uint8 HxWx3) with the heatmap (HxW in [0, 1]) blended over it in the jet colour map."""
+    import matplotlib  # here, not at the top: the method registry, which the CLI's parser reads, imports this module
+
     colours = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3] * 255
     return ((1 - alpha) * image.astype(np.float32) + alpha * colours).round().astype(np.uint8)
 

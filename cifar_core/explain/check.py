@@ -1,4 +1,4 @@
-"""Explanation methods by name, and the one a model's pages and CLI show by default.
+"""Explanation methods by name (from `registry.METHODS`), and the one a model's pages and CLI show by default.
 
 The default is the first method, in `candidates` order, whose maps pass the deletion check
 (`faithfulness`) on the model's test images: occlusion first, because it measures the very
@@ -12,49 +12,38 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_core.explain import faithfulness
+from cifar_core.explain import faithfulness, registry
 from cifar_core.analysis.embeddings import data_key, model_key
 from cifar_core.explain.base import ExplainError, Explainer, Progress
-from cifar_core.explain.gradcam import GradCam, cam_layers, default_layer
 from cifar_core.predict.inference import Classifier
-from cifar_core.explain.occlusion import PATCH, STRIDE, Occlusion
 from cifar_core.base.paths import cache_dir
 
-METHODS = ("occlusion", "gradcam")
 INPUT = "input"  # how a method that works on the image itself (occlusion) names its "layer" where one is asked for
 
 
-def make(classifier: Classifier, method: str = "occlusion", layer: str | None = None) -> Explainer:
-    """The explainer of `method` for this model (`layer` is Grad-CAM's; occlusion works on the image)."""
-    if method == "occlusion":
-        if layer not in (None, INPUT):
-            raise ExplainError(f"occlusion works on the image itself and takes no layer (got {layer!r}); layers are Grad-CAM's.")
-        # The model's own prediction function (its test-time augmentation included): the map explains what is shown.
-        return Occlusion(classifier.predict_arrays)
-    if method == "gradcam":
-        return GradCam(classifier.model, None if layer == INPUT else layer)
-    raise ExplainError(f"unknown explanation method {method!r}; use one of {', '.join(METHODS)}.")
+def make(classifier: Classifier, method: str = registry.METHODS[0].method, layer: str | None = None) -> Explainer:
+    """The explainer of `method` for this model (`layer` only for a method that takes one, such as Grad-CAM;
+    occlusion works on the image)."""
+    kind = registry.method_named(method)
+    if not kind.takes_layer and layer not in (None, INPUT):
+        layered = " or ".join(m.name for m in registry.METHODS if m.takes_layer)
+        raise ExplainError(f"{method} works on the image itself and takes no layer (got {layer!r}); layers are {layered}'s.")
+    return kind.for_classifier(classifier, None if layer == INPUT else layer)
 
 
-def candidates(model: keras.Model, methods: tuple[str, ...] = METHODS, layers: list[str] | None = None) -> list[tuple[str, str | None]]:
-    """(method, layer) pairs in preference order: occlusion, Grad-CAM's default layer, its other layers deep to shallow.
+def candidates(model: keras.Model, methods: tuple[str, ...] | None = None, layers: list[str] | None = None) -> list[tuple[str, str | None]]:
+    """(method, layer) pairs in preference order (`registry.METHODS`, all of them by default): occlusion, then
+    Grad-CAM's default layer and its other layers deep to shallow.
 
-    `layers` limits the Grad-CAM layers (in the order given).
+    `layers` limits the layers of the methods that take one (in the order given).
     """
-    pairs: list[tuple[str, str | None]] = [("occlusion", None)] if "occlusion" in methods else []
-    if "gradcam" in methods:
-        if layers is None:
-            default = default_layer(model)
-            layers = [default, *[name for name in reversed(cam_layers(model)) if name != default]]
-        pairs += [("gradcam", name) for name in layers]
-    return pairs
+    return [(m.method, layer) for m in registry.METHODS if methods is None or m.method in methods
+            for layer in (layers if layers is not None and m.takes_layer else m.layers(model))]
 
 
 def label(method: str, layer: str | None) -> str:
     """How a (method, layer) pair is named to the user."""
-    if method == "occlusion":
-        return f"Occlusion ({PATCH}×{PATCH} grey patch every {STRIDE} px)"
-    return f"Grad-CAM · {layer}"
+    return registry.method_named(method).label(layer)
 
 
 def pick_default(rows: list[dict]) -> dict:

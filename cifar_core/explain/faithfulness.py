@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from cifar_core.base.atomic_io import atomic_write_text
-from cifar_core.data.loader import NATIVE_SIZE
+from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.explain.base import GREY, Explainer, Progress
 
 # Maps are "faithful" when blanking their hottest part costs the prediction at least this

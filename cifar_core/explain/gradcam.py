@@ -13,12 +13,18 @@ a method that passes it (`explain`).
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
-from cifar_core.data.loader import NATIVE_SIZE, preprocess
+import numpy as np
+
+from cifar_core.data.images import NATIVE_SIZE
+from cifar_core.data.pipeline import preprocess
 from cifar_core.explain.base import ExplainError, Explainer, Progress
+
+if TYPE_CHECKING:  # Keras and TensorFlow are imported where a model is read: the method registry, which the CLI's parser reads, stays light
+    import keras
+
+    from cifar_core.predict.inference import Classifier
 
 MIN_MAP_SIZE = 8
 BATCH = 128  # images per gradient pass: bounds memory, whatever the number of images
@@ -30,6 +36,8 @@ class GradCamError(ExplainError):
 
 def cam_layers(model: keras.Model) -> list[str]:
     """The base's rectified conv outputs, shallow to deep: the layers Grad-CAM can explain from."""
+    import keras
+
     base = _part(model, "base")
     names = []
     for layer in base.layers:
@@ -58,8 +66,25 @@ class GradCam(Explainer):
     """Class heatmaps for one model and one layer, computed in batches."""
 
     method, name = "gradcam", "Grad-CAM"
+    takes_layer = True
+
+    @classmethod
+    def for_classifier(cls, classifier: Classifier, layer: str | None = None) -> GradCam:
+        return cls(classifier.model, layer)
+
+    @classmethod
+    def layers(cls, model: keras.Model) -> list[str]:
+        """The default layer, then the other conv outputs deep to shallow."""
+        default = default_layer(model)
+        return [default, *[name for name in reversed(cam_layers(model)) if name != default]]
+
+    @classmethod
+    def label(cls, layer: str | None) -> str:
+        return f"Grad-CAM · {layer}"
 
     def __init__(self, model: keras.Model, layer: str | None = None):
+        import keras
+
         base, head = _part(model, "base"), _part(model, "head")
         self.layer = layer or default_layer(model)
         if self.layer not in [l.name for l in base.layers] or len(base.get_layer(self.layer).output.shape) != 4:
@@ -86,6 +111,8 @@ class GradCam(Explainer):
         return np.concatenate(heat), np.concatenate(explained)
 
     def _batch(self, images: np.ndarray, classes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
         x = preprocess(tf.convert_to_tensor(images, tf.uint8), self.input_size)
         with tf.GradientTape() as tape:
             tape.watch(x)  # records the whole forward pass, frozen layers included

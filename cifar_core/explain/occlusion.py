@@ -14,12 +14,15 @@ forward pass per patch position, batched: all positions of an image go through i
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from cifar_core.data.loader import NATIVE_SIZE
+from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.explain.base import GREY, ExplainError, Explainer, Progress, peak_scaled
+
+if TYPE_CHECKING:
+    from cifar_core.predict.inference import Classifier
 
 PATCH = 8
 STRIDE = 4
@@ -30,7 +33,17 @@ class Occlusion(Explainer):
     """Occlusion maps for one prediction function (uint8 images (N, 32, 32, 3) -> probabilities (N, C))."""
 
     method, name = "occlusion", "Occlusion"
+    takes_layer = False
     layer = None
+
+    @classmethod
+    def for_classifier(cls, classifier: Classifier, layer: str | None = None) -> Occlusion:
+        # The model's own prediction function (its test-time augmentation included): the map explains what is shown.
+        return cls(classifier.predict_arrays)
+
+    @classmethod
+    def label(cls, layer: str | None = None) -> str:
+        return f"Occlusion ({PATCH}×{PATCH} grey patch every {STRIDE} px)"
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], patch: int = PATCH, stride: int = STRIDE):
         if not 0 < stride <= patch <= NATIVE_SIZE or (NATIVE_SIZE - patch) % stride:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cifar_core.data import loader as data_lib
+from cifar_core.data import pipeline
 from cifar_core.config import TrainConfig
 
 
@@ -141,6 +141,6 @@ def ema_callbacks(config: TrainConfig, full_model: keras.Model, x_train: np.ndar
     if not config.ema:
         return []
     sample = np.random.default_rng(config.seed).permutation(len(x_train))[:RECOMPUTE_IMAGES]
-    batches = data_lib.make_dataset(x_train[sample], y_train[sample], config.batch_size, training=False,
+    batches = pipeline.make_dataset(x_train[sample], y_train[sample], config.batch_size, training=False,
                                     input_size=config.input_size, num_classes=full_model.output.shape[-1])
     return [SwapEMAWeights(full_model, batches, swap_on_epoch=True)]

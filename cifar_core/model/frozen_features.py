@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from cifar_core.base.atomic_io import atomic_save_array
-from cifar_core.data.loader import image_batches
+from cifar_core.data.pipeline import image_batches
 
 # Features beyond this size are not cached (e.g. 224x224 inputs); the head phase
 # then trains on live images instead.

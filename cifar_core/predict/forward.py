@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from cifar_core.data import augment
-from cifar_core.data.loader import image_batches
+from cifar_core.data.pipeline import image_batches
 
 EVAL_BATCH = 500
 

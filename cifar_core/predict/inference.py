@@ -22,7 +22,8 @@ from cifar_core.data import augment
 from cifar_core.predict import calibration
 from cifar_core.base import compat
 from cifar_core.data.classes import model_class_names
-from cifar_core.data.loader import NATIVE_SIZE, preprocess
+from cifar_core.data.images import NATIVE_SIZE
+from cifar_core.data.pipeline import preprocess
 from cifar_core.data.image_limits import (
     MAX_PIXELS,
     ImageError,

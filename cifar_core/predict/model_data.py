@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 
 from cifar_core.config import TrainConfig
 from cifar_core.data import loader as data_lib
-from cifar_core.data.loader import ImageData, Splits
+from cifar_core.data.images import ImageData
+from cifar_core.data.splits import Splits, make_splits
 
 Progress = Callable[[int, int, str], None]
 
@@ -58,5 +59,5 @@ def load_model_data(
     data = data_lib.select_classes(loaded, class_names, in_data_order=in_data_order) if class_names else loaded
     splits = None
     if splits_of is not None:
-        splits = data_lib.make_splits(data, val_fraction=splits_of.val_fraction, seed=splits_of.seed, limit=splits_of.limit)
+        splits = make_splits(data, val_fraction=splits_of.val_fraction, seed=splits_of.seed, limit=splits_of.limit)
     return ModelData(data, loaded, data_dir, splits)

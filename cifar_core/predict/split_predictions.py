@@ -11,7 +11,7 @@ import pandas as pd
 from cifar_core.predict import calibration
 from cifar_core.config import TrainConfig
 from cifar_core.data.locate import resolve_data_dir
-from cifar_core.data.loader import ImageData, DataError
+from cifar_core.data.images import DataError, ImageData
 from cifar_core.predict.evaluate import Interpretation, evaluate_model
 from cifar_core.predict.model_data import load_model_data
 from cifar_core.runs.model_choice import ModelChoice

@@ -27,7 +27,7 @@ import numpy as np
 
 from cifar_core.analysis import embeddings
 from cifar_core.predict.calibration import read as read_calibration
-from cifar_core.data.loader import NATIVE_SIZE
+from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.base.errors import StudioError
 from cifar_core.base.paths import artifacts_dir
 
@@ -84,7 +84,7 @@ def serving_function(model):
     """A tf.function: float32 pixels (N, 32, 32, 3) in 0..255 -> {"probabilities": (N, 10)}."""
     import tensorflow as tf
 
-    from cifar_core.data.loader import preprocess
+    from cifar_core.data.pipeline import preprocess
 
     size = int(model.input_shape[1])
     return tf.function(lambda image: {"probabilities": model(preprocess(image, size), training=False)},

@@ -24,7 +24,7 @@ from cifar_core.predict import calibration
 from cifar_core.base.atomic_io import atomic_write_text
 from cifar_core.data.classes import write_class_names
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.data.loader import DataError
+from cifar_core.data.images import DataError
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.base.markup import markdown_literal
 from cifar_core.base.paths import PROJECT_ROOT, default_model_dir

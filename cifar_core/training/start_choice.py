@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from cifar_core.training.callbacks import StopOnRequest
     from cifar_core.config import TrainConfig
-    from cifar_core.data.loader import Splits
+    from cifar_core.data.splits import Splits
 
 # The preset's settings; `weights` (the shipped model) is added by `yours()`. The base must
 # be the shipped model's (vgg16_bn, width 0.5, whole base, BatchNorm scales on).
@@ -90,15 +90,16 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
     """
     import keras
 
-    from cifar_core.data import loader as data_lib
+    from cifar_core.data import pipeline
+    from cifar_core.data.splits import limit_per_class
     from cifar_core.model.vgg import batchnorm_momentum, build_model, set_freeze
     from cifar_core.training.phases import compile_phase, phases
 
-    keep = data_lib.limit_per_class(splits.y_train, TRIAL_IMAGES_PER_CLASS)
+    keep = limit_per_class(splits.y_train, TRIAL_IMAGES_PER_CLASS)
     x, y = splits.x_train[keep], splits.y_train[keep]
     num_classes = len(splits.class_names)
     steps = math.ceil(len(x) / config.batch_size)
-    val = data_lib.make_dataset(splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
+    val = pipeline.make_dataset(splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
                                 num_classes=num_classes)
 
     trials: list[dict[str, Any]] = []
@@ -114,7 +115,7 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
                 break
             set_freeze(model.get_layer("base"), phase.freeze)
             compile_phase(model, trial, phase, steps)
-            stream = data_lib.training_stream(x, y, config.batch_size, flip=trial.flip if trial.augment else "none",
+            stream = pipeline.training_stream(x, y, config.batch_size, flip=trial.flip if trial.augment else "none",
                                               translate=trial.translate if trial.augment else 0, input_size=trial.input_size,
                                               seed=config.seed, num_classes=num_classes)
             model.fit(stream, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False, callbacks=[stop], verbose=0)

@@ -25,7 +25,8 @@ from cifar_core.predict.model_data import load_model_data
 from cifar_core.model import frozen_features as features
 from cifar_core.training import start_choice
 from cifar_core.training import tensorboard_log
-from cifar_core.data import loader as data_lib
+from cifar_core.data import pipeline
+from cifar_core.data.splits import Splits
 from cifar_core.base.atomic_io import atomic_save_model, atomic_save_weights
 from cifar_core.training.callbacks import BestModelCheckpoint, CompletedEpochBackup, RunLogger, StopOnRequest, try_load_weights
 from cifar_core.data.classes import write_class_names
@@ -151,7 +152,7 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     return _finish(config, store, run, model, splits, summary, stopped, stage, log)
 
 
-def _measured_start(config: TrainConfig, store: RunStore, run: Run, splits: data_lib.Splits, summary: dict,
+def _measured_start(config: TrainConfig, store: RunStore, run: Run, splits: Splits, summary: dict,
                     stage: "StageReporter", log: logging.Logger) -> TrainConfig:
     """The settings of the start chosen by measuring (start_choice); a resumed run keeps the choice it made."""
     choice = summary.get("start_choice") or start_choice.measure(config, splits, stage, log, StopOnRequest(store, run.id))
@@ -188,7 +189,7 @@ class StageReporter:
 
 
 def _load_data(config: TrainConfig, store: RunStore, run: Run, resume: bool, stage: StageReporter,
-               log: logging.Logger) -> tuple[data_lib.Splits, dict]:
+               log: logging.Logger) -> tuple[Splits, dict]:
     """The run's train/val/test splits, and its summary so far (kept on resume)."""
     stage("loading the data")
     loaded = load_model_data(config.resolved_data_dir(), config.classes, skip_bad=config.skip_bad, limit=config.limit,
@@ -207,7 +208,7 @@ def _load_data(config: TrainConfig, store: RunStore, run: Run, resume: bool, sta
     return splits, summary
 
 
-def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: data_lib.Splits, summary: dict,
+def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: Splits, summary: dict,
                 strategy, steps: int, resume: bool, stage: StageReporter, log: logging.Logger) -> bool:
     """Train each planned phase in turn (skipping those a resumed run completed); True if stopped on request."""
     base, head = model.get_layer("base"), model.get_layer("head")
@@ -252,11 +253,11 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
         if use_features:
             _fit_head_on_features(config, base, head, splits, phase, steps, callbacks, stage)
         else:
-            train_ds = distribute.shard_by_data(data_lib.training_stream(
+            train_ds = distribute.shard_by_data(pipeline.training_stream(
                 splits.x_train, splits.y_train, config.batch_size, flip=config.flip if config.augment else "none",
                 translate=config.translate if config.augment else 0, input_size=config.input_size,
                 seed=config.seed, first_epoch=epoch_offset, num_classes=len(splits.class_names)))
-            val_ds = distribute.shard_by_data(data_lib.make_dataset(
+            val_ds = distribute.shard_by_data(pipeline.make_dataset(
                 splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
                 num_classes=len(splits.class_names)))
             # shuffle=False: the tf.data pipeline already reshuffles every epoch.
@@ -279,7 +280,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
 
 
 def _phase_callbacks(config: TrainConfig, phase: Phase, *, stop: StopOnRequest, logger: RunLogger, best_model: BestModelCheckpoint,
-                     backup: Path, run_dir: Path, splits: data_lib.Splits, log: logging.Logger) -> list[keras.callbacks.Callback]:
+                     backup: Path, run_dir: Path, splits: Splits, log: logging.Logger) -> list[keras.callbacks.Callback]:
     epoch_offset = logger.epoch_offset
     callbacks: list[keras.callbacks.Callback] = [
         # First, so that best_model checkpoints the averaged weights that were validated. The
@@ -307,7 +308,7 @@ def _phase_callbacks(config: TrainConfig, phase: Phase, *, stop: StopOnRequest, 
     return callbacks
 
 
-def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Model, splits: data_lib.Splits, phase: Phase,
+def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Model, splits: Splits, phase: Phase,
                           steps: int, callbacks: list, stage: StageReporter) -> None:
     """Phase 1 on cached frozen-base features: the base runs once, not every epoch."""
     cache = cache_dir()
@@ -315,13 +316,13 @@ def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Mo
     f_train = features.cached_base_features(base, splits.x_train, input_size=config.input_size, cache_dir=cache, progress=counter)
     f_val = features.cached_base_features(base, splits.x_val, input_size=config.input_size, cache_dir=cache, progress=counter)
     head.fit(
-        data_lib.feature_stream(f_train, splits.y_train, config.batch_size, seed=config.seed, num_classes=len(splits.class_names)),
-        validation_data=data_lib.batched(f_val, data_lib.one_hot(splits.y_val, len(splits.class_names)), config.batch_size, training=False),
+        pipeline.feature_stream(f_train, splits.y_train, config.batch_size, seed=config.seed, num_classes=len(splits.class_names)),
+        validation_data=pipeline.batched(f_val, pipeline.one_hot(splits.y_val, len(splits.class_names)), config.batch_size, training=False),
         epochs=phase.epochs, steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=0,  # the stream shuffles
     )
 
 
-def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: data_lib.Splits, interp: evaluate.Interpretation,
+def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: Splits, interp: evaluate.Interpretation,
                summary: dict, stage: StageReporter, log: logging.Logger) -> None:
     """Fit the model's temperature on the validation split (with its TTA), store it beside the model, and
     record the test split's calibration error without and with it. Never on the test split itself."""
@@ -339,7 +340,7 @@ def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: data_l
              fitted.temperature, fitted.images, test["ece_uncalibrated"], test["ece"])
 
 
-def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: data_lib.Splits, summary: dict,
+def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: Splits, summary: dict,
             stopped: bool, stage: StageReporter, log: logging.Logger) -> dict:
     """Evaluate the best model on the test set, save the results, and mark the run final."""
     checkpoint = run.dir / "model.keras"

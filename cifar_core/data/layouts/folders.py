@@ -1,0 +1,62 @@
+"""Image folders: <root>/{train,test}/<class>/*.{png,jpg,jpeg}; the class list is the sorted folder names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cifar_core.data.census import folder_classes
+from cifar_core.data.images import (SPLITS, DataError, ImageData, Progress, class_dirs, decode_all, empty_split, folder_files,
+                                    image_count, require_nonempty, skipped_paths)
+from cifar_core.data.layouts.base import Layout
+
+
+class Folders(Layout):
+    name = "folders"
+    help = "image folders: <dir>/train/<class>/*.png|jpg and <dir>/test/<class>/*.png|jpg"
+    decodes_part = True
+    class_folders = True
+
+    def detect(self, root: Path) -> Path | None:
+        return root if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()) else None
+
+    def classes(self, folder: Path) -> tuple[str, ...]:
+        return tuple(d.name for d in class_dirs(folder / "train"))
+
+    def counts(self, folder: Path) -> dict[str, int]:
+        return {split: sum(image_count(d) for d in class_dirs(folder / split)) for split in SPLITS}
+
+    def source_files(self, folder: Path) -> list[Path]:
+        # Sorting names, not Path objects: Path comparisons dominate a cached load of 60,000 files.
+        return [d / name for split in SPLITS for d in class_dirs(folder / split) for name in sorted(os.listdir(d))]
+
+    def files(self, folder: Path, data: ImageData, split: str) -> list[str]:
+        bad = skipped_paths(data)
+        return [str(p) for name in data.class_names for p in folder_files(folder / split / name) if str(p) not in bad]
+
+    def load(self, folder: Path, *, skip_bad: bool, progress: Progress | None, limit: int | None = None,
+             splits: tuple[str, ...] = SPLITS) -> ImageData:
+        """With `limit`, only the first `limit` training images of each class are decoded."""
+        names = folder_classes(folder)
+        arrays, skipped = {split: empty_split() for split in SPLITS}, []
+        for split in splits:
+            split_dir = folder / split
+            paths, labels = [], []
+            for label, name in enumerate(names):
+                files = folder_files(split_dir / name)
+                if split == "train" and limit:
+                    files = files[:limit]
+                paths += files
+                labels += [label] * len(files)
+            if not paths:
+                raise DataError(f"The {split} split in {split_dir} has no images.")
+            x, kept, bad = decode_all(paths, skip_bad, progress, f"{split} split")
+            arrays[split] = (x, np.asarray(labels, dtype=np.int64)[kept])
+            skipped += bad
+        require_nonempty({split: arrays[split] for split in splits})
+        return ImageData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
+
+
+LAYOUT = Folders()
