@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.data.health import blocking_message
     from cifar_core.model.vgg import WeightsError
     from cifar_core.base.errors import disk_full, error_text
-    from cifar_core.runs.store import LIVE, RunBusyError, RunError
+    from cifar_core.runs.record import LIVE, RunBusyError, RunError
     from cifar_core.training.trainer import train
 
     store = _store(args)
@@ -218,7 +218,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core.predict.evaluate import evaluate_model
     from cifar_core.model.vgg import load_model
     from cifar_core.runs.model_choice import resolve_model
-    from cifar_core.runs.store import RunError
+    from cifar_core.runs.record import RunError
 
     store = _store(args)
     choice = resolve_model(store, args.model)
@@ -259,7 +259,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from cifar_core.predict import calibration
     from cifar_core.runs.model_choice import resolve_model
-    from cifar_core.runs.store import RunError
+    from cifar_core.runs.record import RunError
 
     store = _store(args)
     choice = resolve_model(store, args.model)

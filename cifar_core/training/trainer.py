@@ -35,7 +35,8 @@ from cifar_core.training.phases import Phase, compile_phase, phases
 from cifar_core.runs.outcome import did_not_learn, likely_reasons
 from cifar_core.base.paths import cache_dir
 from cifar_core.base.errors import error_text
-from cifar_core.runs.store import Run, RunStore
+from cifar_core.runs.record import Run
+from cifar_core.runs.store import RunStore
 
 Progress = Callable[[int, int, str], None]
 
