@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cifar_core.analysis import embeddings
 from cifar_core.analysis import similar
+from cifar_core.model.forward import Progress
 
 ALTERATIONS = ("shift", "flip", "jpeg")
 JPEG_QUALITY = 75
@@ -64,7 +64,7 @@ def _similarity_to(search: similar.SimilarSearch, images: np.ndarray, indexed: n
 
 def bench_similar(model_path: Path, x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray | None = None,
                   y_test: np.ndarray | None = None, *, queries: int = 500, test_queries: int = 1000, k: int = 5,
-                  shown: int = 8, timed: int = 100, seed: int = 0, progress: embeddings.Progress | None = None) -> dict:
+                  shown: int = 8, timed: int = 100, seed: int = 0, progress: Progress | None = None) -> dict:
     """Retrieval of altered training images, spread of test images' similarities, and query latency (one JSON-able dict).
 
     `queries` training images (seeded sample) are altered each way and searched among all of `x_train`;

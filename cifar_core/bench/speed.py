@@ -51,7 +51,7 @@ from cifar_core.base.atomic_io import atomic_save_model
 from cifar_core.config import TrainConfig
 from cifar_core.data.loader import load_dataset, make_dataset, preprocess
 from cifar_core.predict.evaluate import evaluate_model
-from cifar_core.predict.forward import predict_probs
+from cifar_core.model.forward import predict_probs
 from cifar_core.predict.inference import Classifier, load_image
 from cifar_core.model.vgg import build_model, load_model, set_freeze
 from cifar_core.base.paths import PROJECT_ROOT

@@ -218,7 +218,7 @@ def fit_for_model(model_path: Path, config, data_dir: str | None = None, progres
     """
     from cifar_core.data import loader as data_lib
     from cifar_core.data.classes import model_class_names
-    from cifar_core.predict.forward import predict_probs
+    from cifar_core.model.forward import predict_probs
     from cifar_core.model.vgg import load_model
 
     model_path = Path(model_path)

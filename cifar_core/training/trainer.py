@@ -20,7 +20,8 @@ import keras
 from cifar_core.predict import calibration
 from cifar_core.base import compat
 from cifar_core.training import distribute
-from cifar_core.predict import evaluate, forward
+from cifar_core.predict import evaluate
+from cifar_core.model import forward
 from cifar_core.model import frozen_features as features
 from cifar_core.training import start_choice
 from cifar_core.training import tensorboard_log
@@ -235,7 +236,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
             and not config.augment
             and config.feature_cache
             and config.strategy == "default"
-            and features.feature_bytes(base, len(splits.x_train) + len(splits.x_val)) <= features.MAX_CACHE_BYTES
+            and features.fits_cache(base, len(splits.x_train) + len(splits.x_val))
         )
         fitted = head if use_features else model
         compat.set_initial_epoch(fitted, None)  # a restore in the previous phase must not skip epochs here
