@@ -19,7 +19,8 @@ from cifar_core.data import locate
 from cifar_core.views import plots
 from cifar_core.views import previews
 from cifar_core.data.archive_import import ArchiveError
-from cifar_core.data.loader import DataError, describe_source
+from cifar_core.data.images import DataError
+from cifar_core.data.loader import describe_source
 
 ARCHIVE_TYPES = ["zip", "tar", "gz", "tgz"]  # .tar.gz ends in .gz; the import says when a .gz holds no tar
 SAMPLES = 8  # images per class in the grid

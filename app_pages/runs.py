@@ -12,7 +12,7 @@ from cifar_core.runs import model_choice
 from cifar_core.runs import outcome
 from cifar_core.views import plots
 from cifar_core.model import start_weights
-from cifar_core.runs.store import LIVE, RunBusyError, RunError
+from cifar_core.runs.record import LIVE, RunBusyError, RunError
 
 WRAPPED_ROW_PX = 84  # 4 lines of text
 EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}

@@ -11,7 +11,7 @@ from cifar_core.training import start_choice
 from cifar_core.model import start_weights
 from cifar_core.views import train_form
 from cifar_core.config import ConfigError, field_kind
-from cifar_core.runs.store import Run, RunBusyError, RunError
+from cifar_core.runs.record import Run, RunBusyError, RunError
 
 st.title("Train")
 store = studio_ui.store()

@@ -100,88 +100,11 @@ class TrainConfig:
                        for f in dataclasses.fields(self) if not _has_kind(f, getattr(self, f.name))}
         if wrong_types:  # e.g. a stored config edited by hand: the checks below assume each field's type
             raise ConfigError(wrong_types)
-        errors: dict[str, str] = {}
-
-        def check(name: str, ok: bool, message: str) -> None:
-            if not ok and name not in errors:
-                errors[name] = message
-
-        for f in dataclasses.fields(self):
-            choices = f.metadata["choices"]
-            if choices:
-                value = getattr(self, f.name)
-                check(f.name, value in choices, f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
-            elif f.type == "bool":
-                check(f.name, isinstance(getattr(self, f.name), bool), f"must be on or off, got {getattr(self, f.name)!r}")
-        weights_ok = self.weights in ("imagenet", "none") or Path(self.weights).is_file()
-        if self.measure_start:
-            check("weights", weights_ok, f"{self.weights!r} does not exist: measuring how much of a trained base to reuse needs "
-                  "that model (the 'Your images' preset starts from the shipped model, artifacts/default/model.keras; "
-                  "restore it from the project's repository, or name another trained model)")
-            check("measure_start", self.weights != "none", "needs a trained base to measure: set Base weights to a trained "
-                  "model (.keras), a weights file or 'imagenet', or turn measuring off")
-            check("measure_start", self.strategy == "default", "its trials run on one machine: use the default strategy")
-        check(
-            "weights",
-            weights_ok,
-            f"{self.weights!r} is neither 'imagenet', 'none' nor an existing weights file",
-        )
-        if weights_ok and self.weights.endswith(".keras"):
-            check("weights", (problem := _base_mismatch(self)) is None, problem or "")
-        if self.arch == "vgg16_bn":
-            check(
-                "weights",
-                self.weights != "imagenet",
-                "vgg16_bn has no ImageNet weights in keras.applications; use 'none' "
-                "(train from scratch) or a weights file saved from a vgg16_bn run",
-            )
-        check(
-            "width",
-            isinstance(self.width, (int, float)) and 0.125 <= self.width <= 2.0 and (self.arch == "vgg16_bn" or self.width == 1.0),
-            f"must be in [0.125, 2] and may differ from 1 only for vgg16_bn, got {self.width!r}",
-        )
-        check(
-            "input_size",
-            isinstance(self.input_size, int) and 32 <= self.input_size <= MAX_INPUT_SIZE,
-            f"must be a whole number from 32 to {MAX_INPUT_SIZE}, got {self.input_size!r}",
-        )
-        check(
-            "head_units",
-            len(self.head_units) > 0 and all(isinstance(u, int) and 1 <= u <= 8192 for u in self.head_units),
-            f"must be one or more layer widths from 1 to 8192, got {self.head_units!r}",
-        )
-        check("dropout", _number(self.dropout) and 0.0 <= self.dropout < 1.0, f"must be in [0, 1), got {self.dropout!r}")
-        for name in ("epochs_head", "epochs_finetune"):
-            value = getattr(self, name)
-            check(name, isinstance(value, int) and 0 <= value <= 1000, f"must be a whole number from 0 to 1000, got {value!r}")
-        if "epochs_head" not in errors and "epochs_finetune" not in errors:
-            check("epochs_head", self.epochs_head + self.epochs_finetune > 0, "both phases have 0 epochs: nothing to train")
-        for name in ("lr", "finetune_lr"):
-            value = getattr(self, name)
-            check(name, isinstance(value, (int, float)) and 0 < value <= 10, f"must be a number in (0, 10], got {value!r}")
-        check("finetune_freeze", _valid_freeze(self.finetune_freeze), "must be 'none', 'all', a block name (block1..block5) or a layer count >= 0")
-        check("momentum", _number(self.momentum) and 0.0 <= self.momentum < 1.0, f"must be in [0, 1), got {self.momentum!r}")
-        check("weight_decay", _number(self.weight_decay) and 0.0 <= self.weight_decay < 1.0, f"must be in [0, 1), got {self.weight_decay!r}")
-        check("bn_bias_lr", _number(self.bn_bias_lr) and 0 < self.bn_bias_lr <= 1000, f"must be a number in (0, 1000], got {self.bn_bias_lr!r}")
-        check("bn_bias_lr", self.bn_bias_lr == 1 or self.optimizer == "sgd", "applies to the sgd optimizer only; leave it at 1 for rmsprop or adam")
-        check("ema", _number(self.ema) and (self.ema == 0 or 0.5 <= self.ema < 1), f"must be 0 (off) or in [0.5, 1), e.g. 0.998, got {self.ema!r}")
-        check("translate", _whole(self.translate) and 0 <= self.translate <= 8, f"must be a whole number of pixels from 0 to 8, got {self.translate!r}")
-        check("warmup_epochs", isinstance(self.warmup_epochs, int) and self.warmup_epochs >= 0, f"must be a whole number >= 0, got {self.warmup_epochs!r}")
-        check("label_smoothing", _number(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0, f"must be in [0, 1), got {self.label_smoothing!r}")
-        check("batch_size", isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096, f"must be a whole number from 1 to 4096, got {self.batch_size!r}")
-        check("patience", isinstance(self.patience, int) and self.patience >= 0, f"must be a whole number >= 0, got {self.patience!r}")
-        check("val_fraction", _number(self.val_fraction) and 0.0 < self.val_fraction < 0.5, f"must be in (0, 0.5), got {self.val_fraction!r}")
-        check("classes", self.classes is None or (len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes)
-                                                  and all(isinstance(c, str) and c.strip() == c and c for c in self.classes)),
-              f"must be empty or two or more different class names, got {', '.join(map(str, self.classes or ()))!r}")
-        check("limit", self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), f"must be empty or a whole number >= 2, got {self.limit!r}")
-        # numpy's (hence Keras') seeds are 32-bit: a larger one fails only when training starts.
-        check("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**32, f"must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
-        if self.data_dir is not None:
-            check("data_dir", Path(self.resolved_data_dir()).is_dir(),
-                  f"data folder {self.data_dir!r} does not exist, and no imported dataset has that name (`python -m cifar_core data list`)")
-        if errors:
-            raise ConfigError(errors)
+        check = _Checks()
+        for checks in (_check_choices, _check_weights, _check_network, _check_training, _check_data):
+            checks(self, check)
+        if check.errors:
+            raise ConfigError(check.errors)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +140,94 @@ class TrainConfig:
         from cifar_core.data.locate import data_dir
 
         return data_dir(self.data_dir)
+
+
+class _Checks:
+    """The checks' verdicts: the first message for each bad field, in the order checked (ConfigError lists them so)."""
+
+    def __init__(self):
+        self.errors: dict[str, str] = {}
+
+    def __call__(self, name: str, ok: bool, message: str) -> None:
+        if not ok and name not in self.errors:
+            self.errors[name] = message
+
+
+def _check_choices(config: TrainConfig, check: _Checks) -> None:
+    """Fields with a list of choices hold one of them; switches are on or off."""
+    for f in dataclasses.fields(config):
+        choices = f.metadata["choices"]
+        if choices:
+            value = getattr(config, f.name)
+            check(f.name, value in choices, f"unknown {f.name} {value!r}; choose one of {', '.join(choices)}")
+        elif f.type == "bool":
+            check(f.name, isinstance(getattr(config, f.name), bool), f"must be on or off, got {getattr(config, f.name)!r}")
+
+
+def _check_weights(config: TrainConfig, check: _Checks) -> None:
+    """The base weights exist and suit the architecture; measuring the start needs a trained base."""
+    weights_ok = config.weights in ("imagenet", "none") or Path(config.weights).is_file()
+    if config.measure_start:
+        check("weights", weights_ok, f"{config.weights!r} does not exist: measuring how much of a trained base to reuse needs "
+              "that model (the 'Your images' preset starts from the shipped model, artifacts/default/model.keras; "
+              "restore it from the project's repository, or name another trained model)")
+        check("measure_start", config.weights != "none", "needs a trained base to measure: set Base weights to a trained "
+              "model (.keras), a weights file or 'imagenet', or turn measuring off")
+        check("measure_start", config.strategy == "default", "its trials run on one machine: use the default strategy")
+    check("weights", weights_ok, f"{config.weights!r} is neither 'imagenet', 'none' nor an existing weights file")
+    if weights_ok and config.weights.endswith(".keras"):
+        check("weights", (problem := _base_mismatch(config)) is None, problem or "")
+    if config.arch == "vgg16_bn":
+        check("weights", config.weights != "imagenet", "vgg16_bn has no ImageNet weights in keras.applications; use 'none' "
+              "(train from scratch) or a weights file saved from a vgg16_bn run")
+
+
+def _check_network(config: TrainConfig, check: _Checks) -> None:
+    """The base's width and input size, and the head."""
+    check("width", isinstance(config.width, (int, float)) and 0.125 <= config.width <= 2.0 and (config.arch == "vgg16_bn" or config.width == 1.0),
+          f"must be in [0.125, 2] and may differ from 1 only for vgg16_bn, got {config.width!r}")
+    check("input_size", isinstance(config.input_size, int) and 32 <= config.input_size <= MAX_INPUT_SIZE,
+          f"must be a whole number from 32 to {MAX_INPUT_SIZE}, got {config.input_size!r}")
+    check("head_units", len(config.head_units) > 0 and all(isinstance(u, int) and 1 <= u <= 8192 for u in config.head_units),
+          f"must be one or more layer widths from 1 to 8192, got {config.head_units!r}")
+    check("dropout", _number(config.dropout) and 0.0 <= config.dropout < 1.0, f"must be in [0, 1), got {config.dropout!r}")
+
+
+def _check_training(config: TrainConfig, check: _Checks) -> None:
+    """The phases, the optimiser and its schedule, augmentation and early stopping."""
+    for name in ("epochs_head", "epochs_finetune"):
+        value = getattr(config, name)
+        check(name, isinstance(value, int) and 0 <= value <= 1000, f"must be a whole number from 0 to 1000, got {value!r}")
+    if "epochs_head" not in check.errors and "epochs_finetune" not in check.errors:
+        check("epochs_head", config.epochs_head + config.epochs_finetune > 0, "both phases have 0 epochs: nothing to train")
+    for name in ("lr", "finetune_lr"):
+        value = getattr(config, name)
+        check(name, isinstance(value, (int, float)) and 0 < value <= 10, f"must be a number in (0, 10], got {value!r}")
+    check("finetune_freeze", _valid_freeze(config.finetune_freeze), "must be 'none', 'all', a block name (block1..block5) or a layer count >= 0")
+    check("momentum", _number(config.momentum) and 0.0 <= config.momentum < 1.0, f"must be in [0, 1), got {config.momentum!r}")
+    check("weight_decay", _number(config.weight_decay) and 0.0 <= config.weight_decay < 1.0, f"must be in [0, 1), got {config.weight_decay!r}")
+    check("bn_bias_lr", _number(config.bn_bias_lr) and 0 < config.bn_bias_lr <= 1000, f"must be a number in (0, 1000], got {config.bn_bias_lr!r}")
+    check("bn_bias_lr", config.bn_bias_lr == 1 or config.optimizer == "sgd", "applies to the sgd optimizer only; leave it at 1 for rmsprop or adam")
+    check("ema", _number(config.ema) and (config.ema == 0 or 0.5 <= config.ema < 1), f"must be 0 (off) or in [0.5, 1), e.g. 0.998, got {config.ema!r}")
+    check("translate", _whole(config.translate) and 0 <= config.translate <= 8, f"must be a whole number of pixels from 0 to 8, got {config.translate!r}")
+    check("warmup_epochs", isinstance(config.warmup_epochs, int) and config.warmup_epochs >= 0, f"must be a whole number >= 0, got {config.warmup_epochs!r}")
+    check("label_smoothing", _number(config.label_smoothing) and 0.0 <= config.label_smoothing < 1.0, f"must be in [0, 1), got {config.label_smoothing!r}")
+    check("batch_size", isinstance(config.batch_size, int) and 1 <= config.batch_size <= 4096, f"must be a whole number from 1 to 4096, got {config.batch_size!r}")
+    check("patience", isinstance(config.patience, int) and config.patience >= 0, f"must be a whole number >= 0, got {config.patience!r}")
+
+
+def _check_data(config: TrainConfig, check: _Checks) -> None:
+    """The data folder and what is taken from it, and the seed."""
+    check("val_fraction", _number(config.val_fraction) and 0.0 < config.val_fraction < 0.5, f"must be in (0, 0.5), got {config.val_fraction!r}")
+    check("classes", config.classes is None or (len(config.classes) >= 2 and len(set(config.classes)) == len(config.classes)
+                                              and all(isinstance(c, str) and c.strip() == c and c for c in config.classes)),
+          f"must be empty or two or more different class names, got {', '.join(map(str, config.classes or ()))!r}")
+    check("limit", config.limit is None or (isinstance(config.limit, int) and config.limit >= 2), f"must be empty or a whole number >= 2, got {config.limit!r}")
+    # numpy's (hence Keras') seeds are 32-bit: a larger one fails only when training starts.
+    check("seed", isinstance(config.seed, int) and 0 <= config.seed < 2**32, f"must be a whole number from 0 to {2**32 - 1}, got {config.seed!r}")
+    if config.data_dir is not None:
+        check("data_dir", Path(config.resolved_data_dir()).is_dir(),
+              f"data folder {config.data_dir!r} does not exist, and no imported dataset has that name (`python -m cifar_core data list`)")
 
 
 def _base_mismatch(config: "TrainConfig") -> str | None:

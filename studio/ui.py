@@ -41,7 +41,8 @@ from cifar_core.explain.faithfulness import check_images, check_sentence
 from cifar_core.predict.inference import Classifier
 from cifar_core.base.markup import markdown_literal
 from cifar_core.runs.model_choice import ModelChoice
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 ACTIVE_MODEL = "active_model"
 # The pick is kept in the URL (?model=<run id>|default), so it survives reloads,

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from cifar_core.bench.speed import TARGETS, BenchSizes, format_table, run_bench
+from cifar_core.bench.speed import TARGETS, format_table, run_bench
+from cifar_core.bench.speed_settings import BenchSizes
 
 TINY = BenchSizes(
     synthetic_train=300, synthetic_test=80, head_images=64, head_batch=16, finetune_batch=8, pretrain_images=32, pretrain_epochs=1,

@@ -18,7 +18,8 @@ import pytest
 
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.runs import launcher
-from cifar_core.runs.store import LIVE, RunStore
+from cifar_core.runs.record import LIVE
+from cifar_core.runs.store import RunStore
 from cifar_core.bench.ui import studio_server
 
 CHROMIUM = Path("/usr/bin/chromium")

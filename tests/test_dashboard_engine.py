@@ -17,7 +17,8 @@ from cifar_core.views import train_form
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.runs.model_choice import model_choices, pick
-from cifar_core.runs.store import Run, RunStore
+from cifar_core.runs.record import Run
+from cifar_core.runs.store import RunStore
 
 
 def test_the_form_has_every_trainconfig_field_once():

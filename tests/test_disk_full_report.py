@@ -10,7 +10,8 @@ import sqlite3
 from cifar_core.cli import main as cli
 from cifar_core.training import trainer as train
 from cifar_core.base.errors import disk_full
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 
 def test_sqlite_io_error_is_a_full_disk_only_when_the_disk_is_nearly_full(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.predict.evaluate import Interpretation
-from cifar_core.predict.forward import predict_probs
+from cifar_core.model.forward import predict_probs
 
 # Six images of classes 0, 0, 1, 1, 2, 2 predicted as 0, 1, 1, 1, 2, 0.
 TRUE = np.array([0, 0, 1, 1, 2, 2])

@@ -23,7 +23,8 @@ from cifar_core.cli.train import config_from_args
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.predict.inference import Classifier, webp_canvas_size
 from cifar_core.model.vgg import ModelLoadError, build_model, load_model
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_core"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,7 +14,8 @@ from cifar_core.ship import publish
 from cifar_core.data.images import DataError
 from cifar_core.model.vgg import load_model
 from cifar_core.ship.publish import RUN_FILES, publish_run, swap_in
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 pytestmark = pytest.mark.slow
 

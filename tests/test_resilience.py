@@ -22,9 +22,10 @@ import pytest
 from conftest import tiny_config
 
 from cifar_core.cli import main as cli
-from cifar_core.runs import store as runs
+from cifar_core.runs import db as run_db
 from cifar_core.config import TrainConfig
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunBusyError, RunError
+from cifar_core.runs.store import RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -413,7 +414,7 @@ def test_resume_is_refused_while_another_run_trains(tiny_data, isolated_artifact
     live = store.create(tiny_config(tiny_data))  # 'running' under this (live) test process
     other = store.create(tiny_config(tiny_data), exclusive=False)
     store.finish(other.id, "failed", error="interrupted")
-    with pytest.raises(runs.RunBusyError, match=live.id):
+    with pytest.raises(RunBusyError, match=live.id):
         store.mark_running(other.id, pid=os.getpid() + 1)
     assert store.get(other.id).status == "failed"
 
@@ -492,7 +493,7 @@ def test_locked_index_gives_a_clear_error_not_a_hang(tiny_data, isolated_artifac
         assert listing.returncode == 2
         assert "locked by another process" in listing.stderr and "Traceback" not in listing.stderr
 
-        monkeypatch.setattr(runs, "READ_TIMEOUT_S", 0.1)
+        monkeypatch.setattr(run_db, "READ_TIMEOUT_S", 0.1)
         with pytest.raises(RunError, match="locked"):
             store.list()
     finally:
@@ -581,7 +582,7 @@ def test_a_stale_row_whose_pid_now_belongs_to_another_process_blocks_nothing(tin
         assert store.get(stale.id).status == "failed"
         fresh = store.create(config)  # not refused as busy
         assert store.get(fresh.id).status == "running"
-        with pytest.raises(runs.RunBusyError):  # while the live one, this process's, still blocks
+        with pytest.raises(RunBusyError):  # while the live one, this process's, still blocks
             store.create(config)
     finally:
         other.kill()
@@ -612,7 +613,7 @@ def test_a_new_index_is_never_seen_empty_and_an_old_one_is_upgraded(tiny_data, i
     old = isolated_artifacts.parent / "old"
     old.mkdir()
     with sqlite3.connect(old / "runs.db") as db:  # the schema before process start times were recorded
-        db.executescript(runs.SCHEMA.replace("    pid_start INTEGER,\n", ""))
+        db.executescript(run_db.SCHEMA.replace("    pid_start INTEGER,\n", ""))
         db.execute("INSERT INTO runs (id, status, created, pid, host, config) VALUES ('r1', 'running', 0, 1, 'h', ?)",
                    (tiny_config(tiny_data).to_json(),))
     store = RunStore(old)

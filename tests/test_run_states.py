@@ -14,7 +14,8 @@ from cifar_core.runs import outcome
 from cifar_core.runs import run_progress
 from cifar_core.config import TrainConfig
 from cifar_core.runs.model_choice import model_choices
-from cifar_core.runs.store import LIVE, Run, RunBusyError, RunStore
+from cifar_core.runs.record import LIVE, Run, RunBusyError
+from cifar_core.runs.store import RunStore
 
 
 def _stopped_run(store: RunStore, summary: dict):

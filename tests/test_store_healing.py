@@ -12,7 +12,8 @@ import pytest
 
 from cifar_core.cli import main as cli
 from cifar_core.config import TrainConfig
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 CONFIG = TrainConfig(weights="none", arch="vgg16_bn")
 
@@ -48,7 +49,7 @@ def test_a_live_row_that_cannot_be_checked_never_blocks_and_can_be_repaired(host
 
 def test_a_checkable_live_process_still_blocks(isolated_artifacts):
     from cifar_core.base.liveness import process_start
-    from cifar_core.runs.store import RunBusyError
+    from cifar_core.runs.record import RunBusyError
 
     store = RunStore(isolated_artifacts)
     import socket

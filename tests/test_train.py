@@ -13,7 +13,8 @@ from cifar_core.training import trainer as train_lib
 from cifar_core.training.callbacks import RunLogger, StopOnRequest
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.model.vgg import batchnorm_momentum, build_base, build_model, dtype_policy, load_model
-from cifar_core.runs.store import RunBusyError, RunStore
+from cifar_core.runs.record import RunBusyError
+from cifar_core.runs.store import RunStore
 from cifar_core.training.phases import compile_phase, phases
 from cifar_core.training.trainer import train
 

@@ -19,7 +19,8 @@ from cifar_core.views import plots
 from cifar_core.model import start_weights
 from cifar_core.views import train_form
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 from tests.conftest import tiny_config
 from tests.test_pages import open_page, shown, unescape, with_data, with_run  # noqa: F401 (fixtures)
 

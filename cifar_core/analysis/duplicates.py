@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from cifar_core.analysis import embeddings
+from cifar_core.model import array_cache
+from cifar_core.model.forward import Progress
 
 K = 5
 # Cosine similarity of layout features from which two images are called near
@@ -49,13 +51,13 @@ def scan(test_features: np.ndarray, train_features: np.ndarray, k: int = K) -> N
 
 
 def cached_scan(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, *, model=None, k: int = K,
-                progress: embeddings.Progress | None = None) -> NeighbourScan:
+                progress: Progress | None = None) -> NeighbourScan:
     """`scan` over the model's layout features, kept beside its other features.
 
     The layout features themselves are not kept (they are large); the scan is what is reused.
     """
     path = _scan_file(model_path, x_test, x_train, k)
-    stacked = embeddings.load_array(path)
+    stacked = array_cache.load_array(path)
     if stacked is not None and stacked.shape[:2] == (4, len(x_test)):
         test_idx, test_sim, train_idx, train_sim = stacked
         return NeighbourScan(test_idx.astype(np.int64), test_sim.astype(np.float32), train_idx.astype(np.int64), train_sim.astype(np.float32))
@@ -67,11 +69,8 @@ def cached_scan(model_path: Path, x_test: np.ndarray, x_train: np.ndarray, *, mo
     train = embeddings.compute_embeddings(model, x_train, progress, kind="layout")
     result = scan(test, train, k)
     if result.test_idx.shape == result.train_idx.shape:  # one array on disk needs equal shapes
-        try:
-            # float64 holds the indices exactly
-            embeddings.save_array(path, np.stack([result.test_idx, result.test_sim, result.train_idx, result.train_sim]).astype(np.float64))
-        except OSError:
-            pass
+        # float64 holds the indices exactly
+        array_cache.save_array(path, np.stack([result.test_idx, result.test_sim, result.train_idx, result.train_sim]).astype(np.float64))
     return result
 
 

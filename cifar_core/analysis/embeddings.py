@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
-from cifar_core.base.atomic_io import atomic_save_array
 from cifar_core.base.paths import cache_dir, default_model_dir
+from cifar_core.model import array_cache
+from cifar_core.model.forward import Progress, forward_batches
 
-Progress = Callable[[int, int, str], None]
 BATCH = 500
 PROJECTIONS = ("pca", "umap")
 LAYOUT_MIN_SIZE = 4
@@ -70,16 +69,9 @@ def layout_layer(base: keras.Model) -> str:
 
 def compute_embeddings(model: keras.Model, x: np.ndarray, progress: Progress | None = None, kind: str = "penultimate") -> np.ndarray:
     """Float32 features (N, D) of uint8 images `x` (N, 32, 32, 3), in batches."""
-    from cifar_core.data.pipeline import image_batches
-
     extractor = feature_model(model, kind)
-    out, done = [], 0
-    for images in image_batches(x, BATCH, input_size=int(model.input_shape[1])):
-        out.append(np.asarray(extractor.predict_on_batch(images), dtype=np.float32))
-        done += len(out[-1])
-        if progress:
-            progress(done, len(x), f"computing {kind} features")
-    return np.concatenate(out) if out else np.zeros((0, int(extractor.output.shape[-1])), np.float32)
+    return forward_batches(extractor.predict_on_batch, x, batch_size=BATCH, width=(int(extractor.output.shape[-1]),),
+                           label=f"computing {kind} features", input_size=int(model.input_shape[1]), progress=progress)
 
 
 # ---------------------------------------------------------------- the disk cache
@@ -120,35 +112,16 @@ def cache_file(model_path: Path, name: str, x: np.ndarray) -> Path:
     return cache_folder(model_path) / f"{name}-{model_key(model_path)}-{data_key(x)}.npy"
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    atomic_save_array(path, array)
-
-
-def load_array(path: Path) -> np.ndarray | None:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):  # absent, or damaged: recompute
-        return None
-
-
 def cached_embeddings(model_path: Path, x: np.ndarray, split: str, *, model: keras.Model | None = None,
                     progress: Progress | None = None) -> np.ndarray:
     """Features of `x` under the model at `model_path`: read from disk, or computed once and saved."""
-    path = cache_file(model_path, f"features-{split}", x)
-    feats = load_array(path)
-    if feats is not None and len(feats) == len(x):
-        return feats
-    if model is None:
+
+    def compute() -> np.ndarray:
         from cifar_core.model.vgg import load_model
 
-        model = load_model(model_path)
-    feats = compute_embeddings(model, x, progress)
-    try:
-        save_array(path, feats)
-    except OSError:
-        pass  # a read-only artifacts folder: the caller still gets the features
-    return feats
+        return compute_embeddings(model if model is not None else load_model(model_path), x, progress)
+
+    return array_cache.cached_array(cache_file(model_path, f"features-{split}", x), compute, rows=len(x))
 
 
 def embeddings_cached(model_path: Path, x: np.ndarray, split: str) -> bool:
@@ -181,16 +154,8 @@ def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndar
 
 def cached_projection(model_path: Path, x: np.ndarray, split: str, features: np.ndarray, method: str = "pca") -> np.ndarray:
     """`project(features, method)`, kept on disk beside the features (UMAP takes a while)."""
-    path = cache_file(model_path, f"map-{method}-{split}", x)
-    xy = load_array(path)
-    if xy is not None and len(xy) == len(features):
-        return xy
-    xy = project(features, method)
-    try:
-        save_array(path, xy)
-    except OSError:
-        pass
-    return xy
+    return array_cache.cached_array(cache_file(model_path, f"map-{method}-{split}", x), lambda: project(features, method),
+                                    rows=len(features))
 
 
 # ---------------------------------------------------------------- nearest neighbours

@@ -13,7 +13,7 @@ from cifar_core.analysis import duplicates
 from cifar_core.analysis import label_issues
 from cifar_core.data.images import ImageData
 from cifar_core.predict.evaluate import Interpretation
-from cifar_core.predict.forward import predict_probs
+from cifar_core.model.forward import predict_probs
 from cifar_core.predict.inference import trained_with_tta
 
 Progress = Callable[[int, int, str], None]

@@ -30,6 +30,8 @@ import keras
 import numpy as np
 
 from cifar_core.analysis import embeddings
+from cifar_core.model import array_cache
+from cifar_core.model.forward import Progress, forward_batches
 
 GRID = 2  # cells per side the layout map is averaged to
 DIM = 256  # dimensions kept by the index's PCA projection
@@ -76,15 +78,10 @@ class Describer:
         out = np.asarray(self._both(np.asarray(images, np.uint8)), dtype=np.float32)
         return out[:len(images)], out[len(images):]
 
-    def plain(self, images: np.ndarray, progress: embeddings.Progress | None = None) -> np.ndarray:
+    def plain(self, images: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """Descriptors of many images (no mirrors), in batches."""
-        out, done = [], 0
-        for start in range(0, len(images), BATCH):
-            out.append(np.asarray(self._plain(np.asarray(images[start:start + BATCH], np.uint8)), dtype=np.float32))
-            done += len(out[-1])
-            if progress:
-                progress(done, len(images), "computing similar-image descriptors")
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return forward_batches(lambda batch: self._plain(np.asarray(batch, np.uint8)), images, batch_size=BATCH, width=(0,),
+                               label="computing similar-image descriptors", progress=progress)
 
 
 class SimilarIndex:
@@ -134,25 +131,19 @@ class SimilarIndex:
 
 
 def cached_descriptors(model_path: Path, x: np.ndarray, *, model: keras.Model | None = None,
-                       describer: Describer | None = None, progress: embeddings.Progress | None = None) -> np.ndarray:
+                       describer: Describer | None = None, progress: Progress | None = None) -> np.ndarray:
     """The descriptors of training images `x` under the model at `model_path`: read from disk, or computed
     once and saved (float16 halves the file; the search itself runs in float32)."""
-    path = embeddings.cache_file(model_path, f"similar-g{GRID}-train", x)
-    saved = embeddings.load_array(path)
-    if saved is not None and len(saved) == len(x):
-        return saved.astype(np.float32)
-    if describer is None:
-        if model is None:
-            from cifar_core.model.vgg import load_model
 
-            model = load_model(model_path)
-        describer = Describer(model)
-    descriptors = describer.plain(x, progress)
-    try:
-        embeddings.save_array(path, descriptors.astype(np.float16))
-    except OSError:
-        pass  # a read-only artifacts folder: the caller still gets the descriptors
-    return descriptors
+    def compute() -> np.ndarray:
+        from cifar_core.model.vgg import load_model
+
+        if describer is not None:
+            return describer.plain(x, progress)
+        return Describer(model if model is not None else load_model(model_path)).plain(x, progress)
+
+    return array_cache.cached_array(embeddings.cache_file(model_path, f"similar-g{GRID}-train", x), compute, rows=len(x),
+                                    saved_dtype=np.float16).astype(np.float32)
 
 
 def descriptors_cached(model_path: Path, x: np.ndarray) -> bool:
@@ -164,7 +155,7 @@ class SimilarSearch:
     """A model's search over its training images: images in, nearest training images out."""
 
     def __init__(self, model_path: Path, x_train: np.ndarray, *, model: keras.Model | None = None,
-                 progress: embeddings.Progress | None = None):
+                 progress: Progress | None = None):
         if model is None:
             from cifar_core.model.vgg import load_model
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cifar_core.analysis import embeddings
 from cifar_core.analysis import similar
+from cifar_core.model.forward import Progress
 
 ALTERATIONS = ("shift", "flip", "jpeg")
 JPEG_QUALITY = 75
@@ -62,9 +62,31 @@ def _similarity_to(search: similar.SimilarSearch, images: np.ndarray, indexed: n
     return np.maximum(np.sum(search.index.embed(plain) * target, axis=1), np.sum(search.index.embed(mirrored) * target, axis=1))
 
 
+def _retrieval(search: similar.SimilarSearch, altered: np.ndarray, picked: np.ndarray, k: int) -> dict:
+    """How often the altered copies of the training images `picked` find their original first, and in the top 5."""
+    found = np.concatenate([search.search(batch, k)[0] for batch in
+                            np.array_split(altered, max(1, -(-len(picked) // similar.BATCH)))])
+    return {"top1": float(np.mean(found[:, 0] == picked)),
+            "top5": float(np.mean((found[:, :5] == picked[:, None]).any(axis=1))),
+            # what the pages would show beside the original
+            "similarity_to_original": _percentiles(_similarity_to(search, altered, picked))}
+
+
+def _query_seconds(search: similar.SimilarSearch, x_test: np.ndarray, picked: np.ndarray, timed: int, shown: int) -> list[float]:
+    """Wall time of each single-image search of the first `timed` test images `picked`, after warming up on five."""
+    for i in picked[:5]:  # warm-up: the first calls trace and allocate
+        search.search(x_test[[i]], shown)
+    times = []
+    for i in picked[:timed]:
+        t0 = time.perf_counter()
+        search.search(x_test[[i]], shown)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def bench_similar(model_path: Path, x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray | None = None,
                   y_test: np.ndarray | None = None, *, queries: int = 500, test_queries: int = 1000, k: int = 5,
-                  shown: int = 8, timed: int = 100, seed: int = 0, progress: embeddings.Progress | None = None) -> dict:
+                  shown: int = 8, timed: int = 100, seed: int = 0, progress: Progress | None = None) -> dict:
     """Retrieval of altered training images, spread of test images' similarities, and query latency (one JSON-able dict).
 
     `queries` training images (seeded sample) are altered each way and searched among all of `x_train`;
@@ -82,30 +104,14 @@ def bench_similar(model_path: Path, x_train: np.ndarray, x_test: np.ndarray, y_t
 
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(x_train), min(queries, len(x_train)), replace=False)
-    retrieval = {}
-    for kind in ALTERATIONS:
-        altered = alter(x_train[picked], kind, seed)
-        found = np.concatenate([search.search(batch, k)[0] for batch in
-                                np.array_split(altered, max(1, -(-len(picked) // similar.BATCH)))])
-        retrieval[kind] = {"top1": float(np.mean(found[:, 0] == picked)),
-                           "top5": float(np.mean((found[:, :5] == picked[:, None]).any(axis=1))),
-                           # what the pages would show beside the original
-                           "similarity_to_original": _percentiles(_similarity_to(search, altered, picked))}
-
+    retrieval = {kind: _retrieval(search, alter(x_train[picked], kind, seed), picked, k) for kind in ALTERATIONS}
     test_picked = rng.choice(len(x_test), min(test_queries, len(x_test)), replace=False)
     idx, sims = zip(*(search.search(x_test[batch], shown) for batch in
                       np.array_split(test_picked, max(1, -(-len(test_picked) // similar.BATCH)))))
     idx, sims = np.concatenate(idx), np.concatenate(sims)
     spread, top1_spread = _percentiles(sims), _percentiles(sims[:, 0])
 
-    for i in test_picked[:5]:  # warm-up: the first calls trace and allocate
-        search.search(x_test[[i]], shown)
-    times = []
-    for i in test_picked[:timed]:
-        t0 = time.perf_counter()
-        search.search(x_test[[i]], shown)
-        times.append(time.perf_counter() - t0)
-
+    times = _query_seconds(search, x_test, test_picked, timed, shown)
     result = {
         "model": str(model_path),
         "train_images": int(len(x_train)),

@@ -44,7 +44,8 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from cifar_core.data.loader import data_cache_folder, describe_source, load_dataset
 from cifar_core.base.paths import PROJECT_ROOT
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 Echo = Callable[[str], None]
 

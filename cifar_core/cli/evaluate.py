@@ -25,7 +25,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _evaluation_config(args: argparse.Namespace, choice) -> TrainConfig:
     """The settings the model was trained with (its split and data folder), --data-dir applied; RunError when
     --split val is asked of a model whose validation split is unknown."""
-    from cifar_core.runs.store import RunError
+    from cifar_core.runs.record import RunError
 
     saved = TrainConfig.of_saved_model(choice.config) if choice.config else None
     if args.split == "val" and saved is None:
@@ -87,7 +87,7 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from cifar_core.predict import calibration
     from cifar_core.runs.model_choice import resolve_model
-    from cifar_core.runs.store import RunError
+    from cifar_core.runs.record import RunError
 
     store = run_store(args)
     choice = resolve_model(store, args.model)

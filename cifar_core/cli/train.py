@@ -56,7 +56,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def _resumed_config(args: argparse.Namespace, store) -> tuple[TrainConfig, str]:
     """The settings and id of the run `--resume` names, which must be resumable; RunError in words when not."""
-    from cifar_core.runs.store import RunError
+    from cifar_core.runs.record import RunError
 
     given = [flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None]
     given += ["--preset"] if args.preset else []
@@ -105,7 +105,7 @@ def _run_config(args: argparse.Namespace, store) -> tuple[TrainConfig, str | Non
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cifar_core.runs.store import RunBusyError, RunError
+    from cifar_core.runs.record import RunBusyError, RunError
     from cifar_core.training.trainer import train
 
     store = run_store(args)
@@ -140,7 +140,7 @@ def _report_failure(err: BaseException, store, failed_id: str | None, started_di
     from cifar_core.base.errors import disk_full, error_text
     from cifar_core.data.images import DataError
     from cifar_core.model.vgg import WeightsError
-    from cifar_core.runs.store import LIVE, RunError
+    from cifar_core.runs.record import LIVE, RunError
 
     if not isinstance(err, (DataError, WeightsError, RunError, KeyboardInterrupt)) and not disk_full(err, store.root):
         import traceback

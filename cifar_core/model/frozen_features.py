@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
-from cifar_core.base.atomic_io import atomic_save_array
-from cifar_core.data.pipeline import image_batches
-
-# Features beyond this size are not cached (e.g. 224x224 inputs); the head phase
-# then trains on live images instead.
-MAX_CACHE_BYTES = 3 << 30
+from cifar_core.model import array_cache
+from cifar_core.model.forward import Progress, forward_batches
 
 
-def feature_bytes(base: keras.Model, n_images: int) -> int:
-    return int(np.prod(base.output.shape[1:])) * 4 * n_images
+def fits_cache(base: keras.Model, n_images: int) -> bool:
+    """Whether the features of `n_images` images are small enough to keep (else the head phase trains on
+    live images: e.g. 224x224 inputs)."""
+    return int(np.prod(base.output.shape[1:])) * 4 * n_images <= array_cache.MAX_CACHE_BYTES
 
 
 def fingerprint(base: keras.Model, input_size: int, x: np.ndarray) -> str:
@@ -42,17 +39,12 @@ def compute_base_features(
     *,
     input_size: int,
     batch_size: int = 256,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Run the frozen base once over `x` (uint8 images), with progress, returning float32 features."""
-    forward = keras.ops.convert_to_numpy
-    out, done = [], 0
-    for images in image_batches(x, batch_size, input_size=input_size):
-        out.append(np.asarray(forward(base(images, training=False)), dtype=np.float32))
-        done += len(out[-1])
-        if progress:
-            progress(done, len(x), "computing frozen-base features")
-    return np.concatenate(out) if out else np.zeros((0, *base.output.shape[1:]), np.float32)
+    return forward_batches(lambda images: keras.ops.convert_to_numpy(base(images, training=False)), x,
+                           batch_size=batch_size, width=tuple(base.output.shape[1:]),
+                           label="computing frozen-base features", input_size=input_size, progress=progress)
 
 
 def cached_base_features(
@@ -62,12 +54,10 @@ def cached_base_features(
     input_size: int,
     cache_dir: Path,
     batch_size: int = 256,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Features of `x` under `base`, read from `cache_dir` when this exact base and data were seen before."""
-    path = Path(cache_dir) / "features" / f"{fingerprint(base, input_size, x)}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    feats = compute_base_features(base, x, input_size=input_size, batch_size=batch_size, progress=progress)
-    atomic_save_array(path, feats)
-    return feats
+    return array_cache.cached_array(
+        Path(cache_dir) / "features" / f"{fingerprint(base, input_size, x)}.npy",
+        lambda: compute_base_features(base, x, input_size=input_size, batch_size=batch_size, progress=progress),
+        rows=len(x))

@@ -217,7 +217,7 @@ def fit_for_model(model_path: Path, config, data_dir: str | None = None, progres
     `config` is the run's TrainConfig; `data_dir` overrides its data folder.
     """
     from cifar_core.data.classes import model_class_names
-    from cifar_core.predict.forward import predict_probs
+    from cifar_core.model.forward import predict_probs
     from cifar_core.predict.model_data import load_model_data
     from cifar_core.model.vgg import load_model
 

@@ -22,7 +22,7 @@ from cifar_core.predict import calibration
 from cifar_core.base import faults
 from cifar_core.base.atomic_io import atomic_save_npz, atomic_write_text
 from cifar_core.data.classes import model_class_names
-from cifar_core.predict.forward import predict_probs
+from cifar_core.model.forward import predict_probs
 
 @dataclass
 class Interpretation:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cifar_core.config import TrainConfig
 from cifar_core.base.paths import PROJECT_ROOT
-from cifar_core.runs.store import Run, RunError, RunStore
+from cifar_core.runs.record import Run, RunError
+from cifar_core.runs.store import RunStore
 
 # The child's stdout/stderr (progress bars, tracebacks); train.log holds the run's own log.
 PROCESS_LOG = "process.log"

@@ -13,7 +13,8 @@ import pandas as pd
 from cifar_core.data.classes import ClassesError, model_class_names
 from cifar_core.runs.outcome import usable, verdict
 from cifar_core.base.paths import default_model_dir
-from cifar_core.runs.store import RunError, RunStore
+from cifar_core.runs.record import RunError
+from cifar_core.runs.store import RunStore
 
 
 @dataclass(frozen=True)

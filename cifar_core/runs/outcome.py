@@ -9,7 +9,7 @@ import pandas as pd
 
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.classes import ClassesError, model_class_names
-from cifar_core.runs.store import Run
+from cifar_core.runs.record import Run
 
 # A model within this many points of chance (1 / classes) has learned nothing usable.
 CHANCE_MARGIN = 0.02

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cifar_core.runs.store import Run
+from cifar_core.runs.record import Run
 
 # A forward pass costs about a third of a training step (forward + backward).
 FORWARD_SPEEDUP = 3.0

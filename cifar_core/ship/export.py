@@ -240,16 +240,9 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
 
     `classifier` is the model's loaded `inference.Classifier`, when the caller has it already.
     """
-    from cifar_core.predict.inference import Classifier, trained_with_tta
+    from cifar_core.predict.inference import Classifier
 
-    if fmt not in FORMATS:
-        raise ExportError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-    if len(x_test) == 0:
-        raise ExportError("The parity check needs test images, and the data folder has none.")
-    if fmt == "tflite-int8" and (x_train is None or len(x_train) == 0):
-        raise ExportError("TFLite int8 needs training images to calibrate on, and the data folder has none.")
-    if fmt == "onnx":
-        _onnx_tools()
+    _refuse_early(fmt, x_test, x_train)
     # The studio's own prediction path, one view: the exported network is the model itself, so it is checked
     # against the model without test-time augmentation (a model trained for TTA says so in the report).
     keras_model = classifier if classifier is not None and not classifier.tta else Classifier(model_path, tta=False)
@@ -258,8 +251,30 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
     dest = out_dir / FILE_NAMES[fmt]
     model = float32_model(keras_model.model)
     started = time.perf_counter()
-    # Written next to the destination, then swapped in, so a failed export never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{fmt}-")) / FILE_NAMES[fmt]
+    _write(model, fmt, dest, x_train, seed)
+    export_seconds = time.perf_counter() - started
+    report = _report(keras_model, model_path, fmt, dest, x_test, y_test, images=images, seed=seed,
+                     export_seconds=export_seconds)
+    (out_dir / f"{fmt}.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _refuse_early(fmt: str, x_test: np.ndarray, x_train: np.ndarray | None) -> None:
+    """ExportError, before any work, for an unknown format, no test images, int8 without training images, or
+    ONNX without its converter."""
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if len(x_test) == 0:
+        raise ExportError("The parity check needs test images, and the data folder has none.")
+    if fmt == "tflite-int8" and (x_train is None or len(x_train) == 0):
+        raise ExportError("TFLite int8 needs training images to calibrate on, and the data folder has none.")
+    if fmt == "onnx":
+        _onnx_tools()
+
+
+def _write(model, fmt: str, dest: Path, x_train: np.ndarray | None, seed: int) -> None:
+    """Write `model` as `fmt` at `dest`: next to it first, then swapped in, so a failed export never leaves half a model."""
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{fmt}-")) / FILE_NAMES[fmt]
     try:
         if fmt == "savedmodel":
             write_savedmodel(model, tmp)
@@ -278,12 +293,18 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
         raise ExportError(f"The {fmt} export failed ({type(err).__name__}: {last_line}).") from err
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
-    export_seconds = time.perf_counter() - started
+
+
+def _report(keras_model, model_path: Path, fmt: str, dest: Path, x_test: np.ndarray, y_test: np.ndarray, *,
+            images: int, seed: int, export_seconds: float) -> dict:
+    """The export's report: its file and size, its parity with the Keras model on `images` test images, both
+    latencies, and what a user of the file must know (input, output, class order, TTA, temperature)."""
+    from cifar_core.predict.inference import trained_with_tta
 
     pick = sample(len(x_test), images, seed)
     x, y = x_test[pick], np.asarray(y_test)[pick]
     exported = load_exported(dest, fmt)
-    report = {
+    return {
         "format": fmt,
         "path": str(dest),
         "model": str(model_path),
@@ -304,8 +325,6 @@ def export_model(model_path: Path, fmt: str, x_test: np.ndarray, y_test: np.ndar
         "calibration": ({"temperature": stored.temperature, "fitted_with_tta": stored.tta, "validation_images": stored.images}
                         if (stored := read_calibration(Path(model_path).parent)) is not None else None),
     }
-    (out_dir / f"{fmt}.json").write_text(json.dumps(report, indent=2))
-    return report
 
 
 def read_report(out_dir: Path, fmt: str) -> dict | None:

@@ -28,7 +28,8 @@ from cifar_core.data.images import DataError
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.base.markup import markdown_literal
 from cifar_core.base.paths import PROJECT_ROOT, default_model_dir
-from cifar_core.runs.store import Run, RunError, RunStore
+from cifar_core.runs.record import Run, RunError
+from cifar_core.runs.store import RunStore
 
 # renameat2(2): paths relative to the working directory; swap the two names.
 AT_FDCWD = -100

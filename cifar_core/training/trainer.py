@@ -20,7 +20,8 @@ import keras
 from cifar_core.predict import calibration
 from cifar_core.base import compat
 from cifar_core.training import distribute
-from cifar_core.predict import evaluate, forward
+from cifar_core.predict import evaluate
+from cifar_core.model import forward
 from cifar_core.predict.model_data import load_model_data
 from cifar_core.model import frozen_features as features
 from cifar_core.training import start_choice
@@ -37,7 +38,8 @@ from cifar_core.training.phases import Phase, compile_phase, phases
 from cifar_core.runs.outcome import did_not_learn, likely_reasons
 from cifar_core.base.paths import cache_dir
 from cifar_core.base.errors import error_text
-from cifar_core.runs.store import Run, RunStore
+from cifar_core.runs.record import Run
+from cifar_core.runs.store import RunStore
 
 Progress = Callable[[int, int, str], None]
 
@@ -229,13 +231,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
         stage(f"phase {number}/{len(plan)} ({phase.name}): preparing")
         with strategy.scope():
             set_freeze(base, phase.freeze)
-        use_features = (
-            phase.freeze == "all"
-            and not config.augment
-            and config.feature_cache
-            and config.strategy == "default"
-            and features.feature_bytes(base, len(splits.x_train) + len(splits.x_val)) <= features.MAX_CACHE_BYTES
-        )
+        use_features = _on_cached_features(config, phase, base, splits)
         fitted = head if use_features else model
         compat.set_initial_epoch(fitted, None)  # a restore in the previous phase must not skip epochs here
         backup = run.dir / "backup" / phase.name
@@ -253,16 +249,7 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
         if use_features:
             _fit_head_on_features(config, base, head, splits, phase, steps, callbacks, stage)
         else:
-            train_ds = distribute.shard_by_data(pipeline.training_stream(
-                splits.x_train, splits.y_train, config.batch_size, flip=config.flip if config.augment else "none",
-                translate=config.translate if config.augment else 0, input_size=config.input_size,
-                seed=config.seed, first_epoch=epoch_offset, num_classes=len(splits.class_names)))
-            val_ds = distribute.shard_by_data(pipeline.make_dataset(
-                splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
-                num_classes=len(splits.class_names)))
-            # shuffle=False: the tf.data pipeline already reshuffles every epoch.
-            model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False,
-                      callbacks=callbacks, verbose=0)
+            _fit_on_images(config, model, splits, phase, steps, epoch_offset, callbacks)
 
         best = best_model.best
         ran = logger.last_epoch - epoch_offset
@@ -277,6 +264,33 @@ def _run_phases(config: TrainConfig, store: RunStore, run: Run, model: keras.Mod
         shutil.rmtree(backup, ignore_errors=True)
     summary.update(epochs_completed=epoch_offset)
     return False
+
+
+def _on_cached_features(config: TrainConfig, phase: Phase, base: keras.Model, splits: Splits) -> bool:
+    """Whether `phase` trains the head on cached frozen-base features: the base is frozen, the images are not
+    augmented, the cache is on, one machine trains, and the features are small enough to keep."""
+    return (
+        phase.freeze == "all"
+        and not config.augment
+        and config.feature_cache
+        and config.strategy == "default"
+        and features.fits_cache(base, len(splits.x_train) + len(splits.x_val))
+    )
+
+
+def _fit_on_images(config: TrainConfig, model: keras.Model, splits: Splits, phase: Phase, steps: int,
+                   epoch_offset: int, callbacks: list) -> None:
+    """One phase on live images (augmented as configured), sharded by data under a distribution strategy."""
+    train_ds = distribute.shard_by_data(pipeline.training_stream(
+        splits.x_train, splits.y_train, config.batch_size, flip=config.flip if config.augment else "none",
+        translate=config.translate if config.augment else 0, input_size=config.input_size,
+        seed=config.seed, first_epoch=epoch_offset, num_classes=len(splits.class_names)))
+    val_ds = distribute.shard_by_data(pipeline.make_dataset(
+        splits.x_val, splits.y_val, config.batch_size, training=False, input_size=config.input_size,
+        num_classes=len(splits.class_names)))
+    # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+    model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, steps_per_epoch=steps, shuffle=False,
+              callbacks=callbacks, verbose=0)
 
 
 def _phase_callbacks(config: TrainConfig, phase: Phase, *, stop: StopOnRequest, logger: RunLogger, best_model: BestModelCheckpoint,
