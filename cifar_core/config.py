@@ -89,7 +89,7 @@ class TrainConfig:
     translate: int = setting(4, "Augmentation", "Shift (px)", "largest random shift in pixels, reflect-padded (0 = none)")
     tta: bool = setting(False, "Augmentation", "Test-time augmentation", "predict as the mean over the image, its mirror and 1-pixel shifts of both; every page, evaluate and predict do so for this model")
     patience: int = setting(5, "Regularisation and speed", "Early-stopping patience (0 = off)", "EarlyStopping patience in epochs on val_accuracy, restoring the best weights (0 = off)")
-    bf16: bool = setting(False, "Regularisation and speed", "bfloat16 mixed precision", "mixed_bfloat16 precision (faster on CPUs with AVX-512 BF16 and on recent GPUs)")
+    bf16: bool = setting(False, "Regularisation and speed", "bfloat16 mixed precision", "mixed_bfloat16 precision where the hardware computes it natively (a GPU, or a CPU with AVX-512 BF16 or AMX); float32 elsewhere, where bf16 would only be emulated")
     feature_cache: bool = setting(True, "Regularisation and speed", "Cache frozen features", "train the frozen-phase head on cached base features (when augmentation is off)")
     seed: int = setting(42, "Regularisation and speed", "Random seed", "random seed: same seed and data, same run")
     strategy: str = setting("default", "Regularisation and speed", "Distribution strategy", "tf.distribute strategy: default, mirrored (all local GPUs) or multiworker (TF_CONFIG)", STRATEGIES)

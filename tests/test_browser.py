@@ -251,8 +251,14 @@ def real_server(tmp_path_factory):
         pytest.skip(f"real CIFAR-10 folder not found at {SHARED_DATA}")
     artifacts = tmp_path_factory.mktemp("browser_real") / "artifacts"
     artifacts.mkdir()
-    with dashboard(artifacts, SHARED_DATA, shipped=ROOT / "artifacts" / "default") as url:
-        yield url, artifacts
+    try:
+        with dashboard(artifacts, SHARED_DATA, shipped=ROOT / "artifacts" / "default") as url:
+            yield url, artifacts
+    finally:
+        # A run the page started lives in its own session: one left over would slow every later test.
+        for run in RunStore(artifacts).list():
+            with contextlib.suppress(OSError, TypeError):
+                os.killpg(run.pid, signal.SIGKILL)
 
 
 def test_quick_try_learns_in_the_browser_and_never_becomes_the_default(real_server, browser, page):

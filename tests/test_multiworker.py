@@ -21,7 +21,7 @@ from cifar_core.runs.store import RunStore
 DRIVER = """
 import os, sys
 import keras, numpy as np
-from cifar_core import callbacks
+from cifar_core.training import callbacks
 end = callbacks.BestModelCheckpoint.on_train_end
 def on_train_end(self, logs=None):
     end(self, logs)

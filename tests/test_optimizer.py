@@ -99,8 +99,12 @@ def test_ema_momentum_warms_up(tiny_data, optimizer):
 
 
 def _distance_from_init(tiny_data, tmp_path, keep: bool = False, **options):
-    """How far a short run's checkpoint moved its first conv kernel from the initial one (and, with `keep`, its config and model)."""
-    config = tiny_config(tiny_data, epochs_head=0, epochs_finetune=2, finetune_freeze="none", optimizer="sgd",
+    """How far a one-epoch run's checkpoint moved its first conv kernel from the initial one (and, with `keep`, its config and model).
+
+    One epoch, so that both runs checkpoint the same step: with more, the best-validation
+    checkpoint of one run may come from an earlier epoch than the other's.
+    """
+    config = tiny_config(tiny_data, epochs_head=0, epochs_finetune=1, finetune_freeze="none", optimizer="sgd",
                          finetune_lr=0.05, **options)
     summary = train(config, store=RunStore(tmp_path / str(options)))
     keras.utils.set_random_seed(config.seed)  # train() builds its model right after seeding, so this is its start

@@ -42,7 +42,8 @@ import tensorflow as tf
 from PIL import Image
 
 from cifar_core.base.paths import PROJECT_ROOT
-from cifar_core.bench.speed_settings import BenchSizes, cpu_has_bf16
+from cifar_core.base.hardware import native_bf16
+from cifar_core.bench.speed_settings import BenchSizes
 from cifar_core.bench.training_speed import bench_finetune, bench_head_epoch, bench_peak_rss
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.images import ImageData
@@ -71,7 +72,7 @@ def run_bench(data_dir: str | None, quick: bool, echo: Echo | None = None, *, si
     """Run every measurement and return one flat dict of results (see the module docstring)."""
     sizes = sizes or (BenchSizes.quick() if quick else BenchSizes.full())
     say = echo or (lambda _msg: None)
-    bf16 = cpu_has_bf16()
+    bf16 = native_bf16()
     result: dict = {
         "quick": quick,
         "data": f"real: {data_dir}" if data_dir else "synthetic (no data folder given)",

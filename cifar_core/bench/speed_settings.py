@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from cifar_core.config import TrainConfig
 
@@ -33,15 +32,6 @@ class BenchSizes:
     @classmethod
     def full(cls) -> "BenchSizes":
         return cls()
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where mixed bf16 pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def finetune_config(bf16: bool, batch_size: int) -> TrainConfig:

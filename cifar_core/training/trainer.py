@@ -7,6 +7,7 @@ lower learning rate. Either phase can be skipped (0 epochs).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -38,6 +39,7 @@ from cifar_core.training.phases import Phase, compile_phase, phases
 from cifar_core.runs.outcome import did_not_learn, likely_reasons
 from cifar_core.base.paths import cache_dir
 from cifar_core.base.errors import error_text
+from cifar_core.base.hardware import native_bf16
 from cifar_core.runs.record import Run
 from cifar_core.runs.store import RunStore
 
@@ -139,6 +141,10 @@ def _train(config: TrainConfig, store: RunStore, run: Run, resume: bool, progres
     strategy = distribute.make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     log.info("run %s: %s", run.id, config.to_json().replace("\n", " "))
+    if config.bf16 and not native_bf16():
+        log.info("bfloat16 asked for, but this machine only emulates it (no GPU, no AVX512-BF16 or AMX): "
+                 "training in float32, which is faster here")
+        config = dataclasses.replace(config, bf16=False)
     stage = StageReporter(store, run.id, progress)
     splits, summary = _load_data(config, store, run, resume, stage, log)
     if config.measure_start:
