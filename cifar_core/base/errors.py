@@ -70,11 +70,19 @@ def shown(name: object, limit: int = 80) -> str:
     """A name from outside (a member of an archive, a folder on disk, a path) as it can be printed: bytes
     that are not UTF-8 (kept by Python as lone surrogates) as \\xNN escapes, cut to `limit` characters."""
     text = str(name)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_text(text):
         try:
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         except UnicodeEncodeError:  # a surrogate that stands for no byte
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return clip(text, limit)
+
+
+def is_text(name: str) -> bool:
+    """Whether `name` is text: Python keeps the bytes of a file name that are not UTF-8 as lone surrogates,
+    which can be neither printed nor written to a UTF-8 file."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -35,7 +35,7 @@ from typing import Iterator
 
 from cifar_core.base.bounded_io import Damaged, UnpackError
 from cifar_core.base.bounded_zip import open_zip, read_member
-from cifar_core.base.errors import StudioError, shown
+from cifar_core.base.errors import StudioError, is_text, shown
 from cifar_core.data import archive_tar
 from cifar_core.data.image_limits import MAX_FILE_BYTES
 
@@ -185,15 +185,6 @@ def _check_path(name: str, source: str) -> None:
     if not is_text(name):
         raise ArchiveError(f"{shown(source)} holds a file name that is not UTF-8 text ({shown(name)!r}): it is refused as a "
                            "whole, nothing was imported. Rename it (e.g. caf\\xe9 to café) and make the archive again.")
-
-
-def is_text(name: str) -> bool:
-    """Whether `name` is text: Python keeps the bytes of a name that are not UTF-8 as lone surrogates."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _skip_reason(member: Member, limits: Limits) -> str | None:
