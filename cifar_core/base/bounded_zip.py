@@ -101,6 +101,8 @@ def open_zip(path: Path, max_members: int) -> Iterator[zipfile.ZipFile]:
     except _DAMAGE as err:
         raise Damaged(f"is damaged ({said(err)})") from None
     with archive:
+        if any(info.header_offset < 0 for info in archive.infolist()):  # the end record's offsets do not add up
+            raise Damaged("is damaged (bad offset for its file directory)")
         yield archive
 
 

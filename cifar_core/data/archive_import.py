@@ -183,7 +183,7 @@ def _check_path(name: str, source: str) -> None:
         raise ArchiveError(f"{shown(source)} holds a path that leads outside it ({shown(name)!r}): it is refused as a whole, "
                            "nothing was imported. Make the archive from inside the dataset folder.")
     if not is_text(name):
-        raise ArchiveError(f"{shown(source)} holds a file name that is not UTF-8 text ({shown(name)!r}): it is refused as a "
+        raise ArchiveError(f"{shown(source)} holds a file name that is not UTF-8 text ('{shown(name)}'): it is refused as a "
                            "whole, nothing was imported. Rename it (e.g. caf\\xe9 to café) and make the archive again.")
 
 

@@ -34,11 +34,12 @@ Entry = tuple[str, str, int]  # a member's name, kind ("file", "dir", "link", "s
 def is_tar(source: Path) -> bool:
     """Whether `source` (maybe compressed) starts with a tar header whose checksum is right. Checked here, not
     with tarfile.is_tarfile, which parses the first member's pax header before `prescan` has bounded it.
-    TooLarge for a stream that needs too much memory to unpack (an LZMA dictionary over 64 MiB)."""
+    Damaged for a compressed stream that is damaged or cut short; TooLarge for one that needs too much memory
+    to unpack (an LZMA dictionary over 64 MiB)."""
     try:
         with open_unpacked(source, 1 << 20, "") as f:
             header = f.read(512)
-    except (Damaged, OSError):
+    except OSError:
         return False
     return len(header) == 512 and _checksum_ok(header)
 
@@ -66,7 +67,7 @@ def _headers(f, max_members: int, total_bytes: int) -> int:
     while (header := f.read(512)) != bytes(512):
         if len(header) < 512 or not _checksum_ok(header):
             where = "has a damaged header" if len(header) == 512 else "ends with no end marker"
-            raise Damaged(f"is damaged or cut short (it {where} after {members:,} files)")
+            raise Damaged(f"is damaged or cut short (it {where} after {_files(members)})")
         size = _number(header[124:136])
         if header[156:157] in (b"x", b"g", b"L", b"K"):  # pax and GNU long-name metadata of the next member
             if size > MAX_META_BYTES:
@@ -84,8 +85,12 @@ def _headers(f, max_members: int, total_bytes: int) -> int:
         while left > 0 and (chunk := f.read(min(left, 1 << 20))):
             left -= len(chunk)
         if left > 0:
-            raise Damaged(f"is cut short (inside a file, after {members:,} files)")
+            raise Damaged(f"is damaged or cut short (it ends inside a file, after {_files(members - 1)})")
     return members
+
+
+def _files(n: int) -> str:
+    return f"{n:,} file" + ("" if n == 1 else "s")
 
 
 def _checksum_ok(header: bytes) -> bool:

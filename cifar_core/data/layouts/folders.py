@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_core.base.errors import is_text
 from cifar_core.data.census import class_folders, folder_classes, in_order
 from cifar_core.data.images import (SPLITS, DataError, ImageData, Progress, class_dirs, decode_all, empty_split, folder_files,
                                     image_count, require_nonempty, skipped_paths)
@@ -25,14 +26,14 @@ class Folders(Layout):
 
     def classes(self, folder: Path) -> tuple[str, ...]:
         mapping, _ = class_folders(folder)
-        return tuple(in_order((mapping.get(d.name, d.name) for d in class_dirs(folder / "train")), mapping))
+        return tuple(in_order((mapping.get(d.name, d.name) for d in _class_dirs(folder / "train")), mapping))
 
     def counts(self, folder: Path) -> dict[str, int]:
-        return {split: sum(image_count(d) for d in class_dirs(folder / split)) for split in SPLITS}
+        return {split: sum(image_count(d) for d in _class_dirs(folder / split)) for split in SPLITS}
 
     def source_files(self, folder: Path) -> list[Path]:
         # Sorting names, not Path objects: Path comparisons dominate a cached load of 60,000 files.
-        return [d / name for split in SPLITS for d in class_dirs(folder / split) for name in sorted(os.listdir(d))]
+        return [d / name for split in SPLITS for d in _class_dirs(folder / split) for name in sorted(os.listdir(d))]
 
     def files(self, folder: Path, data: ImageData, split: str) -> list[str]:
         bad = skipped_paths(data)
@@ -62,6 +63,11 @@ class Folders(Layout):
             skipped += bad
         require_nonempty({split: arrays[split] for split in splits})
         return ImageData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    """The class folders of a split: a folder whose name is not UTF-8 text is none (census names it)."""
+    return [d for d in class_dirs(split_dir) if is_text(d.name)]
 
 
 LAYOUT = Folders()
