@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from cifar_core.base import bounded_json, bounded_zip, compat
-from cifar_core.base.bounded_io import UnpackError
+from cifar_core.base.bounded_io import Damaged, UnpackError
 from cifar_core.base.errors import clip
 from cifar_core.model.model_cost import cost_problem
 
@@ -161,6 +161,8 @@ def check_keras_file(path: str | Path) -> None:
             with z.open(weights) as member:
                 declared = _h5_declared(member, weights.file_size)
             config = bounded_json.loads(bounded_zip.read_member(raw, z.getinfo("config.json")), what="its config.json")
+    except Damaged as err:
+        raise UnsafeFileError(f"it is not a complete Keras archive: it {err}") from None
     except UnpackError as err:
         raise UnsafeFileError(f"it {err}") from None
     except bounded_json.JSONError as err:
