@@ -5,7 +5,8 @@ import math
 import numpy as np
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import explanations, gallery, loading, state
+from studio.text import plain
 from cifar_core.views import plots
 from cifar_core.views import previews
 from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS
@@ -13,7 +14,7 @@ from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS
 st.title("Classify")
 st.write("Drag images here (or pick them), or take a photo: each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
-model = studio_ui.require_model()
+model = state.require_model()
 upload_col, camera_col = st.columns([3, 2])
 files = upload_col.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
                                  help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
@@ -32,21 +33,21 @@ similar = toggle_col.toggle("Show similar training images", key="classify_simila
                             help="the training images most like each upload, compared on the model's mid-level feature map (where colours "
                                  "and shapes are): what it has seen that looks like this")
 with layer_col:
-    cam = studio_ui.explanation_picker(model, key="classify_cam_layer") if explain else None
+    cam = explanations.explanation_picker(model, key="classify_cam_layer") if explain else None
 if cam is not None:
-    studio_ui.explanation_check(model, cam)
+    explanations.explanation_check(model, cam)
 if not inputs:
     st.stop()
 
-results = studio_ui.classifier(model).classify_bytes(inputs)
+results = loading.classifier(model).classify_bytes(inputs)
 good = [i for i, r in enumerate(results) if r.error is None]
 st.subheader(f"{len(good)} of {len(results)} image(s) classified")
 overlays = {}
 if cam is not None and good:
-    overlays = dict(zip(good, studio_ui.explanation_overlays(model, cam, np.stack([results[i].image for i in good]))))
+    overlays = dict(zip(good, explanations.explanation_overlays(model, cam, np.stack([results[i].image for i in good]))))
 found = None
 if similar and good:
-    found = studio_ui.similar_search(model)
+    found = loading.similar_search(model)
     if found is None:
         st.info("Similar images need the training images: no CIFAR-10 data folder with a train split is set (see the sidebar).",
                 icon=":material/image_not_supported:")
@@ -58,18 +59,18 @@ for i, ((_, data), result) in enumerate(zip(inputs, results)):
             if preview is not None:
                 st.image(preview, width=160)
             if i in overlays:
-                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"{cam.name}: {studio_ui.plain(result.top[0]['label'])}")
+                st.image(previews.upscale(overlays[i], 5), width=160, caption=f"{cam.name}: {plain(result.top[0]['label'])}")
             st.text(result.file)  # a user's file name: shown as typed, never as Markdown
         with chart:
             if result.error is not None:
-                st.error(f"Could not classify this file: {studio_ui.plain(result.error)}", icon=":material/broken_image:")
+                st.error(f"Could not classify this file: {plain(result.error)}", icon=":material/broken_image:")
             else:
                 best = result.top[0]
-                st.markdown(f"### {studio_ui.plain(best['label'])} · {best['prob']:.1%}")
+                st.markdown(f"### {plain(best['label'])} · {best['prob']:.1%}")
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
-                t = studio_ui.classifier(model).temperature
-                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {studio_ui.plain(model.label)}"
+                t = loading.classifier(model).temperature
+                st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {plain(model.label)}"
                            + (f" · calibrated probabilities (temperature {t:.3f}, fitted on validation images)" if t != 1.0 else ""))
         if found is not None and result.error is None:
-            studio_ui.similar_training_images(result.image, found, model.class_names)
+            gallery.similar_training_images(result.image, found, model.class_names)

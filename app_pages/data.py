@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import gallery, loading, resources, state
+from studio.text import plain
 from cifar_core.data import health as dataset_health
 from cifar_core.data import imported as datasets
 from cifar_core.data import locate
@@ -50,14 +51,14 @@ def run_import(source: Path, name: str, replace: bool) -> None:
     try:
         report = datasets.import_dataset(source, name, replace=replace, progress=progress)
     except REFUSED as err:
-        st.error(f"The dataset could not be imported: {studio_ui.plain(err)}", icon=":material/error:")
+        st.error(f"The dataset could not be imported: {plain(err)}", icon=":material/error:")
         return
     finally:
         bar.empty()
     st.session_state["data_imported"] = report
     # New keys empty the upload and name boxes: importing the same archive again is then a new choice.
     st.session_state["data_form"] = st.session_state.get("data_form", 0) + 1
-    studio_ui.set_active_data(report["name"])
+    state.set_active_data(report["name"])
     st.rerun()
 
 
@@ -99,19 +100,19 @@ with st.container(border=True):
         if right.button("Use it in place", key="data_use_folder", icon=":material/folder_open:", disabled=not folder,
                         help="reads the folder where it is: it needs train/<class>/ and test/<class>/ folders", width="stretch"):
             if os.path.isdir(folder):
-                studio_ui.set_active_data(folder)
+                state.set_active_data(folder)
                 st.rerun()
-            st.error(f"{studio_ui.plain(folder)} is not a folder on this machine.", icon=":material/error:")
+            st.error(f"{plain(folder)} is not a folder on this machine.", icon=":material/error:")
 
 if (imported := st.session_state.pop("data_imported", None)) is not None:
     counts = imported["counts"]
     split = imported["split"]
-    st.success(f"Imported {studio_ui.plain(imported['name'])}: {len(imported['classes'])} classes, "
+    st.success(f"Imported {plain(imported['name'])}: {len(imported['classes'])} classes, "
                f"{sum(counts['train'].values()):,} training and {sum(counts['test'].values()):,} test images"
                + (f" (the test split made from {split['test_fraction']:.0%} of each class, seed {split['seed']})" if split["made"] else "")
                + ". It is now the active dataset.", icon=":material/check_circle:")
     for problem in imported["problems"]:
-        (st.error if problem["blocking"] else st.warning)(studio_ui.plain(problem["message"]), icon=":material/warning:")
+        (st.error if problem["blocking"] else st.warning)(plain(problem["message"]), icon=":material/warning:")
 
 # ---------------------------------------------------------------- the datasets
 
@@ -127,20 +128,20 @@ if listed:
 else:
     st.caption("No dataset imported yet.")
 
-options = studio_ui.dataset_options()
-active = studio_ui.active_data_key()
+options = state.dataset_options()
+active = state.active_data_key()
 if active not in options:  # a folder used in place
     options[active] = active
 keys = list(options)
 if st.session_state.get("data_inspect") not in keys or st.session_state.get("data_inspect_active") != active:
     st.session_state["data_inspect"] = active  # a newly active dataset (imported, picked in the sidebar) is shown
 st.session_state["data_inspect_active"] = active
-picked = st.selectbox("Dataset to check", keys, key="data_inspect", format_func=studio_ui.data_label)
+picked = st.selectbox("Dataset to check", keys, key="data_inspect", format_func=state.data_label)
 if picked == active:
     st.caption("This is the active dataset (the sidebar's).")
 elif st.button("Make it the active dataset", icon=":material/check:", type="primary",
                help="Train, Predictions and Error analysis then use it; the choice is kept in the page's address"):
-    studio_ui.set_active_data(picked)
+    state.set_active_data(picked)
     st.rerun()
 
 data_dir = locate.resolve_data_dir(options[picked])
@@ -153,8 +154,8 @@ if not data_dir:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _health_slot(data_dir: str, stamp: str) -> studio_ui.Slot:
-    return studio_ui.Slot()  # data only: the caller computes the report, drawing its progress
+def _health_slot(data_dir: str, stamp: str) -> resources.Slot:
+    return resources.Slot()  # data only: the caller computes the report, drawing its progress
 
 
 def health(data_dir: str) -> dict:
@@ -169,8 +170,8 @@ def health(data_dir: str) -> dict:
         bar.progress(min(done / max(total, 1), 1.0), text=f"Checking every image (once per dataset): {done:,}/{total:,}")
 
     try:
-        return studio_ui.fill(_health_slot(data_dir, stamp), lambda: dataset_health.check_dataset(data_dir, progress=progress),
-                              "Another session is checking this dataset…")
+        return loading.fill(_health_slot(data_dir, stamp), lambda: dataset_health.check_dataset(data_dir, progress=progress),
+                            "Another session is checking this dataset…")
     finally:
         bar.empty()
 
@@ -182,19 +183,19 @@ if layout := dataset_health.other_layout(data_dir):
 try:
     report = health(data_dir)
 except REFUSED as err:
-    st.error(f"This dataset cannot be checked: {studio_ui.plain(err)}", icon=":material/error:")
+    st.error(f"This dataset cannot be checked: {plain(err)}", icon=":material/error:")
     st.stop()
 
 st.header("Health", divider="gray")
-st.caption(studio_ui.plain(report["path"]))
+st.caption(plain(report["path"]))
 blocking = [p for p in report["problems"] if p["blocking"]]
 for problem in blocking:
-    st.error(studio_ui.plain(problem["message"]), icon=":material/block:")
+    st.error(plain(problem["message"]), icon=":material/block:")
 if blocking:
     st.error(f"Training on this dataset is blocked until the {len(blocking)} problem(s) above are fixed.", icon=":material/block:")
 for problem in report["problems"]:
     if not problem["blocking"]:
-        st.warning(studio_ui.plain(problem["message"]), icon=":material/warning:")
+        st.warning(plain(problem["message"]), icon=":material/warning:")
 if not report["problems"]:
     st.success("No problem found.", icon=":material/check_circle:")
 
@@ -244,13 +245,13 @@ if dup["examples"]:
                 left, right = (previews.square_tile(Path(report["path"]) / example[side], TILE) for side in ("a", "b"))
                 if left is not None and right is not None:
                     across = Path(example["a"]).parts[0] != Path(example["b"]).parts[0]  # train/... and test/...
-                    studio_ui.pair_tile(left, right, f"{example['kind']} duplicates" + (" across train and test" if across else ""))
+                    gallery.pair_tile(left, right, f"{example['kind']} duplicates" + (" across train and test" if across else ""))
                 st.text(f"{example['a']}\n{example['b']}")  # file names: literal text
 
 st.subheader("Samples per class")
 st.caption(f"Up to {SAMPLES} training images per class, spread over its files.")
 for cls, files in dataset_health.samples(data_dir, per_class=SAMPLES).items():
-    st.markdown(f"**{studio_ui.plain(cls)}** · {counts['train'].get(cls, 0):,} training, {counts['test'].get(cls, 0):,} test")
+    st.markdown(f"**{plain(cls)}** · {counts['train'].get(cls, 0):,} training, {counts['test'].get(cls, 0):,} test")
     tiles = [t for t in (previews.square_tile(f, TILE) for f in files) if t is not None]
     if not tiles:
         st.caption("no readable training image")

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import explanations, gallery, loading, state
+from studio.text import percent_column, plain
 from cifar_core.predict import calibration
 from cifar_core.analysis import duplicates
 from cifar_core.analysis import embeddings
@@ -21,13 +22,13 @@ DETAIL = "error_detail"  # the session key of the image whose details are open
 
 st.title("Error analysis")
 
-model = studio_ui.require_model()
+model = state.require_model()
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.
-data_dir = studio_ui.active_data_dir(model)
-images = studio_ui.test_set(data_dir, model.class_names)
-interp = studio_ui.predictions(model, images) if images is not None else split_predictions.saved_predictions(model)
+data_dir = state.active_data_dir(model)
+images = loading.test_set(data_dir, model.class_names)
+interp = loading.predictions(model, images) if images is not None else split_predictions.saved_predictions(model)
 if interp is None:
     st.info("This model has no saved test predictions, and without the test images none can be made.", icon=":material/info:")
     st.stop()
@@ -49,9 +50,9 @@ if x_test is not None:
         help="where the model found evidence for the class it predicted, or for the class it should have predicted")
     if explained != "off":
         with layer_col:
-            cam = studio_ui.explanation_picker(model, key="error_cam_layer")
+            cam = explanations.explanation_picker(model, key="error_cam_layer")
         st.caption(f"The galleries show where the model found evidence for each image's {explained}.")
-        studio_ui.explanation_check(model, cam)
+        explanations.explanation_check(model, cam)
 
 
 def explain(indices: np.ndarray) -> np.ndarray | None:
@@ -59,7 +60,7 @@ def explain(indices: np.ndarray) -> np.ndarray | None:
     if cam is None:
         return None
     classes = interp.preds[indices] if explained == "predicted class" else interp.y[indices]
-    return studio_ui.explanation_overlays(model, cam, x_test[indices], classes)
+    return explanations.explanation_overlays(model, cam, x_test[indices], classes)
 
 
 confusion_tab, losses_tab, map_tab, labels_tab, duplicates_tab, calibration_tab = st.tabs(
@@ -114,17 +115,17 @@ if confusion_tab.open:
         true_name = left.selectbox("True class", names, key="cell_true")
         pred_name = right.selectbox("Predicted as", names, key="cell_pred")
         cell = interp.cell(names.index(true_name), names.index(pred_name))
-        st.subheader(f"{studio_ui.plain(true_name)} predicted as {studio_ui.plain(pred_name)}: {len(cell)} image(s)")
+        st.subheader(f"{plain(true_name)} predicted as {plain(pred_name)}: {len(cell)} image(s)")
         if x_test is None:
             st.caption(NO_IMAGES)
         else:
-            studio_ui.paged_gallery(cell, x_test, interp, key="cell", order="Most confident first", columns=10,
-                                    pick_key=DETAIL, overlay=explain)
+            gallery.paged_gallery(cell, x_test, interp, key="cell", order="Most confident first", columns=10,
+                                  pick_key=DETAIL, overlay=explain)
 
         st.subheader("Per-class scores")
         st.dataframe(interp.per_class(), column_config={
-            "precision": studio_ui.percent_column("precision", "of the images predicted as this class, the share that are"),
-            "recall": studio_ui.percent_column("recall", "of the images of this class, the share predicted as it"),
+            "precision": percent_column("precision", "of the images predicted as this class, the share that are"),
+            "recall": percent_column("recall", "of the images of this class, the share predicted as it"),
             "f1": st.column_config.NumberColumn("F1", format="%.3f"),
         })
 
@@ -138,8 +139,8 @@ if losses_tab.open:
         if x_test is None:
             st.caption(NO_IMAGES)
         elif len(top):
-            studio_ui.paged_gallery(top, x_test, interp, key="top_losses", order="Highest loss first", show_loss=True,
-                                    pick_key=DETAIL, overlay=explain)
+            gallery.paged_gallery(top, x_test, interp, key="top_losses", order="Highest loss first", show_loss=True,
+                                  pick_key=DETAIL, overlay=explain)
         else:
             st.write("No mistakes on the test set.")
 
@@ -149,13 +150,13 @@ if map_tab.open:
         if x_test is None:
             st.caption("The map needs the test images (see the sidebar).")
         else:
-            feats = studio_ui.features(model, "test", x_test, data_id)
+            feats = loading.features(model, "test", x_test, data_id)
             methods = ["PCA", "UMAP"] if embeddings.umap_available() else ["PCA"]
             method = st.segmented_control("Projection", methods, default="PCA", required=True, key="map_method",
                                           help="PCA keeps the two directions of largest spread; UMAP keeps neighbourhoods")
             if len(methods) == 1:
                 st.caption("UMAP needs the umap-learn package (pip install umap-learn); PCA is shown.")
-            xy = studio_ui.projection(model, x_test, feats, method.lower(), data_id)
+            xy = loading.projection(model, x_test, feats, method.lower(), data_id)
             event = st.plotly_chart(plots.embedding_figure(xy, interp.y, interp.preds, names, method), key="embedding_map",
                                     on_select="rerun", selection_mode=("lasso", "box"))
             st.caption(f"Each point is a test image, placed by the model's penultimate-layer features ({feats.shape[1]} numbers "
@@ -166,13 +167,13 @@ if map_tab.open:
                 right = float(np.mean(interp.preds[selected] == interp.y[selected]))
                 st.subheader(f"{len(selected):,} selected image(s) · the model is right on {right:.0%} of them")
                 order = selected[np.argsort(-interp.losses[selected], kind="stable")]
-                studio_ui.paged_gallery(order, x_test, interp, key="map_selection", order="Highest loss first", show_loss=True,
-                                        pick_key=DETAIL, overlay=explain)
+                gallery.paged_gallery(order, x_test, interp, key="map_selection", order="Highest loss first", show_loss=True,
+                                      pick_key=DETAIL, overlay=explain)
 
 # ---------------------------------------------------------------- label mistakes
 if labels_tab.open:
     with labels_tab:
-        issues = studio_ui.label_issue_candidates(model, interp, data_id)
+        issues = loading.label_issue_candidates(model, interp, data_id)
         st.info("These are **candidates for a person to check**, not verdicts: images whose given label the model's "
                 "probabilities contradict.", icon=":material/person_search:")
         st.caption("Found by cleanlab's confident learning (find_label_issues) on the model's test-set probabilities. They "
@@ -183,20 +184,20 @@ if labels_tab.open:
             st.dataframe(issues)
         elif len(issues):
             st.caption("Each tile: the label the model suggests (its top class) with its probability, then the given label with its probability.")
-            studio_ui.paged_gallery(issues.index.to_numpy(), x_test, interp, key="label_issues", true_word="given",
-                                    order="Most likely mistake first (cleanlab's self-confidence ranking)", pick_key=DETAIL)
+            gallery.paged_gallery(issues.index.to_numpy(), x_test, interp, key="label_issues", true_word="given",
+                                  order="Most likely mistake first (cleanlab's self-confidence ranking)", pick_key=DETAIL)
             st.download_button("Candidates (CSV)", lambda: issues.to_csv().encode(), file_name="label_issue_candidates.csv",
                                mime="text/csv", icon=":material/download:")
 
 # ---------------------------------------------------------------- duplicates and leaks
 if duplicates_tab.open:
     with duplicates_tab:
-        train = studio_ui.train_set(data_dir, model.class_names)
+        train = loading.train_set(data_dir, model.class_names)
         if x_test is None or train is None:
             st.caption("Finding duplicates and leaks needs the test and the training images (see the sidebar).")
         else:
             x_train, y_train = train
-            scan = studio_ui.duplicate_scan(model, x_test, x_train, data_id)
+            scan = loading.duplicate_scan(model, x_test, x_train, data_id)
             threshold = st.slider("Similarity threshold", 0.80, 1.0, duplicates.DEFAULT_THRESHOLD, 0.005, format="%.3f",
                                   key="duplicate_threshold",
                                   help=f"cosine similarity from which two images count as near copies (default {duplicates.DEFAULT_THRESHOLD})")
@@ -218,15 +219,15 @@ if duplicates_tab.open:
             shown = st.segmented_control("Show", ["train/test leaks", "duplicates within test"], default="train/test leaks",
                                          required=True, key="duplicate_kind")
             if shown == "train/test leaks":
-                studio_ui.paged_pairs(duplicates.leak_pairs(scan, threshold), key="leaks", tile=lambda row: studio_ui.pair_tile(
+                gallery.paged_pairs(duplicates.leak_pairs(scan, threshold), key="leaks", tile=lambda row: gallery.pair_tile(
                     x_test[int(row["test"])], x_train[int(row["train"])],
-                    f"test #{int(row['test'])} {studio_ui.plain(names[interp.y[int(row['test'])]])} · train #{int(row['train'])} "
-                    f"{studio_ui.plain(names[y_train[int(row['train'])]])} · {row['similarity']:.3f}"))
+                    f"test #{int(row['test'])} {plain(names[interp.y[int(row['test'])]])} · train #{int(row['train'])} "
+                    f"{plain(names[y_train[int(row['train'])]])} · {row['similarity']:.3f}"))
             else:
-                studio_ui.paged_pairs(duplicates.duplicate_pairs(scan, threshold), key="test_duplicates", tile=lambda row: studio_ui.pair_tile(
+                gallery.paged_pairs(duplicates.duplicate_pairs(scan, threshold), key="test_duplicates", tile=lambda row: gallery.pair_tile(
                     x_test[int(row["a"])], x_test[int(row["b"])],
-                    f"test #{int(row['a'])} {studio_ui.plain(names[interp.y[int(row['a'])]])} · test #{int(row['b'])} "
-                    f"{studio_ui.plain(names[interp.y[int(row['b'])]])} · {row['similarity']:.3f}"))
+                    f"test #{int(row['a'])} {plain(names[interp.y[int(row['a'])]])} · test #{int(row['b'])} "
+                    f"{plain(names[interp.y[int(row['b'])]])} · {row['similarity']:.3f}"))
 
 # ---------------------------------------------------------------- calibration
 if calibration_tab.open:
@@ -260,11 +261,11 @@ st.header("Downloads", divider="gray")
 d1, d2, d3 = st.columns(3)
 d1.download_button("Confusion matrix (PNG)", lambda: plots.confusion_png(cm, names, normalized),
                    file_name="confusion_matrix.png", mime="image/png", icon=":material/download:")
-curves = model_choice.history(model, studio_ui.store())
+curves = model_choice.history(model, state.store())
 d2.download_button("Training curves (PNG)", lambda: plots.curves_png(curves), file_name="training_curves.png",
                    mime="image/png", icon=":material/download:", disabled=curves.empty)
 d3.download_button("Predictions (CSV)", lambda: interp.table().to_csv(index_label="image").encode(),
                    file_name="test_predictions.csv", mime="text/csv", icon=":material/download:")
 
 if x_test is not None:
-    studio_ui.detail_dialog(model, x_test, interp, DETAIL)
+    gallery.detail_dialog(model, x_test, interp, DETAIL)

@@ -2,15 +2,17 @@
 
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import state
+from studio.pages import PAGES
+from studio.text import model_caption, plain
 from cifar_core.data.classes import ClassesError
 
 st.title("CIFAR-10 VGG16 studio")
 st.write("Train a VGG16 classifier on CIFAR-10 (or any image-folder dataset, or some of its classes) from your browser, "
          "from scratch or from the base of a model you trained before; inspect its mistakes, and use it.")
 
-model = studio_ui.active_model()
-if not studio_ui.data_available():
+model = state.active_model()
+if not state.data_available():
     st.subheader("1 · Point the studio at CIFAR-10")
     st.warning("No CIFAR-10 data folder is set, so training and the test-set pages cannot run yet.", icon=":material/warning:")
     st.markdown(
@@ -21,7 +23,7 @@ if not studio_ui.data_available():
     )
     st.page_link("app_pages/data.py", label="…or bring your own images on the Data page", icon=":material/dataset:")
     if model:
-        st.info(f"You can already classify your own images with the {studio_ui.plain(model.label)}.", icon=":material/image_search:")
+        st.info(f"You can already classify your own images with the {plain(model.label)}.", icon=":material/image_search:")
         st.page_link("app_pages/classify.py", label="Classify images", icon=":material/image_search:")
 elif model is None:
     st.subheader("Next: train a model")
@@ -32,7 +34,7 @@ else:
     try:
         classes = model.class_names
     except ClassesError as err:  # its classes.json is unusable: say why; the rest of the page still helps
-        st.error(studio_ui.plain(err), icon=":material/error:")
+        st.error(plain(err), icon=":material/error:")
         classes = ()
     c1, c2, c3 = st.columns(3)
     c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–",
@@ -47,9 +49,9 @@ else:
     c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "from scratch"}.get(
         weights, "transfer" if weights.endswith(".keras") else "a file"),
               help={"imagenet": "VGG16's ImageNet weights", "none": "random (trained from scratch)"}.get(
-                  weights, f"the base of the trained model {studio_ui.plain(weights)}" if weights.endswith(".keras")
-                  else f"the weights file {studio_ui.plain(weights)}"))
-    st.caption(studio_ui.model_caption(model) + f" · classes: {', '.join(map(studio_ui.plain, classes))}")
+                  weights, f"the base of the trained model {plain(weights)}" if weights.endswith(".keras")
+                  else f"the weights file {plain(weights)}"))
+    st.caption(model_caption(model) + f" · classes: {', '.join(map(plain, classes))}")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "
                 "2-core CPU machine: no ImageNet weights could be downloaded there, so it is not ImageNet transfer "
@@ -57,12 +59,6 @@ else:
                 "and per-class results.", icon=":material/info:")
 
 st.subheader("Pages")
-for path, label, icon, what in (
-    ("app_pages/data.py", "Data", ":material/dataset:", "bring your own images, check their health, pick the active dataset"),
-    ("app_pages/train.py", "Train", ":material/model_training:", "configure and launch a training, watch its curves live, stop it"),
-    ("app_pages/classify.py", "Classify", ":material/image_search:", "drag in your own images and see the top-3 classes"),
-    ("app_pages/predictions.py", "Predictions", ":material/grid_view:", "browse the test images with filters and sorting"),
-    ("app_pages/error_analysis.py", "Error analysis", ":material/troubleshoot:", "confusion matrix, per-class scores, top losses"),
-    ("app_pages/runs.py", "Runs", ":material/history:", "compare, download and delete runs"),
-):
-    st.page_link(path, label=f"{label} — {what}", icon=icon)
+for listed in PAGES:
+    if not listed.default:  # Home itself
+        st.page_link(listed.file, label=f"{listed.title} — {listed.about}", icon=listed.icon)

@@ -2,19 +2,19 @@
 
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import gallery, loading, state
 from cifar_core.predict import calibration
 from cifar_core.predict import split_predictions
 
 st.title("Predictions")
 
-model = studio_ui.require_model()
+model = state.require_model()
 
-images = studio_ui.test_set(studio_ui.active_data_dir(model), model.class_names)
+images = loading.test_set(state.active_data_dir(model), model.class_names)
 if images is None:
     st.stop()
 x_test, _ = images
-interp = studio_ui.predictions(model, images)
+interp = loading.predictions(model, images)
 table = interp.table()
 
 with st.container(border=True):
@@ -42,8 +42,8 @@ st.write(f"**{len(shown):,}** of {len(table):,} test images · accuracy of the m
 
 if len(shown):
     by_loss = sort.startswith("loss")
-    studio_ui.paged_gallery(shown.index.to_numpy(), x_test, interp, key="predictions", order=f"Sorted by {sort}",
-                            columns=columns, pick_key="picked_image", show_loss=by_loss)
+    gallery.paged_gallery(shown.index.to_numpy(), x_test, interp, key="predictions", order=f"Sorted by {sort}",
+                          columns=columns, pick_key="picked_image", show_loss=by_loss)
     if by_loss:
         st.caption("The loss is −log of the probability the model gave the true class (after \"true:\" on each tile).")
-studio_ui.detail_dialog(model, x_test, interp, "picked_image")
+gallery.detail_dialog(model, x_test, interp, "picked_image")

@@ -4,7 +4,8 @@
 import pandas as pd
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import loading, state
+from studio.text import percent_column, plain
 from cifar_core.runs import comparable
 from cifar_core.ship import export
 from cifar_core.runs import launcher
@@ -18,7 +19,7 @@ WRAPPED_ROW_PX = 84  # 4 lines of text
 EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": "TFLite int8", "onnx": "ONNX"}
 
 st.title("Runs")
-store = studio_ui.store()
+store = state.store()
 runs = store.list()
 # The shipped model is listed too, so that a user's runs can be compared with it.
 shipped = next((c for c in model_choice.model_choices(store) if c.key == "default"), None)
@@ -36,8 +37,8 @@ table = pd.DataFrame(rows).set_index("run")
 # than 4rem), and columns narrow enough to fit beside the sidebar at 1400 px without scrolling.
 st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config={
     "status": st.column_config.TextColumn("status", width=90),
-    "val acc": studio_ui.percent_column("val acc", "validation accuracy of the model kept (the best epoch)", bar=False),
-    "test acc": studio_ui.percent_column("test acc", "accuracy on the test images of the run's classes", bar=False),
+    "val acc": percent_column("val acc", "validation accuracy of the model kept (the best epoch)", bar=False),
+    "test acc": percent_column("test acc", "accuracy on the test images of the run's classes", bar=False),
     "classes": st.column_config.TextColumn("classes", width=110),
     "settings": st.column_config.TextColumn("settings", width=200, help="architecture, head, input size · starting "
                                             "weights, optimizer, batch size · epochs run of those planned (head + fine-tuning)"),
@@ -66,7 +67,7 @@ default = same[:2] + [name for name in same[2:] if name == outcome.SHIPPED]
 ids = st.multiselect("Runs to overlay", names, default=default,
                      help="by default the newest run and others trained on the same data folder and classes")
 if warning := comparable.not_comparable(keys, ids):
-    st.warning(studio_ui.plain(warning), icon=":material/compare_arrows:")
+    st.warning(plain(warning), icon=":material/compare_arrows:")
 metric = st.segmented_control("Metric", ["val_accuracy", "accuracy", "val_loss", "loss"], default="val_accuracy", required=True)
 curves = {name: curves_of(name) for name in ids}
 if any(not df.empty for df in curves.values()):
@@ -79,13 +80,13 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
     """A button per export format; an export is offered for download only once it passed its parity check."""
     st.markdown("**Export for other runtimes**")
     if problem := choice.classes_problem:  # an export carries the class names: none without usable ones
-        st.error(studio_ui.plain(problem), icon=":material/error:")
+        st.error(plain(problem), icon=":material/error:")
         return
     st.caption(f"Each export takes float32 RGB pixels 0–255, shape (N, 32, 32, 3), and returns the model's class probabilities (in the order of its classes.json). "
                f"Before it is offered, it classifies {export.PARITY_IMAGES:,} test images next to the Keras model: the top-1 "
                f"class must agree on at least {export.FLOAT_MIN_AGREEMENT:.1%} of them ({export.INT8_MIN_AGREEMENT:.0%} for int8).")
-    data_dir = studio_ui.active_data_dir(choice)
-    has_data = studio_ui.data_available(data_dir)
+    data_dir = state.active_data_dir(choice)
+    has_data = state.data_available(data_dir)
     out_dir = export.default_out_dir(choice.model_path)
     for fmt, label in EXPORT_LABELS.items():
         button_col, result_col = st.columns([1, 2], vertical_alignment="center")
@@ -94,16 +95,16 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
         report = export.read_report(out_dir, fmt)
         if clicked:
             with result_col:
-                images = studio_ui.test_set(data_dir, choice.class_names)
+                images = loading.test_set(data_dir, choice.class_names)
                 if images is None:  # the active dataset lacks this model's classes (test_set said so)
                     continue
-                train = studio_ui.train_set(data_dir, choice.class_names) if fmt == "tflite-int8" else None
+                train = loading.train_set(data_dir, choice.class_names) if fmt == "tflite-int8" else None
                 try:
                     with st.spinner(f"Exporting to {label} and checking it against Keras…"):
                         report = export.export_model(choice.model_path, fmt, *images, x_train=train[0] if train else None,
-                                                     out_dir=out_dir, classifier=studio_ui.classifier(choice))
+                                                     out_dir=out_dir, classifier=loading.classifier(choice))
                 except export.ExportError as err:
-                    st.error(studio_ui.plain(err), icon=":material/block:")
+                    st.error(plain(err), icon=":material/block:")
                     continue
         if report is None:
             continue
@@ -117,7 +118,7 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
                                    icon=":material/download:", key=f"download_{fmt}_{choice.key}")
                 st.caption(summary)
         else:
-            result_col.error(studio_ui.plain(f"{export.failure_message(report)} ({summary})"), icon=":material/block:")
+            result_col.error(plain(f"{export.failure_message(report)} ({summary})"), icon=":material/block:")
     if not has_data:
         st.caption("Exports are checked on the test images: set a data folder (see the sidebar).")
 
@@ -133,14 +134,14 @@ if run_id == outcome.SHIPPED:
                            file_name="shipped_model.keras", mime="application/octet-stream", icon=":material/download:")
         if st.button("New run from these settings", icon=":material/content_copy:", key="copy_shipped",
                      help="opens the Train page with the shipped model's settings in the form"):
-            studio_ui.fill_train_form(shipped.config, "the shipped model")
+            state.fill_train_form(shipped.config, "the shipped model")
             st.switch_page("app_pages/train.py")
         export_panel(shipped)
 else:
     try:
         run = store.get(run_id)
     except RunError as err:  # a damaged row whose id is not a run id
-        st.error(studio_ui.plain(err), icon=":material/error:")
+        st.error(plain(err), icon=":material/error:")
         st.stop()
     with left:
         st.json({"status": run.status, "error": run.error, "config": run.config, "summary": run.summary}, expanded=1)
@@ -153,11 +154,11 @@ else:
             st.caption("This run has no saved model.")
         if st.button("New run from these settings", icon=":material/content_copy:", key=f"copy_{run.id}",
                      help="opens the Train page with this run's settings in the form"):
-            studio_ui.fill_train_form(run.config, f"run {run.id}")
+            state.fill_train_form(run.config, f"run {run.id}")
             st.switch_page("app_pages/train.py")
         resumable = run.status in ("stopped", "failed") and run.dir is not None and run.dir.is_dir()
         if resumable and (blocked := start_weights.missing_start_weights(run.config)):
-            st.info(studio_ui.plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
+            st.info(plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
         elif resumable:
             live = store.active()  # one training at a time: none can resume while one trains
             if st.button("Resume", icon=":material/play_arrow:", key=f"resume_{run.id}", disabled=live is not None,
@@ -166,13 +167,13 @@ else:
                 try:
                     launcher.resume_training(run.id, store)
                 except RunBusyError as err:  # started since this page was drawn: the Train page shows it
-                    st.toast(studio_ui.plain(err), icon=":material/block:")
+                    st.toast(plain(err), icon=":material/block:")
                 except RunError as err:
-                    st.error(studio_ui.plain(err), icon=":material/block:")
+                    st.error(plain(err), icon=":material/block:")
                 else:
                     st.switch_page("app_pages/train.py")
         elif run.status in LIVE and run.unknown:  # never blocks a new run; the user decides what it is
-            st.warning(studio_ui.plain(f"This run says {run.status}, but {run.unknown}."), icon=":material/help:")
+            st.warning(plain(f"This run says {run.status}, but {run.unknown}."), icon=":material/help:")
             if st.button("Mark it failed", icon=":material/healing:", key=f"repair_{run.id}",
                          help="if it no longer trains (e.g. the machine was renamed or restarted); then it can be resumed"):
                 store.repair([run.id])
@@ -180,15 +181,15 @@ else:
         elif run.status in LIVE:
             st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
         with st.popover("Delete this run", icon=":material/delete:"):
-            st.write(f"Delete run **{studio_ui.plain(run.id)}**, its model and its metrics? This cannot be undone.")
-            confirm = st.checkbox(f"Yes, delete {studio_ui.plain(run.id)}", key=f"confirm_delete_{run.id}")
+            st.write(f"Delete run **{plain(run.id)}**, its model and its metrics? This cannot be undone.")
+            confirm = st.checkbox(f"Yes, delete {plain(run.id)}", key=f"confirm_delete_{run.id}")
             if st.button("Delete", type="primary", disabled=not confirm, key=f"delete_{run.id}"):
                 try:
                     store.delete(run.id)
                 except RunError as err:  # a live run must be stopped first
-                    st.error(studio_ui.plain(err))
+                    st.error(plain(err))
                 else:
-                    st.toast(f"Run {studio_ui.plain(run.id)} deleted")
+                    st.toast(f"Run {plain(run.id)} deleted")
                     st.rerun()
         # Exportable: the models the studio can use (completed or stopped, files intact).
         choice = next((c for c in model_choice.model_choices(store) if c.key == run.id), None)

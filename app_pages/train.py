@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from studio import ui as studio_ui
+from studio import state
+from studio.text import plain
 from cifar_core.runs import launcher
 from cifar_core.runs import outcome
 from cifar_core.views import plots
@@ -14,7 +15,7 @@ from cifar_core.config import ConfigError, field_kind
 from cifar_core.runs.record import Run, RunBusyError, RunError
 
 st.title("Train")
-store = studio_ui.store()
+store = state.store()
 
 
 @st.fragment(run_every=2)
@@ -29,7 +30,7 @@ def run_panel(shown: str | None) -> None:
     elif (latest := store.list()[0] if store.list() else None) is not None:
         finished_view(latest.id)
     if st.session_state.get("train_error"):
-        st.error(studio_ui.plain(st.session_state.pop("train_error")), icon=":material/block:")
+        st.error(plain(st.session_state.pop("train_error")), icon=":material/block:")
 
 
 def live_view(run: Run) -> None:
@@ -41,7 +42,7 @@ def live_view(run: Run) -> None:
     progress = run_progress.live_progress(run, batches)
     st.progress(progress.fraction, text=progress.text)
     if choice := run.summary.get("start_choice"):
-        st.caption(studio_ui.plain(start_choice.describe(choice)))
+        st.caption(plain(start_choice.describe(choice)))
     if run.stop_requested:
         st.warning("Stop requested: training ends after the current batch; the best model so far is then evaluated "
                    "on the test set and kept. The line above says what the run is doing until it is final.",
@@ -70,7 +71,7 @@ def finished_view(run_id: str) -> None:
     st.subheader(f"Latest run: {run.id}")
     summary = run.summary
     if choice := summary.get("start_choice"):
-        st.caption(studio_ui.plain(start_choice.describe(choice)))
+        st.caption(plain(start_choice.describe(choice)))
     not_learned = outcome.verdict(run)
     if run.status == "failed":
         st.error(f"Run {run.id} failed.", icon=":material/error:")
@@ -93,7 +94,7 @@ def finished_view(run_id: str) -> None:
                    + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
     left, right = st.columns(2)
     if run.status in ("stopped", "failed") and (blocked := start_weights.missing_start_weights(run.config)):
-        left.info(studio_ui.plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
+        left.info(plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
     elif run.status in ("stopped", "failed"):
         # Drawn only while no run is live (the panel shows the live one then); a second click that
         # lands before the page has redrawn is refused by the store (RunBusyError), never a second --resume.
@@ -101,7 +102,7 @@ def finished_view(run_id: str) -> None:
                        help="continue from its last completed epoch (train --resume)", on_click=resume, args=(run.id,)):
             st.rerun()  # the whole page: the live view, and Start disabled
     if right.button("New run from these settings", icon=":material/content_copy:", key="copy_latest",
-                    on_click=studio_ui.fill_train_form, args=(run.config, f"run {run.id}")):
+                    on_click=state.fill_train_form, args=(run.config, f"run {run.id}")):
         st.rerun()  # the form lies outside this fragment
     epochs = store.metrics(run.id, "epoch")
     if not epochs.empty:
@@ -113,7 +114,7 @@ def resume(run_id: str) -> None:
         launcher.resume_training(run_id, store)
     except RunBusyError as err:
         # A passing note: the panel shows the live run itself, for as long as it trains.
-        st.toast(studio_ui.plain(err), icon=":material/block:")
+        st.toast(plain(err), icon=":material/block:")
     except RunError as err:
         st.session_state["train_error"] = str(err)
 
@@ -122,7 +123,7 @@ active = store.active()
 run_panel(active.id if active else None)
 
 st.header("New training", divider="gray")
-if not studio_ui.data_available():
+if not state.data_available():
     st.warning("No CIFAR-10 data folder is set: fill in the data folder below (see the sidebar for the accepted layouts).",
                icon=":material/warning:")
 if active is not None:
@@ -133,7 +134,7 @@ preset = st.selectbox("Start from", list(train_form.PRESETS), format_func=lambda
                       f"one of {', '.join(train_form.PRESETS)})")
 st.caption(train_form.PRESETS[preset].help)
 copied = st.session_state.get("form_source")
-active_data = studio_ui.active_data_dir() or ""  # the sidebar's dataset: what the form trains on
+active_data = state.active_data_dir() or ""  # the sidebar's dataset: what the form trains on
 if st.session_state.get("form_preset") != preset or "cfg_seed" not in st.session_state:
     # A new preset, or a visit after another page (Streamlit forgets the widgets of pages
     # not shown), refills the form; edits are kept across this page's reruns.
@@ -172,7 +173,7 @@ with st.form("train_form"):
                                      help="a .weights.h5 / .h5 file holding the full convolutional base (include_top=False), "
                                           f"up to {st.get_option('server.maxUploadSize')} MB (the server's maxUploadSize)")
                 if f.name == "classes" and data_classes:
-                    st.caption(f"Classes in the data folder: {', '.join(map(studio_ui.plain, data_classes))}")
+                    st.caption(f"Classes in the data folder: {', '.join(map(plain, data_classes))}")
                 slots[f.name] = st.empty()
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=active is not None,
                                       help=f"run {active.id} is training: one runs at a time" if active else None)
@@ -189,9 +190,9 @@ if submitted:
         run = launcher.start_training(config, store)
     except ConfigError as err:
         for name, message in err.errors.items():
-            (slots[name] if name in slots else st).error(studio_ui.plain(message), icon=":material/error:")
+            (slots[name] if name in slots else st).error(plain(message), icon=":material/error:")
         st.error(f"{len(err.errors)} setting(s) need fixing before the training can start.")
     except RunError as err:  # RunBusyError (one at a time), or no room to write the run
-        st.error(studio_ui.plain(err), icon=":material/block:")
+        st.error(plain(err), icon=":material/block:")
     else:
         st.rerun()

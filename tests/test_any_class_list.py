@@ -74,7 +74,7 @@ def test_did_not_learn_is_judged_against_one_in_the_runs_class_count(runs, n):
 
 @pytest.mark.parametrize("n", [3, 5])
 def test_confusion_matrix_and_label_issues_carry_the_runs_classes(runs, n, monkeypatch, tmp_path):
-    from studio import ui as studio_ui
+    from studio import loading
     from cifar_core.views import plots
     from cifar_core.predict.evaluate import Interpretation
     from cifar_core.runs.model_choice import model_choices
@@ -96,7 +96,7 @@ def test_confusion_matrix_and_label_issues_carry_the_runs_classes(runs, n, monke
     confident = (0.9 * np.eye(n)[interp.y] + 0.1 / n).astype(np.float32)
     given = interp.y.copy()
     given[:n] = (given[:n] + 1) % n
-    issues = studio_ui.label_issue_candidates(choice, Interpretation(confident, given, interp.class_names), f"flipped-{n}")
+    issues = loading.label_issue_candidates(choice, Interpretation(confident, given, interp.class_names), f"flipped-{n}")
     assert len(issues) > 0
     assert set(issues["given"]) | set(issues["suggested"]) <= set(NAMES[n])
     assert not set(CLASS_NAMES) - set(NAMES[n]) & set(issues.to_csv().replace("\n", ",").split(","))

@@ -72,7 +72,7 @@ def as_tick(name: str) -> str:
 
 def shown_text(page) -> str:
     """The main area's text as shown, with the charts' text (SVG: not in innerText), without the invisible marks
-    that isolate right-to-left names from what is written beside them (studio_ui.plain)."""
+    that isolate right-to-left names from what is written beside them (studio.text.plain)."""
     main = page.locator("[data-testid='stMain']")
     charts = page.locator(".stPlotlyChart")
     text = main.inner_text() + "\n" + "\n".join(charts.nth(i).text_content() for i in range(charts.count()))

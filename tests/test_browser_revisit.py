@@ -18,13 +18,14 @@ import pytest
 from PIL import Image
 from test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, SHOTS, dashboard, wait_idle
 
+from studio.pages import PAGES
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
 
-PAGES = ["", "data", "train", "classify", "predictions", "error_analysis", "runs"]
 # Chromium's stand-in camera (a test pattern) granted without asking: Classify's camera input takes a real photo.
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 ERROR_TABS = ["Top losses", "Embedding map", "Label mistakes", "Duplicates and leaks", "Confusion matrix"]
@@ -106,8 +107,8 @@ def tour(context, url: str, where: str, rounds: int, deep: bool = False) -> None
     page = context.new_page()
     page.set_default_timeout(300_000)  # the first visit imports TensorFlow and decodes the images
     for round_ in range(1, rounds + 1):
-        for path in PAGES:
-            visit(page, url, path, f"{where}, visit {round_},", deep=deep and round_ == 1)
+        for listed in PAGES:
+            visit(page, url, listed.url_path, f"{where}, visit {round_},", deep=deep and round_ == 1)
     page.close()
 
 

@@ -179,7 +179,7 @@ def test_no_page_feeds_a_class_name_to_markdown(tmp_path, monkeypatch, page):
     labels and help) holds the class names only escaped, whatever page shows them."""
     from streamlit.testing.v1 import AppTest
 
-    from studio import ui as studio_ui
+    from studio.text import plain
 
     names = [n for n in HOSTILE_CLASSES if n != ".."] + ["[link](http://127.0.0.1:9/l)"]
     artifacts, shipped, data = hostile_model(tmp_path, names)
@@ -198,7 +198,7 @@ def test_no_page_feeds_a_class_name_to_markdown(tmp_path, monkeypatch, page):
     marked_up = [n for n in names if re.search(r"[!-/:-@\[-`{-~]", n)]  # names Markdown would read as markup
     leaks = [(n, t) for t in texts for n in marked_up if n in t]
     assert not leaks, leaks
-    escaped = [n for n in marked_up if any(studio_ui.plain(n) in t for t in texts)]  # what was shown, escaped
+    escaped = [n for n in marked_up if any(plain(n) in t for t in texts)]  # what was shown, escaped
     assert escaped == marked_up if page in ("home", "predictions") else escaped  # Home lists every class, each tile its own
 
 

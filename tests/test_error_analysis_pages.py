@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio import ui as studio_ui
+from studio import gallery
 from cifar_core.data.classes import CLASS_NAMES
 from test_pages import open_page, shown
 
@@ -126,7 +126,7 @@ def test_tile_number_opens_the_detail_with_similar_training_images(noisy):
     assert any(m.value == "**Similar training images**" for m in at.markdown)
     # The search waits to be asked for: the rest of the dialog does not need the training images' features.
     assert not [c for c in at.caption if c.value.startswith("train #")]
-    at.toggle(key=studio_ui.SHOW_SIMILAR).set_value(True).run()
+    at.toggle(key=gallery.SHOW_SIMILAR).set_value(True).run()
     neighbours = [c.value for c in at.caption if c.value.startswith("train #")]
     assert len(neighbours) == 8
     sims = [float(c.rsplit(" ", 1)[1]) for c in neighbours]
@@ -146,7 +146,7 @@ def test_detail_of_a_leaked_test_image_shows_its_training_copy_first(noisy, nois
     leaked = test_files.index(str(noisy_data["leaked"][0].resolve()))
     at = open_tab(open_page("error_analysis"), "Top losses")
     at.session_state["error_detail"] = leaked  # as its tile's number does
-    at.session_state[studio_ui.SHOW_SIMILAR] = True
+    at.session_state[gallery.SHOW_SIMILAR] = True
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     neighbours = [c.value for c in at.caption if c.value.startswith("train #")]

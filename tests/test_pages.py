@@ -21,13 +21,14 @@ from markdown_it import MarkdownIt
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from studio import ui as studio_ui
+from studio import explanations
+from studio.pages import PAGES
+from studio.text import plain
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.runs import launcher
 from cifar_core.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ("home", "train", "classify", "predictions", "error_analysis", "runs")
 TIMEOUT = 120  # the first run imports TensorFlow and loads a model
 
 
@@ -49,9 +50,11 @@ def unescape(markdown: str) -> str:
 
 
 def open_page(name: str) -> AppTest:
+    """app.py run with the page `name` (studio/pages.py's name, e.g. "error_analysis") shown."""
+    page = next(p for p in PAGES if p.name == name)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()  # registers the pages
-    if name != "home":
-        at.switch_page(f"app_pages/{name}.py").run()
+    if not page.default:
+        at.switch_page(page.file).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -79,20 +82,22 @@ def with_run(tiny_run, with_data, monkeypatch):
 
 
 def test_no_data_every_page_explains(tmp_path):
-    expected = {
+    expected = {  # what a page says without data (every page of the list is opened; these also say why)
         "home": "No CIFAR-10 data folder is set",
+        "data": "No CIFAR-10 folder is set",
         "train": "No CIFAR-10 data folder is set",
         "classify": "no trained model yet",
         "predictions": "no trained model yet",
         "error_analysis": "no trained model yet",
         "runs": "No runs yet",
     }
-    for name in PAGES:
-        at = open_page(name)
-        assert "No CIFAR-10 data found." in shown(at.sidebar), name
+    for page in PAGES:
+        at = open_page(page.name)
+        assert "No CIFAR-10 data found." in shown(at.sidebar), page.name
         assert "How to get the data" in shown(at.sidebar)
         assert "No trained model yet" in shown(at.sidebar)
-        assert expected[name] in shown(at.main), (name, shown(at.main))
+        assert expected.get(page.name, "") in shown(at.main), (page.name, shown(at.main))
+    assert set(expected) <= {page.name for page in PAGES}
 
 
 def test_no_data_start_is_refused_on_the_data_field():
@@ -373,7 +378,7 @@ def default_explanation_of(store: RunStore, run_id: str, data_dir) -> str:
     from cifar_core.predict.split_predictions import load_test_set
 
     row = explain.default_explanation(Classifier(store.get(run_id).model_path),
-                                      check_images(load_test_set(str(data_dir), CLASS_NAMES)[0], studio_ui.CHECK_IMAGES))
+                                      check_images(load_test_set(str(data_dir), CLASS_NAMES)[0], explanations.CHECK_IMAGES))
     return row["method"] if row["layer"] is None else f"{row['method']}:{row['layer']}"
 
 
@@ -475,7 +480,7 @@ def test_uploaded_file_names_are_shown_as_text_not_markdown(with_run, tiny_data)
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=60))
 def test_plain_text_renders_as_itself_in_commonmark(text):
-    rendered = MarkdownIt("commonmark").render(studio_ui.plain(text))
+    rendered = MarkdownIt("commonmark").render(plain(text))
     inner = rendered.removeprefix("<p>").removesuffix("</p>\n").removeprefix("\u2068").removesuffix("\u2069")  # RTL isolated
     assert "<" not in inner, (text, rendered)  # no element inside: no link, image, emphasis, heading, code
     assert " ".join(html.unescape(inner).split()) == " ".join(text.replace("\0", "\ufffd").split())

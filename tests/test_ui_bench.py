@@ -11,6 +11,7 @@ import pytest
 from cifar_core.cli import main as cli
 from cifar_core.cli.common import EXIT_USAGE
 from cifar_core.bench import ui as ui_bench
+from studio.pages import PAGES
 
 
 def wait(seconds, count_shown=False, error=None):
@@ -51,7 +52,7 @@ def test_bench_ui_measures_every_page_the_dialog_and_the_duplicates_tab(tiny_run
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
     result = json.loads(lines[0])
-    assert set(result["pages"]) == set(ui_bench.PAGES)
+    assert set(result["pages"]) == {page.name for page in PAGES}
     measured = [*result["pages"].values(), result["detail_dialog"], result["duplicates_tab"]]
     for pair in measured:
         assert set(pair) == {"cold", "warm"}

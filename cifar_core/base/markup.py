@@ -1,4 +1,4 @@
-"""User text made literal where it would be read as Markdown: the pages (through studio_ui.plain) and the model card.
+"""User text made literal where it would be read as Markdown: the pages (through studio.text.plain) and the model card.
 
 Class, file, dataset and model names and error messages come from users and the files they bring.
 Unescaped, `![x](http://host/)` in a class name makes every viewer's browser fetch that address, and
