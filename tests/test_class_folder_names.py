@@ -17,7 +17,7 @@ from cifar_core.data.census import folder_census
 from cifar_core.data.classes import CLASSES_FILE, model_class_names
 from cifar_core.data.health import check_dataset, samples
 from cifar_core.data.imported import DatasetError, import_dataset, list_datasets
-from cifar_core.data.loader import load_dataset
+from cifar_core.data.loader import load_dataset, split_files
 from cifar_core.data.locate import datasets_root
 
 EMOJI = "🐈" * 100  # 100 characters, 400 bytes: more than a file name may have
@@ -41,6 +41,8 @@ def test_a_valid_class_name_is_imported_stored_safely_and_shown_as_itself(tmp_pa
     assert folder_census(folder)["counts"]["train"] == {n: 2 for n in sorted([name, "dog"])}
     data = load_dataset(str(folder))
     assert data.class_names == tuple(sorted([name, "dog"])) and len(data.x_train) == 4
+    files = split_files(str(folder), data, "train")
+    assert len(files) == 4 and all(os.path.isfile(f) for f in files)
     assert not check_dataset(folder, deep=True)["blocking"]
     assert all(len(files) == 2 for files in samples(folder).values()) and set(samples(folder)) == {name, "dog"}
 

@@ -129,3 +129,23 @@ def test_a_weights_file_whose_gzip_chunk_unpacks_to_a_gigabyte_is_refused_within
 
     assert peak_rss_growth_mb(load) < MAX_GROWTH_MB and raised
     assert "\n" not in raised[0] and len(raised[0]) <= 300
+
+
+def test_a_run_folders_predictions_whose_npz_member_unpacks_to_gigabytes_are_refused(tmp_path):
+    from cifar_core.predict.evaluate import Interpretation
+
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((4, 10), np.float32))
+    probs = buffer.getvalue()
+    raw_zip(tmp_path / "test_probs.npz", [RawMember(b"probs.npy", bzip2_zeros(1.9), zipfile.ZIP_BZIP2, size=len(probs),
+                                                    crc=zlib.crc32(probs)), RawMember(b"y.npy", probs)])
+    raised = []
+
+    def load():
+        with pytest.raises(ValueError, match="test_probs.npz holds a member .*probs.npy.* unpacks to more than") as caught:
+            Interpretation.load(tmp_path)
+        raised.append(caught)
+
+    assert peak_rss_growth_mb(load) < MAX_GROWTH_MB and raised

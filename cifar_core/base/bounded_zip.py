@@ -177,6 +177,14 @@ def verify_member(f: BinaryIO, info: zipfile.ZipInfo) -> None:
     _check(info, size, crc)
 
 
+def verify_archive(path: Path, max_members: int) -> None:
+    """Damaged or TooLarge unless the zip at `path` (an .npz, say) has at most `max_members` members and
+    each unpacks to exactly what it declares: a library reading it next cannot then unpack more."""
+    with open_zip(path, max_members) as archive, open(path, "rb") as f:
+        for info in archive.infolist():
+            verify_member(f, info)
+
+
 def _check(info: zipfile.ZipInfo, size: int, crc: int) -> None:
     if size != info.file_size:
         raise Damaged(f"holds a member ({info.filename!r:.80}) that unpacks to {size:,} bytes, not the "
