@@ -26,6 +26,7 @@ import pytest
 from hostile_files import RawMember, bzip2_zeros, lzma_zeros, peak_rss_growth_mb, raw_zip, with_xz_dictionary, zip_lzma_member
 from test_archive_import import good_members, make_tar, make_zip, nothing_left
 
+from cifar_core.base.bounded_io import TooLarge, open_unpacked
 from cifar_core.data.archive_import import ArchiveError
 from cifar_core.data.imported import import_dataset, list_datasets
 
@@ -141,20 +142,28 @@ def test_a_316_kb_tar_xz_with_a_2_gib_dictionary_stays_within_500_mb(tmp_path, i
     assert not any(p.name.startswith(".tmp-") for p in (isolated_artifacts / "datasets").iterdir())
 
 
-def test_a_tar_bz2_unpacking_to_more_than_its_cap_is_refused_within_500_mb(tmp_path, isolated_artifacts):
-    # A whole tar, then a second bzip2 stream of 1.9 GiB of zeros after it: the headers declare a few KB.
+def test_a_tar_bz2_followed_by_1_9_gib_of_zeros_is_read_no_further_than_its_end(tmp_path, isolated_artifacts, monkeypatch):
+    # A whole tar, then a second bzip2 stream of 1.9 GiB of zeros: nothing past the end marker (and 1 MiB) is read.
+    from cifar_core.data import archive_tar
+
     source = tmp_path / "tail.tar.bz2"
     source.write_bytes(bz2.compress(tar_bytes(good_members())) + bzip2_zeros(1.9))
-    from cifar_core.data import archive_import
+    opened = []
+    monkeypatch.setattr(archive_tar, "open_unpacked", lambda *a: opened.append(open_unpacked(*a)) or opened[-1])
+    reports = []
+    assert peak_rss_growth_mb(lambda: reports.append(import_dataset(source, "d"))) < MAX_GROWTH_MB
+    assert reports[0]["classes"] == ["cat", "dog"]
+    assert opened and all(f.raw.produced < 45 << 20 for f in opened)  # at most one 40 MiB block of the zeros
 
-    limits = archive_import.Limits(total_bytes=1 << 20)
 
-    def run():
-        with pytest.raises(ArchiveError, match="tail.tar.bz2 unpacks to more than"):
-            import_dataset(source, "d", limits=limits)
-
-    assert peak_rss_growth_mb(run) < MAX_GROWTH_MB
-    nothing_left(isolated_artifacts)
+def test_the_bytes_a_stream_unpacks_to_are_capped_whatever_it_declares(tmp_path):
+    source = tmp_path / "zeros.bz2"
+    source.write_bytes(bzip2_zeros(1.9))
+    growth = peak_rss_growth_mb(lambda: pytest.raises(TooLarge, lambda: open_unpacked(source, 100 << 20, "too much").read()))
+    assert growth < MAX_GROWTH_MB
+    with open_unpacked(source, 100 << 20, "unpacks to too much") as f, pytest.raises(TooLarge, match="unpacks to too much"):
+        while f.read(1 << 20):
+            assert f.raw.produced <= (100 << 20) + (1 << 16)
 
 
 # ---------------------------------------------------------------- 4. a zip directory larger than its end record says

@@ -126,6 +126,8 @@ class CappedReader(io.RawIOBase):
         super().close()
 
     def readinto(self, buffer) -> int:
+        if not len(buffer):
+            return 0
         out = b""
         while not out:
             out = self._step(min(len(buffer), CHUNK))

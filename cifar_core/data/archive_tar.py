@@ -26,6 +26,9 @@ MAX_META_BYTES = 16 * 2**10
 # A tar stream may unpack to the declared total plus this much per member: its 512-byte header, padding to
 # 512 bytes, and a pax or long-name header of a few hundred bytes.
 TAR_OVERHEAD_BYTES = 4 * 2**10
+# What is read after the end marker: GNU tar pads the last record to 10 KiB, 128 KiB at its largest common
+# blocking factor; whatever follows is ignored, as tarfile ignores it.
+TRAILER_BYTES = 1 << 20
 CUT_SHORT = "is damaged or cut short (it ends inside its list of files)"
 
 Entry = tuple[str, str, int]  # a member's name, kind ("file", "dir", "link", "special") and declared size
@@ -45,14 +48,14 @@ def is_tar(source: Path) -> bool:
 
 
 def prescan(source: Path, members: int, total_bytes: int) -> int:
-    """The number of members, from the raw headers up to the end marker (a zero block), then the rest of the
-    stream read through (a compressed stream cut short is refused). TooLarge past `members` members,
-    `total_bytes` declared bytes or a metadata header over MAX_META_BYTES; Damaged for a header cut short
-    or damaged, member data cut short, or no end marker."""
+    """The number of members, from the raw headers up to the end marker (a zero block), then up to
+    TRAILER_BYTES of what follows (tar pads its last record with zeros; a compressed stream cut short there
+    is refused; anything further is never read). TooLarge past `members` members, `total_bytes` declared
+    bytes or a metadata header over MAX_META_BYTES; Damaged for a header cut short or damaged, member data
+    cut short, or no end marker."""
     with _stream(source, members, total_bytes) as f:
         count = _headers(f, members, total_bytes)
-        while f.read(1 << 20):
-            pass
+        f.read(TRAILER_BYTES)
     return count
 
 
