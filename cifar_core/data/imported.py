@@ -110,6 +110,7 @@ def import_dataset(
         report = {"name": name, "path": str(final), **report}
         (build / DATASET_FILE).write_text(json.dumps({**report, "source": source.name, "imported": time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
+        checked = _census_problems(build, final)  # before it is in place: a census that fails leaves nothing
         faults.point("import_built")
         with folder_swap.locked(root):
             _claim(root, name, replace, build)
@@ -117,7 +118,7 @@ def import_dataset(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    report["problems"] = _census_problems(final) + report["problems"]
+    report["problems"] = checked + report["problems"]
     if not any(p["blocking"] for p in report["problems"]):
         report["problems"] += _cache(final, Path(artifacts) / "cache" if artifacts else None, progress)
     return report
@@ -135,9 +136,9 @@ def _claim(root: Path, name: str, replace: bool, build: Path | None = None) -> N
                            "wait for it to finish, or choose another name.")
 
 
-def _census_problems(folder: Path) -> list[dict]:
-
-    return folder_census(folder)["problems"]
+def _census_problems(build: Path, final: Path) -> list[dict]:
+    """The census' problems of the dataset built in `build`, worded for its place `final`."""
+    return [{**p, "message": p["message"].replace(str(build), str(final))} for p in folder_census(build)["problems"]]
 
 
 def _cache(folder: Path, cache_dir: Path | None, progress: Progress | None) -> list[dict]:
