@@ -148,11 +148,11 @@ def test_too_many_tiny_files_are_refused_before_any_is_read(tmp_path, isolated_a
 
 
 def test_a_pax_header_bomb_is_refused_before_tarfile_reads_it(tmp_path, isolated_artifacts, monkeypatch):
-    from cifar_core.data import archive_import
+    from cifar_core.data import archive_import, archive_tar
 
     pax = tarfile.TarInfo("././@PaxHeader")
     pax.type = tarfile.XHDTYPE  # tarfile would read all its bytes into memory to parse them
-    pax.size = archive_import.MAX_META_BYTES + 1
+    pax.size = archive_tar.MAX_META_BYTES + 1
     source = tmp_path / "pax.tar.gz"
     with tarfile.open(source, "w:gz") as tf:
         tf.addfile(pax, io.BytesIO(b"0" * pax.size))

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import tiny_config, write_batches, write_folders
+from hostile_files import peak_rss_growth_mb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -147,20 +148,6 @@ def with_jpeg_size(data: bytes, width: int, height: int) -> bytes:
     """A real JPEG whose frame header (SOF0) is rewritten to declare another size."""
     at = data.index(b"\xff\xc0") + 5
     return data[:at] + struct.pack(">HH", height, width) + data[at + 4:]
-
-
-def peak_rss_growth_mb(fn) -> float:
-    """Peak resident memory reached while running `fn`, above the resident memory before it."""
-    def status(key: str) -> int:
-        return next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key))
-
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
-    except OSError:
-        pytest.skip("cannot reset the peak-RSS counter on this kernel")
-    before = status("VmRSS:")
-    fn()
-    return (status("VmHWM:") - before) / 1024
 
 
 BOMBS = {

@@ -57,3 +57,32 @@ def error_text(err: BaseException, run_id: str | None = None, folder: Path | Non
     if isinstance(err, StudioError) and str(err):
         return str(err)  # the studio's own errors (bad data, weights, runs) are worded for users already
     return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """`text` on one line (line breaks and runs of spaces become one space), cut to `limit` characters with
+    "…": a message that quotes a file's contents (a model's 42 KB config) stays readable."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def shown(name: object, limit: int = 80) -> str:
+    """A name from outside (a member of an archive, a folder on disk, a path) as it can be printed: bytes
+    that are not UTF-8 (kept by Python as lone surrogates) as \\xNN escapes, cut to `limit` characters."""
+    text = str(name)
+    if not is_text(text):
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return clip(text, limit)
+
+
+def is_text(name: str) -> bool:
+    """Whether `name` is text: Python keeps the bytes of a file name that are not UTF-8 as lone surrogates,
+    which can be neither printed nor written to a UTF-8 file."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -4,7 +4,8 @@
 process reaches `point(<point>)`. Actions:
   park    touch the file named by CIFAR_FAULT_PARKED, then sleep (the test kills the process)
   enospc  raise OSError(ENOSPC), as a full disk would
-Points: data_load, batch, backup_write, checkpoint_save, evaluate. Without
+Points: data_load, batch, backup_write, checkpoint_save, evaluate; import_built (a dataset built, not yet
+in place) and swap_between_renames (folder_swap's two-rename --replace). Without
 CIFAR_FAULT every point does nothing.
 """
 

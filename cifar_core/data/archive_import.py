@@ -10,25 +10,33 @@ and system files, archives inside the archive (never opened), non-images, files
 over MAX_MEMBER_BYTES. The second pass reads the accepted members one at a time,
 at most MAX_MEMBER_BYTES each, and yields their bytes; nothing is extracted, so
 no name from the source is ever used as a path on disk.
+
+Everything compressed is unpacked through cifar_core/base/bounded_io.py: what
+comes out is counted and stops at the member's declared size (a zip member) or
+at the archive's cap (a tar's whole stream), whatever the headers claim, and an
+LZMA dictionary over 64 MiB is refused before anything is unpacked. A zip's
+directory is counted entry by entry before zipfile reads it (bounded_zip). A
+tar's raw headers are read first, each checked, up to its end marker: a tar cut
+anywhere is refused, never read as a shorter one. A member name that is not
+UTF-8 text refuses the whole source.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
+import contextlib
 import os
 import re
 import stat
-import struct
-import tarfile
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from cifar_core.base.errors import StudioError
+from cifar_core.base.bounded_io import Damaged, UnpackError
+from cifar_core.base.bounded_zip import open_zip, read_member
+from cifar_core.base.errors import StudioError, is_text, shown
+from cifar_core.data import archive_tar
 from cifar_core.data.image_limits import MAX_FILE_BYTES
 
 # A bigger dataset than CIFAR-10 (60,000 images, the studio's reference) fits, with room to spare; 100,000 tiny
@@ -39,10 +47,6 @@ MAX_MEMBER_BYTES = MAX_FILE_BYTES
 # All members together, as declared: a decompression bomb declares far more (42.zip: 4.5 PB) and is refused
 # from its headers; 4 GiB is about 70 times CIFAR-10 as PNG files, more than this CPU studio trains on.
 MAX_TOTAL_BYTES = 4 * 2**30
-# A pax or GNU long-name header of a tar (a member's long path and attributes) is a few hundred bytes. Python
-# 3.11.7's tarfile reads one whole and parses it in quadratic time (CVE-2024-6232; measured here: 0.33 s at
-# 16 KiB, 4.2 s at 64 KiB), so a larger one is refused before tarfile sees it.
-MAX_META_BYTES = 16 * 2**10
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz", ".7z", ".rar", ".zst", ".lz", ".lzma")
@@ -86,12 +90,13 @@ def source_kind(source: Path) -> str:
     if source.is_dir():
         return "folder"
     if not source.is_file():
-        raise ArchiveError(f"{str(source)!r} does not exist (give a .zip, a .tar or .tar.gz, or a folder of class folders).")
+        raise ArchiveError(f"{shown(source)!r} does not exist (give a .zip, a .tar or .tar.gz, or a folder of class folders).")
     if zipfile.is_zipfile(source):
         return "zip"
-    if _is_tar(source):
-        return "tar"
-    raise ArchiveError(f"{source.name!r} is not a .zip, a .tar (.gz, .bz2, .xz) or a folder.")
+    with refusing(source):
+        if archive_tar.is_tar(source):
+            return "tar"
+    raise ArchiveError(f"{shown(source.name)!r} is not a .zip, a .tar (.gz, .bz2, .xz) or a folder.")
 
 
 def images(source: Path, limits: Limits, skipped: Counter, examples: dict[str, list[str]]) -> tuple[int, Iterator[tuple[str, bytes]]]:
@@ -101,45 +106,62 @@ def images(source: Path, limits: Limits, skipped: Counter, examples: dict[str, l
     members are counted in `skipped` by SKIP_REASONS key, with up to 5 names each in `examples`.
     """
     kind = source_kind(source)
-    # zipfile reads the whole central directory and tarfile a whole pax header into memory: both are
-    # bounded from the raw bytes first.
-    if kind == "zip" and _zip_declared_members(source) > limits.members:
-        _too_many(source, limits)
-    if kind == "tar":
-        _tar_prescan(source, limits)
+    expected = None
+    if kind == "tar":  # its raw headers are checked before tarfile reads them
+        with refusing(source):
+            expected = archive_tar.prescan(source, limits.members, limits.total_bytes)
     listing = {"zip": _zip_members, "tar": _tar_members, "folder": _folder_members}[kind]
     accepted: list[int] = []
-    total = 0
-    for index, member in enumerate(listing(source)):
-        if index >= limits.members:
-            _too_many(source, limits)
-        _check_path(member.name, source.name)
-        total += member.size
-        if total > limits.total_bytes:
-            _too_big(source, limits)
-        if (reason := _skip_reason(member, limits)) is not None:
-            if reason:
-                skipped[reason] += 1
-                if len(examples.setdefault(reason, [])) < 5:
-                    examples[reason].append(member.name)
-            continue
-        accepted.append(index)
+    total = listed = 0
+    with refusing(source):
+        for index, member in enumerate(listing(source, limits)):
+            listed += 1
+            if index >= limits.members:
+                _too_many(source, limits)
+            _check_path(member.name, source.name)
+            total += member.size
+            if total > limits.total_bytes:
+                _too_big(source, limits)
+            if (reason := _skip_reason(member, limits)) is not None:
+                if reason:
+                    skipped[reason] += 1
+                    if len(examples.setdefault(reason, [])) < 5:
+                        examples[reason].append(member.name)
+                continue
+            accepted.append(index)
+    if expected is not None and listed != expected:
+        raise ArchiveError(f"{shown(source.name)} {archive_tar.CUT_SHORT}; nothing was imported.")
     reader = {"zip": _zip_read, "tar": _tar_read, "folder": _folder_read}[kind]
-    return len(accepted), _readable(reader(source, accepted, limits.member_bytes), skipped, examples)
+    return len(accepted), _readable(source, reader(source, accepted, limits), skipped, examples)
+
+
+@contextlib.contextmanager
+def refusing(source: Path) -> Iterator[None]:
+    """Report what bounded_io and bounded_zip refuse (damaged, cut short, unpacking to too much) as ArchiveError."""
+    try:
+        yield
+    except UnpackError as err:
+        raise ArchiveError(f"{shown(source.name)} {err}; nothing was imported.") from None
 
 
 def _too_many(source: Path, limits: Limits) -> None:
-    raise ArchiveError(f"{source.name} holds more than {limits.members:,} files and folders; the limit is "
+    raise ArchiveError(f"{shown(source.name)} holds more than {limits.members:,} files and folders; the limit is "
                        f"{limits.members:,}. Import a smaller dataset, or split it into several.")
 
 
 def _too_big(source: Path, limits: Limits) -> None:
-    raise ArchiveError(f"{source.name} declares more than {limits.total_bytes / 2**30:g} GiB of files once unpacked "
+    raise ArchiveError(f"{shown(source.name)} declares more than {limits.total_bytes / 2**30:g} GiB of files once unpacked "
                        "(a decompression bomb, or a dataset too large to import); nothing was imported.")
 
 
-def _readable(items: Iterator[tuple[str, bytes | None]], skipped: Counter, examples: dict[str, list[str]]) -> Iterator[tuple[str, bytes]]:
+def _readable(source: Path, items: Iterator[tuple[str, bytes | None]], skipped: Counter,
+              examples: dict[str, list[str]]) -> Iterator[tuple[str, bytes]]:
     """The members that could be read; the others counted as unreadable images."""
+    with refusing(source):
+        yield from _read_or_count(items, skipped, examples)
+
+
+def _read_or_count(items: Iterator[tuple[str, bytes | None]], skipped: Counter, examples: dict[str, list[str]]) -> Iterator[tuple[str, bytes]]:
     for name, data in items:
         if data is None:
             skipped["unreadable_images"] += 1
@@ -150,15 +172,19 @@ def _readable(items: Iterator[tuple[str, bytes | None]], skipped: Counter, examp
 
 
 def _check_path(name: str, source: str) -> None:
-    """ArchiveError for a member path that is absolute or climbs out of the archive. Backslashes count as
-    separators too (Windows tools write them) so that `..\\x` is caught as well."""
+    """ArchiveError for a member path that is absolute, climbs out of the archive, or is not UTF-8 text (its
+    folders would become class names). Backslashes count as separators too (Windows tools write them) so that
+    `..\\x` is caught as well."""
     parts = re.split(r"[\\/]", name)
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(f"{source} holds an absolute path ({name!r}): it is refused as a whole, nothing was imported. "
-                           "Make the archive from inside the dataset folder (e.g. `zip -r data.zip train test`).")
+        raise ArchiveError(f"{shown(source)} holds an absolute path ({shown(name)!r}): it is refused as a whole, nothing was "
+                           "imported. Make the archive from inside the dataset folder (e.g. `zip -r data.zip train test`).")
     if ".." in parts:
-        raise ArchiveError(f"{source} holds a path that leads outside it ({name!r}): it is refused as a whole, nothing was "
-                           "imported. Make the archive from inside the dataset folder.")
+        raise ArchiveError(f"{shown(source)} holds a path that leads outside it ({shown(name)!r}): it is refused as a whole, "
+                           "nothing was imported. Make the archive from inside the dataset folder.")
+    if not is_text(name):
+        raise ArchiveError(f"{shown(source)} holds a file name that is not UTF-8 text ('{shown(name)}'): it is refused as a "
+                           "whole, nothing was imported. Rename it (e.g. caf\\xe9 to café) and make the archive again.")
 
 
 def _skip_reason(member: Member, limits: Limits) -> str | None:
@@ -200,154 +226,38 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
     return "file" if file_type in (0, stat.S_IFREG) else "special"
 
 
-def _zip_declared_members(source: Path) -> int:
-    """The member count a zip's end record declares (the zip64 record's when the classic field is full);
-    0 when there is none (zipfile then reports the file as damaged)."""
-    with open(source, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 22 - 0xFFFF))  # the end record: 22 bytes and a comment of up to 64 KiB
-        tail = f.read()
-        at = tail.rfind(b"PK\x05\x06")
-        if at < 0 or at + 22 > len(tail):
-            return 0
-        count = struct.unpack_from("<H", tail, at + 10)[0]
-        if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":  # the zip64 locator
-            f.seek(struct.unpack_from("<Q", tail, at - 12)[0])
-            record = f.read(40)
-            if record[:4] == b"PK\x06\x06" and len(record) == 40:
-                count = struct.unpack_from("<Q", record, 32)[0]
-        return count
-
-
-def _zip_members(source: Path) -> Iterator[Member]:
-    with zipfile.ZipFile(source) as zf:
+def _zip_members(source: Path, limits: Limits) -> Iterator[Member]:
+    with open_zip(source, limits.members) as zf:
         for info in zf.infolist():
             yield Member(info.filename, _zip_kind(info), info.file_size)
 
 
-def _zip_read(source: Path, accepted: list[int], max_bytes: int) -> Iterator[tuple[str, bytes | None]]:
-    with zipfile.ZipFile(source) as zf:
+def _zip_read(source: Path, accepted: list[int], limits: Limits) -> Iterator[tuple[str, bytes | None]]:
+    # Each member is unpacked up to the size it declares (under limits.member_bytes, or it was skipped) and
+    # not a byte more (TooLarge refuses the archive); the declared sizes add up to at most limits.total_bytes.
+    with open_zip(source, limits.members) as zf, open(source, "rb") as f:
         infos = zf.infolist()
         for index in accepted:
             info = infos[index]
             try:
-                with zf.open(info) as f:
-                    # zipfile stops at the declared size and checks the CRC, so a member cannot unpack to more.
-                    data = f.read(max_bytes + 1)
-            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError, ValueError):
+                data = read_member(f, info)
+            except Damaged:
                 data = None  # damaged, encrypted, or an unsupported compression method
-            yield info.filename, data if data is not None and len(data) <= max_bytes else None
+            yield info.filename, data
 
 
-# ---------------------------------------------------------------- tar
+def _tar_members(source: Path, limits: Limits) -> Iterator[Member]:
+    return (Member(*entry) for entry in archive_tar.entries(source, limits.members, limits.total_bytes))
 
 
-def _tar_kind(info: tarfile.TarInfo) -> str:
-    if info.isdir():
-        return "dir"
-    if info.issym() or info.islnk():
-        return "link"
-    return "file" if info.isfile() else "special"
-
-
-def _tar_prescan(source: Path, limits: Limits) -> None:
-    """The member count and declared sizes from a tar's raw 512-byte headers, data skipped in chunks, before
-    tarfile reads anything: tarfile reads a pax or GNU long-name header whole into memory, so one declaring
-    gigabytes must be refused here. A stream that cannot be decompressed is refused as damaged."""
-    try:
-        with _decompressed(source) as f:
-            _tar_headers(f, source, limits)
-    except (OSError, EOFError, lzma.LZMAError) as err:
-        raise ArchiveError(f"{source.name} is damaged or cut short ({err}); nothing was imported.") from err
-
-
-def _decompressed(source: Path):
-    """`source` opened for reading, through gzip, bz2 or xz when its first bytes say so."""
-    with open(source, "rb") as f:
-        magic = f.read(6)
-    opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic[:3] == b"BZh" else lzma.open if magic == b"\xfd7zXZ\x00" else open
-    return opener(source, "rb")
-
-
-def _is_tar(source: Path) -> bool:
-    """Whether `source` (maybe compressed) starts with a tar header whose checksum is right. Checked here, not
-    with tarfile.is_tarfile, which parses the first member's pax header before _tar_prescan has bounded it."""
-    try:
-        with _decompressed(source) as f:
-            header = f.read(512)
-    except (OSError, EOFError, lzma.LZMAError):
-        return False
-    if len(header) < 512 or header == bytes(512):
-        return False
-    # The checksum is the sum of the header's bytes with its own 8-byte field counted as spaces.
-    # Unsigned, as POSIX says, or signed, as some old tars wrote it (tarfile accepts both too).
-    rest = header[:148] + b" " * 8 + header[156:]
-    return _tar_number(header[148:156]) in (sum(rest), sum(struct.unpack("512b", rest)))
-
-
-def _tar_headers(f, source: Path, limits: Limits) -> None:
-    members = total = 0
-    while len(header := f.read(512)) == 512 and header != bytes(512):
-        size = _tar_number(header[124:136])
-        if header[156:157] in (b"x", b"g", b"L", b"K"):  # pax and GNU long-name metadata of the next member
-            if size > MAX_META_BYTES:
-                raise ArchiveError(f"{source.name} holds a header of {size:,} bytes (a real one has a few hundred): "
-                                   "it is refused as a whole, nothing was imported.")
-        else:
-            members += 1
-            total += size
-            if members > limits.members:
-                _too_many(source, limits)
-            if total > limits.total_bytes:
-                _too_big(source, limits)
-        left = -(-size // 512) * 512
-        while left > 0 and (chunk := f.read(min(left, 1 << 20))):
-            left -= len(chunk)
-
-
-def _tar_number(field: bytes) -> int:
-    """A tar header's number: octal text, or base-256 when the first byte's high bit is set (GNU, for big sizes)."""
-    if field[:1] and field[0] & 0x80:
-        return int.from_bytes(field[1:], "big")
-    try:
-        return int(field.strip(b"\0 ") or b"0", 8)
-    except ValueError:
-        return 0  # not a number: tarfile reports the header as damaged
-
-
-def _tar_members(source: Path) -> Iterator[Member]:
-    # A stream ("r|*"): headers in order, each member's data skipped, never the random access that would
-    # decompress a .tar.gz again for every member.
-    try:
-        with tarfile.open(source, mode="r|*") as tf:
-            for info in tf:
-                yield Member(info.name, _tar_kind(info), info.size if info.isfile() else 0)
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise ArchiveError(f"{source.name} is damaged or cut short ({err}); nothing was imported.") from err
-
-
-def _tar_read(source: Path, accepted: list[int], max_bytes: int) -> Iterator[tuple[str, bytes | None]]:
-    wanted = iter(accepted)
-    next_index = next(wanted, None)
-    try:
-        with tarfile.open(source, mode="r|*") as tf:
-            for index, info in enumerate(tf):
-                if next_index is None:
-                    return
-                if index != next_index:
-                    continue
-                next_index = next(wanted, None)
-                f = tf.extractfile(info)
-                data = f.read(max_bytes + 1) if f is not None else None
-                yield info.name, data if data is not None and len(data) <= max_bytes else None
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise ArchiveError(f"{source.name} is damaged or cut short ({err}); nothing was imported.") from err
+def _tar_read(source: Path, accepted: list[int], limits: Limits) -> Iterator[tuple[str, bytes | None]]:
+    return archive_tar.read(source, accepted, limits.members, limits.total_bytes, limits.member_bytes)
 
 
 # ---------------------------------------------------------------- folder
 
 
-def _folder_members(source: Path) -> Iterator[Member]:
+def _folder_members(source: Path, limits: Limits | None = None) -> Iterator[Member]:
     # os.walk lists a linked folder among the folders but, without followlinks, never enters it.
     for top, dirs, files in os.walk(source, onerror=_raise):
         dirs.sort()
@@ -361,18 +271,18 @@ def _folder_members(source: Path) -> Iterator[Member]:
 
 
 def _raise(err: OSError) -> None:
-    raise ArchiveError(f"cannot read the folder {err.filename}: {err.strerror or err}")
+    raise ArchiveError(f"cannot read the folder {shown(err.filename)}: {err.strerror or err}")
 
 
-def _folder_read(source: Path, accepted: list[int], max_bytes: int) -> Iterator[tuple[str, bytes | None]]:
+def _folder_read(source: Path, accepted: list[int], limits: Limits) -> Iterator[tuple[str, bytes | None]]:
     members = list(_folder_members(source))
     for index in accepted:
         name = members[index].name
         try:
             # O_NOFOLLOW: a file swapped for a link since the listing is not followed.
             with open(source / name, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as f:
-                data = f.read(max_bytes + 1)
+                data = f.read(limits.member_bytes + 1)
         except OSError:
             data = None
-        yield name, data if data is not None and len(data) <= max_bytes else None
+        yield name, data if data is not None and len(data) <= limits.member_bytes else None
 

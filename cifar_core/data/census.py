@@ -1,5 +1,10 @@
 """The census of an image-folder dataset: its class folders, their image counts and what makes it unusable,
-from directory listings alone (nothing is decoded). The loader, the health report and the import all read it."""
+from directory listings alone (nothing is decoded). The loader, the health report and the import all read it.
+
+A class folder's name is its class name, except in an imported dataset whose dataset.json maps folder names
+to class names (`class_folders`): there a class is stored under a name safe on every system and shown
+under its real one.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from cifar_core.data.classes import class_names_problem
+from cifar_core.base import bounded_json
+from cifar_core.base.errors import is_text, shown
+from cifar_core.data.classes import class_names_problem, lookalike_problem
 from cifar_core.data.images import SPLITS, DataError, image_count
+
+DATASET_FILE = "dataset.json"
 
 # Per class: one training image goes to the validation split and at least one must stay to train on;
 # the test split needs one to measure the class at all.
@@ -18,13 +27,40 @@ MIN_TEST_IMAGES = 1
 Problem = Callable[..., None]  # problem(kind, class or None, message, blocking=True) records one
 
 
-def folder_classes(folder: Path) -> tuple[str, ...]:
-    """The class list of an image-folder dataset: its class folders, sorted; DataError with every problem
-    of `folder_census` that makes it unusable (a missing or empty class, a class folder that is a link, ...)."""
+def folder_classes(folder: Path) -> dict[str, str]:
+    """The classes of an image-folder dataset, in order, each with its folder's name: {class: folder}; DataError
+    with every problem of `folder_census` that makes it unusable (a missing or empty class, a class folder
+    that is a link, ...)."""
     census = folder_census(folder)
     if blocking := [p["message"] for p in census["problems"] if p["blocking"]]:
-        raise DataError(f"The dataset in {folder} cannot be used yet:\n  " + "\n  ".join(blocking))
-    return tuple(census["classes"])
+        raise DataError(f"The dataset in {shown(folder, 300)} cannot be used yet:\n  " + "\n  ".join(blocking))
+    return {name: census["folders"][name] for name in census["classes"]}
+
+
+def in_order(names, mapping: dict[str, str]) -> list[str]:
+    """Class names in the order dataset.json's `mapping` records, then the others sorted (plain folders: sorted)."""
+    order = {name: i for i, name in enumerate(mapping.values())}
+    return sorted(set(names), key=lambda n: (order.get(n, len(order)), n))
+
+
+def class_folders(folder: Path) -> tuple[dict[str, str], str | None]:
+    """({folder name: class name}, in the classes' order, as an imported dataset's dataset.json records it;
+    why that record cannot be used, or None). Empty without a record: each folder is named as its class."""
+    file = Path(folder) / DATASET_FILE
+    if not file.is_file():
+        return {}, None
+    try:
+        data = bounded_json.read(file)
+    except (bounded_json.JSONError, OSError) as err:
+        return {}, f"{file} cannot be read ({shown(err, 200)})"
+    mapping = data.get("class_folders") if isinstance(data, dict) else None
+    if mapping is None:
+        return {}, None  # imported before classes had folders of their own: each folder is its class's name
+    if (not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values())
+            or any(not k or k in (".", "..") or "/" in k or k.startswith(".") for k in mapping)
+            or (len(mapping) >= 2 and class_names_problem(list(mapping.values())))):
+        return {}, f"{file} has a damaged class_folders record (folder name: class name)"
+    return mapping, None
 
 
 def folder_census(folder: Path) -> dict:
@@ -43,11 +79,17 @@ def folder_census(folder: Path) -> dict:
     def problem(kind: str, name: str | None, message: str, blocking: bool = True) -> None:
         problems.append({"kind": kind, "class": name, "message": message, "blocking": blocking})
 
+    mapping, damaged = class_folders(folder)
+    if damaged:
+        problem("dataset_file", None, f"{damaged}: its classes are shown under their folder names.", blocking=False)
     counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
     links: set[str] = set()
+    folders: dict[str, str] = {}
     for split in SPLITS:
         _count_split(folder, split, counts[split], links, problem)
-    classes = sorted(set(counts["train"]) | set(counts["test"]))
+        counts[split] = _named(counts[split], mapping, folders, problem)
+    links = {mapping.get(name, name) for name in links}
+    classes = in_order(set(counts["train"]) | set(counts["test"]), mapping)
     empty_splits = {split for split in SPLITS if counts[split] and not sum(counts[split].values())}
     for split in sorted(empty_splits, reverse=True):  # train first
         problem("empty_split", None, f"The {split} split in {folder / split} has no images (.png, .jpg, .jpeg); add them "
@@ -60,7 +102,23 @@ def folder_census(folder: Path) -> dict:
                 f"{', '.join(classes) or 'none'}. Add a folder of images for each class.")
     elif len(classes) >= 2 and (bad_names := class_names_problem(classes)):  # folder names become labels on every page and in file names
         problem("class_names", None, f"The class folders in {folder} cannot all be class names: {bad_names}; rename them.")
-    return {"classes": classes, "counts": counts, "problems": problems}
+    elif lookalike := lookalike_problem(classes):
+        problem("lookalike_names", None, f"In {folder}, {lookalike}: rename one of them, or the pages and "
+                "predictions will show two classes that read the same.", blocking=False)
+    return {"classes": classes, "counts": counts, "problems": problems, "folders": folders}
+
+
+def _named(counts: dict[str, int], mapping: dict[str, str], folders: dict[str, str], problem: Problem) -> dict[str, int]:
+    """`counts` by class name instead of folder name; each class's folder recorded in `folders`."""
+    out: dict[str, int] = {}
+    for folder, n in counts.items():
+        name = mapping.get(folder, folder)
+        if folders.setdefault(name, folder) != folder:
+            problem("class_names", name, f"two class folders ({shown(folders[name])}, {shown(folder)}) are both the "
+                    f"class {shown(name)!r}; remove one of them.")
+            continue
+        out[name] = n
+    return out
 
 
 def _count_split(folder: Path, split: str, counts: dict[str, int], links: set[str], problem: Problem) -> None:
@@ -74,7 +132,10 @@ def _count_split(folder: Path, split: str, counts: dict[str, int], links: set[st
     stray = []
     with os.scandir(split_dir) as it:
         for entry in sorted(it, key=lambda e: e.name):
-            if entry.is_symlink() and not _is_file(entry):
+            if not is_text(entry.name) and entry.is_dir():
+                problem("class_names", None, f"{split}/{shown(entry.name)} cannot be a class folder: its name is not "
+                        "UTF-8 text (e.g. caf\\xe9 written by an old tool); rename it (e.g. to café).")
+            elif entry.is_symlink() and not _is_file(entry):
                 links.add(entry.name)
                 counts[entry.name] = 0
                 problem("class_link", entry.name, f"{split}/{entry.name} is {_link_text(entry, split_dir)}; a class "

@@ -9,7 +9,9 @@ outputs (everything trained before class lists came from the data).
 from __future__ import annotations
 
 import json
+import logging
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -40,6 +42,14 @@ MAX_NAME_CHARS = 200
 # Control characters (newlines, NUL...) and bidirectional embeddings, overrides and isolates: they break
 # one-line messages, CSV rows and file names, or make a name read differently from what it is ("Trojan Source").
 _HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Characters that draw nothing: Unicode's format characters (category Cf: zero-width space and joiners, soft
+# hyphen, word joiner, byte-order mark...) and these default-ignorable letters and marks (combining grapheme
+# joiner, Hangul fillers, Khmer inherent vowels, Mongolian and Unicode variation selectors) and the blank
+# Braille pattern.
+_DRAWS_NOTHING = {*"\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u2800\u3164\uffa0",
+                  *map(chr, range(0xFE00, 0xFE10)), *map(chr, range(0xE0100, 0xE01F0))}
+
+log = logging.getLogger(__name__)
 
 
 class ClassesError(StudioError, ValueError):
@@ -64,6 +74,33 @@ def class_names_problem(names: object) -> str | None:
     if len(set(names)) != len(names):
         repeated = sorted(n for n, count in Counter(names).items() if count > 1)
         return f"each class must be named once; repeated: {', '.join(map(repr, repeated[:5]))}"
+    return None
+
+
+def lookalike_key(name: str) -> str:
+    """What a name reads as: its Unicode compatibility form (NFKC) case-folded, without the characters that
+    draw nothing, runs of spaces as one, no spaces at either end. Two names with one key look alike."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    visible = "".join(ch for ch in folded if ch not in _DRAWS_NOTHING and unicodedata.category(ch) != "Cf")
+    return " ".join(visible.split())
+
+
+def lookalike_problem(names: list[str] | tuple[str, ...]) -> str | None:
+    """Why some of `names` cannot be told apart when read, in words naming the first pair (names that differ
+    only in case, Unicode form, spaces at either end, or invisible characters), or a name made only of
+    invisible characters; None when every name reads differently."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = lookalike_key(name)
+        if not key:
+            codes = f" ({ascii(name)})" if ascii(name) != repr(name) else ""
+            return f"the class name {name!r}{codes} is made only of invisible characters"
+        if (other := seen.setdefault(key, name)) != name:
+            pair = f"{other!r} and {name!r}"
+            if repr(other) == repr(name) or not key.isascii():  # they even print alike: show their code points
+                pair += f" ({ascii(other)} and {ascii(name)})"
+            return (f"the class names {pair} look alike: they differ only in case, Unicode form, spaces or invisible "
+                    "characters")
     return None
 
 
@@ -112,4 +149,6 @@ def _read_class_names(file: Path, num_outputs: int | None) -> tuple[str, ...]:
     if num_outputs is not None and len(names) != num_outputs:
         raise ClassesError(f"{file} names {len(names)} classes but the model beside it has {num_outputs} outputs: "
                            "it belongs to another model")
+    if lookalike := lookalike_problem(names):  # a new import refuses them; a model trained before still works
+        log.warning("%s: %s; the model is used as it is, but those classes are hard to tell apart.", file, lookalike)
     return tuple(names)

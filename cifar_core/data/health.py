@@ -110,8 +110,9 @@ def samples(data_dir: str | Path, per_class: int = 8) -> dict[str, list[str]]:
     """Up to `per_class` training image files per class, spread evenly over its sorted files (for a grid)."""
     folder = _folder(data_dir)
     out = {}
-    for name in folder_census(folder)["classes"]:
-        class_dir = folder / "train" / name
+    census = folder_census(folder)
+    for name in census["classes"]:
+        class_dir = folder / "train" / census["folders"][name]
         if class_dir.is_symlink() or not class_dir.is_dir():
             out[name] = []
             continue
@@ -156,7 +157,8 @@ def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Pro
     except (OSError, ValueError):
         pass
     files = [(split, p) for split in ("train", "test") for name, n in census["counts"][split].items()
-             if n and not (folder / split / name).is_symlink() for p in image_files(folder / split / name)]
+             if n and not (folder / split / census["folders"][name]).is_symlink()
+             for p in image_files(folder / split / census["folders"][name])]
     sizes, modes = Counter(), Counter()
     unreadable: list[str] = []
     exact: dict[str, list[tuple[str, str]]] = defaultdict(list)

@@ -5,9 +5,15 @@ refuses hostile sources and skips unusable members with a count), finds its
 layout (train/<class> + test/<class>, or <class> alone, then a stratified,
 seeded test split), resizes every image once to the studio's 32x32 input and
 writes it as PNG, builds the dataset in a hidden folder beside datasets/NAME
-and renames it into place (nothing half-written is ever listed), then decodes
-and caches it through the loader. `--data-dir NAME` finds it again
-(`locate.resolve_data_dir`).
+and swaps it into place (base/folder_swap.py: nothing half-written is ever
+listed, a name being imported is taken, a kill -9 loses neither the old dataset
+nor the new one), then decodes and caches it through the loader. `--data-dir
+NAME` finds it again (`locate.resolve_data_dir`).
+
+A class is stored under a folder name safe on every system (`paths.file_part`:
+a class name of 100 emoji is 400 bytes, more than a file name may have) and
+shown under its real name: dataset.json maps each folder to its class, in the
+classes' order (`census.class_folders` reads it).
 """
 
 from __future__ import annotations
@@ -16,25 +22,22 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from cifar_core.base.errors import StudioError
+from cifar_core.base import faults, folder_swap
+from cifar_core.base.errors import StudioError, shown
+from cifar_core.base.paths import file_part
 from cifar_core.data.archive_import import SKIP_REASONS, Limits, images, split_name
-from cifar_core.data.census import folder_census
+from cifar_core.data.census import DATASET_FILE, folder_census
 from cifar_core.data.images import NATIVE_SIZE, DataError, to_input_image
 from cifar_core.data.loader import load_dataset
 from cifar_core.data.locate import datasets_root, name_problem
 from cifar_core.data.splits import stratified_split
 
-DATASET_FILE = "dataset.json"
 SPLITS = ("train", "test")
-# No import runs this long (CIFAR-10's 10,000 test images took under 2 minutes here), so a build folder this
-# old was left by a killed import.
-STALE_SECONDS = 24 * 3600
 
 Progress = Callable[[int, int, str], None]
 
@@ -52,9 +55,13 @@ def list_datasets(artifacts: Path | None = None) -> list[dict]:
     root = datasets_root(artifacts)
     if not root.is_dir():
         return []
+    with folder_swap.locked(root, wait=False) as free:
+        if free and os.access(root, os.W_OK):  # a dataset a killed --replace left aside is put back first
+            folder_swap.recover(root, remove=False)
     out = []
     for folder in sorted(root.iterdir()):
-        if folder.name.startswith(".") or not folder.is_dir() or folder.is_symlink():  # .tmp-* and .old-*: being written or removed
+        # .tmp-* and .old-*: being written or removed; a folder no import names this way was put there by hand
+        if name_problem(folder.name) or not folder.is_dir() or folder.is_symlink():
             continue
         census = folder_census(folder)
         out.append({"name": folder.name, "path": str(folder), "classes": census["classes"], "counts": census["counts"]})
@@ -92,59 +99,46 @@ def import_dataset(
         raise DatasetError(f"the test fraction must be a number between 0 and 1, got {test_fraction!r}")
     root = datasets_root(artifacts)
     final = root / name
-    if (final.exists() or final.is_symlink()) and not replace:
-        raise DatasetError(f"a dataset named {name!r} exists already ({final}); choose another name, or replace it "
-                           "(--replace, or the page's 'Replace').")
     source = Path(source)
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale(root)
-    build = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{name}-"))
+    with folder_swap.locked(root):
+        folder_swap.recover(root)  # what killed imports left: put back, or removed when their process is dead
+        _claim(root, name, replace)
+        build = folder_swap.new_build(root, name)
     try:
         report = _build(source, build, Limits() if limits is None else limits, test_fraction, seed, progress)
         report = {"name": name, "path": str(final), **report}
-        (build / DATASET_FILE).write_text(json.dumps({**report, "source": source.name, "imported": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                                         time.gmtime())}, indent=2))
-        _move_into_place(build, final)
+        (build / DATASET_FILE).write_text(json.dumps({**report, "source": source.name, "imported": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
+        checked = _census_problems(build, final)  # before it is in place: a census that fails leaves nothing
+        faults.point("import_built")
+        with folder_swap.locked(root):
+            _claim(root, name, replace, build)
+            folder_swap.swap_into_place(build, final)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    report["problems"] = _census_problems(final) + report["problems"]
+    report["problems"] = checked + report["problems"]
     if not any(p["blocking"] for p in report["problems"]):
         report["problems"] += _cache(final, Path(artifacts) / "cache" if artifacts else None, progress)
     return report
 
 
-def _remove_stale(root: Path) -> None:
-    """Remove the hidden build folders (.tmp-*, .old-*) that imports killed outright (no cleanup runs then)
-    left more than STALE_SECONDS ago; younger ones may belong to an import still running."""
-    for entry in root.iterdir():
-        try:
-            stale = entry.name.startswith((".tmp-", ".old-")) and time.time() - entry.lstat().st_mtime > STALE_SECONDS
-        except OSError:
-            continue
-        if stale:
-            shutil.rmtree(entry, ignore_errors=True)
+def _claim(root: Path, name: str, replace: bool, build: Path | None = None) -> None:
+    """DatasetError if `name` is taken: a dataset of that name exists (unless `replace`), or another live
+    process is importing one (in another folder than `build`, this import's own)."""
+    final = root / name
+    if (final.exists() or final.is_symlink()) and not replace:
+        raise DatasetError(f"a dataset named {name!r} exists already ({final}); choose another name, or replace it "
+                           "(--replace, or the page's 'Replace').")
+    if (builder := folder_swap.live_builder(root, name, build)) is not None:
+        raise DatasetError(f"the name {name!r} is taken: another import of it is under way (process {builder}); "
+                           "wait for it to finish, or choose another name.")
 
 
-def _move_into_place(build: Path, final: Path) -> None:
-    """Rename the finished dataset into place; an old one of that name is moved aside first, then removed."""
-    old = None
-    if final.exists() or final.is_symlink():
-        old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".old-{final.name}-")) / "d"
-        os.rename(final, old)
-    try:
-        os.rename(build, final)
-    except OSError:
-        if old is not None:
-            os.rename(old, final)  # put the old one back
-        raise
-    if old is not None:
-        shutil.rmtree(old.parent, ignore_errors=True)
-
-
-def _census_problems(folder: Path) -> list[dict]:
-
-    return folder_census(folder)["problems"]
+def _census_problems(build: Path, final: Path) -> list[dict]:
+    """The census' problems of the dataset built in `build`, worded for its place `final`."""
+    return [{**p, "message": p["message"].replace(str(build), str(final))} for p in folder_census(build)["problems"]]
 
 
 def _cache(folder: Path, cache_dir: Path | None, progress: Progress | None) -> list[dict]:
@@ -159,17 +153,42 @@ def _cache(folder: Path, cache_dir: Path | None, progress: Progress | None) -> l
 
 
 def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, progress: Progress | None) -> dict:
-    """Read `source` into `build`/{train,test}/<class>/: every image decoded, resized and written one at a time
-    (memory stays bounded), first under a staging name, then moved once the layout is known."""
-    import numpy as np
-    from PIL import Image
-
-    from cifar_core.data.classes import class_names_problem
-
+    """Read `source` into `build`/{train,test}/<class folder>/: every image decoded, resized and written one at
+    a time (memory stays bounded), first under a staging name, then moved once the layout and the class names
+    are checked."""
     skipped: Counter = Counter()
     examples: dict[str, list[str]] = {}
+    read = _read_images(source, build / ".staging", limits, skipped, examples, progress)
+    placed, layout, wrapper = _place(read, skipped, examples)
+    if not placed:
+        raise DatasetError(f"{shown(source.name)} holds no usable images in class folders ({_skipped_text(skipped)}). "
+                           "Give class folders of images: <class>/*.jpg, or train/<class>/ and test/<class>/.")
+    classes = sorted({cls for _, cls, _ in placed})
+    folders = _class_folders(classes)
+    made = layout == "classes" or not any(split == "test" for split, _, _ in placed)
+    if made:
+        placed = _split(placed, classes, test_fraction, seed)
+    counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+    for split, cls, (parts, path) in placed:
+        target = build / split / folders[cls]
+        target.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target / f"{path.stem}-{_safe_stem(parts[-1])}.png")
+        counts[split][cls] = counts[split].get(cls, 0) + 1
+    shutil.rmtree(build / ".staging")
+    problems = [{"kind": "skipped", "class": None, "blocking": False,
+                 "message": f"{n} skipped: {SKIP_REASONS[reason]} (e.g. {', '.join(map(shown, examples.get(reason, [])[:3]))})"}
+                for reason, n in sorted(skipped.items())]
+    return {"classes": classes, "class_folders": {folders[cls]: cls for cls in classes},
+            "counts": {split: dict(sorted(c.items())) for split, c in counts.items()}, "layout": layout, "wrapper": wrapper,
+            "split": {"made": made, "test_fraction": test_fraction if made else None, "seed": seed if made else None},
+            "skipped": dict(sorted(skipped.items())), "problems": problems}
+
+
+def _read_images(source: Path, staging: Path, limits, skipped: Counter, examples: dict, progress: Progress | None) -> list:
+    """(member's path parts, staged PNG) of every image of `source` that decodes; the others counted."""
+    from PIL import Image
+
     total, items = images(source, limits, skipped, examples)
-    staging = build / ".staging"
     staging.mkdir()
     read: list[tuple[tuple[str, ...], Path]] = []
     for done, (member, data) in enumerate(items, start=1):
@@ -185,33 +204,34 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
             read.append((split_name(member), path))
         if progress and (done % 200 == 0 or done == total):
             progress(done, total, "importing images")
-    placed, layout, wrapper = _place(read, skipped, examples)
-    if not placed:
-        raise DatasetError(f"{source.name} holds no usable images in class folders ({_skipped_text(skipped)}). "
-                           "Give class folders of images: <class>/*.jpg, or train/<class>/ and test/<class>/.")
-    if problem := class_names_problem(sorted({cls for _, cls, _ in placed})):
+    return read
+
+
+def _class_folders(classes: list[str]) -> dict[str, str]:
+    """Each class's folder name (`paths.file_part`: itself when it is safe as one on every system, else a
+    safe form with a short hash), after checking the names: DatasetError for names that cannot be class
+    names, or that look alike (a pair that differs only in case, Unicode form, spaces or invisible characters)."""
+    from cifar_core.data.classes import class_names_problem, lookalike_problem
+
+    if problem := class_names_problem(classes) or lookalike_problem(classes):
         raise DatasetError(f"the class folders cannot all be class names: {problem}; rename them and import again.")
-    made = layout == "classes" or not any(split == "test" for split, _, _ in placed)
-    if made:
-        placed = [("train", cls, p) for _, cls, p in placed]
-        classes = sorted({cls for _, cls, _ in placed})
-        labels = np.asarray([classes.index(cls) for _, cls, _ in placed])
-        held, _ = stratified_split(labels, test_fraction, seed)
-        for i in held:
-            placed[i] = ("test", placed[i][1], placed[i][2])
-    counts: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
-    for split, cls, (parts, path) in placed:
-        target = build / split / cls
-        target.mkdir(parents=True, exist_ok=True)
-        os.rename(path, target / f"{path.stem}-{_safe_stem(parts[-1])}.png")
-        counts[split][cls] = counts[split].get(cls, 0) + 1
-    shutil.rmtree(staging)
-    problems = [{"kind": "skipped", "class": None, "blocking": False,
-                 "message": f"{n} skipped: {SKIP_REASONS[reason]} (e.g. {', '.join(examples.get(reason, [])[:3])})"}
-                for reason, n in sorted(skipped.items())]
-    return {"classes": sorted({cls for _, cls, _ in placed}), "counts": {split: dict(sorted(c.items())) for split, c in counts.items()}, "layout": layout, "wrapper": wrapper,
-            "split": {"made": made, "test_fraction": test_fraction if made else None, "seed": seed if made else None},
-            "skipped": dict(sorted(skipped.items())), "problems": problems}
+    folders = {cls: file_part(cls) for cls in classes}
+    if len({f.casefold() for f in folders.values()}) < len(classes):  # a hash collision: never seen, but never merged
+        raise DatasetError("two class names give the same folder name; rename one of them and import again.")
+    return folders
+
+
+def _split(placed: list, classes: list[str], test_fraction: float, seed: int) -> list:
+    """`placed` with a stratified, seeded share of each class moved to the test split."""
+    import numpy as np
+
+    placed = [("train", cls, p) for _, cls, p in placed]
+    index = {cls: i for i, cls in enumerate(classes)}
+    labels = np.asarray([index[cls] for _, cls, _ in placed])
+    held, _ = stratified_split(labels, test_fraction, seed)
+    for i in held:
+        placed[i] = ("test", placed[i][1], placed[i][2])
+    return placed
 
 
 def _place(read: list[tuple[tuple[str, ...], Path]], skipped: Counter, examples: dict) -> tuple[list, str, str | None]:

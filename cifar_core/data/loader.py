@@ -248,7 +248,7 @@ def _cache_key(layout: str, folder: Path, files: list[Path], skip_bad: bool) -> 
         # Slicing off the shared prefix is much cheaper than relative_to over 60,000 files.
         path = str(f)
         rel = path[len(prefix):] if path.startswith(prefix) else str(f.relative_to(folder))
-        h.update(f"{rel}:{signature};".encode())
+        h.update(f"{rel}:{signature};".encode("utf-8", "surrogateescape"))  # a file name that is not UTF-8 too
     return h.hexdigest()[:16]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from cifar_core.model import safe_h5
 from cifar_core.config import BLOCK_NAMES, TrainConfig
-from cifar_core.base.errors import StudioError
+from cifar_core.base.errors import StudioError, clip, shown
 from cifar_core.model.start_weights import IMAGENET_NOTOP_FILE, keras_models_dir
 
 # VGG16's conv widths per block; vgg16_bn keeps the layout and adds BatchNorm.
@@ -90,7 +90,7 @@ def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool
             full = keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
         except Exception as err:  # download failures surface as many exception types
             raise WeightsError(
-                f"Could not get the ImageNet weights for VGG16 ({type(err).__name__}: {err}).\n"
+                f"Could not get the ImageNet weights for VGG16 ({type(err).__name__}: {clip(err, 160)}).\n"
                 f"Keras downloads {IMAGENET_NOTOP_FILE} into {keras_models_dir()} on first use; "
                 "without internet, copy that file there from a machine that has it, "
                 "or pass a local weights file (--weights PATH), or train from scratch (--weights none)."
@@ -109,18 +109,18 @@ def build_base(arch: str, weights: str, input_size: int, cut: str = "block5_pool
 def load_base_weights(base: keras.Model, path: Path) -> None:
     """Load a full-base weights file (.weights.h5 or Keras' legacy .h5, e.g. the ImageNet file)."""
     if not path.is_file():
-        raise WeightsError(f"Weights file {str(path)!r} does not exist.")
+        raise WeightsError(f"Weights file {shown(path, 100)!r} does not exist.")
     expected = sum(math.prod(w.shape) * np.dtype(w.dtype).itemsize for w in base.weights)
     try:
         safe_h5.check_weights_file(path, expected)
     except safe_h5.UnsafeFileError as err:
-        raise WeightsError(f"Weights file {str(path)!r} is refused: {err}.") from err
+        raise WeightsError(f"Weights file {shown(path, 100)!r} is refused: {clip(err, 190)}.") from err
     try:
         base.load_weights(str(path))
     except Exception as err:
         raise WeightsError(
-            f"Weights file {str(path)!r} does not fit the {base.name} base "
-            f"({type(err).__name__}: {err}). It must hold the full convolutional base "
+            f"Weights file {shown(path, 100)!r} does not fit the {base.name} base "
+            f"({type(err).__name__}: {clip(err, 120)}). It must hold the full convolutional base "
             "(include_top=False) of the same architecture."
         ) from err
 
@@ -213,17 +213,18 @@ def load_model(path: str | Path) -> keras.Model:
     """Load a `.keras` model in safe mode (no Lambda layers or pickled code), with a clear error."""
     path = Path(path)
     if path.suffix != ".keras":
-        raise ModelLoadError(f"{str(path)!r} is not a .keras model file; only .keras files are loaded.")
+        raise ModelLoadError(f"{shown(path, 100)!r} is not a .keras model file; only .keras files are loaded.")
     if not path.is_file():
-        raise ModelLoadError(f"Model file {str(path)!r} does not exist.")
+        raise ModelLoadError(f"Model file {shown(path, 100)!r} does not exist.")
     # A run's checkpoint names the studio's optimizer classes (cifar_core>Adam, ...) even though it is
     # loaded without them (compile=False): Keras still looks them up, so they must be registered.
     from cifar_core.model import optimizer  # noqa: F401
 
+    # One line of at most ~300 characters, naming the file: Keras' own messages can quote a whole config.
     try:
         safe_h5.check_keras_file(path)
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except safe_h5.UnsafeFileError as err:
-        raise ModelLoadError(f"Model file {str(path)!r} could not be loaded: {err}.") from err
+        raise ModelLoadError(f"Model file {shown(path, 100)!r} could not be loaded: {clip(err, 190)}.") from err
     except Exception as err:
-        raise ModelLoadError(f"Model file {str(path)!r} could not be loaded ({type(err).__name__}: {err}).") from err
+        raise ModelLoadError(f"Model file {shown(path, 100)!r} could not be loaded ({type(err).__name__}: {clip(err, 160)}).") from err

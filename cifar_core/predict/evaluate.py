@@ -20,6 +20,8 @@ import pandas as pd
 
 from cifar_core.predict import calibration
 from cifar_core.base import faults
+from cifar_core.base.bounded_io import UnpackError
+from cifar_core.base.bounded_zip import verify_archive
 from cifar_core.base.atomic_io import atomic_save_npz, atomic_write_text
 from cifar_core.data.classes import model_class_names
 from cifar_core.model.forward import predict_probs
@@ -159,8 +161,13 @@ class Interpretation:
         OSError, KeyError or ValueError when they are missing or damaged."""
         path = Path(run_dir) / f"{split}_probs.npz"
         try:
+            # An .npz is a zip: each member is first checked to unpack to exactly what it declares (bounded_zip),
+            # so numpy cannot be made to unpack gigabytes from a few kilobytes.
+            verify_archive(path, max_members=8)
             with np.load(path, allow_pickle=False) as z:
                 probs, y = z["probs"], z["y"]
+        except UnpackError as err:
+            raise ValueError(f"{path} {err}") from None
         except (zipfile.BadZipFile, EOFError) as err:  # a truncated or garbled archive
             raise ValueError(f"{path} is damaged ({err})") from err
         class_names = model_class_names(Path(run_dir) / "model.keras", probs.shape[1] if probs.ndim == 2 else None)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifar_core.base.bounded_io import UnpackError
+from cifar_core.base.bounded_zip import open_zip
 from cifar_core.base.errors import StudioError
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed")
@@ -94,10 +95,13 @@ def keras_file_problem(path: Path) -> str | None:
     listing), which is exactly what a truncated or half-copied file lacks.
     """
     try:
-        with zipfile.ZipFile(path) as z:
+        # Its directory counted first: a hostile one of millions of entries would cost every listing gigabytes.
+        with open_zip(path, max_members=64) as z:  # a Keras archive holds a few files (safe_h5.MAX_MEMBERS)
             names = set(z.namelist())
-    except (OSError, zipfile.BadZipFile) as err:
-        return f"model.keras is truncated or not a Keras file ({err})"
+    except UnpackError as err:
+        return f"model.keras is truncated or not a Keras file (it {err})"
+    except OSError as err:
+        return f"model.keras cannot be read ({err.strerror or err})"
     if not {"config.json", "model.weights.h5"} <= names:
         return "model.keras is incomplete (no config.json or model.weights.h5 inside)"
     return None

@@ -1,4 +1,5 @@
-"""Image folders: <root>/{train,test}/<class>/*.{png,jpg,jpeg}; the class list is the sorted folder names."""
+"""Image folders: <root>/{train,test}/<class>/*.{png,jpg,jpeg}; the class list is the sorted folder names, or
+in an imported dataset the class names its dataset.json records for its folders (census.class_folders)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_core.data.census import folder_classes
+from cifar_core.base.errors import is_text
+from cifar_core.data.census import class_folders, folder_classes, in_order
 from cifar_core.data.images import (SPLITS, DataError, ImageData, Progress, class_dirs, decode_all, empty_split, folder_files,
                                     image_count, require_nonempty, skipped_paths)
 from cifar_core.data.layouts.base import Layout
@@ -23,29 +25,33 @@ class Folders(Layout):
         return root if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()) else None
 
     def classes(self, folder: Path) -> tuple[str, ...]:
-        return tuple(d.name for d in class_dirs(folder / "train"))
+        mapping, _ = class_folders(folder)
+        return tuple(in_order((mapping.get(d.name, d.name) for d in _class_dirs(folder / "train")), mapping))
 
     def counts(self, folder: Path) -> dict[str, int]:
-        return {split: sum(image_count(d) for d in class_dirs(folder / split)) for split in SPLITS}
+        return {split: sum(image_count(d) for d in _class_dirs(folder / split)) for split in SPLITS}
 
     def source_files(self, folder: Path) -> list[Path]:
         # Sorting names, not Path objects: Path comparisons dominate a cached load of 60,000 files.
-        return [d / name for split in SPLITS for d in class_dirs(folder / split) for name in sorted(os.listdir(d))]
+        return [d / name for split in SPLITS for d in _class_dirs(folder / split) for name in sorted(os.listdir(d))]
 
     def files(self, folder: Path, data: ImageData, split: str) -> list[str]:
         bad = skipped_paths(data)
-        return [str(p) for name in data.class_names for p in folder_files(folder / split / name) if str(p) not in bad]
+        folders = {name: disk for disk, name in class_folders(folder)[0].items()}
+        return [str(p) for name in data.class_names for p in folder_files(folder / split / folders.get(name, name))
+                if str(p) not in bad]
 
     def load(self, folder: Path, *, skip_bad: bool, progress: Progress | None, limit: int | None = None,
              splits: tuple[str, ...] = SPLITS) -> ImageData:
         """With `limit`, only the first `limit` training images of each class are decoded."""
-        names = folder_classes(folder)
+        folders = folder_classes(folder)
+        names = tuple(folders)
         arrays, skipped = {split: empty_split() for split in SPLITS}, []
         for split in splits:
             split_dir = folder / split
             paths, labels = [], []
             for label, name in enumerate(names):
-                files = folder_files(split_dir / name)
+                files = folder_files(split_dir / folders[name])
                 if split == "train" and limit:
                     files = files[:limit]
                 paths += files
@@ -57,6 +63,11 @@ class Folders(Layout):
             skipped += bad
         require_nonempty({split: arrays[split] for split in splits})
         return ImageData(*arrays["train"], *arrays["test"], source=f"image folders at {folder}", class_names=names, skipped=skipped)
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    """The class folders of a split: a folder whose name is not UTF-8 text is none (census names it)."""
+    return [d for d in class_dirs(split_dir) if is_text(d.name)]
 
 
 LAYOUT = Folders()
