@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, number, print_json, run_store, stderr, tqdm_progress
+from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, print_json, run_store, stderr, tqdm_progress
 from cifar_core.config import TrainConfig
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:

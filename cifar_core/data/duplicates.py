@@ -203,7 +203,7 @@ def _first_index(key: np.ndarray, size: int) -> np.ndarray:
 
 def _near(both: Prints, kept: np.ndarray, group: np.ndarray, progress: Progress | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Near pairs among the `kept` images (one per picture and split): pHash within HASH_RADIUS, then the pixel check."""
-    grey = both.grey.reshape(len(both), -1)
+    grey = both.grey.reshape(len(both), _HASH_SIDE * _HASH_SIDE)
     structured = kept[(grey[kept].max(axis=1).astype(np.int16) - grey[kept].min(axis=1)) >= FLAT_RANGE]
     hashes = both.phash[structured]
     found_a, found_b = [], []
