@@ -49,6 +49,8 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".tbz2", ".xz", ".txz
 SYSTEM_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
 # Why a member was skipped, in words; the keys are what import reports count.
+CLASS_ORDER_FILE = "classes.txt"  # one class name per line: the order the imported dataset keeps
+MAX_CLASS_ORDER_BYTES = 64 * 1024
 SKIP_REASONS = {
     "links": "links (symbolic or hard): never followed",
     "special_files": "devices, pipes or sockets",
@@ -175,6 +177,8 @@ def _skip_reason(member: Member, limits: Limits) -> str | None:
     lowered = parts[-1].lower() if parts else ""
     if lowered.endswith(ARCHIVE_SUFFIXES):
         return "nested_archives"
+    if lowered == CLASS_ORDER_FILE and len(parts) <= 2 and member.size <= MAX_CLASS_ORDER_BYTES:
+        return None  # the dataset's own class order (at the top, or inside one wrapping folder): read, never decoded
     if not lowered.endswith(IMAGE_SUFFIXES):
         return "not_images"
     if member.size > limits.member_bytes:

@@ -35,6 +35,7 @@ from cifar_core.data.census import folder_census
 from cifar_core.data.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.data.images import DataError, image_files, native_pixels
 from cifar_core.data.layouts import detect_layout
+from cifar_core.data.layouts.folders import class_order
 from cifar_core.data.loader import data_cache_folder
 from cifar_core.data.locate import resolve_data_dir
 
@@ -71,7 +72,7 @@ def check_dataset(data_dir: str | Path, *, deep: bool = True, cache_dir: Path | 
     train_counts = [n for n in census["counts"]["train"].values() if n > 0]
     imbalance = round(max(train_counts) / min(train_counts), 2) if len(train_counts) >= 2 else None
     problems += _count_warnings(census["counts"], imbalance)
-    report = {"path": str(folder), "classes": census["classes"], "counts": census["counts"], "imbalance": imbalance,
+    report = {"path": str(folder), "classes": list(class_order(folder, census["classes"])), "counts": census["counts"], "imbalance": imbalance,
               "sizes": None, "modes": None, "unreadable": None, "duplicates": None, "deep": deep}
     if deep:
         scan = _deep_scan(folder, census, cache_dir, progress)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from cifar_core.base.errors import StudioError
-from cifar_core.data.archive_import import SKIP_REASONS, Limits, images, split_name
+from cifar_core.data.archive_import import CLASS_ORDER_FILE, SKIP_REASONS, Limits, images, split_name
 from cifar_core.data.census import folder_census
 from cifar_core.data.images import NATIVE_SIZE, DataError, to_input_image
 from cifar_core.data.loader import load_dataset
@@ -172,7 +172,11 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
     staging = build / ".staging"
     staging.mkdir()
     read: list[tuple[tuple[str, ...], Path]] = []
+    order: list[str] | None = None  # the source's classes.txt, when it has one
     for done, (member, data) in enumerate(items, start=1):
+        if split_name(member)[-1].lower() == CLASS_ORDER_FILE:
+            order = data.decode("utf-8-sig", "replace").splitlines()
+            continue
         try:
             pixels = to_input_image(data, NATIVE_SIZE)
         except Exception:  # Pillow raises many types for damaged or unsupported files
@@ -209,9 +213,16 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
     problems = [{"kind": "skipped", "class": None, "blocking": False,
                  "message": f"{n} skipped: {SKIP_REASONS[reason]} (e.g. {', '.join(examples.get(reason, [])[:3])})"}
                 for reason, n in sorted(skipped.items())]
-    return {"classes": sorted({cls for _, cls, _ in placed}), "counts": {split: dict(sorted(c.items())) for split, c in counts.items()}, "layout": layout, "wrapper": wrapper,
+    return {"classes": _class_order(order, {cls for _, cls, _ in placed}), "counts": {split: dict(sorted(c.items())) for split, c in counts.items()}, "layout": layout, "wrapper": wrapper,
             "split": {"made": made, "test_fraction": test_fraction if made else None, "seed": seed if made else None},
             "skipped": dict(sorted(skipped.items())), "problems": problems}
+
+
+def _class_order(order: list[str] | None, names: set[str]) -> list[str]:
+    """The classes in the source's own order (its classes.txt lines) when it names exactly them, each once, else
+    sorted. Kept in dataset.json, where the loader reads it (layouts/folders.py `class_order`)."""
+    listed = [line.rstrip() for line in order or () if line.strip()]
+    return listed if len(listed) == len(set(listed)) and set(listed) == names else sorted(names)
 
 
 def _place(read: list[tuple[tuple[str, ...], Path]], skipped: Counter, examples: dict) -> tuple[list, str, str | None]:
