@@ -210,8 +210,8 @@ c3.metric("Imbalance", f"{report['imbalance']:g}×" if report["imbalance"] else 
           help="training images of the largest class over those of the smallest; "
                f"{dataset_health.IMBALANCE_WARNING:g}× or more gets a warning")
 c4.metric("Unreadable files", f"{len(report['unreadable']):,}")
-c5.metric("Test images with a copy in train", f"{dup['leaked_test_images']:,}",
-          help="a leak: their test score partly measures memory (exact and near copies; the table below has all duplicates)")
+c5.metric("Leaked test images", f"{dup['leaked_test_images']:,}",
+          help="test images with a copy in train, a leak: their test score partly measures memory (exact and near copies; the table below has all duplicates)")
 
 st.subheader("Images per class")
 st.plotly_chart(plots.class_counts_figure(counts), key="data_counts", config={"displayModeBar": False})

@@ -39,9 +39,9 @@ st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config=
     "status": st.column_config.TextColumn("status", width=90),
     "val acc": percent_column("val acc", "validation accuracy of the model kept (the best epoch)", bar=False),
     "test acc": percent_column("test acc", "accuracy on the test images of the run's classes", bar=False),
-    "test 95% interval": st.column_config.TextColumn("test 95%", width=120, help="the 95% interval (Wilson) of the test "
+    "test 95% interval": st.column_config.TextColumn("test 95%", width=95, help="the 95% interval (Wilson) of the test "
                                                      "accuracy on that many test images: on few images it is wide"),
-    "classes": st.column_config.TextColumn("classes", width=110),
+    "classes": st.column_config.TextColumn("classes", width=90),
     "settings": st.column_config.TextColumn("settings", width=200, help="architecture, head, input size · how it started "
                                             "(for the 'Your images' preset: the start it measured and chose, with that start's "
                                             "base and epochs), optimizer, batch size · epochs run of those planned (head + fine-tuning)"),

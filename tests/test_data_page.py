@@ -77,7 +77,7 @@ def test_a_healthy_folder_shows_counts_sizes_duplicates_samples_and_names_as_tex
     assert "1 test image(s) have a copy in train (1 exact, 0 near" in text  # the leak is a named (non-blocking) warning
     assert "No problem found." not in text
     # The same count is the page's headline: test images with a copy in train.
-    assert next(m.value for m in at.metric if m.label == "Test images with a copy in train") == "1"
+    assert next(m.value for m in at.metric if m.label == "Leaked test images") == "1"
     assert len(at.get("plotly_chart")) == 1
     # The sample grid (4 training images per class) and the leak's pair; each class named once, the hostile name escaped.
     assert len(at.image) == 3 * 4 + 1

@@ -94,7 +94,7 @@ def leak_message(found: dict) -> str | None:
     if not leaked:
         return None
     example = next((e for e in found["examples"] if Path(e["a"]).parts[:1] != Path(e["b"]).parts[:1]), None)
-    return (f"leak: {leaked} test image(s) have a copy in train ({found['exact']['across']} exact, {found['near']['across']} "
+    return (f"Train/test leak: {leaked} test image(s) have a copy in train ({found['exact']['across']} exact, {found['near']['across']} "
             "near" + (f"; e.g. {example['b']} and {example['a']}" if example else "") + "): the test score partly "
             "measures memory. Remove the copies from one split.")
 
