@@ -198,3 +198,14 @@ def test_the_start_up_filter_keeps_every_other_line():
     assert START_UP_LINE.match("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR")
     assert not START_UP_LINE.match("E0000 00:00:1.5   7 some.cc:1] a real error")
     assert not START_UP_LINE.match("error: --model: no such run")
+
+
+def test_an_evaluation_carries_the_accuracys_interval():
+    from cifar_core.predict.evaluate import Interpretation
+
+    y = np.array([0] * 15 + [1] * 15)
+    probs = np.eye(2)[y].astype(np.float32) * 0.8 + 0.1
+    probs[:3] = probs[:3, ::-1]  # 3 of 30 wrong: 90%
+    result = Interpretation(probs, y, ("a", "b")).to_dict()
+    assert result["accuracy"] == pytest.approx(0.9) and result["accuracy_ci95"] == pytest.approx([0.7438, 0.9654], abs=1e-4)
+    assert Interpretation(np.zeros((0, 2)), np.zeros(0, np.int64), ("a", "b")).to_dict()["accuracy_ci95"] is None
