@@ -9,14 +9,14 @@ from studio import explanations, gallery, loading, state
 from studio.text import plain
 from cifar_core.views import plots
 from cifar_core.views import previews
-from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS
+from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS, UPLOAD_TYPES
 
 st.title("Classify")
 st.write("Drag images here (or pick them), or take a photo: each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
 model = state.require_model()
 upload_col, camera_col = st.columns([3, 2])
-files = upload_col.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
+files = upload_col.file_uploader("Images", type=UPLOAD_TYPES, accept_multiple_files=True,
                                  help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
                                       f"{math.isqrt(MAX_PIXELS):,}×{math.isqrt(MAX_PIXELS):,}); any colour mode or orientation",
                                  max_upload_size=MAX_FILE_BYTES // 2**20)

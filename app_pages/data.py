@@ -14,6 +14,7 @@ import streamlit as st
 
 from studio import gallery, loading, resources, state
 from studio.text import plain
+from cifar_core.data import duplicates
 from cifar_core.data import health as dataset_health
 from cifar_core.data import imported as datasets
 from cifar_core.data import locate
@@ -209,8 +210,8 @@ c3.metric("Imbalance", f"{report['imbalance']:g}×" if report["imbalance"] else 
           help="training images of the largest class over those of the smallest; "
                f"{dataset_health.IMBALANCE_WARNING:g}× or more gets a warning")
 c4.metric("Unreadable files", f"{len(report['unreadable']):,}")
-c5.metric("Duplicates", f"{sum(dup['exact'].values()) + sum(dup['near'].values()):,}",
-          help="images repeating another one, exactly or nearly, within or across the splits (table below)")
+c5.metric("Leaked test images", f"{dup['leaked_test_images']:,}",
+          help="test images with a copy in train, a leak: their test score partly measures memory (exact and near copies; the table below has all duplicates)")
 
 st.subheader("Images per class")
 st.plotly_chart(plots.class_counts_figure(counts), key="data_counts", config={"displayModeBar": False})
@@ -231,12 +232,10 @@ if report["unreadable"]:
     st.dataframe(pd.DataFrame({"file": report["unreadable"]}), hide_index=True, width="stretch")
 
 st.subheader("Duplicates")
-st.caption("Exact: the same pixels, whatever the file. Near: the same picture re-encoded, resized or slightly recoloured. "
-           "Counted are images repeating an earlier one; a test image with a copy in train makes the test score partly "
-           "a measure of memory.")
-st.dataframe(pd.DataFrame([{"kind": kind, "within train": dup[kind]["within_train"], "within test": dup[kind]["within_test"],
-                            "test images also in train": dup[kind]["across"]} for kind in ("exact", "near")]),
-             hide_index=True, width="stretch")
+st.caption(f"{duplicates.RULE} Counted are images with a copy (one with both kinds counts as exact); a test image with "
+           "a copy in train makes the test score partly a measure of memory. Error analysis → Duplicates and leaks and "
+           "`inspect` use the same finder.")
+st.dataframe(pd.DataFrame(duplicates.count_rows(dup)), hide_index=True, width="stretch")
 if dup["examples"]:
     st.caption(f"Examples ({len(dup['examples'])}):")
     for start in range(0, len(dup["examples"]), 4):

@@ -12,7 +12,7 @@ import streamlit as st
 from studio import explanations, gallery, loading, state
 from studio.text import percent_column, plain
 from cifar_core.predict import calibration
-from cifar_core.analysis import duplicates
+from cifar_core.data import duplicates
 from cifar_core.analysis import embeddings
 from cifar_core.runs import model_choice
 from cifar_core.views import plots
@@ -190,44 +190,43 @@ if labels_tab.open:
                                mime="text/csv", icon=":material/download:")
 
 # ---------------------------------------------------------------- duplicates and leaks
+def draw_duplicates(found: duplicates.Found, x_train: np.ndarray, y_train: np.ndarray) -> None:
+    """The counts (the Data page's table), the model's accuracy on leaked test images, and the pairs."""
+    counts = found.counts()
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Test images with a copy in train", f"{counts['leaked_test_images']:,}", help="a leak: their score partly measures memory")
+    m2.metric("Test images with a copy in test", f"{counts['exact']['within_test'] + counts['near']['within_test']:,}")
+    m3.metric("Training images with a copy in train", f"{counts['exact']['within_train'] + counts['near']['within_train']:,}")
+    st.dataframe(pd.DataFrame(duplicates.count_rows(counts)), hide_index=True, width="stretch")
+    leaked = found.copies["across"][found.n_train:] > 0
+    right = interp.preds == interp.y
+    if leaked.any() and not leaked.all():
+        st.markdown(f"The model is right on **{right[leaked].mean():.1%}** of the test images with a copy in train, "
+                    f"and on **{right[~leaked].mean():.1%}** of the others.")
+    st.caption(f"{duplicates.RULE} Found without the model, by the finder the Data page uses, over the test and "
+               "training images of the model's classes.")
+    shown = st.segmented_control("Show", ["train/test leaks", "duplicates within test"], default="train/test leaks",
+                                 required=True, key="duplicate_kind")
+    if shown == "train/test leaks":
+        gallery.paged_pairs(found.leak_pairs(), key="leaks", tile=lambda row: gallery.pair_tile(
+            x_test[int(row["test"])], x_train[int(row["train"])],
+            f"test #{int(row['test'])} {plain(names[interp.y[int(row['test'])]])} · train #{int(row['train'])} "
+            f"{plain(names[y_train[int(row['train'])]])} · {row['kind']} {row['similarity']:.3f}"))
+    else:
+        gallery.paged_pairs(found.test_pairs(), key="test_duplicates", tile=lambda row: gallery.pair_tile(
+            x_test[int(row["a"])], x_test[int(row["b"])],
+            f"test #{int(row['a'])} {plain(names[interp.y[int(row['a'])]])} · test #{int(row['b'])} "
+            f"{plain(names[interp.y[int(row['b'])]])} · {row['kind']} {row['similarity']:.3f}"))
+
+
 if duplicates_tab.open:
     with duplicates_tab:
         train = loading.train_set(data_dir, model.class_names)
         if x_test is None or train is None:
             st.caption("Finding duplicates and leaks needs the test and the training images (see the sidebar).")
         else:
-            x_train, y_train = train
-            scan = loading.duplicate_scan(model, x_test, x_train, data_id)
-            threshold = st.slider("Similarity threshold", 0.80, 1.0, duplicates.DEFAULT_THRESHOLD, 0.005, format="%.3f",
-                                  key="duplicate_threshold",
-                                  help=f"cosine similarity from which two images count as near copies (default {duplicates.DEFAULT_THRESHOLD})")
-            counts = duplicates.counts(scan, threshold)
-            m1, m2, m3 = st.columns(3)
-            m1.metric("Test images with a near copy in train", f"{counts['leaked_test_images']:,}")
-            m2.metric("Train/test pairs", f"{counts['train_test_leak_pairs']:,}")
-            m3.metric("Near-duplicate pairs within test", f"{counts['test_duplicate_pairs']:,}")
-            leaked = np.zeros(len(interp.y), bool)
-            leaked[duplicates.leak_pairs(scan, threshold)["test"].to_numpy()] = True
-            right = interp.preds == interp.y
-            if leaked.any() and not leaked.all():
-                st.markdown(f"The model is right on **{right[leaked].mean():.1%}** of the test images with a near copy in "
-                            f"train, and on **{right[~leaked].mean():.1%}** of the others.")
-            st.caption(f"Pairs at cosine similarity ≥ {threshold:.3f} in the model's mid-level feature map (which keeps the "
-                       "layout of the image; the penultimate features would pair any two confident images of one class). "
-                       f"Each test image is compared with its {duplicates.K} nearest test and training images. A test image "
-                       "with a near copy in the training set measures memory more than generalisation.")
-            shown = st.segmented_control("Show", ["train/test leaks", "duplicates within test"], default="train/test leaks",
-                                         required=True, key="duplicate_kind")
-            if shown == "train/test leaks":
-                gallery.paged_pairs(duplicates.leak_pairs(scan, threshold), key="leaks", tile=lambda row: gallery.pair_tile(
-                    x_test[int(row["test"])], x_train[int(row["train"])],
-                    f"test #{int(row['test'])} {plain(names[interp.y[int(row['test'])]])} · train #{int(row['train'])} "
-                    f"{plain(names[y_train[int(row['train'])]])} · {row['similarity']:.3f}"))
-            else:
-                gallery.paged_pairs(duplicates.duplicate_pairs(scan, threshold), key="test_duplicates", tile=lambda row: gallery.pair_tile(
-                    x_test[int(row["a"])], x_test[int(row["b"])],
-                    f"test #{int(row['a'])} {plain(names[interp.y[int(row['a'])]])} · test #{int(row['b'])} "
-                    f"{plain(names[interp.y[int(row['b'])]])} · {row['similarity']:.3f}"))
+            found = loading.duplicates_found(x_test, train[0], f"{data_dir}|{len(x_test)}|{len(train[0])}|{names}")
+            draw_duplicates(found, *train)
 
 # ---------------------------------------------------------------- calibration
 if calibration_tab.open:

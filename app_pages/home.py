@@ -5,7 +5,34 @@ import streamlit as st
 from studio import state
 from studio.pages import PAGES
 from studio.text import model_caption, plain
+from cifar_core.base.intervals import interval_text
 from cifar_core.data.classes import ClassesError
+from cifar_core.runs import outcome
+from cifar_core.runs.record import RunError
+
+
+def start_metric(ran: dict, summary: dict) -> tuple[str, str]:
+    """(value, help) of how the model started, from what ran: a from-scratch run is never called transfer."""
+    weights = str(ran.get("weights"))
+    epochs = f"{ran.get('epochs_head', 0)}+{ran.get('epochs_finetune', 0)} epochs (head + fine-tuning)"
+    measured = "; the 'Your images' preset measured the starts and chose this one" if summary.get("start_choice") else ""
+    if weights == "none":
+        return "from scratch", f"random weights, {epochs}{measured}"
+    if weights == "imagenet":
+        return "ImageNet", f"VGG16's ImageNet weights, {epochs}{measured}"
+    if not weights.endswith(".keras"):
+        return "a weights file", f"the weights file {plain(weights)}, {epochs}"
+    kind = "head only" if not ran.get("epochs_finetune") else "fine-tuned"
+    return f"transfer, {kind}", f"the base of the trained model {plain(weights)}, {epochs}{measured}"
+
+
+def run_summary(run_id: str | None) -> dict:
+    """The summary of the model's run ({} for the shipped model, or a run deleted since the page started)."""
+    try:
+        return state.store().get(run_id).summary if run_id else {}
+    except RunError:
+        return {}
+
 
 st.title("CIFAR-10 VGG16 studio")
 st.write("Train a VGG16 classifier on CIFAR-10 (or any image-folder dataset, or some of its classes) from your browser, "
@@ -36,21 +63,23 @@ else:
     except ClassesError as err:  # its classes.json is unusable: say why; the rest of the page still helps
         st.error(plain(err), icon=":material/error:")
         classes = ()
+    summary = run_summary(model.run_id)
+    ran = outcome.ran_config(model.config, summary)  # what trained it: the start the "Your images" preset chose
+    tested = outcome.test_image_count(model.folder, summary)
     c1, c2, c3 = st.columns(3)
     c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–",
               help=f"on the test images of its {len(classes)} classes"
-                   + (", with test-time augmentation" if model.config.get("tta") else ""))
-    width = model.config.get("width", 1.0)
-    arch = model.config.get("arch", "?") + (f" ×{width:g}" if model.config.get("arch") == "vgg16_bn" and width != 1 else "")
+                   + (", with test-time augmentation" if ran.get("tta") else "")
+                   + (f"; {interval_text(model.accuracy, tested)}" if interval_text(model.accuracy, tested) else ""))
+    width = ran.get("width", 1.0)
+    arch = ran.get("arch", "?") + (f" ×{width:g}" if ran.get("arch") == "vgg16_bn" and width != 1 else "")
     # Values short enough for a third of the page (a metric cuts what does not fit); the rest in label and help.
-    c2.metric(f"Architecture · {model.config.get('input_size', '?')} px input", arch,
+    c2.metric(f"Architecture · {ran.get('input_size', '?')} px input", arch,
               help="vgg16_bn is VGG16's layout with BatchNorm after every conv; ×w scales its filters (×0.5: half)")
-    weights = str(model.config.get("weights"))
-    c3.metric("Starting weights", {"imagenet": "ImageNet", "none": "from scratch"}.get(
-        weights, "transfer" if weights.endswith(".keras") else "a file"),
-              help={"imagenet": "VGG16's ImageNet weights", "none": "random (trained from scratch)"}.get(
-                  weights, f"the base of the trained model {plain(weights)}" if weights.endswith(".keras")
-                  else f"the weights file {plain(weights)}"))
+    value, about = start_metric(ran, summary)
+    c3.metric("Starting weights", value, help=about)
+    if text := interval_text(model.accuracy, tested):
+        st.caption(f"Test accuracy {model.accuracy:.1%}: {text}.")
     st.caption(model_caption(model) + f" · classes: {', '.join(map(plain, classes))}")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "

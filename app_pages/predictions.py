@@ -18,7 +18,8 @@ interp = loading.predictions(model, images)
 table = interp.table()
 
 with st.container(border=True):
-    c1, c2, c3 = st.columns([2, 2, 1])
+    # The verdict's column fits its four options ("uncertain" included) beside the sidebar at 1400 px.
+    c1, c2, c3 = st.columns([3, 3, 4])
     true_filter = c1.multiselect("True class", model.class_names, placeholder="any")
     pred_filter = c2.multiselect("Predicted class", model.class_names, placeholder="any")
     # "uncertain" (calibrated confidence below 50%: more likely wrong than right) only where probabilities are calibrated.

@@ -31,7 +31,7 @@ if not runs:
 
 rows = [outcome.run_row(r) for r in runs]
 if shipped is not None:
-    rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store)))
+    rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store), shipped.folder))
 table = pd.DataFrame(rows).set_index("run")
 # Rows tall enough for the settings and a problem to wrap (Streamlit wraps text only in rows taller
 # than 4rem), and columns narrow enough to fit beside the sidebar at 1400 px without scrolling.
@@ -39,9 +39,12 @@ st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config=
     "status": st.column_config.TextColumn("status", width=90),
     "val acc": percent_column("val acc", "validation accuracy of the model kept (the best epoch)", bar=False),
     "test acc": percent_column("test acc", "accuracy on the test images of the run's classes", bar=False),
-    "classes": st.column_config.TextColumn("classes", width=110),
-    "settings": st.column_config.TextColumn("settings", width=200, help="architecture, head, input size · starting "
-                                            "weights, optimizer, batch size · epochs run of those planned (head + fine-tuning)"),
+    "test 95% interval": st.column_config.TextColumn("test 95%", width=95, help="the 95% interval (Wilson) of the test "
+                                                     "accuracy on that many test images: on few images it is wide"),
+    "classes": st.column_config.TextColumn("classes", width=90),
+    "settings": st.column_config.TextColumn("settings", width=200, help="architecture, head, input size · how it started "
+                                            "(for the 'Your images' preset: the start it measured and chose, with that start's "
+                                            "base and epochs), optimizer, batch size · epochs run of those planned (head + fine-tuning)"),
     "problem": st.column_config.TextColumn("problem", width=200, help="why a run failed, is broken or did not learn; "
                                            "click a cell to read all of it"),
 })

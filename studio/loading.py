@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cifar_core.analysis import duplicates, similar
+from cifar_core.analysis import similar
+from cifar_core.data import duplicates
 from cifar_core.data.classes import ClassesError
 from cifar_core.data.images import DataError
 from cifar_core.data.loader import describe_source
@@ -141,18 +142,16 @@ def label_issue_candidates(choice: ModelChoice, interp: Interpretation, data_id:
                                      tuple(interp.class_names), interp.probs, interp.y)
 
 
-def duplicate_scan(choice: ModelChoice, x_test: np.ndarray, x_train: np.ndarray, data_id: str) -> duplicates.NeighbourScan:
-    """Each test image's nearest test and training images (layout features). The first pass per model
-    (minutes on a CPU) draws a bar with the images done; later ones come from the caches."""
+def duplicates_found(x_test: np.ndarray, x_train: np.ndarray, data_id: str) -> duplicates.Found:
+    """The exact and near duplicates among the test and training images (the Data page's finder); the first
+    pass per dataset draws a bar, later ones come from the cache."""
     bar = st.empty()
 
     def progress(done: int, total: int, what: str) -> None:
-        bar.progress(min(done / max(total, 1), 1.0),
-                     text=f"Comparing every test image with the test and training images (once per model): {what} {done:,}/{total:,}")
+        bar.progress(min(done / max(total, 1), 1.0), text=f"Finding duplicates (once per dataset): {what} {done:,}/{total:,}")
 
     try:
-        return fill(resources.duplicate_slot(str(choice.model_path), choice.model_path.stat().st_mtime, data_id),
-                    lambda: duplicates.cached_scan(choice.model_path, x_test, x_train, model=classifier(choice).model, progress=progress),
+        return fill(resources.duplicate_slot(data_id), lambda: duplicates.find_in_arrays(x_train, x_test, progress),
                     "Another session is comparing the images…")
     finally:
         bar.empty()

@@ -103,6 +103,6 @@ def label_issues_of(path: str, mtime: float, data: str, class_names: tuple[str, 
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def duplicate_slot(path: str, mtime: float, data: str) -> Slot:
-    """The slot of one model's scan of the test images' nearest test and training images."""
+def duplicate_slot(data: str) -> Slot:
+    """The slot of the duplicates found among one dataset's test and training images (no model is involved)."""
     return Slot()

@@ -9,9 +9,9 @@ BAD_NUMBERS = [
     ["export", "--format", "tflite", "--images", "\u0663"],      # Arabic-Indic three
     ["export", "--format", "tflite", "--images", "1_000"],
     ["export", "--format", "tflite", "--images", "0"],
-    ["inspect", "--threshold", "\u0660.\u0669"],                 # Arabic-Indic 0.9
-    ["inspect", "--threshold", "0.9_9"],
-    ["inspect", "--threshold", "1.5"],
+    ["data", "import", "x.zip", "--name", "x", "--test-fraction", "\u0660.\u0669"],  # Arabic-Indic 0.9
+    ["data", "import", "x.zip", "--name", "x", "--test-fraction", "0.9_9"],
+    ["data", "import", "x.zip", "--name", "x", "--test-fraction", "1.5"],
     ["gradcam", "--images", "\uff15"],                           # fullwidth five
     ["predict", "--top", "0", "x.png"],
 ]

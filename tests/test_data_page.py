@@ -73,8 +73,11 @@ def test_a_healthy_folder_shows_counts_sizes_duplicates_samples_and_names_as_tex
     sizes = next(d.value for d in at.dataframe if "size" in d.value.columns)
     assert sizes.values.tolist() == [["32x32", 19]]
     dup = next(d.value for d in at.dataframe if "kind" in d.value.columns).set_index("kind")
-    assert dup.loc["exact", "test images also in train"] == 1 and dup.loc["exact", "within train"] == 0
-    assert "test image(s) have an exact copy in train" in text  # the leak is a (non-blocking) problem
+    assert dup.loc["exact", "test images with a copy in train (leak)"] == 1 and dup.loc["exact", "training images with a copy in train"] == 0
+    assert "1 test image(s) have a copy in train (1 exact, 0 near" in text  # the leak is a named (non-blocking) warning
+    assert "No problem found." not in text
+    # The same count is the page's headline: test images with a copy in train.
+    assert next(m.value for m in at.metric if m.label == "Leaked test images") == "1"
     assert len(at.get("plotly_chart")) == 1
     # The sample grid (4 training images per class) and the leak's pair; each class named once, the hostile name escaped.
     assert len(at.image) == 3 * 4 + 1
@@ -119,7 +122,9 @@ def test_an_uploaded_archive_is_imported_listed_made_active_and_survives_page_ch
     assert at.selectbox(key="data_pick").value == "fruit"
     assert "2 classes (folders layout): 16 train, 4 test images" in shown(at.sidebar)
     assert at.dataframe[0].value["name"].tolist() == ["fruit"]
-    assert "No problem found." in text
+    # 8 training images per class and 4 test images: warned about, never "No problem found".
+    assert "No problem found." not in text
+    assert "fewer than about 20 per class" in text and "the test split holds only 4 image(s)" in text
 
     # The upload box is empty again; the same name again is refused in words, nothing replaced...
     assert not at.file_uploader(key="data_archive_1").value and button(at, "Import").disabled

@@ -249,15 +249,19 @@ def test_the_health_report_counts_sizes_modes_unreadable_and_duplicates(tmp_path
     assert report["counts"]["train"]["cat"] == 4 and report["counts"]["test"]["cat"] == 3
     assert report["sizes"] == {"32x32": 22, "64x64": 3} and report["modes"] == {"RGB": 24, "L": 1}
     assert report["unreadable"] == ["train/ship/broken.png"]
-    assert report["duplicates"]["exact"] == {"within_train": 1, "within_test": 0, "across": 1}
-    assert report["duplicates"]["near"] == {"within_train": 1, "within_test": 0, "across": 0}
+    # Images with a copy (data/duplicates.py): the cat and its copy in train, the leaked test cat, the two dogs.
+    assert report["duplicates"]["exact"] == {"within_train": 2, "within_test": 0, "across": 1}
+    assert report["duplicates"]["near"] == {"within_train": 2, "within_test": 0, "across": 0}
+    assert report["duplicates"]["leaked_test_images"] == 1
     assert {"kind": "near", "a": "train/dog/big.png", "b": "train/dog/brighter.png"} in report["duplicates"]["examples"]
     assert report["imbalance"] == 5 / 4 and not report["blocking"]  # dog: 3 + 2 training images; the others 3 + 1
-    assert {p["kind"] for p in report["problems"]} == {"unreadable", "leak"}
+    # A tiny dataset: few images per class and a test split too small for its accuracy to mean much, both named.
+    assert {p["kind"] for p in report["problems"]} == {"unreadable", "leak", "few_images", "small_test"}
+    assert not any(p["blocking"] for p in report["problems"])
     assert json.loads(json.dumps(report)) == report
     (tmp_path / "cache").joinpath("marker").write_text("")  # the deep pass is cached: a second report reads it
     assert check_dataset(root, cache_dir=tmp_path / "cache") == report
-    assert len(list((tmp_path / "cache").glob("health-*.json"))) == 1
+    assert len(list((tmp_path / "cache").glob("health2-*.json"))) == 1
     grid = samples(root, per_class=2)
     assert len(grid) == 4 and all(len(files) == 2 and all(Path(f).is_file() for f in files) for files in grid.values())
 

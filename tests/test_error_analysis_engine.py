@@ -1,4 +1,4 @@
-"""Embeddings, nearest neighbours, label-issue candidates, near duplicates and leaks, and the TensorBoard log."""
+"""Embeddings, nearest neighbours, label-issue candidates, and the TensorBoard log (duplicates: test_duplicates.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cifar_core.data.classes import CLASS_NAMES
-from cifar_core.analysis import duplicates
 from cifar_core.analysis import embeddings
 from cifar_core.analysis import label_issues
 from cifar_core.predict.evaluate import Interpretation
@@ -50,8 +49,6 @@ def test_layout_features_keep_a_spatial_map(tiny_model, tiny_images):
     layer = embeddings.layout_layer(base)
     shape = base.get_layer(layer).output.shape
     assert shape[1] >= embeddings.LAYOUT_MIN_SIZE
-    feats = embeddings.compute_embeddings(model, tiny_images.x_test[:5], kind="layout")
-    assert feats.shape == (5, shape[1] * shape[2] * shape[3])
 
 
 def test_features_are_cached_beside_a_runs_predictions(tiny_run, tiny_images, tmp_path, monkeypatch):
@@ -143,46 +140,6 @@ def test_cleanlab_finds_flipped_labels_and_suggests_the_right_class():
 def test_no_images_no_label_issues():
     issues = label_issues.find_label_issues(np.zeros((0, 10)), np.zeros(0, np.int64), CLASS_NAMES)
     assert len(issues) == 0 and list(issues.columns) == ["given", "suggested", "p_given", "p_suggested"]
-
-
-# ---------------------------------------------------------------- duplicates and leaks
-
-
-def planted() -> tuple[np.ndarray, np.ndarray]:
-    """Random test and train features with test 3 == test 8 (almost), and test 5 ~ train 20."""
-    rng = np.random.default_rng(4)
-    test, train = rng.normal(size=(30, 64)), rng.normal(size=(80, 64))
-    test[8] = test[3] + rng.normal(0, 0.01, 64)
-    train[20] = test[5] + rng.normal(0, 0.2, 64)
-    return test, train
-
-
-def test_planted_duplicates_and_leaks_are_found_at_the_threshold():
-    test, train = planted()
-    result = duplicates.scan(test, train)
-    assert duplicates.duplicate_pairs(result, 0.99)[["a", "b"]].values.tolist() == [[3, 8]]  # once, a < b
-    leaks = duplicates.leak_pairs(result, 0.95)
-    assert leaks[["test", "train"]].values.tolist() == [[5, 20]]
-    assert duplicates.counts(result, 0.95) == {"test_duplicate_pairs": 1, "train_test_leak_pairs": 1, "leaked_test_images": 1}
-    # A lower threshold can only add pairs.
-    low = duplicates.counts(result, 0.2)
-    assert low["test_duplicate_pairs"] >= 1 and low["train_test_leak_pairs"] >= 1
-    sim = leaks.loc[0, "similarity"]
-    assert duplicates.counts(result, float(sim) + 1e-4)["train_test_leak_pairs"] == 0
-
-
-def test_a_test_image_copied_into_train_is_a_leak(tiny_model, tiny_images, isolated_artifacts):
-    path, model = tiny_model
-    x_train = tiny_images.x_train.copy()
-    x_train[7] = tiny_images.x_test[11]
-    assert not duplicates.scan_cached(path, tiny_images.x_test, x_train)
-    result = duplicates.cached_scan(path, tiny_images.x_test, x_train, model=model)
-    assert duplicates.scan_cached(path, tiny_images.x_test, x_train)
-    assert not duplicates.scan_cached(path, tiny_images.x_test, tiny_images.x_train)  # other training images: another scan
-    assert result.train_idx[11, 0] == 7 and result.train_sim[11, 0] == pytest.approx(1.0, abs=1e-4)
-    again = duplicates.cached_scan(path, tiny_images.x_test, x_train)  # from disk, no model needed
-    np.testing.assert_array_equal(again.train_idx, result.train_idx)
-    assert 11 in set(duplicates.leak_pairs(again, 0.9999)["test"])
 
 
 # ---------------------------------------------------------------- TensorBoard

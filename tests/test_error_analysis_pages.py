@@ -96,24 +96,22 @@ def test_a_flipped_label_is_a_top_loss_and_a_label_issue_candidate(noisy, noisy_
     assert [cls for _, cls, _, _ in given] == list(candidates["given"][:40])
 
 
-def test_leaked_test_images_are_found_and_the_threshold_moves_the_counts(noisy, noisy_data):
+def test_leaked_test_images_are_found_and_counted_as_the_data_page_counts_them(noisy, noisy_data, tmp_path):
+    from cifar_core.data.health import check_dataset
+
     run, interp = noisy
     at = open_tab(open_page("error_analysis"), "Duplicates and leaks")
     assert not at.exception, [e.value for e in at.exception]
-
-    def leaked() -> int:
-        return int(next(m.value for m in at.metric if m.label == "Test images with a near copy in train").replace(",", ""))
-
-    at.slider(key="duplicate_threshold").set_value(0.999).run()
-    # Synthetic images of one class differ only by noise, so more pairs than the planted ones may pass.
-    assert leaked() >= len(noisy_data["leaked"])
+    metrics = {m.label: int(m.value.replace(",", "")) for m in at.metric if "copy" in m.label}
+    report = check_dataset(noisy_data["root"], cache_dir=tmp_path / "cache")["duplicates"]
+    # One finder: the Data page's health report and this tab give the same numbers.
+    assert metrics["Test images with a copy in train"] == report["leaked_test_images"] >= len(noisy_data["leaked"])
+    assert metrics["Test images with a copy in test"] == report["exact"]["within_test"] + report["near"]["within_test"]
+    assert metrics["Training images with a copy in train"] == report["exact"]["within_train"] + report["near"]["within_train"]
     planted = [index_of(noisy_data["root"], p) for p in noisy_data["leaked"]]
     leak_captions = [c.value for c in at.caption if c.value.startswith("test #") and "train #" in c.value]
-    assert all(any(c.startswith(f"test #{i} ") and c.endswith("1.000") for c in leak_captions) for i in planted)
-    high = leaked()
-    at.slider(key="duplicate_threshold").set_value(0.8).run()
-    assert leaked() >= high
-    assert any("≥ 0.800" in c.value for c in at.caption)  # the threshold in use is shown
+    assert all(any(c.startswith(f"test #{i} ") and c.endswith("exact 1.000") for c in leak_captions) for i in planted)
+    assert any("pHash (imagehash)" in c.value for c in at.caption)  # the rule is shown
 
 
 def test_tile_number_opens_the_detail_with_similar_training_images(noisy):

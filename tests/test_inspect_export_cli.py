@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cifar_core.predict import calibration
-from cifar_core.analysis import duplicates
+from cifar_core.data import duplicates
 from cifar_core.ship import export
 from cifar_core.analysis import label_issues
 from cifar_core.cli.main import build_parser, main
@@ -23,36 +23,26 @@ def run_model(tiny_run):
 
 
 def test_inspect_prints_counts_that_match_the_library(run_model, tiny_data):
+    from cifar_core.data.health import check_dataset
     from cifar_core.data.loader import load_dataset
     from cifar_core.predict.evaluate import Interpretation
 
     store, run = run_model
     data = load_dataset(str(tiny_data))
-    scanned_before = duplicates.scan_cached(run.model_path, data.x_test, data.x_train)  # another test may have scanned this run
-    proc = cli(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "0.95"], store.root)
+    proc = cli(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data)], store.root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc.stdout)
-    assert result["test_images"] == 40 and result["train_images"] == 120 and result["threshold"] == 0.95
+    assert result["test_images"] == 40 and result["train_images"] == 120
     saved = Interpretation.load(run.dir).with_temperature(calibration.temperature(run.dir, tta=False))  # calibrated, as shown
     assert saved.temperature != 1.0  # the run stored a temperature: the candidates come from calibrated probabilities
     assert result["label_issues"] == len(label_issues.find_label_issues(saved.probs, saved.y, saved.class_names))
     assert "out-of-sample" in result["label_issue_probabilities"]
-    assert result["duplicates_were_cached"] is scanned_before
-    expected = duplicates.counts(duplicates.cached_scan(run.model_path, data.x_test, data.x_train), 0.95)
-    assert {k: result[k] for k in expected} == expected
+    expected = duplicates.find_in_arrays(data.x_train, data.x_test).counts()
+    assert result["leaked_test_images"] == expected.pop("leaked_test_images") and result["duplicates"] == expected
+    # The Data page's report (files) counts what inspect (arrays) counts: one finder.
+    report = check_dataset(tiny_data, cache_dir=store.root / "cache")["duplicates"]
+    assert {k: report[k] for k in ("exact", "near", "leaked_test_images")} == {**expected, "leaked_test_images": result["leaked_test_images"]}
     assert set(result["timings"]) == {"data_load_s", "label_issues_s", "duplicates_s"}
-
-    # A second look reads the neighbour scan from the run folder.
-    again = last_json(cli(["inspect", "--model", run.id, "--data-dir", str(tiny_data)], store.root).stdout)
-    assert again["duplicates_were_cached"] is True and again["threshold"] == duplicates.DEFAULT_THRESHOLD
-
-
-def test_inspect_refuses_a_threshold_that_is_not_a_similarity(run_model, tiny_data, capsys):
-    store, run = run_model
-    with pytest.raises(SystemExit) as exit_info:
-        main(["inspect", "--model", str(run.model_path), "--data-dir", str(tiny_data), "--threshold", "1.5"])
-    assert exit_info.value.code == 2
-    assert "--threshold: must be a number above 0 and at most 1, got 1.5" in capsys.readouterr().err
 
 
 def test_export_prints_the_parity_numbers(run_model, tiny_data, tmp_path):

@@ -13,6 +13,7 @@ from cifar_core.cli import main as cli
 from cifar_core.ship import publish
 from cifar_core.data.images import DataError
 from cifar_core.model.vgg import load_model
+from cifar_core.base.paths import PROJECT_ROOT
 from cifar_core.ship.publish import RUN_FILES, publish_run, swap_in
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
@@ -66,7 +67,10 @@ def test_publish_carries_the_runs_temperature_or_fits_one_and_the_card_reports_i
     assert calibration.read(dest) == stored
     card = (dest / "MODEL_CARD.md").read_text()
     assert f"Temperature **{stored.temperature:.4f}**" in card and "expected calibration error" in card
-    assert f"`python -m cifar_core calibrate --model {dest}`" in card  # outside the project: the path as it is
+    # Outside the project: from the checkout when inside its parent folder (by whole folder names), else as it is.
+    parent = str(PROJECT_ROOT.parent)
+    shown = os.path.relpath(dest, PROJECT_ROOT) if os.path.commonpath([str(dest), parent]) == parent else str(dest)
+    assert f"`python -m cifar_core calibrate --model {shown}`" in card
 
     (run.dir / calibration.CALIBRATION_FILE).unlink()  # a run trained before runs were calibrated
     dest = publish_run(store, run_id, tmp_path / "b")

@@ -35,17 +35,10 @@ def umap_available() -> bool:
 # ---------------------------------------------------------------- features
 
 
-def feature_model(model: keras.Model, kind: str = "penultimate") -> keras.Model:
-    """image -> features of one `kind`:
-
-    - "penultimate": the input of the final classification layer, the space the
-      decision is made in (the map); it collapses by class, so similar images are found
-      on other features (`similar`);
-    - "layout": the flattened output of the deepest pooling layer of the base that is
-      still at least LAYOUT_MIN_SIZE wide (block3_pool at 32 px). Penultimate features
-      of a trained classifier collapse by class (unrelated images of one class reach
-      cosine 0.999), so near duplicates are found here, where the layout of the image
-      is still kept.
+def feature_model(model: keras.Model) -> keras.Model:
+    """image -> penultimate features: the input of the final classification layer, the space the decision is
+    made in (the map); it collapses by class (unrelated images of one class reach cosine 0.999), so similar
+    images are found on other features (`similar`, over `layout_layer`'s map).
 
     Models without the studio's `image -> base -> head` parts use their last layer's input.
     """
@@ -54,8 +47,6 @@ def feature_model(model: keras.Model, kind: str = "penultimate") -> keras.Model:
     except ValueError:
         return keras.Model(model.input, model.layers[-1].input)
     inputs = keras.Input(model.input_shape[1:])
-    if kind == "layout":
-        return keras.Model(inputs, keras.layers.Flatten()(keras.Model(base.input, base.get_layer(layout_layer(base)).output)(inputs)))
     inner = keras.Model(head.input, head.layers[-1].input)
     return keras.Model(inputs, inner(base(inputs, training=False), training=False))
 
@@ -67,11 +58,11 @@ def layout_layer(base: keras.Model) -> str:
     return (wide or pools)[-1].name
 
 
-def compute_embeddings(model: keras.Model, x: np.ndarray, progress: Progress | None = None, kind: str = "penultimate") -> np.ndarray:
-    """Float32 features (N, D) of uint8 images `x` (N, 32, 32, 3), in batches."""
-    extractor = feature_model(model, kind)
+def compute_embeddings(model: keras.Model, x: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    """Float32 penultimate features (N, D) of uint8 images `x` (N, 32, 32, 3), in batches."""
+    extractor = feature_model(model)
     return forward_batches(extractor.predict_on_batch, x, batch_size=BATCH, width=(int(extractor.output.shape[-1]),),
-                           label=f"computing {kind} features", input_size=int(model.input_shape[1]), progress=progress)
+                           label="computing features", input_size=int(model.input_shape[1]), progress=progress)
 
 
 # ---------------------------------------------------------------- the disk cache

@@ -9,8 +9,8 @@ from typing import Callable
 import numpy as np
 
 from cifar_core.predict import calibration
-from cifar_core.analysis import duplicates
 from cifar_core.analysis import label_issues
+from cifar_core.data import duplicates
 from cifar_core.data.images import ImageData
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.model.forward import predict_probs
@@ -36,13 +36,11 @@ def test_probabilities(model_path: Path, model, x_test: np.ndarray, y_test: np.n
     return calibration.apply_temperature(probs, t), f"predicted, temperature {t:.4f}"
 
 
-def inspect_model(model_path: Path, data: ImageData, *, model=None, threshold: float = duplicates.DEFAULT_THRESHOLD,
-                  progress: Progress | None = None) -> dict:
-    """Label-issue candidates on the test split, near-duplicate test pairs and train/test leaks, with timings.
+def inspect_model(model_path: Path, data: ImageData, *, model=None, progress: Progress | None = None) -> dict:
+    """Label-issue candidates on the test split, and the exact and near duplicates within and across the splits
+    (data/duplicates.py: the finder of the Data page and Error analysis, so the counts are theirs), with timings.
 
     `model` is the loaded model at `model_path`, when the caller has it already.
-    `duplicates_were_cached` says whether the neighbour scan was read from disk: `duplicates_s`
-    is then a read, not the pass over every image's features (minutes on a CPU).
     """
     from cifar_core.model.vgg import load_model
 
@@ -53,10 +51,8 @@ def inspect_model(model_path: Path, data: ImageData, *, model=None, threshold: f
     issues = label_issues.find_label_issues(probs, data.y_test, data.class_names)
     timings["label_issues_s"] = time.perf_counter() - start
 
-    scan_was_cached = duplicates.scan_cached(model_path, data.x_test, data.x_train)
     start = time.perf_counter()
-    scan = duplicates.cached_scan(model_path, data.x_test, data.x_train, model=model, progress=progress)
-    counts = duplicates.counts(scan, threshold)
+    counts = duplicates.find_in_arrays(data.x_train, data.x_test, progress).counts()
     timings["duplicates_s"] = time.perf_counter() - start
     return {
         "model": str(model_path),
@@ -64,9 +60,8 @@ def inspect_model(model_path: Path, data: ImageData, *, model=None, threshold: f
         "train_images": int(len(data.y_train)),
         "label_issues": int(len(issues)),
         "label_issue_probabilities": f"test split, out-of-sample ({source})",
-        **counts,
-        "threshold": threshold,
-        "neighbours_per_image": duplicates.K,
-        "duplicates_were_cached": scan_was_cached,
+        "leaked_test_images": counts.pop("leaked_test_images"),
+        "duplicates": counts,
+        "duplicate_rule": duplicates.RULE,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -17,7 +17,7 @@ from cifar_core.data import locate
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
-    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar", "yours"), default="speed",
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar", "yours", "duplicates"), default="speed",
                    help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
                         "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
                         "images per class from scratch, with a head on the frozen base, and with head + fine-tuning; "
@@ -26,7 +26,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                         "finds shifted, mirrored and JPEG re-encoded training images' originals, its similarity spread and "
                         "query time (one JSON line); yours: the 'Your images' preset against from-scratch and head-only "
                         "training on a 5-class CIFAR-10 subset (50 images per class) and scikit-learn's digits, one JSON line "
-                        "per dataset and variant")
+                        "per dataset and variant; duplicates: the duplicate finder's counts on the data (CIFAR-10), a seeded sample "
+                        "of its pairs drawn to artifacts/bench/duplicates-sample.png for a person to judge, whether the health "
+                        "report agrees, and its pairs on scikit-learn's digits (pairs of different digits must be none)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.add_argument("--model", default=None, metavar="FOLDER",
@@ -48,6 +50,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         model_dir = Path(args.model) if args.model else paths.default_model_dir()
         print_json(run_ui_bench(data_dir, model_dir, echo=stderr, quick_try=args.quick_try))
+        return 0
+    if args.which == "duplicates":
+        from cifar_core.bench.duplicates import run_duplicates_bench
+
+        if not data_dir:
+            raise ConfigError({"data_dir": "bench duplicates reads an image-folder dataset: give its folder (--data-dir DIR "
+                                           "or $CIFAR10_DIR)"})
+        print_json(run_duplicates_bench(data_dir, paths.artifacts_dir() / "bench"))
         return 0
     if args.which == "similar":
         print_json(_bench_similar(args))

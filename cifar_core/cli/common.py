@@ -40,9 +40,6 @@ def whole(low: int, high: int):
     return _checked(int, lambda v: low <= v <= high, f"a whole number from {low} to {high}")
 
 
-def number(low: float, high: float):
-    return _checked(float, lambda v: low < v <= high, f"a number above {low:g} and at most {high:g}")
-
 
 fraction = _checked(float, lambda v: 0 < v < 1, "a number between 0 and 1")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, number, print_json, run_store, stderr, tqdm_progress
+from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, print_json, run_store, stderr, tqdm_progress
 from cifar_core.config import TrainConfig
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -107,13 +107,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "inspect", "data issues seen through a model: likely label mistakes, near duplicates, train/test leaks "
+    p = add_command(sub, "inspect", "data issues of a model's classes: likely label mistakes (through the model), exact and near duplicates, train/test leaks "
                                     "(one JSON line)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--threshold", type=number(0, 1), default=None,
-                   help="cosine similarity above 0 and at most 1 at which two images count as near duplicates "
-                        "(default: the studio's, printed in the JSON)")
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     p.set_defaults(func=cmd_inspect)
 
@@ -122,18 +119,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import time
 
     from cifar_core.data.classes import model_class_names
-    from cifar_core.analysis.duplicates import DEFAULT_THRESHOLD
     from cifar_core.analysis.inspection import inspect_model
     from cifar_core.model.vgg import load_model
     from cifar_core.runs.model_choice import resolve_model
 
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     path = resolve_model(run_store(args), args.model).model_path
     model = load_model(path)  # a bad model path fails here, before the data is loaded
     start = time.perf_counter()
     data = data_for_model(args, model_class_names(path, int(model.output_shape[-1])), skip_bad=args.skip_bad)
     load_s = time.perf_counter() - start
-    result = inspect_model(path, data, model=model, threshold=threshold, progress=tqdm_progress())
+    result = inspect_model(path, data, model=model, progress=tqdm_progress())
     result["timings"] = {"data_load_s": round(load_s, 3), **result["timings"]}
     print_json(result)
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Sequence
 
@@ -35,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The CLI; `python -m cifar_core` (__main__.py) first keeps TensorFlow's start-up lines off stderr."""
     # A log line that cannot be written (a full disk) must not print a traceback; the error is reported anyway.
     logging.raiseExceptions = False
     args = build_parser().parse_args(argv)

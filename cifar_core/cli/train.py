@@ -171,9 +171,6 @@ def add_runs(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from cifar_core.training import start_choice
-    from cifar_core.runs.outcome import verdict
-
     store = run_store(args)
     if args.repair is not None:
         marked = store.repair(args.repair or None)
@@ -182,16 +179,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not marked:
             print("nothing to repair: no live run has a process that cannot be checked")
         return 0
-    runs = store.list()
-    rows = [{
-        "run_id": r.id, "status": r.status, "arch": r.config.get("arch"), "weights": r.config.get("weights"),
-        "val_accuracy": r.summary.get("val_accuracy") or r.summary.get("best_val_accuracy"),
-        "test_accuracy": r.summary.get("test_accuracy"), "error": r.error or r.health(),
-        "broken": r.health(),  # why the run's files or row are unusable; None when fine
-        "did_not_learn": verdict(r),  # why a finished run is at chance level; None when it learned
-        "unknown": r.unknown,  # why a live run's process cannot be checked; None when it can
-        "start_choice": start_choice.describe(r.summary["start_choice"]) if r.summary.get("start_choice") else None,
-    } for r in runs]
+    rows = [_run_row(r) for r in store.list()]
     if args.json:
         for row in rows:
             print_json(row)
@@ -203,11 +191,34 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_row(r) -> dict:
+    """A run's row in `runs`: what trained its model (a "Your images" run's chosen start: weights, epochs; not the
+    preset's values), its accuracies with the test accuracy's 95% interval, and its problems."""
+    from cifar_core.base.intervals import accuracy_interval
+    from cifar_core.runs.outcome import ran_config, test_image_count, verdict
+    from cifar_core.training import start_choice
+
+    ran = ran_config(r.config, r.summary)
+    return {
+        "run_id": r.id, "status": r.status, "arch": ran.get("arch"), "weights": ran.get("weights"),
+        "epochs": f"{ran.get('epochs_head', '?')}+{ran.get('epochs_finetune', '?')}",
+        "val_accuracy": r.summary.get("val_accuracy") or r.summary.get("best_val_accuracy"),
+        "test_accuracy": r.summary.get("test_accuracy"), "error": r.error or r.health(),
+        "test_accuracy_ci95": accuracy_interval(r.summary.get("test_accuracy"), test_image_count(r.dir, r.summary) if r.dir else None),
+        "broken": r.health(),  # why the run's files or row are unusable; None when fine
+        "did_not_learn": verdict(r),  # why a finished run is at chance level; None when it learned
+        "unknown": r.unknown,  # why a live run's process cannot be checked; None when it can
+        "start_choice": start_choice.describe(r.summary["start_choice"]) if r.summary.get("start_choice") else None,
+    }
+
+
 def _run_line(row: dict) -> str:
     """A run's line in the text listing: id, status, architecture, weights, accuracies, then its problem and start."""
     acc = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
     status = "broken" if row["broken"] else "no-learn" if row["did_not_learn"] else "unknown" if row["unknown"] else row["status"]
-    line = f"{row['run_id']}  {status:<9} {row['arch']!s:<9} weights={row['weights']!s:<9} val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}"
+    ci = row["test_accuracy_ci95"]
+    line = (f"{row['run_id']}  {status:<9} {row['arch']!s:<9} weights={row['weights']!s:<9} epochs={row['epochs']} "
+            f"val={acc(row['val_accuracy'])} test={acc(row['test_accuracy'])}" + (f" (95% {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""))
     problem = row["broken"] or row["did_not_learn"] or (row["unknown"] and f"{row['unknown']}; `runs --repair` marks it failed") or row["error"]
     return line + (f"  ({problem})" if problem else "") + (f"  [{row['start_choice']}]" if row["start_choice"] else "")
 

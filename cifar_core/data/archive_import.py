@@ -37,6 +37,7 @@ from cifar_core.base.bounded_io import Damaged, UnpackError
 from cifar_core.base.bounded_zip import open_zip, read_member
 from cifar_core.base.errors import StudioError, is_text, shown
 from cifar_core.data import archive_tar
+from cifar_core.data.census import CLASS_ORDER_FILE, MAX_CLASS_ORDER_BYTES
 from cifar_core.data.image_limits import MAX_FILE_BYTES
 
 # A bigger dataset than CIFAR-10 (60,000 images, the studio's reference) fits, with room to spare; 100,000 tiny
@@ -201,6 +202,8 @@ def _skip_reason(member: Member, limits: Limits) -> str | None:
     lowered = parts[-1].lower() if parts else ""
     if lowered.endswith(ARCHIVE_SUFFIXES):
         return "nested_archives"
+    if lowered == CLASS_ORDER_FILE and len(parts) <= 2 and member.size <= MAX_CLASS_ORDER_BYTES:
+        return None  # the dataset's own class order (at the top, or inside one wrapping folder): read, never decoded
     if not lowered.endswith(IMAGE_SUFFIXES):
         return "not_images"
     if member.size > limits.member_bytes:

@@ -37,10 +37,32 @@ def folder_classes(folder: Path) -> dict[str, str]:
     return {name: census["folders"][name] for name in census["classes"]}
 
 
-def in_order(names, mapping: dict[str, str]) -> list[str]:
-    """Class names in the order dataset.json's `mapping` records, then the others sorted (plain folders: sorted)."""
+def in_order(names, mapping: dict[str, str], listed: list[str] | None = None) -> list[str]:
+    """Class names in the dataset's own order: the order dataset.json's `mapping` records (an import), then the
+    others sorted; without a record, the order of `listed` (a classes.txt) when it names exactly these classes,
+    each once; else sorted. A list that names other classes is ignored: the folders are the truth."""
+    names = set(names)
+    if not mapping and listed and len(listed) == len(set(listed)) and set(listed) == names:
+        return list(listed)
     order = {name: i for i, name in enumerate(mapping.values())}
-    return sorted(set(names), key=lambda n: (order.get(n, len(order)), n))
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
+CLASS_ORDER_FILE = "classes.txt"  # one class name per line: the order a dataset's classes are shown and numbered in
+MAX_CLASS_ORDER_BYTES = 1 << 20  # a class list is small; a larger file is not one
+
+
+def listed_order(folder: Path) -> list[str] | None:
+    """The non-empty lines of `folder`'s classes.txt (trailing spaces and a BOM dropped), or None without a
+    readable one."""
+    path = Path(folder) / CLASS_ORDER_FILE
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_CLASS_ORDER_BYTES:
+            return None
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
 def class_folders(folder: Path) -> tuple[dict[str, str], str | None]:
@@ -67,7 +89,7 @@ def folder_census(folder: Path) -> dict:
     """The class folders of an image-folder dataset, their image counts and what makes it unusable, without
     decoding anything (a few directory listings: fast on CIFAR-10's 60,000 files).
 
-    Returns {"classes": sorted class names of train/ and test/ together, "counts": {"train": {class: images},
+    Returns {"classes": the class names of train/ and test/ together, in order (`in_order`), "counts": {"train": {class: images},
     "test": {...}}, "problems": [{"kind", "class", "message", "blocking"}]}. Blocking problems: a missing split,
     a class folder that is a link (never followed: a link to its own parent would be a class of other classes'
     folders), a class missing from one split, an empty class folder or split, fewer than MIN_TRAIN_IMAGES training
@@ -89,7 +111,7 @@ def folder_census(folder: Path) -> dict:
         _count_split(folder, split, counts[split], links, problem)
         counts[split] = _named(counts[split], mapping, folders, problem)
     links = {mapping.get(name, name) for name in links}
-    classes = in_order(set(counts["train"]) | set(counts["test"]), mapping)
+    classes = in_order(set(counts["train"]) | set(counts["test"]), mapping, listed_order(folder))
     empty_splits = {split for split in SPLITS if counts[split] and not sum(counts[split].values())}
     for split in sorted(empty_splits, reverse=True):  # train first
         problem("empty_split", None, f"The {split} split in {folder / split} has no images (.png, .jpg, .jpeg); add them "

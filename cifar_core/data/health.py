@@ -1,31 +1,27 @@
 """The health report of an image-folder dataset: counts, balance, image sizes and modes, unreadable files,
-duplicates within and across splits, and the problems that block training, each saying how to fix it.
+duplicates within and across splits, the warnings a practitioner expects (few images per class, strong
+imbalance, a test split too small for its accuracy to mean much) and the problems that block training, each
+saying how to fix it.
 
 The report reads the layouts whose images sit in class folders (`Layout.class_folders`: image folders).
-The structure (classes, counts, blocking problems) comes from census.folder_census:
+The structure (classes, counts, blocking problems, warnings on counts) comes from census.folder_census:
 directory listings only, fast on any size. The rest needs every image opened
 once; that pass (`deep`) is cached as JSON under the decode cache folder, keyed
 like the decoded arrays by the files' names, sizes and modification times, so
 a second report of an unchanged dataset reads the file. Measured on CIFAR-10
-(60,000 JPEGs): see README, "Datasets".
+(60,000 JPEGs): see README, "Data".
 
-Duplicates:
-  exact  the same decoded pixels (BLAKE2 of mode, size and pixel bytes), whatever the file format or name;
-  near   the same 64-bit difference hash (dHash: a 9x8 grayscale thumbnail, one bit per pair of horizontal
-         neighbours, set when the left one is brighter) but different pixels: re-encoded, slightly
-         recoloured or resized copies. Only equal hashes count (no Hamming radius), so finding them is
-         one dictionary pass, not a comparison of every pair.
-Counts are of images that repeat an earlier one: a group of k identical images adds k-1 within a split; a
-test image with a copy in train adds 1 across (a leak: the test score then measures memory).
+Duplicates are found by data/duplicates.py, the finder Error analysis and `inspect` use too (exact: the same
+pixels; near: the same picture re-encoded or recoloured). A test image with a copy in train is a leak, a named
+warning: the test score then partly measures memory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -33,9 +29,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from cifar_core.base.intervals import half_width
+from cifar_core.data import duplicates
 from cifar_core.data.census import folder_census
 from cifar_core.data.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
-from cifar_core.data.images import DataError, image_files
+from cifar_core.data.images import DataError, image_files, native_pixels
 from cifar_core.data.layouts import detect_layout
 from cifar_core.data.loader import data_cache_folder
 from cifar_core.data.locate import resolve_data_dir
@@ -45,10 +43,13 @@ Progress = Callable[[int, int, str], None]
 # A class with this many times the training images of the smallest one is worth a warning: the model will
 # lean towards it (not blocking: some datasets are imbalanced by nature).
 IMBALANCE_WARNING = 10.0
-MAX_EXAMPLES = 20  # example pairs of each kind (exact, near) in a report
-_HASH_SIZE = 8
-# Grey levels (0-255) between the darkest and brightest pixel of the hash's thumbnail below which a picture is flat.
-FLAT_RANGE = 8
+# Fewer training images than this in a class: transfer from a trained base can still work, but the class is
+# learned from very few examples (Teachable Machine-sized); a warning, not a block.
+FEW_IMAGES_WARNING = 20
+# A test split whose 95% interval is wider than this either side (at 50% accuracy, where it is widest) measures
+# little: 400 images give about +-4.9 points, 30 give +-17.
+TEST_HALF_WIDTH_WARNING = 0.05
+MAX_EXAMPLES = 20  # example pairs in a report, leaks first
 
 
 def check_dataset(data_dir: str | Path, *, deep: bool = True, cache_dir: Path | None = None, progress: Progress | None = None) -> dict:
@@ -57,8 +58,9 @@ def check_dataset(data_dir: str | Path, *, deep: bool = True, cache_dir: Path | 
     Returns a JSON-able dict: {"path", "classes", "counts": {"train": {class: n}, "test": {...}},
     "imbalance" (largest over smallest training count; None without two non-empty classes),
     "sizes" ({"WxH": images}), "modes" ({PIL mode: images}), "unreadable" ([files, relative to the dataset]),
-    "duplicates": {"exact": {"within_train", "within_test", "across"}, "near": {...}, "examples": [{"kind",
-    "a", "b"}]}, "problems": [{"kind", "class", "message", "blocking"}], "blocking": bool, "deep": bool}.
+    "duplicates": {"exact": {"within_train", "within_test", "across"}, "near": {...}, "leaked_test_images",
+    "examples": [{"kind", "a", "b"}]} (image counts: see data/duplicates.py), "problems": [{"kind", "class",
+    "message", "blocking"}], "blocking": bool, "deep": bool}.
     With deep=False only the structure is read (sizes, modes, unreadable and duplicates are None).
 
     DataError when the folder holds no image-folder dataset.
@@ -68,12 +70,7 @@ def check_dataset(data_dir: str | Path, *, deep: bool = True, cache_dir: Path | 
     problems = list(census["problems"])  # blocking ones included (folder_census), each with its fix
     train_counts = [n for n in census["counts"]["train"].values() if n > 0]
     imbalance = round(max(train_counts) / min(train_counts), 2) if len(train_counts) >= 2 else None
-    if imbalance and imbalance >= IMBALANCE_WARNING:
-        big = max(census["counts"]["train"], key=census["counts"]["train"].get)
-        small = min((c for c, n in census["counts"]["train"].items() if n > 0), key=census["counts"]["train"].get)
-        problems.append(_problem("imbalance", None, f"the classes are imbalanced: {big!r} has {imbalance:g} times the training "
-                                 f"images of {small!r}; add images to the small classes (or accept that the model favours "
-                                 "the large ones).", False))
+    problems += _count_warnings(census["counts"], imbalance)
     report = {"path": str(folder), "classes": census["classes"], "counts": census["counts"], "imbalance": imbalance,
               "sizes": None, "modes": None, "unreadable": None, "duplicates": None, "deep": deep}
     if deep:
@@ -83,12 +80,46 @@ def check_dataset(data_dir: str | Path, *, deep: bool = True, cache_dir: Path | 
             problems.append(_problem("unreadable", None, f"{len(scan['unreadable'])} file(s) cannot be read as images "
                                      f"(e.g. {', '.join(scan['unreadable'][:3])}): training stops on them unless told to skip "
                                      "them (--skip-bad); remove or replace them.", False))
-        if across := scan["duplicates"]["exact"]["across"]:
-            problems.append(_problem("leak", None, f"{across} test image(s) have an exact copy in train: the test score "
-                                     "partly measures memory; remove the copies from one split.", False))
+        if leak := leak_message(scan["duplicates"]):
+            problems.append(_problem("leak", None, leak, False))
     report["problems"] = problems
     report["blocking"] = any(p["blocking"] for p in problems)
     return report
+
+
+def leak_message(found: dict) -> str | None:
+    """The leak warning of a duplicates report (`check_dataset`'s "duplicates"), or None without a leak."""
+    leaked = found["leaked_test_images"]
+    if not leaked:
+        return None
+    example = next((e for e in found["examples"] if Path(e["a"]).parts[:1] != Path(e["b"]).parts[:1]), None)
+    return (f"Train/test leak: {leaked} test image(s) have a copy in train ({found['exact']['across']} exact, {found['near']['across']} "
+            "near" + (f"; e.g. {example['b']} and {example['a']}" if example else "") + "): the test score partly "
+            "measures memory. Remove the copies from one split.")
+
+
+def _count_warnings(counts: dict[str, dict[str, int]], imbalance: float | None) -> list[dict]:
+    """Warnings from the counts alone: strong imbalance, few training images in a class, a small test split."""
+    problems = []
+    train = counts["train"]
+    if imbalance and imbalance >= IMBALANCE_WARNING:
+        big = max(train, key=train.get)
+        small = min((c for c, n in train.items() if n > 0), key=train.get)
+        problems.append(_problem("imbalance", None, f"the classes are imbalanced: {big!r} has {imbalance:g} times the training "
+                                 f"images of {small!r}; add images to the small classes (or accept that the model favours "
+                                 "the large ones).", False))
+    few = sorted((n, c) for c, n in train.items() if 0 < n < FEW_IMAGES_WARNING)
+    if few:
+        names = ", ".join(f"{c!r} ({n})" for n, c in few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
+        problems.append(_problem("few_images", None, f"few training images: {names}, fewer than about {FEW_IMAGES_WARNING} per "
+                                 "class; the model learns these classes from very few examples and its scores on them vary "
+                                 "a lot. Add images where you can.", False))
+    test_total = sum(counts["test"].values())
+    if test_total and half_width(test_total) > TEST_HALF_WIDTH_WARNING:
+        problems.append(_problem("small_test", None, f"the test split holds only {test_total} image(s): an accuracy measured "
+                                 f"on it is uncertain by up to ±{half_width(test_total):.0%} (95% interval), so compare runs on "
+                                 "it with care; the pages show each accuracy's interval beside it.", False))
+    return problems
 
 
 def blocking_message(data_dir: str | Path | None) -> str | None:
@@ -151,7 +182,8 @@ def _problem(kind: str, name: str | None, message: str, blocking: bool) -> dict:
 def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Progress | None) -> dict:
     """Sizes, modes, unreadable files and duplicates, from a cache entry when the files are unchanged."""
     entry = data_cache_folder(str(folder), cache_dir=cache_dir)  # cifar10-<key of the files>
-    cache = entry.with_name(f"health-{entry.name.split('-', 1)[1]}.json")
+    # "health2": reports made before the duplicate finder (data/duplicates.py) counted differently.
+    cache = entry.with_name(f"health2-{entry.name.split('-', 1)[1]}.json")
     try:
         return json.loads(cache.read_text())
     except (OSError, ValueError):
@@ -161,25 +193,22 @@ def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Pro
              for p in image_files(folder / split / census["folders"][name])]
     sizes, modes = Counter(), Counter()
     unreadable: list[str] = []
-    exact: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    near: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    read: dict[str, list] = {"train": [], "test": []}  # split -> [(relative path, pixels)]
     prefix = len(str(folder)) + 1
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for i, ((split, path), result) in enumerate(zip(files, pool.map(_fingerprint, (p for _, p in files), chunksize=256)), 1):
+        for i, ((split, path), result) in enumerate(zip(files, pool.map(_open, (p for _, p in files), chunksize=256)), 1):
             rel = str(path)[prefix:]
             if isinstance(result, str):
                 unreadable.append(rel)
             else:
-                size, mode, exact_hash, near_hash = result
+                size, mode, pixels = result
                 sizes[size] += 1
                 modes[mode] += 1
-                exact[exact_hash].append((split, rel))
-                if near_hash is not None:
-                    near[near_hash].append((split, rel, exact_hash))
+                read[split].append((rel, pixels))
             if progress and (i % 1000 == 0 or i == len(files)):
                 progress(i, len(files), "checking images")
     scan = {"sizes": dict(sizes.most_common()), "modes": dict(modes.most_common()), "unreadable": unreadable,
-            "duplicates": _duplicates(exact, near)}
+            "duplicates": _duplicates(read, progress)}
     from cifar_core.base.atomic_io import atomic_write_text
 
     try:
@@ -189,8 +218,8 @@ def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Pro
     return scan
 
 
-def _fingerprint(path: Path) -> tuple[str, str, str, str | None] | str:
-    """(WxH, mode, exact hash, near hash or None for a flat picture) of an image file, or why it cannot be read."""
+def _open(path: Path) -> tuple[str, str, np.ndarray] | str:
+    """(WxH, mode, 32x32 RGB pixels as the loader decodes them) of an image file, or why it cannot be read."""
     try:
         data = read_image_file(path)
         if webp_size := webp_canvas_size(data):
@@ -198,64 +227,17 @@ def _fingerprint(path: Path) -> tuple[str, str, str, str | None] | str:
         with Image.open(io.BytesIO(data)) as im:
             check_pixels(im.size)
             im.load()
-            exact = hashlib.blake2b(f"{im.mode}{im.size}".encode() + im.tobytes(), digest_size=16).hexdigest()
-            small = np.asarray(im.convert("L").resize((_HASH_SIZE + 1, _HASH_SIZE), Image.Resampling.BILINEAR), dtype=np.int16)
-            bits = (small[:, :-1] > small[:, 1:]).flatten()
-            # A flat picture (one colour) has no structure to compare: its hash would match every other flat one.
-            near = np.packbits(bits).tobytes().hex() if np.ptp(small) >= FLAT_RANGE else None
-            return f"{im.size[0]}x{im.size[1]}", im.mode, exact, near
+            return f"{im.size[0]}x{im.size[1]}", im.mode, native_pixels(im)
     except Exception as err:  # Pillow raises many types for damaged files
         return plain_message(err)
 
 
-def _duplicates(exact: dict, near: dict) -> dict:
-    """Counts, and up to MAX_EXAMPLES example pairs of each kind, of exact and near duplicates (see the
-    module docstring for what counts)."""
-    exact_examples: list[dict] = []
-    near_examples: list[dict] = []
-    return {"exact": _exact_counts(exact, exact_examples), "near": _near_counts(near, near_examples),
-            "examples": exact_examples + near_examples}
-
-
-def _example(examples: list[dict], kind: str, a: str, b: str) -> None:
-    if len(examples) < MAX_EXAMPLES:
-        examples.append({"kind": kind, "a": a, "b": b})
-
-
-def _exact_counts(exact: dict, examples: list[dict]) -> dict:
-    """Every file of a group holds the same picture: k files in a split repeat it k-1 times; each test file of
-    a group that has a training file is a leak."""
-    within = {"train": 0, "test": 0}
-    across = 0
-    for members in exact.values():
-        by_split = {"train": [], "test": []}
-        for split, rel in members:
-            by_split[split].append(rel)
-        for split, rels in by_split.items():
-            within[split] += max(0, len(rels) - 1)
-            if len(rels) > 1:
-                _example(examples, "exact", rels[0], rels[1])
-        if by_split["train"] and by_split["test"]:
-            across += len(by_split["test"])
-            _example(examples, "exact", by_split["train"][0], by_split["test"][0])
-    return {"within_train": within["train"], "within_test": within["test"], "across": across}
-
-
-def _near_counts(near: dict, examples: list[dict]) -> dict:
-    """A group shares a near hash; only distinct pictures (exact hashes) count, so exact copies are not
-    counted again: n distinct pictures in a split add n-1; a test picture with a different training one adds 1."""
-    within = {"train": 0, "test": 0}
-    across = 0
-    for members in near.values():
-        pictures = {"train": {}, "test": {}}  # split -> {exact hash: first file}
-        for split, rel, exact_hash in members:
-            pictures[split].setdefault(exact_hash, rel)
-        for split, found in pictures.items():
-            within[split] += max(0, len(found) - 1)
-            if len(found) > 1:
-                _example(examples, "near", *list(found.values())[:2])
-        for exact_hash, rel in pictures["test"].items():
-            if others := [r for h, r in pictures["train"].items() if h != exact_hash]:
-                across += 1
-                _example(examples, "near", others[0], rel)
-    return {"within_train": within["train"], "within_test": within["test"], "across": across}
+def _duplicates(read: dict[str, list], progress: Progress | None) -> dict:
+    """The finder's counts over the readable images, and up to MAX_EXAMPLES example pairs (leaks first) as files."""
+    names = [rel for split in ("train", "test") for rel, _ in read[split]]
+    arrays = {split: np.stack([pixels for _, pixels in read[split]]) if read[split] else np.zeros((0, 32, 32, 3), np.uint8)
+              for split in ("train", "test")}
+    found = duplicates.find_in_arrays(arrays["train"], arrays["test"], progress)
+    counts = found.counts()
+    counts["examples"] = [{"kind": kind, "a": names[a], "b": names[b]} for kind, a, b in found.ordered_pairs()[:MAX_EXAMPLES]]
+    return counts

@@ -18,6 +18,10 @@ from cifar_core.base.errors import StudioError
 
 MAX_PIXELS = 40_000_000
 MAX_FILE_BYTES = 50 * 2**20
+# The formats a user's image may come in (Pillow reads them all): the Classify page's uploader accepts these file
+# endings, and the message for a file that is none of them names these formats, so the two always agree.
+FORMATS = {"PNG": ("png",), "JPEG": ("jpg", "jpeg"), "WebP": ("webp",), "GIF": ("gif",), "BMP": ("bmp",), "TIFF": ("tif", "tiff")}
+UPLOAD_TYPES = [ending for endings in FORMATS.values() for ending in endings]
 
 
 class ImageError(StudioError, ValueError):
@@ -79,7 +83,7 @@ def plain_message(err: BaseException) -> str:
     if isinstance(err, ImageError):  # ours: already in words
         return text
     if isinstance(err, Image.UnidentifiedImageError):
-        return "not an image format that can be read (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+        return f"not an image format that can be read ({', '.join(FORMATS)})"
     if isinstance(err, Image.DecompressionBombError):
         return "the image is too large to decode safely: it declares more pixels than the limit"
     if "truncated" in lowered or "broken data stream" in lowered:

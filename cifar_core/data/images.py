@@ -94,10 +94,16 @@ def _decode(path: Path) -> np.ndarray:
         check_pixels(webp_size)
     with Image.open(io.BytesIO(data)) as im:
         check_pixels(im.size)
-        im = im.convert("RGB")
-        if im.size != (NATIVE_SIZE, NATIVE_SIZE):
-            im = im.resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        return native_pixels(im)
+
+
+def native_pixels(im: Image.Image) -> np.ndarray:
+    """An opened image as the studio sees it: uint8 RGB 32x32. The loader and the health report's duplicate
+    finder both decode through it, so they compare the same pixels."""
+    im = im.convert("RGB")
+    if im.size != (NATIVE_SIZE, NATIVE_SIZE):
+        im = im.resize((NATIVE_SIZE, NATIVE_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def decode_all(paths: list[Path], skip_bad: bool, progress: Progress | None, what: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

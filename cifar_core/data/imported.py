@@ -31,7 +31,7 @@ from cifar_core.base import faults, folder_swap
 from cifar_core.base.errors import StudioError, shown
 from cifar_core.base.paths import file_part
 from cifar_core.data.archive_import import SKIP_REASONS, Limits, images, split_name
-from cifar_core.data.census import DATASET_FILE, folder_census
+from cifar_core.data.census import CLASS_ORDER_FILE, DATASET_FILE, folder_census, in_order
 from cifar_core.data.images import NATIVE_SIZE, DataError, to_input_image
 from cifar_core.data.loader import load_dataset
 from cifar_core.data.locate import datasets_root, name_problem
@@ -158,12 +158,12 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
     are checked."""
     skipped: Counter = Counter()
     examples: dict[str, list[str]] = {}
-    read = _read_images(source, build / ".staging", limits, skipped, examples, progress)
+    read, order = _read_images(source, build / ".staging", limits, skipped, examples, progress)
     placed, layout, wrapper = _place(read, skipped, examples)
     if not placed:
         raise DatasetError(f"{shown(source.name)} holds no usable images in class folders ({_skipped_text(skipped)}). "
                            "Give class folders of images: <class>/*.jpg, or train/<class>/ and test/<class>/.")
-    classes = sorted({cls for _, cls, _ in placed})
+    classes = in_order({cls for _, cls, _ in placed}, {}, order)  # the source's classes.txt order, else sorted
     folders = _class_folders(classes)
     made = layout == "classes" or not any(split == "test" for split, _, _ in placed)
     if made:
@@ -184,14 +184,20 @@ def _build(source: Path, build: Path, limits, test_fraction: float, seed: int, p
             "skipped": dict(sorted(skipped.items())), "problems": problems}
 
 
-def _read_images(source: Path, staging: Path, limits, skipped: Counter, examples: dict, progress: Progress | None) -> list:
-    """(member's path parts, staged PNG) of every image of `source` that decodes; the others counted."""
+def _read_images(source: Path, staging: Path, limits, skipped: Counter, examples: dict,
+                 progress: Progress | None) -> tuple[list, list[str] | None]:
+    """(member's path parts, staged PNG) of every image of `source` that decodes, the others counted; and the
+    lines of the source's classes.txt, if it has one."""
     from PIL import Image
 
     total, items = images(source, limits, skipped, examples)
     staging.mkdir()
     read: list[tuple[tuple[str, ...], Path]] = []
+    order: list[str] | None = None
     for done, (member, data) in enumerate(items, start=1):
+        if split_name(member)[-1].lower() == CLASS_ORDER_FILE:
+            order = [line.rstrip() for line in data.decode("utf-8-sig", "replace").splitlines() if line.strip()]
+            continue
         try:
             pixels = to_input_image(data, NATIVE_SIZE)
         except Exception:  # Pillow raises many types for damaged or unsupported files
@@ -204,7 +210,7 @@ def _read_images(source: Path, staging: Path, limits, skipped: Counter, examples
             read.append((split_name(member), path))
         if progress and (done % 200 == 0 or done == total):
             progress(done, total, "importing images")
-    return read
+    return read, order
 
 
 def _class_folders(classes: list[str]) -> dict[str, str]:

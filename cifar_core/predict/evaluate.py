@@ -23,6 +23,7 @@ from cifar_core.base import faults
 from cifar_core.base.bounded_io import UnpackError
 from cifar_core.base.bounded_zip import verify_archive
 from cifar_core.base.atomic_io import atomic_save_npz, atomic_write_text
+from cifar_core.base.intervals import wilson
 from cifar_core.data.classes import model_class_names
 from cifar_core.model.forward import predict_probs
 
@@ -142,6 +143,8 @@ class Interpretation:
         return {
             "accuracy": self.accuracy,
             "n": int(len(self.y)),
+            # How far the accuracy can be trusted on this many images (the 95% Wilson interval, base/intervals.py).
+            "accuracy_ci95": list(wilson(int((self.preds == self.y).sum()), int(len(self.y))) or ()) or None,
             "per_class": {c: {k: float(v) for k, v in row.items()} for c, row in per_class.iterrows()},
             "confusion_matrix": self.confusion_matrix().tolist(),
             "class_names": list(self.class_names),

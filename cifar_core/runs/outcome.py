@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cifar_core.base.intervals import accuracy_interval
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.classes import ClassesError, model_class_names
-from cifar_core.runs.record import Run
+from cifar_core.runs.record import Run, finished_an_epoch
 
 # A model within this many points of chance (1 / classes) has learned nothing usable.
 CHANCE_MARGIN = 0.02
@@ -58,17 +60,6 @@ def likely_reasons(config: dict[str, Any], summary: dict[str, Any]) -> list[str]
 NOT_USABLE = "not usable"
 
 
-def finished_an_epoch(summary: dict[str, Any]) -> bool:
-    """Whether a run completed at least one epoch, i.e. its model holds trained weights.
-
-    A run that failed mid-training has no `epochs_completed` yet; its best epoch, recorded
-    as each epoch ends, says whether one did.
-    """
-    if "epochs_completed" in summary:
-        return (summary["epochs_completed"] or 0) > 0
-    return summary.get("best_epoch") is not None or summary.get("best_val_accuracy") is not None
-
-
 def usable(run: Run) -> bool:
     """False for a run stopped or failed before its first epoch ended: its model is the untrained start."""
     return run.status not in ("stopped", "failed") or finished_an_epoch(run.summary)
@@ -99,38 +90,86 @@ def run_row(run: Run) -> dict[str, Any]:
               else "did not learn" if failed_to_learn else run.status)
     if failed_to_learn and run.error:  # a failed run's own error says why it stopped early
         failed_to_learn += f" ({run.error})"
+    test_images = test_image_count(run.dir, s) if run.dir is not None else None
     return {
         "run": run.id,
         "status": status,
-        "val acc": s.get("val_accuracy") or s.get("best_val_accuracy"),
-        "test acc": s.get("test_accuracy"),
-        **_config_columns(run.config, s.get("epochs_completed")),
+        "val acc": shown_accuracy(s.get("val_accuracy") or s.get("best_val_accuracy")),
+        "test acc": shown_accuracy(s.get("test_accuracy")),
+        "test 95% interval": interval_cell(s.get("test_accuracy"), test_images),
+        **_config_columns(ran_config(run.config, s), s.get("epochs_completed"), start_text(run.config, s)),
         # One paragraph: a table cell shows line breaks as a literal \n.
         "problem": " ".join((broken or (run.unknown and f"says {run.status}, but {run.unknown}; open it to mark it failed")
                              or failed_to_learn or run.error or "").split()),
     }
 
 
-def shipped_row(config: dict[str, Any], test_accuracy: float | None, history: pd.DataFrame) -> dict[str, Any]:
+def shipped_row(config: dict[str, Any], test_accuracy: float | None, history: pd.DataFrame, folder: Path | None = None) -> dict[str, Any]:
     """The shipped model's line in the runs table, from its folder's config, evaluation and history."""
     val = history["val_accuracy"] if "val_accuracy" in history else pd.Series(dtype=float)
     return {
         "run": SHIPPED,
         "status": "shipped",
-        "val acc": float(val.max()) if len(val) else None,
-        "test acc": test_accuracy,
+        "val acc": shown_accuracy(float(val.max()) if len(val) else None),
+        "test acc": shown_accuracy(test_accuracy),
+        "test 95% interval": interval_cell(test_accuracy, test_image_count(folder, {}) if folder else None),
         **_config_columns(config, len(history) or None),
         "problem": "",
     }
 
 
-def _config_columns(c: dict[str, Any], epochs_run: int | None) -> dict[str, Any]:
+def shown_accuracy(value: Any) -> float | None:
+    """An accuracy for a table, rounded to 6 places. Keras logs accuracies as float32 (27/30 is stored as
+    0.89999998), and a table column with a step cuts the decimals off rather than rounding: 89.9%, not 90.0%."""
+    return round(float(value), 6) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def test_image_count(folder: Path, summary: dict[str, Any]) -> int | None:
+    """How many test images a model's test accuracy was measured on: its folder's evaluation.json, else its
+    run's summary; None when neither says."""
+    try:
+        n = json.loads((folder / "evaluation.json").read_text()).get("n")
+    except (OSError, ValueError, AttributeError):
+        n = None
+    n = n if isinstance(n, int) and not isinstance(n, bool) else summary.get("test_images")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def interval_cell(accuracy: Any, test_images: int | None) -> str | None:
+    """'74.4–96.5% (30 images)': the 95% interval of a test accuracy, for a table cell; None when unknown."""
+    interval = accuracy_interval(accuracy, test_images)
+    return f"{interval[0]:.1%}–{interval[1]:.1%} ({test_images:,} images)" if interval else None
+
+
+def ran_config(config: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """The settings that trained the run's model: its own, with the start the "Your images" preset measured and
+    chose applied (its summary's `start_choice`: head only, fine-tune or from scratch, with their epochs and base).
+    A run still measuring, or any other run, trained with its settings as stored."""
+    choice = summary.get("start_choice")
+    changes = choice.get("changes") if isinstance(choice, dict) else None
+    if not config.get("measure_start") or not isinstance(changes, dict):
+        return config
+    return {**config, **changes, "measure_start": False}
+
+
+def start_text(config: dict[str, Any], summary: dict[str, Any]) -> str:
+    """How the run's model started, in words: 'from scratch', 'ImageNet weights', 'base of RUN', and for a start the
+    preset measured, the one it chose ('head only, measured, base of default'; 'from scratch, measured')."""
+    ran = ran_config(config, summary)
+    weights = _weights_label(str(ran.get("weights")))
+    if ran is config:
+        return weights + (", start being measured" if config.get("measure_start") else "")
+    chosen = summary["start_choice"].get("chosen")
+    return f"{chosen}, measured" + ("" if ran.get("weights") == "none" else f", {weights}")
+
+
+def _config_columns(c: dict[str, Any], epochs_run: int | None, start: str | None = None) -> dict[str, Any]:
     """The classes, and the other settings in one sentence: a column each would not fit beside the sidebar."""
     arch = c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}"
     head = f"{c.get('head')} head {'-'.join(str(u) for u in c.get('head_units', []))}"
     return {
         "classes": ", ".join(c["classes"]) if c.get("classes") else "all",
-        "settings": f"{arch}, {head}, {c.get('input_size')} px · {_weights_label(str(c.get('weights')))}, {c.get('optimizer')}, "
+        "settings": f"{arch}, {head}, {c.get('input_size')} px · {start or _weights_label(str(c.get('weights')))}, {c.get('optimizer')}, "
                     f"batch {c.get('batch_size')} · " + (f"{epochs_run} of " if epochs_run is not None else "")  # unknown: killed mid-phase
                     + f"{c.get('epochs_head')}+{c.get('epochs_finetune')} epochs",
     }

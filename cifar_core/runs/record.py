@@ -83,9 +83,24 @@ class Run:
             return "run folder is missing"
         if self.status in ("completed", "stopped"):
             if not self.model_path.is_file():
+                # Stopped before its first epoch ended (e.g. during the "Your images" trials): no model was saved
+                # yet, which is what such a run is ("not usable", resumable), not damage.
+                if self.status == "stopped" and not finished_an_epoch(self.summary):
+                    return None
                 return "model.keras is missing"
             return keras_file_problem(self.model_path)
         return None
+
+
+def finished_an_epoch(summary: dict[str, Any]) -> bool:
+    """Whether a run completed at least one epoch, i.e. its model holds trained weights.
+
+    A run that failed mid-training has no `epochs_completed` yet; its best epoch, recorded
+    as each epoch ends, says whether one did.
+    """
+    if "epochs_completed" in summary:
+        return (summary["epochs_completed"] or 0) > 0
+    return summary.get("best_epoch") is not None or summary.get("best_val_accuracy") is not None
 
 
 def keras_file_problem(path: Path) -> str | None:

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 from datetime import datetime, timezone
@@ -166,16 +167,28 @@ anything else is squeezed into one of them. Photos are resized to 32x32 before c
 
 
 def _relative(text: str) -> str:
-    """`text` with this checkout's parent folder written as `..`: a model card names no machine paths."""
-    return text.replace(str(PROJECT_ROOT.parent), "..")
+    """`text` with the paths inside this checkout's parent folder written from the checkout (`../shared/...`): a
+    model card names no machine paths. A path is inside only by whole folder names: with the checkout in /tmp/ab,
+    /tmp/abc/data is left as it is (plain string replacement once wrote it `..c/data`)."""
+    parent = str(PROJECT_ROOT.parent).rstrip(os.sep) or os.sep
+    if parent == os.sep:  # a checkout at the top of the file system: every path is "inside"; keep them as they are
+        return text
+    # Where the parent's path starts a path (not within a longer name) and ends at a folder boundary.
+    boundary = re.compile(rf"(?<![\w.~/-]){re.escape(parent)}(?=/|$|[\s'\"`,;:)\]])")
+    return boundary.sub("..", text)
 
 
 def _shown_path(path: Path) -> str:
-    """`path` as a command in the model card names it: relative to the project when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return _relative(str(path))
+    """`path` as a command in the model card names it: relative to the project when inside it, from the checkout
+    (`../x`) when inside its parent folder, else as it is."""
+    resolved = Path(path).resolve()
+    for base, prefix in ((PROJECT_ROOT, None), (PROJECT_ROOT.parent, "..")):
+        try:
+            inside = resolved.relative_to(base)  # by whole folder names, never by string prefix
+        except ValueError:
+            continue
+        return str(Path(prefix, inside)) if prefix else str(inside)
+    return str(resolved)
 
 
 def _accuracy_line(cfg: dict, summary: dict, interp: Interpretation) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from cifar_core.base.paths import default_model_dir
@@ -129,9 +130,12 @@ def measure(config: TrainConfig, splits: Splits, stage: Callable[..., None], log
     best = max(trials, key=lambda t: t["val_accuracy"])  # the first of equals: candidates are cheapest first
     log.info("start chosen: %s (validation accuracy %s), trained in full next", best["candidate"],
              ", ".join(f"{t['candidate']} {t['val_accuracy']:.4f}" for t in trials))
+    ran = settings(config, best["changes"])  # what the run then trains: the pages describe the run by this, not the preset
     return {"chosen": best["candidate"], "changes": best["changes"], "trials": trials,
             "trial_images": len(x), "val_images": len(splits.x_val),
-            "rule": f"the most accurate on the validation split after {TRIAL_SHARE:.0%} of its epochs"}
+            "rule": f"the most accurate on the validation split after {TRIAL_SHARE:.0%} of its epochs",
+            "ran": {"start": best["candidate"], "epochs_head": ran.epochs_head, "epochs_finetune": ran.epochs_finetune,
+                    "weights": ran.weights}}
 
 
 def describe(choice: dict[str, Any]) -> str:
@@ -141,4 +145,17 @@ def describe(choice: dict[str, Any]) -> str:
         return "start measured, but its record is unreadable"
     trials = [t for t in choice.get("trials") or [] if isinstance(t, dict) and isinstance(t.get("val_accuracy"), (int, float))]
     scores = ", ".join(f"{t.get('candidate')} {t['val_accuracy']:.1%}" for t in trials)
-    return f"start measured on {choice.get('val_images', '?')} validation images: {scores or 'no readable trial'}; chose {choice.get('chosen')}"
+    return (f"start measured on {choice.get('val_images', '?')} validation images: {scores or 'no readable trial'}; "
+            f"chose {choice.get('chosen')}{_ran_text(choice)}")
+
+
+def _ran_text(choice: dict[str, Any]) -> str:
+    """': 30+0 epochs on the base of default' (the chosen start's epochs and base), from the record or, in a record
+    made before it held them, from the chosen changes; '' when neither says."""
+    ran = choice.get("ran") if isinstance(choice.get("ran"), dict) else choice.get("changes")
+    if not isinstance(ran, dict) or not all(isinstance(ran.get(k), int) for k in ("epochs_head", "epochs_finetune")):
+        return ""
+    weights = ran.get("weights")
+    base = ("" if weights is None else ", from random weights" if weights == "none"
+            else f" on the base of {Path(str(weights)).parent.name or weights}")
+    return f": {ran['epochs_head']}+{ran['epochs_finetune']} epochs (head + fine-tuning){base}"

@@ -1,5 +1,9 @@
-"""Image folders: <root>/{train,test}/<class>/*.{png,jpg,jpeg}; the class list is the sorted folder names, or
-in an imported dataset the class names its dataset.json records for its folders (census.class_folders)."""
+"""Image folders: <root>/{train,test}/<class>/*.{png,jpg,jpeg}.
+
+The class list is the folder names, or in an imported dataset the class names its dataset.json records for its
+folders (census.class_folders), in the dataset's own order when it gives one (census.in_order): the record's
+order, or a classes.txt in <root>; otherwise sorted.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core.base.errors import is_text
-from cifar_core.data.census import class_folders, folder_classes, in_order
+from cifar_core.data.census import CLASS_ORDER_FILE, DATASET_FILE, class_folders, folder_classes, in_order, listed_order
 from cifar_core.data.images import (SPLITS, DataError, ImageData, Progress, class_dirs, decode_all, empty_split, folder_files,
                                     image_count, require_nonempty, skipped_paths)
 from cifar_core.data.layouts.base import Layout
@@ -26,14 +30,17 @@ class Folders(Layout):
 
     def classes(self, folder: Path) -> tuple[str, ...]:
         mapping, _ = class_folders(folder)
-        return tuple(in_order((mapping.get(d.name, d.name) for d in _class_dirs(folder / "train")), mapping))
+        return tuple(in_order((mapping.get(d.name, d.name) for d in _class_dirs(folder / "train")), mapping,
+                              listed_order(folder)))
 
     def counts(self, folder: Path) -> dict[str, int]:
         return {split: sum(image_count(d) for d in _class_dirs(folder / split)) for split in SPLITS}
 
     def source_files(self, folder: Path) -> list[Path]:
-        # Sorting names, not Path objects: Path comparisons dominate a cached load of 60,000 files.
-        return [d / name for split in SPLITS for d in _class_dirs(folder / split) for name in sorted(os.listdir(d))]
+        # Sorting names, not Path objects: Path comparisons dominate a cached load of 60,000 files. The files that
+        # give the class order are sources too: a changed order is a new cache entry, with its labels in that order.
+        order = [folder / name for name in (CLASS_ORDER_FILE, DATASET_FILE) if (folder / name).is_file()]
+        return order + [d / name for split in SPLITS for d in _class_dirs(folder / split) for name in sorted(os.listdir(d))]
 
     def files(self, folder: Path, data: ImageData, split: str) -> list[str]:
         bad = skipped_paths(data)
