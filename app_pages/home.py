@@ -59,7 +59,8 @@ else:
     st.caption(model_caption(model) + f" · learned {plain(model.dataset_name)} · classes: {', '.join(map(plain, classes))}")
     if not model.matches:  # picked on purpose: its accuracy was measured on its own dataset's test images
         st.warning(plain(f"This model learned {model.dataset_name}, not the active dataset "
-                         f"{state.active_dataset().name}: its test accuracy is on {model.dataset_name}'s test images."),
+                         f"{state.active_dataset().name}: its test accuracy was measured on the test images of "
+                         f"{model.dataset_name}."),
                    icon=":material/dataset:")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "

@@ -151,7 +151,7 @@ def mismatch(model: ModelChoice, dataset: DatasetRecord) -> str:
     """In words: the model learned another dataset than the active one, so it cannot score its images."""
     missing = [c for c in model.class_names if c not in dataset.class_names]
     shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-    return (f"The {model.label} learned {model.dataset_name}; the active dataset is {dataset.name}, which has no "
+    return (f"The {model.name} learned {model.dataset_name}; the active dataset is {dataset.name}, which has no "
             f"{shown} images, so this model cannot be checked on its test images.")
 
 

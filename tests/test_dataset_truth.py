@@ -9,6 +9,7 @@ finished run leaves them.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -313,3 +314,107 @@ def test_the_shipped_model_evaluates_and_calibrates_on_the_folder_given_from_any
 
     assert main(["evaluate", "--model", str(model), "--data-dir", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the pages
+
+
+@pytest.fixture
+def two_datasets(tmp_path, monkeypatch, shipped, cifar_copy, isolated_artifacts):
+    """CIFAR-10 (a synthetic copy) in CIFAR10_DIR with the shipped model, and an imported "digits" dataset with
+    one planted run: {"store", "digits": run}."""
+    imported = write_classes(isolated_artifacts / "datasets" / "digits", DIGITS)
+    store = RunStore(isolated_artifacts)
+    run = plant_run(store, imported, 0.994)
+    monkeypatch.setenv("CIFAR10_DIR", str(cifar_copy))
+    return {"store": store, "digits": run}
+
+
+def open_app(page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at) -> str:
+    """What the page says in its messages, captions and text, Markdown escapes resolved (what a reader sees)."""
+    said = " ".join(e.value for kind in ("warning", "info", "error", "caption", "markdown") for e in at.get(kind))
+    return re.sub(r"\\(.)", r"\1", said)
+
+
+def test_the_sidebar_labels_each_model_with_its_dataset_and_the_model_follows_the_dataset(two_datasets):
+    digits = two_datasets["digits"].id
+    at = open_app()
+    picker = at.sidebar.selectbox(key="model_pick")
+    assert picker.value == "default"  # the digits run is more accurate, but learned another dataset
+    assert picker.options == ["88.8% · shipped default model · cifar10", f"99.4% · run {digits} · digits"]
+
+    picker.select(digits).run()  # a model of another dataset: said, with a way to switch the dataset too
+    assert "This model learned digits, not the active dataset cifar10" in texts(at)
+    at.sidebar.button(key="switch_data_sidebar").click().run()
+    assert at.sidebar.selectbox(key="data_pick").value == "digits" and at.sidebar.selectbox(key="model_pick").value == digits
+    assert at.query_params["data"] == "digits" and at.query_params["model"] == digits
+    assert "not the active dataset" not in texts(at)
+
+    at.sidebar.selectbox(key="data_pick").select("default").run()  # the model moves along to CIFAR-10's default
+    assert at.sidebar.selectbox(key="model_pick").value == "default"
+    assert not at.exception
+
+
+@pytest.mark.parametrize("page", ["app_pages/predictions.py", "app_pages/error_analysis.py"])
+def test_a_model_of_other_classes_is_said_in_words_with_the_ways_out(two_datasets, page):
+    digits = two_datasets["digits"].id
+    at = open_app()
+    at.sidebar.selectbox(key="model_pick").select(digits).run()
+    at.switch_page(page).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    said = texts(at.main)
+    assert f"run {digits} learned digits; the active dataset is cifar10, which has no 0, 1, 2, 3, 4 and 5 more images" in said
+    assert at.main.button(key="switch_data_page").label == "Switch the dataset to digits"
+    at.main.button(key="switch_model_page").click().run()  # or CIFAR-10's default model
+    assert at.sidebar.selectbox(key="model_pick").value == "default"
+
+
+def test_a_dataset_no_model_fits_says_so_and_points_to_train(two_datasets, isolated_artifacts):
+    write_classes(isolated_artifacts / "datasets" / "flowers", ("daisy", "rose", "tulip"))
+    at = open_app()
+    at.sidebar.selectbox(key="data_pick").select("flowers").run()
+    assert at.sidebar.selectbox(key="model_pick").value is None
+    assert "No usable model fits the dataset flowers (3 classes) yet" in texts(at.sidebar)
+    for page in ("app_pages/classify.py", "app_pages/home.py"):
+        at.switch_page(page).run()
+        assert not at.exception and "No usable model fits the dataset flowers (3 classes) yet" in texts(at.main), page
+
+
+def test_the_runs_table_has_a_dataset_column_and_compares_one_dataset_at_a_time(two_datasets, cifar_copy):
+    store = two_datasets["store"]
+    cifar_run = plant_run(store, cifar_copy, 0.6)
+    for run in (cifar_run, two_datasets["digits"]):
+        store.log_metrics(run.id, "epoch", "finetune", 1, 1, {"val_accuracy": 0.5, "accuracy": 0.5, "loss": 1.0})
+    at = open_app("app_pages/runs.py")
+    table = at.dataframe[0].value
+    assert table.loc[two_datasets["digits"].id, "dataset"] == "digits" and table.loc[cifar_run.id, "dataset"] == "cifar10"
+    assert table.loc["shipped model", "dataset"] == "cifar10"
+    assert "compare accuracies only between rows of the same dataset" in texts(at)
+    dataset = at.main.selectbox[0]
+    assert dataset.label == "Dataset" and dataset.options == ["cifar10", "digits"]
+    assert at.multiselect[0].options == [cifar_run.id, "shipped model"]
+    assert "Only the runs that learned cifar10 are listed" in texts(at)
+    dataset.select_index(1).run()
+    assert at.multiselect[0].options == [two_datasets["digits"].id]
+
+
+def test_use_this_model_makes_the_latest_run_and_its_dataset_active(two_datasets):
+    digits = two_datasets["digits"].id
+    at = open_app("app_pages/train.py")
+    assert at.sidebar.selectbox(key="model_pick").value == "default"
+    use = at.main.button(key="use_latest")
+    assert use.label == "Use this model"
+    use.click().run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="data_pick").value == "digits" and at.sidebar.selectbox(key="model_pick").value == digits
+    assert "This run is the active model, on the dataset it learned." in texts(at.main)

@@ -73,10 +73,15 @@ class ModelChoice:
         return self.fit is None or self.fit in MATCHES
 
     @property
+    def name(self) -> str:
+        """The label without its accuracy ("run 20261207-…", "shipped default model"): how a sentence names it."""
+        return self.label.removesuffix(_accuracy_suffix(self.accuracy))
+
+    @property
     def picker_label(self) -> str:
         """The label with the test accuracy first and the dataset it fits last ("88.8% · shipped default model ·
         cifar10"): a narrow picker cuts the end of a long label, and the accuracy is what tells the models apart."""
-        label = self.label.removesuffix(_accuracy_suffix(self.accuracy))
+        label = self.name
         if isinstance(self.accuracy, (int, float)):
             label = f"{self.accuracy:.1%} · {label}"
         return f"{label} · {self.dataset_name}"
