@@ -87,7 +87,12 @@ datasets = {keys[name].folder: keys[name].name for name in dict.fromkeys(with_cu
 if len(set(datasets.values())) < len(datasets):  # two datasets of one name (folders of the same name): told apart
     datasets = {d: f"{name} ({d.removeprefix('sha256:')[:8] if d else 'download'})" for d, name in datasets.items()}
 if len(datasets) > 1:
+    # First the active dataset's runs (those that learned it or a copy of it), when there are any.
+    active = state.active_dataset()
+    fitting = [name for name in with_curves + names
+               if records.get(name) and identity.fit(records[name], active) in (identity.SAME, identity.COPY)]
     shown = st.selectbox("Dataset", list(datasets), format_func=lambda d: datasets[d],
+                         index=list(datasets).index(keys[fitting[0]].folder) if fitting else 0,
                          help="runs of one dataset at a time: accuracies on different test sets do not compare")
     st.caption(f"Only the runs that learned {plain(datasets[shown])} are listed: accuracies on another dataset's test "
                "images do not compare with these.")

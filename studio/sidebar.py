@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cifar_core.data import locate
+from cifar_core.data import identity, locate
 from cifar_core.data.identity import DatasetRecord
 from cifar_core.data.loader import describe_source
 from cifar_core.runs import model_choice
@@ -22,6 +22,9 @@ from studio.state import (ACTIVE_DATA, ACTIVE_MODEL, ACTIVE_RECORD, DATA_PARAM, 
                           data_label, dataset_options, store)
 from studio.text import plain
 
+# How the active model fits the active dataset, in the caption under the picker.
+FITS = {identity.SAME: ", the active dataset", identity.COPY: ", a copy of the active dataset (the same classes in "
+        "the same order)", identity.PART: f", {identity.PART} of the active dataset"}
 PICKED_ON = "model_picked_on"  # the dataset key that was active when the model pick was last shown
 
 
@@ -94,6 +97,7 @@ def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: s
     if key != (default.key if default else None) or MODEL_PARAM in st.query_params:
         st.query_params[MODEL_PARAM] = key
     choice = choices[keys.index(key)]
+    st.caption(plain(f"{choice.name} · learned {choice.dataset_name}" + FITS.get(choice.fit, "")))
     if not choice.matches:
         st.warning(plain(f"This model learned {choice.dataset_name}, not the active dataset {record.name}."),
                    icon=":material/dataset:")

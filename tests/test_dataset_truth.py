@@ -193,8 +193,8 @@ def test_the_default_is_the_best_model_for_the_active_dataset(tmp_path, shipped,
     assert [c.key for c in choices] == ["default", worse.id, subset.id, digit_run.id]
     assert [c.fit for c in choices] == [SAME, SAME, PART, OTHER]
     assert model_choice.default_choice(choices).key == "default"
-    assert choices[0].picker_label == "88.8% · shipped default model · cifar10"
-    assert choices[-1].picker_label == f"99.4% · run {digit_run.id} · digits"
+    assert choices[0].picker_label == "88.8% · cifar10 · shipped default model"
+    assert choices[-1].picker_label == f"99.4% · digits · run {digit_run.id}"
 
     better = plant_run(store, cifar_copy, 0.95)
     assert model_choice.default_choice(model_choice.model_choices(store, cifar)).key == better.id
@@ -240,7 +240,7 @@ def test_a_damaged_record_lists_the_model_as_damaged_and_never_crashes(tmp_path,
     assert [c.key for c in choices] == ["default", run.id]
     damaged = choices[1]
     assert damaged.dataset is None and "not valid JSON" in damaged.dataset_problem and not damaged.default_ok
-    assert damaged.picker_label.endswith("· dataset record damaged")
+    assert damaged.picker_label.startswith("99.0% · dataset record damaged · run")
 
 
 def test_a_folder_that_holds_no_dataset_fits_no_model(tmp_path, shipped):
@@ -351,7 +351,7 @@ def test_the_sidebar_labels_each_model_with_its_dataset_and_the_model_follows_th
     at = open_app()
     picker = at.sidebar.selectbox(key="model_pick")
     assert picker.value == "default"  # the digits run is more accurate, but learned another dataset
-    assert picker.options == ["88.8% · shipped default model · cifar10", f"99.4% · run {digits} · digits"]
+    assert picker.options == ["88.8% · cifar10 · shipped default model", f"99.4% · digits · run {digits}"]
 
     picker.select(digits).run()  # a model of another dataset: said, with a way to switch the dataset too
     assert "This model learned digits, not the active dataset cifar10" in texts(at)

@@ -79,12 +79,11 @@ class ModelChoice:
 
     @property
     def picker_label(self) -> str:
-        """The label with the test accuracy first and the dataset it fits last ("88.8% · shipped default model ·
-        cifar10"): a narrow picker cuts the end of a long label, and the accuracy is what tells the models apart."""
-        label = self.name
-        if isinstance(self.accuracy, (int, float)):
-            label = f"{self.accuracy:.1%} · {label}"
-        return f"{label} · {self.dataset_name}"
+        """The test accuracy, the dataset it learned and its name ("88.8% · cifar10 · shipped default model"): a
+        narrow picker cuts the end of a long label (a run's id), and the accuracy and its dataset (on whose test
+        images it was measured) are what tell the models apart."""
+        accuracy = f"{self.accuracy:.1%} · " if isinstance(self.accuracy, (int, float)) else ""
+        return f"{accuracy}{self.dataset_name} · {self.name}"
 
 
 def _accuracy_suffix(accuracy: Any) -> str:
