@@ -83,21 +83,19 @@ if shipped is not None:
 with_curves = [r.id for r in runs if r.summary.get("best_val_accuracy") is not None] + ([outcome.SHIPPED] if shipped else [])
 names = table.index.tolist()
 # One dataset at a time: curves and accuracies measured on different test sets are never drawn as one comparison.
-datasets = {keys[name].folder: keys[name].name for name in dict.fromkeys(with_curves + names)}
-if len(set(datasets.values())) < len(datasets):  # two datasets of one name (folders of the same name): told apart
-    datasets = {d: f"{name} ({d.removeprefix('sha256:')[:8] if d else 'download'})" for d, name in datasets.items()}
-if len(datasets) > 1:
+groups = comparable.datasets(keys, list(dict.fromkeys(with_curves + names)))
+if len(groups) > 1:
+    labels = [g.name if [h.name for h in groups].count(g.name) == 1 else f"{g.name} ({i + 1})" for i, g in enumerate(groups)]
     # First the active dataset's runs (those that learned it or a copy of it), when there are any.
     active = state.active_dataset()
     fitting = [name for name in with_curves + names
                if records.get(name) and identity.fit(records[name], active) in (identity.SAME, identity.COPY)]
-    shown = st.selectbox("Dataset", list(datasets), format_func=lambda d: datasets[d],
-                         index=list(datasets).index(keys[fitting[0]].folder) if fitting else 0,
+    shown = st.selectbox("Dataset", range(len(groups)), format_func=lambda i: labels[i],
+                         index=next((i for i, g in enumerate(groups) if fitting and g.same_dataset(keys[fitting[0]])), 0),
                          help="runs of one dataset at a time: accuracies on different test sets do not compare")
-    st.caption(f"Only the runs that learned {plain(datasets[shown])} are listed: accuracies on another dataset's test "
+    st.caption(f"Only the runs that learned {plain(labels[shown])} are listed: accuracies on another dataset's test "
                "images do not compare with these.")
-    anchor = next(name for name in with_curves + names if keys[name].folder == shown)
-    names = comparable.same_dataset(keys, anchor)
+    names = comparable.same_dataset(keys, groups[shown])
     with_curves = [name for name in with_curves if name in names]
 same = [name for name in comparable.same_data(keys, (with_curves or names)[0]) if name in with_curves]
 default = same[:2] + [name for name in same[2:] if name == outcome.SHIPPED]

@@ -111,6 +111,20 @@ def test_the_fingerprint_follows_the_files_not_the_folder(tmp_path, cifar_copy):
     assert identity.fingerprint(moved) not in (first, changed)
 
 
+def test_the_folder_signature_changes_when_an_image_is_added_or_removed(cifar_copy):
+    import os
+
+    cat = cifar_copy / "train" / "cat"
+    os.utime(cat, ns=(1, 1))  # written long ago: the folder's time now surely changes when an image is added
+    before = identity.folder_signature(str(cifar_copy))
+    shutil.copy(next((cifar_copy / "train" / "dog").glob("*.png")), cat / "new.png")
+    assert identity.folder_signature(str(cifar_copy)) != before
+    os.utime(cat, ns=(1, 1))
+    (cat / "new.png").unlink()
+    assert identity.folder_signature(str(cifar_copy)) != before
+    assert identity.folder_signature(None) == () and identity.folder_signature("/no/such/folder")[-1] == "unreadable"
+
+
 def test_a_record_round_trips_and_names_the_dataset_by_its_folder(tmp_path, cifar_copy):
     record = identity.record_for(str(cifar_copy) + "/", CLASS_NAMES[:3])
     assert record.name == "cifar10" and record.class_names == CLASS_NAMES[:3]
@@ -261,7 +275,9 @@ def test_not_comparable_names_the_dataset_never_a_missing_folder(tmp_path, cifar
     assert "nowhere" not in sentence and "every class of cifar10" in sentence
     record = identity.record_for(str(cifar_copy), CLASS_NAMES)
     # By fingerprint, a run whose folder moved is on the same dataset as one that names the folder where it is.
-    assert comparable.data_key(gone, record).folder == comparable.data_key({"data_dir": str(cifar_copy)}, record).folder
+    assert comparable.data_key(gone, record) == comparable.data_key({"data_dir": str(cifar_copy)}, record)
+    # A model from before records (no fingerprint) on the same folder as a run with one: the same dataset.
+    assert comparable.data_key({"data_dir": str(cifar_copy)}) == comparable.data_key({"data_dir": str(cifar_copy)}, record)
 
 
 # ---------------------------------------------------------------- the CLI

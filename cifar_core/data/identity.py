@@ -163,15 +163,20 @@ def folder_signature(data_dir: str | None) -> tuple:
         return ()
     out = []
     try:
-        top = Path(data_dir)
-        out.append(("", top.stat().st_mtime_ns))
-        for child in sorted(p for p in top.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        out.append(("", os.stat(data_dir).st_mtime_ns))
+        for child in _subfolders(data_dir):
             out.append((child.name, child.stat().st_mtime_ns))
-            out.extend((f"{child.name}/{g.name}", g.stat().st_mtime_ns)
-                       for g in sorted(child.iterdir()) if g.is_dir() and not g.name.startswith("."))
+            out.extend((f"{child.name}/{g.name}", g.stat().st_mtime_ns) for g in _subfolders(child.path))
     except OSError:
         return (str(data_dir), "unreadable")
     return (str(data_dir), *out)
+
+
+def _subfolders(path: str) -> list[os.DirEntry]:
+    # DirEntry.is_dir reads the listing's file type: no stat per file, even in a flat folder of 50,000 images.
+    with os.scandir(path) as entries:
+        return sorted((e for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)),
+                      key=lambda e: e.name)
 
 
 def _files(folder: Path) -> list[tuple[str, int, int]]:

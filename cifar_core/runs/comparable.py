@@ -9,7 +9,6 @@ name it by its name, never by a folder that may not exist on this machine.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,28 @@ from cifar_core.data.identity import DatasetRecord
 KERAS_DOWNLOAD = identity.KERAS_NAME
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DataKey:
-    """What a run learned from: its dataset (the fingerprint, else the resolved data folder; None for Keras'
-    download) and its classes (sorted, case-folded; None for every class of the dataset). `name` is how a
-    sentence names the dataset; it takes no part in comparisons."""
+    """What a run learned from: its dataset (the fingerprint its record holds, and the resolved data folder its
+    settings name; None for Keras' download) and its classes (sorted, case-folded; None for every class of the
+    dataset). `name` is how a sentence names the dataset."""
 
+    fingerprint: str | None
     folder: str | None
     classes: tuple[str, ...] | None
-    name: str = dataclasses.field(default=KERAS_DOWNLOAD, compare=False)
+    name: str = KERAS_DOWNLOAD
+
+    def same_dataset(self, other: "DataKey") -> bool:
+        """The same files when both fingerprints are known (wherever the folders are), else the same folder."""
+        if self.fingerprint and other.fingerprint:
+            return self.fingerprint == other.fingerprint
+        return self.folder == other.folder
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataKey) and self.classes == other.classes and self.same_dataset(other)
+
+    def __hash__(self) -> int:  # equal keys have equal classes
+        return hash(self.classes)
 
     def describe(self) -> str:
         classes = "every class" if self.classes is None else f"{len(self.classes)} classes ({', '.join(self.classes)})"
@@ -39,10 +51,18 @@ def data_key(config: dict[str, Any], record: DatasetRecord | None = None) -> Dat
     """The DataKey of a run's (or a model folder's) settings and, when known, its dataset record."""
     folder = identity.stored_folder(config.get("data_dir")) or locate.data_dir(config.get("data_dir"))
     classes = config.get("classes")
-    dataset = (record.fingerprint if record is not None and record.fingerprint
-               else str(Path(folder).resolve()) if folder else None)
-    name = record.name if record is not None else identity.dataset_name(folder)
-    return DataKey(dataset, tuple(sorted(c.casefold() for c in classes)) if classes else None, name)
+    return DataKey(record.fingerprint if record is not None else None, str(Path(folder).resolve()) if folder else None,
+                   tuple(sorted(c.casefold() for c in classes)) if classes else None,
+                   record.name if record is not None else identity.dataset_name(folder))
+
+
+def datasets(keys: dict[str, DataKey], names: list[str]) -> list[DataKey]:
+    """One key for each dataset the runs `names` learned, in the order of `names` (its first run's key)."""
+    found: list[DataKey] = []
+    for name in names:
+        if not any(key.same_dataset(keys[name]) for key in found):
+            found.append(keys[name])
+    return found
 
 
 def same_data(keys: dict[str, DataKey], anchor: str) -> list[str]:
@@ -50,9 +70,9 @@ def same_data(keys: dict[str, DataKey], anchor: str) -> list[str]:
     return [name for name, key in keys.items() if key == keys[anchor]]
 
 
-def same_dataset(keys: dict[str, DataKey], anchor: str) -> list[str]:
+def same_dataset(keys: dict[str, DataKey], anchor: DataKey) -> list[str]:
     """The names in `keys` (in its order) that learned the dataset of `anchor`, whatever their classes."""
-    return [name for name, key in keys.items() if key.folder == keys[anchor].folder]
+    return [name for name, key in keys.items() if key.same_dataset(anchor)]
 
 
 def not_comparable(keys: dict[str, DataKey], selected: list[str]) -> str | None:
