@@ -434,3 +434,27 @@ def test_use_this_model_makes_the_latest_run_and_its_dataset_active(two_datasets
     assert not at.exception
     assert at.sidebar.selectbox(key="data_pick").value == "digits" and at.sidebar.selectbox(key="model_pick").value == digits
     assert "This run is the active model, on the dataset it learned." in texts(at.main)
+
+
+def test_without_model_the_commands_use_the_default_for_their_data(tmp_path, monkeypatch, capsys, cifar_copy, digits,
+                                                                  isolated_artifacts):
+    """Problem 1: a more accurate digits run is never the default for CIFAR-10 data; the digits are given, it is."""
+    from cifar_core.cli.main import main
+
+    monkeypatch.setenv("CIFAR_DEFAULT_MODEL_DIR", str(SHIPPED))
+    run = plant_run(RunStore(isolated_artifacts), digits, 0.994, real_model=True)
+    monkeypatch.setenv("CIFAR10_DIR", str(cifar_copy))
+    assert main(["evaluate", "--no-tta"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["model"] == str(SHIPPED / "model.keras") and report["dataset"]["name"] == "cifar10"
+    assert report["n"] == 20 and report["class_names"] == list(CLASS_NAMES)
+
+    image = next((digits / "test" / "7").glob("*.png"))
+    assert main(["predict", "--data-dir", str(digits), str(image)]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["model"] == str(run.model_path)
+    assert main(["predict", str(image)]) == 0  # CIFAR10_DIR's default: the shipped model
+    assert json.loads(capsys.readouterr().out.strip())["model"] == str(SHIPPED / "model.keras")
+
+    flowers = write_classes(tmp_path / "flowers", ("daisy", "rose"))
+    assert main(["predict", "--data-dir", str(flowers), str(image)]) == 2
+    assert "No usable model fits the dataset flowers (2 classes)" in capsys.readouterr().err
