@@ -21,7 +21,8 @@ from PIL import Image
 from cifar_core.cli import main as cli
 from cifar_core.cli.train import config_from_args
 from cifar_core.config import ConfigError, TrainConfig
-from cifar_core.predict.inference import Classifier, webp_canvas_size
+from cifar_core.data.image_limits import webp_canvas_size
+from cifar_core.predict.inference import Classifier
 from cifar_core.model.vgg import ModelLoadError, build_model, load_model
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from cifar_core.data.classes import CLASS_NAMES
-from cifar_core.predict.inference import Classifier, ImageError, load_image
+from cifar_core.data.image_limits import ImageError
+from cifar_core.predict.inference import Classifier, load_image
 
 
 def encode(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:

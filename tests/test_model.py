@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from cifar_core.config import TrainConfig
+from cifar_core.model.start_weights import IMAGENET_NOTOP_FILE
 from cifar_core.model.vgg import (
-    IMAGENET_NOTOP_FILE, ModelLoadError, WeightsError, build_base, build_head, build_model, load_model, set_freeze,
+    ModelLoadError, WeightsError, build_base, build_head, build_model, load_model, set_freeze,
 )
 
 
