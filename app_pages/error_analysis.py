@@ -22,7 +22,7 @@ DETAIL = "error_detail"  # the session key of the image whose details are open
 
 st.title("Error analysis")
 
-model = state.require_model()
+model = state.require_model(fits_data=True)
 
 # With the test images at hand everything works; without them, the saved predictions
 # still give the matrix and the scores, only the galleries are missing.

@@ -54,7 +54,12 @@ if not state.data_available():
         st.page_link("app_pages/classify.py", label="Classify images", icon=":material/image_search:")
 elif model is None:
     st.subheader("Next: train a model")
-    st.info("The data is ready but there is no trained model yet.", icon=":material/model_training:")
+    if st.session_state.get(state.MODEL_COUNT):  # models exist, but none learned this dataset or a copy of it
+        st.info(f"No usable model fits the dataset {plain(state.active_dataset().describe())} yet: train one, or pick a "
+                "model of another dataset in the sidebar (each is labelled with the dataset it learned).",
+                icon=":material/model_training:")
+    else:
+        st.info("The data is ready but there is no trained model yet.", icon=":material/model_training:")
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
 else:
     st.subheader("Active model")
@@ -68,7 +73,7 @@ else:
     tested = outcome.test_image_count(model.folder, summary)
     c1, c2, c3 = st.columns(3)
     c1.metric("Test accuracy", f"{model.accuracy:.1%}" if model.accuracy is not None else "–",
-              help=f"on the test images of its {len(classes)} classes"
+              help=f"on the test images of its {len(classes)} classes of {plain(model.dataset_name)}"
                    + (", with test-time augmentation" if ran.get("tta") else "")
                    + (f"; {interval_text(model.accuracy, tested)}" if interval_text(model.accuracy, tested) else ""))
     width = ran.get("width", 1.0)
@@ -80,7 +85,12 @@ else:
     c3.metric("Starting weights", value, help=about)
     if text := interval_text(model.accuracy, tested):
         st.caption(f"Test accuracy {model.accuracy:.1%}: {text}.")
-    st.caption(model_caption(model) + f" · classes: {', '.join(map(plain, classes))}")
+    st.caption(model_caption(model) + f" · learned {plain(model.dataset_name)} · classes: {', '.join(map(plain, classes))}")
+    if not model.matches:  # picked on purpose: its accuracy was measured on its own dataset's test images
+        st.warning(plain(f"This model learned {model.dataset_name}, not the active dataset "
+                         f"{state.active_dataset().name}: its test accuracy was measured on the test images of "
+                         f"{model.dataset_name}."),
+                   icon=":material/dataset:")
     if model.run_id is None:
         st.info("The shipped model is a half-width VGG16-BN **trained from scratch** on CIFAR-10 on this project's "
                 "2-core CPU machine: no ImageNet weights could be downloaded there, so it is not ImageNet transfer "

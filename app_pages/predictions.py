@@ -8,7 +8,7 @@ from cifar_core.predict import split_predictions
 
 st.title("Predictions")
 
-model = state.require_model()
+model = state.require_model(fits_data=True)
 
 images = loading.test_set(state.active_data_dir(model), model.class_names)
 if images is None:

@@ -6,6 +6,8 @@ import streamlit as st
 
 from studio import loading, state
 from studio.text import percent_column, plain
+from cifar_core.data import identity
+from cifar_core.data.identity import DatasetRecord
 from cifar_core.runs import comparable
 from cifar_core.ship import export
 from cifar_core.runs import launcher
@@ -29,14 +31,29 @@ if not runs:
     if shipped is None:
         st.stop()
 
+
+def dataset_record(run) -> DatasetRecord | None:
+    """The dataset a run learned from (None when its record is damaged or its folder gone: its row says so)."""
+    try:
+        return identity.read_record(run.dir, run.config) if run.dir is not None else None
+    except identity.RecordError:
+        return None
+
+
+records = {r.id: dataset_record(r) for r in runs}
 rows = [outcome.run_row(r) for r in runs]
 if shipped is not None:
+    records[outcome.SHIPPED] = shipped.dataset
     rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store), shipped.folder))
 table = pd.DataFrame(rows).set_index("run")
+# Which test set each accuracy was measured on: the dataset a run learned from, right after its status.
+table.insert(1, "dataset", [records[name].name if records.get(name) else None for name in table.index])
 # Rows tall enough for the settings and a problem to wrap (Streamlit wraps text only in rows taller
 # than 4rem), and columns narrow enough to fit beside the sidebar at 1400 px without scrolling.
 st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config={
     "status": st.column_config.TextColumn("status", width=90),
+    "dataset": st.column_config.TextColumn("dataset", width=90, help="the dataset the run learned from: its accuracies "
+                                           "are on that dataset's own images"),
     "val acc": percent_column("val acc", "validation accuracy of the model kept (the best epoch)", bar=False),
     "test acc": percent_column("test acc", "accuracy on the test images of the run's classes", bar=False),
     "test 95% interval": st.column_config.TextColumn("test 95%", width=95, help="the 95% interval (Wilson) of the test "
@@ -48,6 +65,9 @@ st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config=
     "problem": st.column_config.TextColumn("problem", width=200, help="why a run failed, is broken or did not learn; "
                                            "click a cell to read all of it"),
 })
+if table["dataset"].nunique() > 1:
+    st.caption("Each accuracy is measured on its own dataset's images: compare accuracies only between rows of the "
+               "same dataset.")
 broken = table[table["status"] == "broken"]
 if len(broken):
     st.warning(f"{len(broken)} run(s) are broken (their files are incomplete); see the problem column.", icon=":material/warning:")
@@ -58,17 +78,32 @@ def curves_of(name: str) -> pd.DataFrame:
 
 
 st.header("Compare curves", divider="gray")
-names = table.index.tolist()
-keys = {r.id: comparable.data_key(r.config) for r in runs}
+keys = {r.id: comparable.data_key(r.config, records[r.id]) for r in runs}
 if shipped is not None:
-    keys[outcome.SHIPPED] = comparable.data_key(shipped.config)
+    keys[outcome.SHIPPED] = comparable.data_key(shipped.config, shipped.dataset)
 # By default the newest run with curves (an epoch ended: it has a best validation accuracy), the next one
 # on the same data and classes, and the shipped model if it is on them too.
 with_curves = [r.id for r in runs if r.summary.get("best_val_accuracy") is not None] + ([outcome.SHIPPED] if shipped else [])
+names = table.index.tolist()
+# One dataset at a time: curves and accuracies measured on different test sets are never drawn as one comparison.
+groups = comparable.datasets(keys, list(dict.fromkeys(with_curves + names)))
+if len(groups) > 1:
+    labels = [g.name if [h.name for h in groups].count(g.name) == 1 else f"{g.name} ({i + 1})" for i, g in enumerate(groups)]
+    # First the active dataset's runs (those that learned it or a copy of it), when there are any.
+    active = state.active_dataset()
+    fitting = [name for name in with_curves + names
+               if records.get(name) and identity.fit(records[name], active) in (identity.SAME, identity.COPY)]
+    shown = st.selectbox("Dataset", range(len(groups)), format_func=lambda i: labels[i],
+                         index=next((i for i, g in enumerate(groups) if fitting and g.same_dataset(keys[fitting[0]])), 0),
+                         help="runs of one dataset at a time: accuracies on different test sets do not compare")
+    st.caption(f"Only the runs that learned {plain(labels[shown])} are listed: accuracies on another dataset's test "
+               "images do not compare with these.")
+    names = comparable.same_dataset(keys, groups[shown])
+    with_curves = [name for name in with_curves if name in names]
 same = [name for name in comparable.same_data(keys, (with_curves or names)[0]) if name in with_curves]
 default = same[:2] + [name for name in same[2:] if name == outcome.SHIPPED]
 ids = st.multiselect("Runs to overlay", names, default=default,
-                     help="by default the newest run and others trained on the same data folder and classes")
+                     help="by default the newest run and others trained on the same data and classes")
 if warning := comparable.not_comparable(keys, ids):
     st.warning(plain(warning), icon=":material/compare_arrows:")
 metric = st.segmented_control("Metric", ["val_accuracy", "accuracy", "val_loss", "loss"], default="val_accuracy", required=True)

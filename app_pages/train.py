@@ -5,6 +5,7 @@ import streamlit as st
 from studio import state
 from studio.text import plain
 from cifar_core.runs import launcher
+from cifar_core.runs import model_choice
 from cifar_core.runs import outcome
 from cifar_core.views import plots
 from cifar_core.runs import run_progress
@@ -93,6 +94,8 @@ def finished_view(run_id: str) -> None:
         st.success(f"Run {run.id} {run.status}" + (f": test accuracy {test_acc:.1%}" if test_acc is not None else "")
                    + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
     left, right = st.columns(2)
+    if run.status == "completed" and outcome.usable(run) and not not_learned:
+        use_model_button(run, left)
     if run.status in ("stopped", "failed") and (blocked := start_weights.missing_start_weights(run.config)):
         left.info(plain(blocked), icon=":material/block:")  # instead of a Resume that can only fail again
     elif run.status in ("stopped", "failed"):
@@ -107,6 +110,20 @@ def finished_view(run_id: str) -> None:
     epochs = store.metrics(run.id, "epoch")
     if not epochs.empty:
         st.plotly_chart(plots.curves_figure(epochs, "Per epoch"), key="done_epochs")
+
+
+def use_model_button(run: Run, where) -> None:
+    """"Use this model": the finished run and the dataset it learned become the active model and dataset."""
+    choice = model_choice.resolve_model(store, run.id)
+    data_key = state.dataset_key_for(choice)
+    active = state.active_model()
+    if active is not None and active.key == run.id and data_key == state.active_data_key():
+        where.caption("This run is the active model, on the dataset it learned.")
+    elif data_key is None:
+        where.caption(plain(f"The dataset this run learned ({choice.dataset_name}) is not here any more."))
+    elif where.button("Use this model", type="primary", icon=":material/check_circle:", key="use_latest",
+                      help=f"make run {run.id} the active model, and {state.data_label(data_key)} the active dataset"):
+        state.use_model(run.id, data_key)
 
 
 def resume(run_id: str) -> None:

@@ -1,6 +1,9 @@
 """The sidebar every page shows: the active dataset's picker and status, and the active-model picker.
 
-The picks are kept in the URL and the session (studio/state.py), where the pages read them.
+The picks are kept in the URL and the session (studio/state.py), where the pages read them. The model
+follows the dataset: by default it is the best usable model for the active dataset, each model is labelled
+with the dataset it fits, a model of another dataset offers to switch the dataset too, and switching the
+dataset moves the model along to that dataset's default (unless the picked model fits it).
 """
 
 from __future__ import annotations
@@ -9,12 +12,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from cifar_core.data import locate
+from cifar_core.data import identity, locate
+from cifar_core.data.identity import DatasetRecord
 from cifar_core.data.loader import describe_source
 from cifar_core.runs import model_choice
 from cifar_core.runs.model_choice import ModelChoice
-from studio.state import ACTIVE_DATA, ACTIVE_MODEL, DATA_PARAM, DEFAULT_DATA, MODEL_PARAM, data_label, dataset_options, store
+from studio import state
+from studio.state import (ACTIVE_DATA, ACTIVE_MODEL, ACTIVE_RECORD, DATA_PARAM, DEFAULT_DATA, MODEL_COUNT, MODEL_PARAM,
+                          data_label, dataset_options, store)
 from studio.text import plain
+
+# How the active model fits the active dataset, in the caption under the picker.
+FITS = {identity.SAME: ", the active dataset", identity.COPY: ", a copy of the active dataset (the same classes in "
+        "the same order)", identity.PART: f", {identity.PART} of the active dataset"}
+PICKED_ON = "model_picked_on"  # the dataset key that was active when the model pick was last shown
 
 
 def _model_picked() -> None:
@@ -24,7 +35,7 @@ def _model_picked() -> None:
 
 
 def sidebar() -> ModelChoice | None:
-    """Dataset status and the active-model picker; remembers the pick for the pages."""
+    """Dataset status and the active-model picker; remembers the picks for the pages."""
     with st.sidebar:
         st.subheader("Dataset")
         key, folder = _data_picker()
@@ -38,31 +49,60 @@ def sidebar() -> ModelChoice | None:
             st.warning("No CIFAR-10 data found." if key == DEFAULT_DATA else "No dataset found there.", icon=":material/warning:")
             with st.expander("How to get the data"):
                 st.text(status["message"])
+        record = st.session_state[ACTIVE_RECORD] = state.pick_record(key, folder, status["ok"])
 
         st.subheader("Active model")
-        choices = model_choice.model_choices(store())
+        choices = model_choice.model_choices(store(), record)
+        st.session_state[MODEL_COUNT] = len(choices)
         if not choices:
             st.info("No trained model yet: train one on the Train page.", icon=":material/model_training:")
             st.session_state[ACTIVE_MODEL] = None
             return None
-        keys = [c.key for c in choices]
-        # A pick that no longer exists (a deleted run) falls back to the default, the best model.
-        wanted = st.query_params.get(MODEL_PARAM) or st.session_state.get("model_pick")
-        st.session_state["model_pick"] = wanted if wanted in keys else keys[0]
-        key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
-                           format_func=lambda k: choices[keys.index(k)].picker_label, on_change=_model_picked,
-                           help="each with its test accuracy first; by default the model with the highest "
-                                "(runs that did not learn are never the default)")
-        if st.query_params.get(MODEL_PARAM) not in (None, *keys):
-            # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
-            shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
-            st.warning(f"Model {plain(shown)} not found; showing the {plain(choices[keys.index(key)].label)}.",
-                       icon=":material/link_off:")
-        if key != keys[0] or MODEL_PARAM in st.query_params:
-            st.query_params[MODEL_PARAM] = key
-        choice = choices[keys.index(key)]
+        choice = _model_picker(choices, record, key)
         st.session_state[ACTIVE_MODEL] = choice
         return choice
+
+
+def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: str) -> ModelChoice | None:
+    """The model picker: the URL's or the session's pick while it exists (and, after a dataset change, fits the
+    new dataset), else the default for the dataset; None, with a way to train one, when no model fits it."""
+    keys = [c.key for c in choices]
+    default = model_choice.default_choice(choices)
+    linked = st.query_params.get(MODEL_PARAM)
+    wanted = linked or st.session_state.get("model_pick")
+    picked = next((c for c in choices if c.key == wanted), None)
+    moved = st.session_state.get(PICKED_ON, data_key) != data_key
+    if picked is not None and moved and not picked.matches:
+        picked = None  # the dataset changed and the model does not fit it: the new dataset's default instead
+        st.query_params.pop(MODEL_PARAM, None)
+        linked = None
+    st.session_state[PICKED_ON] = data_key
+    st.session_state["model_pick"] = picked.key if picked else default.key if default else None
+    key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
+                       format_func=lambda k: choices[keys.index(k)].picker_label, on_change=_model_picked,
+                       placeholder=f"No model for {record.name} yet",
+                       help="each with its test accuracy and the dataset it learned; by default the most accurate one "
+                            "for the active dataset (runs that did not learn are never the default)")
+    if linked not in (None, *keys):
+        # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
+        shown = linked if len(linked) <= 40 else linked[:40] + "…"
+        now = f"the {choices[keys.index(key)].label}" if key else "no model"
+        st.warning(f"Model {plain(shown)} not found; showing {plain(now)}.", icon=":material/link_off:")
+    if key is None:
+        st.info(f"No usable model fits the dataset {plain(record.describe())} yet: train one, or pick a model of "
+                "another dataset above.", icon=":material/model_training:")
+        st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.query_params.pop(MODEL_PARAM, None)
+        return None
+    if key != (default.key if default else None) or MODEL_PARAM in st.query_params:
+        st.query_params[MODEL_PARAM] = key
+    choice = choices[keys.index(key)]
+    st.caption(plain(f"{choice.name} · learned {choice.dataset_name}" + FITS.get(choice.fit, "")))
+    if not choice.matches:
+        st.warning(plain(f"This model learned {choice.dataset_name}, not the active dataset {record.name}."),
+                   icon=":material/dataset:")
+        state.offer_switch(choice, record, key="sidebar")
+    return choice
 
 
 def _data_picked() -> None:
@@ -79,7 +119,8 @@ def _data_picker() -> tuple[str, str | None]:
     st.session_state["data_pick"] = wanted if wanted in options else DEFAULT_DATA
     key = st.selectbox("Data used by Train, Predictions and Error analysis", list(options), key="data_pick",
                        format_func=data_label, on_change=_data_picked,
-                       help="an imported dataset (Data page), a folder, or CIFAR-10 from CIFAR10_DIR")
+                       help="an imported dataset (Data page), a folder, or CIFAR-10 from CIFAR10_DIR; the model "
+                            "moves along to the new dataset's default unless it fits it")
     if wanted not in options:  # a mistyped or stale link (a deleted dataset)
         shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
         st.warning(f"Dataset {plain(shown)} not found; using the default.", icon=":material/link_off:")

@@ -1,20 +1,26 @@
-"""What the pages share through the session and the URL: the active model and dataset, the run store,
-and the Train form's values.
+"""What the pages share through the session and the URL: the active model and dataset (and the record of
+the dataset, which the model must fit), the run store, and the Train form's values.
 
 The sidebar (studio/sidebar.py) makes the picks; the pages read them here.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
+from cifar_core.base.paths import default_model_dir
 from cifar_core.config import TrainConfig
 from cifar_core.data import imported as datasets
 from cifar_core.data import locate
 from cifar_core.data.classes import ClassesError
+from cifar_core.data import identity
+from cifar_core.data.identity import DatasetRecord
 from cifar_core.data.loader import describe_source
 from cifar_core.predict import split_predictions
 from cifar_core.predict.calibration import CalibrationError
+from cifar_core.runs import model_choice
 from cifar_core.runs.model_choice import ModelChoice
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
@@ -22,6 +28,7 @@ from cifar_core.views import train_form
 from studio.text import model_caption, plain
 
 ACTIVE_MODEL = "active_model"
+MODEL_COUNT = "model_count"  # how many models the sidebar listed: "none fits this dataset" is not "none at all"
 # The pick is kept in the URL (?model=<run id>|default), so it survives reloads,
 # page changes and bookmarks, and a new browser session gets the best model.
 MODEL_PARAM = "model"
@@ -29,6 +36,7 @@ ACTIVE_DATA = "active_data"
 # The active dataset is kept in the URL the same way (?data=<imported dataset>|<folder>); without one, the default:
 # $CIFAR10_DIR, or for a model its own run's data folder while that exists (as before datasets could be picked).
 DATA_PARAM = "data"
+ACTIVE_RECORD = "active_record"  # the active dataset's DatasetRecord, as the sidebar found it this run
 DEFAULT_DATA = "default"
 
 
@@ -65,11 +73,43 @@ def set_active_data(key: str) -> None:
 
 def active_data_dir(choice: ModelChoice | None = None) -> str | None:
     """The active dataset's folder, the one every page reads images from: the sidebar's pick; with the default,
-    a model's own run's data folder while it exists (`choice`), else $CIFAR10_DIR."""
+    $CIFAR10_DIR, else (none set) a model's own data folder while it is on this machine (`choice`)."""
     key, folder = st.session_state.get(ACTIVE_DATA, (DEFAULT_DATA, None))
     if key != DEFAULT_DATA:
         return locate.resolve_data_dir(folder)
     return split_predictions.data_dir_for(choice) if choice is not None else TrainConfig().resolved_data_dir()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _dataset_record(folder: str | None, signature: tuple) -> DatasetRecord:
+    # `signature` (the folders' modification times) is the key: an image added or removed is a new dataset.
+    return model_choice.dataset_of(folder)
+
+
+def dataset_record(folder: str | None) -> DatasetRecord:
+    """The record of the dataset in `folder` (name, classes, fingerprint); without a folder, the shipped model's
+    dataset. The fingerprint is computed once per folder state (seconds for CIFAR-10, then cached)."""
+    if folder:
+        return _dataset_record(folder, identity.folder_signature(folder))
+    shipped = default_model_dir() / identity.RECORD_FILE
+    return _dataset_record(None, (str(shipped), shipped.stat().st_mtime_ns if shipped.is_file() else None))
+
+
+def pick_record(key: str, folder: str | None, available: bool) -> DatasetRecord:
+    """The record of the dataset picked as `key` (its `folder`, `available` when it holds a dataset). The default
+    (CIFAR10_DIR) without a dataset there is the shipped model's: CIFAR-10, which Classify can still use."""
+    if key == DEFAULT_DATA and not available:
+        return dataset_record(None)
+    return dataset_record(locate.resolve_data_dir(folder) if folder else None)
+
+
+def active_dataset() -> DatasetRecord:
+    """The record of the dataset picked in the sidebar (kept by it for this run): what the default model is for."""
+    record = st.session_state.get(ACTIVE_RECORD)
+    if record is None:
+        key, folder = st.session_state.get(ACTIVE_DATA, (DEFAULT_DATA, None))
+        record = pick_record(key, folder, bool(folder) and data_available(folder))
+    return record
 
 
 def active_model() -> ModelChoice | None:
@@ -77,21 +117,91 @@ def active_model() -> ModelChoice | None:
     return st.session_state.get(ACTIVE_MODEL)
 
 
-def require_model() -> ModelChoice:
-    """The active model, captioned; without one, say how to get one and stop the page."""
+def require_model(fits_data: bool = False) -> ModelChoice:
+    """The active model, captioned; without one, say how to get one and stop the page. With `fits_data` (a page
+    that scores the active dataset's test images), a model of other classes is a statement in words with the
+    ways out (switch the dataset to the model's, or the model to the dataset's default), and the page stops."""
     model = active_model()
     if model is None:
-        st.info("There is no trained model yet: train one on the Train page first.", icon=":material/model_training:")
+        if st.session_state.get(MODEL_COUNT):
+            st.info(f"No usable model fits the dataset {plain(active_dataset().describe())} yet: train one on the Train "
+                    "page, or pick a model of another dataset in the sidebar.", icon=":material/model_training:")
+        else:
+            st.info("There is no trained model yet: train one on the Train page first.", icon=":material/model_training:")
         st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
-    st.caption(model_caption(model))
+    st.caption(model_caption(model) + f" · learned {plain(model.dataset_name)}")
     try:
         _ = model.class_names  # read (and checked) here, so that a bad classes.json stops the page in words
         split_predictions.temperature(model)  # every probability shown uses it
-    except (CalibrationError, ClassesError) as err:
+        if model.dataset_problem:
+            raise identity.RecordError(model.dataset_problem)
+    except (CalibrationError, ClassesError, identity.RecordError) as err:
         st.error(plain(err), icon=":material/error:")
         st.stop()
+    dataset = active_dataset()
+    if fits_data and dataset.class_names and not identity.readable(model.class_names, dataset):
+        st.warning(plain(mismatch(model, dataset)), icon=":material/dataset:")
+        offer_switch(model, dataset, key="page")
+        st.stop()
     return model
+
+
+def mismatch(model: ModelChoice, dataset: DatasetRecord) -> str:
+    """In words: the model learned another dataset than the active one, so it cannot score its images."""
+    missing = [c for c in model.class_names if c not in dataset.class_names]
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return (f"The {model.name} learned {model.dataset_name}; the active dataset is {dataset.name}, which has no "
+            f"{shown} images, so this model cannot be checked on its test images.")
+
+
+def offer_switch(model: ModelChoice, dataset: DatasetRecord, key: str) -> None:
+    """Buttons out of a model that does not fit the active dataset: switch the dataset to the model's (when
+    that dataset is here), or the model to the active dataset's default (when it has one)."""
+    own = dataset_key_for(model)
+    if own is not None and st.button(f"Switch the dataset to {data_label(own)}", key=f"switch_data_{key}",
+                                     icon=":material/dataset:", help="the dataset this model learned from"):
+        use_model(model.key, own)
+    default = model_choice.default_choice(model_choice.model_choices(store(), dataset))
+    if default is not None and st.button(f"Use {dataset.name}'s default model", key=f"switch_model_{key}",
+                                         icon=":material/swap_horiz:", help=default.picker_label):
+        use_model(default.key, active_data_key())
+    if own is None and default is None:
+        st.caption(f"{model.dataset_name} is not among the datasets here (Data page), and no model fits {dataset.name} "
+                   "yet (Train page).")
+
+
+def use_model(model_key: str, data_key: str) -> None:
+    """Make a model and a dataset active together (the URL names both) and redraw the page."""
+    st.query_params[MODEL_PARAM] = model_key
+    st.query_params[DATA_PARAM] = data_key  # the sidebar reads the URL before its widgets' last values
+    st.rerun()
+
+
+def data_key_for(folder: str | None) -> str:
+    """The sidebar's key of the dataset in `folder`: an imported dataset's name, the default (CIFAR10_DIR), or the
+    folder itself; the default without a folder (Keras' download, or CIFAR10_DIR then)."""
+    if not folder:
+        return DEFAULT_DATA
+    target = Path(locate.resolve_data_dir(folder)).resolve()
+    for key, option in dataset_options().items():
+        if option and Path(option).resolve() == target:
+            return key
+    return str(target)
+
+
+def dataset_key_for(model: ModelChoice) -> str | None:
+    """The key of a dataset here that the model fits (the one it learned from, else a copy of it), or None."""
+    if model.dataset is None:
+        return None
+    candidates = dict(dataset_options())
+    if own := identity.stored_folder(model.config.get("data_dir")):
+        candidates.setdefault(data_key_for(own), own)
+    fits = {key: identity.fit(model.dataset, dataset_record(folder)) for key, folder in candidates.items() if folder}
+    for wanted in model_choice.MATCHES:
+        if found := next((key for key, how in fits.items() if how == wanted), None):
+            return found
+    return None
 
 
 def data_available(data_dir: str | None = None) -> bool:

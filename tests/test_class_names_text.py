@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifar_core.data import identity
 from cifar_core.views import plots
 from cifar_core.base.paths import FILE_PART_BYTES, file_part
 from tests.conftest import synthetic_images
@@ -46,6 +47,8 @@ def hostile_model(root: Path, names: list[str]) -> tuple[Path, Path, Path]:
     (shipped / "classes.json").write_text(json.dumps({"class_names": names}), encoding="utf-8")
     config = json.loads((shipped / "config.json").read_text())
     (shipped / "config.json").write_text(json.dumps({**config, "data_dir": str(data)}))
+    # The dataset it learned (issue 24): this data, so that it is the default model while the data is active.
+    identity.write_record(shipped, identity.record_for(str(data), tuple(names)))
     return artifacts, shipped, data
 
 

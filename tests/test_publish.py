@@ -14,6 +14,7 @@ from cifar_core.ship import publish
 from cifar_core.data.images import DataError
 from cifar_core.model.vgg import load_model
 from cifar_core.base.paths import PROJECT_ROOT
+from cifar_core.data.identity import read_record
 from cifar_core.ship.publish import RUN_FILES, publish_run, swap_in
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
@@ -50,7 +51,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_publish_replaces_the_folder_whole(store, run_id, shipped):
     assert publish_run(store, run_id, shipped) == shipped
     assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "classes.json", "calibration.json", "MODEL_CARD.md",
-                                                   "confusion_matrix.png", "curves.png"}
+                                                   "confusion_matrix.png", "curves.png", "dataset_record.json"}
+    assert read_record(shipped) == read_record(store.get(run_id).dir)  # the dataset it learned travels with it
     assert load_model(shipped / "model.keras").count_params() > 0
     assert f"Run `{run_id}`" in (shipped / "MODEL_CARD.md").read_text()
     # nothing left beside it but the lock file that serialises publishes

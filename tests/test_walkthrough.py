@@ -169,10 +169,11 @@ def test_batch_curves_average_between_records_and_do_not_restart_at_epoch_bounda
 
 
 @pytest.mark.slow
-def test_the_sidebar_picker_shows_the_accuracy_first_and_home_metrics_are_short(with_run):
+def test_the_sidebar_picker_shows_the_accuracy_first_and_home_metrics_are_short(with_run, with_data):
     store, summary = with_run
     at = open_page("home")
-    assert at.selectbox(key="model_pick").options[0] == f"{summary['test_accuracy']:.1%} · run {summary['run_id']}"
+    # The dataset it learned comes before its name: a narrow picker cuts the end (issue 24).
+    assert at.selectbox(key="model_pick").options[0] == f"{summary['test_accuracy']:.1%} · {with_data.name} · run {summary['run_id']}"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Architecture · 32 px input"] == "vgg16_bn"
     assert metrics["Starting weights"] == "from scratch"

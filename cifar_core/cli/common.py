@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -13,7 +14,10 @@ from cifar_core.config import parse_number
 from cifar_core.data import locate
 
 EXIT_USAGE = 2
-MODEL_HELP = "run id, run folder, .keras file or model folder; default: the most accurate model"
+MODEL_HELP = ("run id, run folder, .keras file or model folder; default: the most accurate usable model of the dataset in "
+              "--data-dir (else $CIFAR10_DIR, else the shipped model's dataset)")
+DATA_HELP = ("data folder or imported dataset's name (default: $CIFAR10_DIR; with --model, the model's own data folder "
+             "when it is on this machine)")
 SKIP_BAD_HELP = "skip unreadable image files (their count is reported) instead of failing"
 
 
@@ -81,6 +85,57 @@ def run_store(args: argparse.Namespace):
     from cifar_core.runs.store import RunStore
 
     return RunStore(args.runs_dir)
+
+
+def model_and_data(args: argparse.Namespace, store=None):
+    """The model of --model and the data folder to use with it, (ModelChoice, folder or None for Keras' download).
+
+    The folder the user gives always wins: --data-dir, which must exist. Without it, with --model, the model's
+    own stored data folder when it is on this machine (a relative one resolved against the checkout), else
+    $CIFAR10_DIR; without --model, $CIFAR10_DIR, else the shipped model's folder. Without --model the model is
+    the default for that dataset (its fingerprint, or its class list): RunError naming the dataset when none fits.
+    """
+    from cifar_core.config import ConfigError
+    from cifar_core.runs import model_choice
+    from cifar_core.data.identity import stored_folder
+
+    store = store or run_store(args)
+    given = getattr(args, "data_dir", None)
+    folder = locate.resolve_data_dir(given) if given else None
+    if given and not os.path.isdir(folder):
+        raise ConfigError({"data_dir": f"data folder {given!r} does not exist, and no imported dataset has that name "
+                                       "(`python -m cifar_core data list`)"})
+    if args.model is not None:
+        choice = model_choice.resolve_model(store, args.model)
+        return choice, folder or stored_folder(choice.config.get("data_dir")) or locate.data_dir(None)
+    folder = folder or model_choice.default_data_dir()
+    dataset = model_choice.dataset_of(folder)
+    if folder and not dataset.class_names:  # e.g. $CIFAR10_DIR naming a missing folder: the loader's reason, in words
+        from cifar_core.data.loader import describe_source
+
+        raise ConfigError({"data_dir": describe_source(folder).get("message") or f"{folder} holds no dataset"})
+    choices = model_choice.model_choices(store, dataset)
+    choice = model_choice.default_choice(choices)
+    if choice is None:
+        from cifar_core.runs.record import RunError
+
+        raise RunError(model_choice.no_model_message(dataset, given) if choices else
+                       "No trained model yet: train one (python -m cifar_core train ...) or pass --model.")
+    return choice, folder
+
+
+def dataset_json(folder: str | None) -> dict:
+    """Which dataset a command used, for its JSON: its name, folder and fingerprint."""
+    from cifar_core.data import identity
+
+    return {"name": identity.dataset_name(folder), "path": folder, "fingerprint": identity.fingerprint(folder)}
+
+
+def load_for_model(folder: str | None, class_names, skip_bad: bool = False):
+    """The dataset in `folder`, narrowed to a model's classes in the model's order."""
+    from cifar_core.predict.model_data import load_model_data
+
+    return load_model_data(folder, class_names, skip_bad=skip_bad, progress=tqdm_progress()).data
 
 
 def data_for_model(args: argparse.Namespace, class_names, skip_bad: bool = False):

@@ -4,38 +4,37 @@ and the data issues it sees (likely label mistakes, near duplicates, train/test 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, print_json, run_store, stderr, tqdm_progress
+from cifar_core.cli.common import (DATA_HELP, MODEL_HELP, SKIP_BAD_HELP, add_command, dataset_json, load_for_model, model_and_data,
+                                   print_json, run_store, stderr, tqdm_progress)
 from cifar_core.config import TrainConfig
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "evaluate", "evaluate a model on the test split (or a run's validation split)")
     p.add_argument("--model", "--run", dest="model", default=None, metavar="RUN_OR_PATH",
                    help="a run id or run folder, a .keras file, or a folder holding model.keras such as artifacts/default "
-                        "(default: the studio's default model, the most accurate one)")
+                        "(default: the most accurate usable model of the dataset evaluated on)")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_HELP)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="test-time augmentation (image, mirror, 1-pixel shifts); default: as the model was trained")
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     p.set_defaults(func=cmd_evaluate)
 
 
-def _evaluation_config(args: argparse.Namespace, choice) -> TrainConfig:
-    """The settings the model was trained with (its split and data folder), --data-dir applied; RunError when
-    --split val is asked of a model whose validation split is unknown."""
+def _saved_config(choice, data_dir: str | None, split: str = "test") -> TrainConfig:
+    """The settings the model was trained with (its validation split), reading the data from `data_dir` (the
+    folder the command uses: the model's stored folder is only a default, never required to exist). RunError
+    when the validation split is asked of a model whose settings are unknown."""
     from cifar_core.runs.record import RunError
 
-    saved = TrainConfig.of_saved_model(choice.config) if choice.config else None
-    if args.split == "val" and saved is None:
-        raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
-    # weights "none": the saved model holds its weights, so the base weights file the
-    # run started from may be gone without stopping an evaluation.
-    config = dataclasses.replace(saved or TrainConfig(weights="none"), data_dir=args.data_dir or (saved.data_dir if saved else None))
-    if args.data_dir:
-        config.validate()
-    return config
+    if not choice.config:
+        if split == "val":
+            raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown; use --split test.")
+        # weights "none": the saved model holds its weights, so the base weights file the
+        # run started from may be gone without stopping an evaluation.
+        return TrainConfig(weights="none", data_dir=data_dir).validate()
+    return TrainConfig.of_saved_model({**choice.config, "data_dir": data_dir})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -44,18 +43,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core.predict.evaluate import evaluate_model
     from cifar_core.predict.model_data import load_model_data
     from cifar_core.model.vgg import load_model
-    from cifar_core.runs.model_choice import resolve_model
 
     store = run_store(args)
-    choice = resolve_model(store, args.model)
+    choice, data_dir = model_and_data(args, store)
     if choice.run_id:
         store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
     stored = calibration.read(choice.folder)  # a damaged calibration.json is reported before any work
-    config = _evaluation_config(args, choice)
+    config = _saved_config(choice, data_dir, args.split)
     tta = bool(config.tta) if args.tta is None else args.tta  # the model's own TTA unless told otherwise
     model = load_model(choice.model_path)
     class_names = model_class_names(choice.model_path, int(model.output_shape[-1]))
-    splits = load_model_data(config.resolved_data_dir(), class_names, skip_bad=config.skip_bad or args.skip_bad,
+    splits = load_model_data(data_dir, class_names, skip_bad=config.skip_bad or args.skip_bad,
                              progress=tqdm_progress(), splits_of=config).splits
     x, y = (splits.x_test, splits.y_test) if args.split == "test" else (splits.x_val, splits.y_val)
     interp = evaluate_model(model, x, y, input_size=int(model.input_shape[1]), tta=tta, progress=tqdm_progress(),
@@ -69,8 +67,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     stderr(f"calibration ({args.split}): ECE {scored['ece_uncalibrated']:.4f} uncalibrated, {scored['ece']:.4f} with temperature "
            f"{t:.4f}" + (f" (fitted on {fitted_on})" if t != 1.0 else " (no temperature stored for this model and TTA setting)")
            + f"; NLL {scored['nll']:.4f}, Brier {scored['brier']:.4f}")
-    print_json({"model": str(choice.model_path), "run_id": choice.run_id, "split": args.split, "tta": tta, **interp.to_dict(),
-                **scored, "temperature_fitted_on": fitted_on})
+    print_json({"model": str(choice.model_path), "run_id": choice.run_id, "dataset": dataset_json(data_dir),
+                "split": args.split, "tta": tta, **interp.to_dict(), **scored, "temperature_fitted_on": fitted_on})
     return 0
 
 
@@ -79,27 +77,26 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
                                       "(calibration.json)")
     p.add_argument("--model", "--run", dest="model", default=None, metavar="RUN_OR_PATH",
                    help="a run id or run folder, a .keras file, or a folder holding model.keras such as artifacts/default "
-                        "(default: the studio's default model)")
-    p.add_argument("--data-dir", default=None)
+                        "(default: the most accurate usable model of the dataset in --data-dir)")
+    p.add_argument("--data-dir", default=None,
+                   help="the data folder (or imported dataset's name) holding the model's training images, whose validation "
+                        "split the temperature is fitted on (default: the model's own data folder when it is on this "
+                        "machine, else $CIFAR10_DIR)")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from cifar_core.predict import calibration
-    from cifar_core.runs.model_choice import resolve_model
     from cifar_core.runs.record import RunError
 
     store = run_store(args)
-    choice = resolve_model(store, args.model)
+    choice, data_dir = model_and_data(args, store)
     if choice.run_id:
         store.get(choice.run_id).usable_config()  # a run without its folder or settings is refused, never defaulted
     if not choice.config:
         raise RunError(f"{choice.model_path} has no config.json beside it, so its validation split is unknown "
                        "and there are no held-out images to fit a temperature on.")
-    config = TrainConfig.of_saved_model(choice.config)
-    if args.data_dir:
-        config = dataclasses.replace(config, data_dir=args.data_dir)
-        config.validate()
+    config = _saved_config(choice, data_dir, "val")
     fitted = calibration.fit_for_model(choice.model_path, config, progress=tqdm_progress())
     print_json({"model": str(choice.model_path), "run_id": choice.run_id,
                 "file": str(choice.model_path.parent / calibration.CALIBRATION_FILE), **fitted.to_dict()})
@@ -110,7 +107,7 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "inspect", "data issues of a model's classes: likely label mistakes (through the model), exact and near duplicates, train/test leaks "
                                     "(one JSON line)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_HELP)
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     p.set_defaults(func=cmd_inspect)
 
@@ -121,12 +118,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from cifar_core.data.classes import model_class_names
     from cifar_core.analysis.inspection import inspect_model
     from cifar_core.model.vgg import load_model
-    from cifar_core.runs.model_choice import resolve_model
 
-    path = resolve_model(run_store(args), args.model).model_path
+    choice, data_dir = model_and_data(args)
+    path = choice.model_path
     model = load_model(path)  # a bad model path fails here, before the data is loaded
     start = time.perf_counter()
-    data = data_for_model(args, model_class_names(path, int(model.output_shape[-1])), skip_bad=args.skip_bad)
+    data = load_for_model(data_dir, model_class_names(path, int(model.output_shape[-1])), skip_bad=args.skip_bad)
     load_s = time.perf_counter() - start
     result = inspect_model(path, data, model=model, progress=tqdm_progress())
     result["timings"] = {"data_load_s": round(load_s, 3), **result["timings"]}

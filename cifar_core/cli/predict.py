@@ -10,13 +10,17 @@ import argparse
 from pathlib import Path
 
 from cifar_core.base import paths
-from cifar_core.cli.common import EXIT_USAGE, MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, fraction, print_json, run_store, stderr, tqdm_progress, whole
-from cifar_core.data import locate
+from cifar_core.cli.common import (DATA_HELP, EXIT_USAGE, MODEL_HELP, SKIP_BAD_HELP, add_command, fraction, load_for_model,
+                                   model_and_data, print_json, stderr, tqdm_progress, whole)
 from cifar_core.explain import registry as explain_methods
+
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "predict", "classify image files")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
+    p.add_argument("--data-dir", default=None,
+                   help="the dataset whose default model classifies the files, when --model is not given: a data folder or "
+                        "an imported dataset's name (default: $CIFAR10_DIR, else the shipped model's dataset)")
     p.add_argument("--top", type=whole(1, 1000), default=3, help="classes to list per file, from 1 to the model's number of classes")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write an explanation overlay PNG of each top class here")
     p.add_argument("--explain-method", choices=explain_methods.names(), default=None,
@@ -29,7 +33,6 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_core.predict.inference import Classifier
-    from cifar_core.runs.model_choice import resolve_model
 
     folder = Path(args.gradcam) if args.gradcam else None
     if folder:  # made first, so that a bad folder is reported before any work is done
@@ -39,7 +42,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             reason = "it exists and is not a folder" if folder.exists() else err.strerror
             stderr(f"error: --gradcam: cannot write overlays to {folder}: {reason}")
             return EXIT_USAGE
-    path = resolve_model(run_store(args), args.model).model_path
+    path = model_and_data(args)[0].model_path
     classifier = Classifier(path)
     if args.top > len(classifier.class_names):
         stderr(f"error: --top: must be a whole number from 1 to {len(classifier.class_names)} (the model's classes), got {args.top}")
@@ -80,7 +83,7 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("all", *explain_methods.names()), default="all",
                    help="the methods to check (default: all; occlusion is checked first, then Grad-CAM's layers)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, help=DATA_HELP)
     p.add_argument("--images", type=whole(1, 10**6), default=500, help="test images to sample")
     p.add_argument("--fraction", type=fraction, default=0.25, help="share of each image blanked")
     p.add_argument("--layers", nargs="+", default=None, help="Grad-CAM layers to check (default: every rectified conv output of the base)")
@@ -95,16 +98,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cifar_core.explain import check as explain
     from cifar_core.explain.faithfulness import check_images, deletion_check
     from cifar_core.predict.inference import Classifier
-    from cifar_core.runs.model_choice import resolve_model
 
-    classifier = Classifier(resolve_model(run_store(args), args.model).model_path)
+    choice, data_dir = model_and_data(args)
+    classifier = Classifier(choice.model_path)
     methods = explain_methods.names() if args.method == "all" else (args.method,)
     if args.layers and "gradcam" not in methods:
         stderr("error: --layers: layers are Grad-CAM's; use --method gradcam or all")
         return EXIT_USAGE
     pairs = explain.candidates(classifier.model, methods, args.layers)
     explainers = [explain.make(classifier, method, layer) for method, layer in pairs]  # a bad layer fails before any work
-    data = data_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
+    data = load_for_model(data_dir, classifier.class_names, skip_bad=args.skip_bad)
     images = check_images(data.x_test, args.images, args.seed)
     rows = [{**deletion_check(e, images, classifier.predict_arrays, args.fraction, args.seed), "images": len(images)}
             for e in explainers]
@@ -119,7 +122,8 @@ def add_similar(sub: argparse._SubParsersAction) -> None:
                                     "(one JSON line per file)")
     p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
     p.add_argument("--k", type=whole(1, 1000), default=8, help="neighbours to list per file")
-    p.add_argument("--data-dir", default=None, help="the data folder whose training images are searched (default: $CIFAR10_DIR, else the model's own)")
+    p.add_argument("--data-dir", default=None, help="the data folder whose training images are searched (default: $CIFAR10_DIR; "
+                                                    "with --model, the model's own data folder when it is on this machine)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_similar)
 
@@ -143,17 +147,14 @@ def _read_images(files: list[str]) -> tuple[list, list[str | None]]:
 def cmd_similar(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cifar_core.predict import split_predictions
     from cifar_core.data.classes import model_class_names
     from cifar_core.model.vgg import load_model
     from cifar_core.predict.model_data import load_model_data
-    from cifar_core.runs.model_choice import resolve_model
     from cifar_core.analysis.similar import SimilarSearch
 
-    choice = resolve_model(run_store(args), args.model)
+    choice, data_dir = model_and_data(args)
     model = load_model(choice.model_path)  # a bad model path fails here, before the data is loaded
     names = model_class_names(choice.model_path, int(model.output_shape[-1]))
-    data_dir = locate.data_dir(args.data_dir) or split_predictions.data_dir_for(choice)
     if not data_dir:  # never Keras' download: the neighbours are files of a data folder
         stderr("error: --data-dir: no data folder given; pass --data-dir or set CIFAR10_DIR to the CIFAR-10 folder")
         return EXIT_USAGE

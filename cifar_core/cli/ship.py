@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, data_for_model, print_json, run_store, stderr, whole
+from cifar_core.cli.common import MODEL_HELP, SKIP_BAD_HELP, add_command, load_for_model, model_and_data, print_json, run_store, stderr, whole
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +23,11 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from cifar_core.ship.export import ExportError, export_model, failure_message
     from cifar_core.predict.inference import Classifier
-    from cifar_core.runs.model_choice import resolve_model
 
-    path = resolve_model(run_store(args), args.model).model_path
+    choice, data_dir = model_and_data(args)  # without --model: the default for the data exported with
+    path = choice.model_path
     classifier = Classifier(path)  # a bad model path fails here, before the data is loaded
-    data = data_for_model(args, classifier.class_names, skip_bad=args.skip_bad)
+    data = load_for_model(data_dir, classifier.class_names, skip_bad=args.skip_bad)
     try:
         report = export_model(path, args.format, data.x_test, data.y_test, x_train=data.x_train, classifier=classifier,
                               out_dir=Path(args.out) if args.out else None, images=args.images)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 
 from cifar_core.predict import calibration
 from cifar_core.config import TrainConfig
-from cifar_core.data.locate import resolve_data_dir
+from cifar_core.data.identity import stored_folder
 from cifar_core.data.images import DataError, ImageData
 from cifar_core.predict.evaluate import Interpretation, evaluate_model
 from cifar_core.predict.model_data import load_model_data
@@ -20,11 +19,9 @@ Progress = Callable[[int, int, str], None]
 
 
 def data_dir_for(choice: ModelChoice | None) -> str | None:
-    """The test images to show for a model: its run's data folder if it still exists, else the current one."""
-    own = resolve_data_dir((choice.config.get("data_dir") if choice else None) or None)  # a dataset name, too
-    if own and Path(own).is_dir():
-        return own
-    return TrainConfig().resolved_data_dir()
+    """The test images to show for a model when no dataset is picked: $CIFAR10_DIR, else (none set) its run's
+    data folder while that is on this machine (a relative one resolved against the checkout)."""
+    return TrainConfig().resolved_data_dir() or stored_folder(choice.config.get("data_dir") if choice else None)
 
 
 def load_test_set(data_dir: str | None, class_names: tuple[str, ...], progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:

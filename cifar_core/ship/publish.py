@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cifar_core.predict import calibration
 from cifar_core.base.atomic_io import atomic_write_text
+from cifar_core.data import identity
 from cifar_core.data.classes import write_class_names
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data.images import DataError
@@ -158,7 +159,7 @@ Most confused pairs (true → predicted, count):
 
 ## Files
 `model.keras` (Keras 3, loads with `safe_mode=True`), `config.json`, `history.csv`
-(per-epoch metrics), `classes.json` (the class names, in output order), `calibration.json` (the temperature), `evaluation.json`, `test_probs.npz` (test probabilities, uncalibrated, and labels), `train.log`.
+(per-epoch metrics), `classes.json` (the class names, in output order), `dataset_record.json` (the dataset it learned from: its name, the classes, a fingerprint of its files), `calibration.json` (the temperature), `evaluation.json`, `test_probs.npz` (test probabilities, uncalibrated, and labels), `train.log`.
 
 ## Limits
 The model knows {len(interp.class_names)} classes ({', '.join(map(markdown_literal, interp.class_names))}, listed in `classes.json`);
@@ -230,6 +231,10 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     except (OSError, KeyError, ValueError) as err:
         raise RunError(f"Run {run.id} cannot be published: its test predictions cannot be read ({err}).") from err
 
+    try:  # the dataset it learned from, or for a run from before records one inferred from its classes and settings
+        record = identity.read_record(run.dir, run.config)
+    except identity.RecordError as err:
+        raise RunError(f"Run {run.id} cannot be published: {err}") from err
     stored = run_calibration(run)
     dest = Path(dest or default_model_dir())
     if dest.exists() and not dest.is_dir():
@@ -239,7 +244,7 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _publish_lock(dest):
             _remove_stale_staging(dest)
-            _build_and_swap(staging, dest, run, store, model, interp, stored, data_note, machine_note)
+            _build_and_swap(staging, dest, run, store, model, interp, stored, record, data_note, machine_note)
     except OSError as err:
         raise RunError(f"Could not publish run {run.id} to {dest} ({err.strerror or err}); {dest} is unchanged.") from err
     return dest
@@ -264,7 +269,8 @@ def _remove_stale_staging(dest: Path) -> None:
 
 
 def _build_and_swap(staging: Path, dest: Path, run: Run, store: RunStore, model, interp: Interpretation,
-                    stored: calibration.Calibration | None, data_note: str, machine_note: str) -> None:
+                    stored: calibration.Calibration | None, record: identity.DatasetRecord, data_note: str,
+                    machine_note: str) -> None:
     from cifar_core.views import plots
 
     staging.mkdir()
@@ -275,6 +281,7 @@ def _build_and_swap(staging: Path, dest: Path, run: Run, store: RunStore, model,
         for name in RUN_FILES[1:]:
             shutil.copy2(run.dir / name, staging / name)
         write_class_names(staging, interp.class_names)
+        identity.write_record(staging, record)
         if stored is not None:
             calibration.write(staging, stored)
         (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))

@@ -31,6 +31,7 @@ from cifar_core.data import pipeline
 from cifar_core.data.splits import Splits
 from cifar_core.base.atomic_io import atomic_save_model, atomic_save_weights
 from cifar_core.training.callbacks import BestModelCheckpoint, CompletedEpochBackup, RunLogger, StopOnRequest, try_load_weights
+from cifar_core.data import identity
 from cifar_core.data.classes import write_class_names
 from cifar_core.config import TrainConfig
 from cifar_core.model.ema import ema_callbacks
@@ -381,6 +382,9 @@ def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, 
     _calibrate(config, run, best_model, splits, interp, summary, stage, log)
     stage("saving the results")
     interp.save(run.dir)
+    # The dataset the model learned from (name, classes in output order, fingerprint), beside the model: what the
+    # default model of each dataset is chosen by.
+    identity.write_record(run.dir, identity.record_for(config.resolved_data_dir(), splits.class_names))
     store.metrics(run.id, "epoch").to_csv(run.dir / "history.csv", index=False)
     summary.update(test_accuracy=interp.accuracy, val_accuracy=summary.get("best_val_accuracy"))
     if did_not_learn(summary.get("val_accuracy"), len(splits.class_names)):
