@@ -15,8 +15,9 @@ from cifar_core.data import locate
 from cifar_core.explain import registry as explain_methods
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "predict", "classify image files")
-    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
+    p = add_command(sub, "predict", "classify image files; each line says whether the image looks like none of the "
+                                    "model's classes (none_of_these, with its score and threshold)")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP + " (a model bundle too: its .zip or its unzipped folder)")
     p.add_argument("--top", type=whole(1, 1000), default=3, help="classes to list per file, from 1 to the model's number of classes")
     p.add_argument("--gradcam", default=None, metavar="FOLDER", help="also write an explanation overlay PNG of each top class here")
     p.add_argument("--explain-method", choices=explain_methods.names(), default=None,
@@ -39,8 +40,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             reason = "it exists and is not a folder" if folder.exists() else err.strerror
             stderr(f"error: --gradcam: cannot write overlays to {folder}: {reason}")
             return EXIT_USAGE
-    path = resolve_model(run_store(args), args.model).model_path
+    choice = resolve_model(run_store(args), args.model)
+    path = choice.model_path
     classifier = Classifier(path)
+    _none_of_these(classifier, choice)
     if args.top > len(classifier.class_names):
         stderr(f"error: --top: must be a whole number from 1 to {len(classifier.class_names)} (the model's classes), got {args.top}")
         return EXIT_USAGE
@@ -50,6 +53,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for r in results:
         print_json({**r.to_json(), "model": str(path), "temperature": classifier.temperature, **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
     return 1 if any(r.error for r in results) else 0
+
+
+def _none_of_these(classifier, choice) -> None:
+    """Give a model from before "none of these" thresholds its threshold once (fitted on its validation images, with
+    progress), or say on stderr why its lines have "none_of_these": null."""
+    from cifar_core.predict import ood
+
+    if classifier.detector is None and (why := ood.ensure(choice.model_path, choice.config, progress=tqdm_progress())[1]):
+        stderr(f'note: no "none of these" threshold for this model: {why}')
 
 
 def _write_overlays(classifier, results, folder: Path, method: str, layer: str | None) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from cifar_core.data.classes import ClassesError, model_class_names
+from cifar_core.model import bundle_open
 from cifar_core.runs.outcome import usable, verdict
 from cifar_core.base.paths import default_model_dir
 from cifar_core.runs.record import RunError
@@ -87,13 +88,15 @@ def model_choices(store: RunStore) -> list[ModelChoice]:
 
 def resolve_model(store: RunStore, ref: str | None = None) -> ModelChoice:
     """The model a command names: a `.keras` file, a folder holding `model.keras` (e.g.
-    artifacts/default), a run id or run folder; with no `ref`, the studio's default (the
-    first of `model_choices`). A model file's settings come from the config.json beside it."""
+    artifacts/default, or an unzipped bundle), a bundle `.zip`, a run id or run folder; with no `ref`, the
+    studio's default (the first of `model_choices`). A model file's settings come from the config.json beside it."""
     if ref is None:
         choices = model_choices(store)
         if not choices:
             raise RunError("No trained model yet: train one (python -m cifar_core train ...) or pass --model.")
         return choices[0]
+    if bundle_open.is_bundle_zip(ref):
+        return bundle_choice(ref)
     path = Path(ref)
     if ref.endswith(".keras") or (path.is_dir() and (path / "model.keras").is_file() and not _is_run_dir(store, path)):
         model_path = path if ref.endswith(".keras") else path / "model.keras"
@@ -101,6 +104,16 @@ def resolve_model(store: RunStore, ref: str | None = None) -> ModelChoice:
                            _read_json(model_path.parent / "config.json"), _read_json(model_path.parent / "evaluation.json").get("accuracy"))
     run = store.resolve(ref)
     return ModelChoice(f"run {run.id}", run.id, run.model_path, run.dir, run.id, run.config, run.summary.get("test_accuracy"))
+
+
+def bundle_choice(bundle: str | Path | bytes, label: str | None = None) -> ModelChoice:
+    """A downloaded bundle (a .zip's path, or its bytes) as a model to use: unpacked safely (`bundle_open`), then
+    read as a model folder with its names, temperature and threshold. BundleError, in words, for what is not one."""
+    folder = bundle_open.open_bundle_bytes(bundle) if isinstance(bundle, bytes) else bundle_open.open_bundle(bundle)
+    model_path = folder / bundle_open.MODEL_FILE
+    label = label or ("uploaded bundle" if isinstance(bundle, bytes) else f"bundle {Path(bundle).name}")
+    return ModelChoice(label, f"bundle:{folder.name}", model_path, folder, None,
+                       _read_json(folder / "config.json"), _read_json(folder / "evaluation.json").get("accuracy"))
 
 
 def _is_run_dir(store: RunStore, path: Path) -> bool:
