@@ -21,6 +21,7 @@ out-of-distribution images flagged. One JSON line per set and method.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -74,7 +75,11 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
 
 def rows(detector: ood.Detector, val: Outputs, test: Outputs, sets: dict[str, Outputs], model: str) -> Iterator[dict]:
     """One row per (out-of-distribution set, method): AUROC, false alarms at 95% test recall, and the validation
-    threshold's recall and flags."""
+    threshold's recall and flags. A fallback detector (too few validation images) has no standardisation for the
+    combined score: the validation images give it one here."""
+    if not {"mahalanobis", "energy"} <= detector.standardise.keys():
+        parts = {part: detector.scores(val, part) for part in ("mahalanobis", "energy")}
+        detector = dataclasses.replace(detector, standardise={p: [float(s.mean()), float(max(s.std(), 1e-12))] for p, s in parts.items()})
     for method in ood.METHODS:
         threshold = ood.threshold_of(detector.scores(val, method), detector.recall)
         inside = detector.scores(test, method)
@@ -111,7 +116,8 @@ def model_rows(model_path: Path, config, data_dir: str, *, quick: bool, progress
         detector = ood.fit_on_splits(model, splits, tta=tta, progress=progress, seed=config.seed)
     digits = digit_images()
     sets = {"digits": digits[:QUICK_IMAGES] if quick else digits, **synthetic_sets(QUICK_IMAGES if quick else SYNTHETIC_IMAGES)}
-    val, test = _outputs(model, splits.x_val, tta, progress), _outputs(model, test_x, tta, progress)
+    val_x = splits.x_val[:QUICK_IMAGES] if quick else splits.x_val
+    val, test = _outputs(model, val_x, tta, progress), _outputs(model, test_x, tta, progress)
     yield from rows(detector, val, test, {name: _outputs(model, x, tta, progress) for name, x in sets.items()}, str(model_path))
 
 
