@@ -31,6 +31,17 @@ st.title("Classify")
 st.write("Drag images here (or pick them), or take a photo: each is resized to 32×32, as CIFAR-10 images are, and classified.")
 
 model = state.require_model()
+upload_col, camera_col = st.columns([3, 2])
+files = upload_col.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
+                                 help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
+                                      f"{math.isqrt(MAX_PIXELS):,}×{math.isqrt(MAX_PIXELS):,}); any colour mode or orientation",
+                                 max_upload_size=MAX_FILE_BYTES // 2**20)
+photo = None
+# Behind a switch: the camera widget asks the browser for the camera as soon as it is drawn.
+if camera_col.toggle("Use the camera", key="classify_use_camera", help="take a photo with this device's camera and classify it"):
+    photo = camera_col.camera_input("Photo", key="classify_camera", help="the photo goes through the same checks as an uploaded image")
+# The photo is one more image, classified and shown like the uploads (same checks, same results).
+inputs = [(f.name, f.getvalue()) for f in files or []] + ([("camera photo.jpg", photo.getvalue())] if photo else [])
 with st.expander("Use a downloaded model bundle instead", icon=":material/folder_zip:"):
     bundle = st.file_uploader("Model bundle (.zip)", type=["zip"], key="classify_bundle", max_upload_size=200,
                               help="a bundle from the Runs page's download or `export --format bundle`: its model with its "
@@ -44,17 +55,6 @@ if bundle is not None:
         st.stop()
     st.caption(f"Classifying with the uploaded bundle {plain(bundle.name)}: {len(model.class_names)} classes "
                f"({plain(', '.join(model.class_names))}).")
-upload_col, camera_col = st.columns([3, 2])
-files = upload_col.file_uploader("Images", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], accept_multiple_files=True,
-                                 help=f"several at once, each up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS:,} pixels (e.g. "
-                                      f"{math.isqrt(MAX_PIXELS):,}×{math.isqrt(MAX_PIXELS):,}); any colour mode or orientation",
-                                 max_upload_size=MAX_FILE_BYTES // 2**20)
-photo = None
-# Behind a switch: the camera widget asks the browser for the camera as soon as it is drawn.
-if camera_col.toggle("Use the camera", key="classify_use_camera", help="take a photo with this device's camera and classify it"):
-    photo = camera_col.camera_input("Photo", key="classify_camera", help="the photo goes through the same checks as an uploaded image")
-# The photo is one more image, classified and shown like the uploads (same checks, same results).
-inputs = [(f.name, f.getvalue()) for f in files or []] + ([("camera photo.jpg", photo.getvalue())] if photo else [])
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
 explain = toggle_col.toggle("Show where the model looked", key="classify_explain",
                             help="a heatmap of the parts of the 32×32 image the top class depends on (occlusion or Grad-CAM)")
