@@ -97,9 +97,9 @@ for i, ((_, data), result) in enumerate(zip(inputs, results)):
             else:
                 best = result.top[0]
                 st.markdown(f"### {plain(best['label'])} · {best['prob']:.1%}")
+                none_of_these(result, ood_problem)  # before the chart: it says how far to trust it
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
-                none_of_these(result, ood_problem)
                 t = loading.classifier(model).temperature
                 st.caption(f"top {len(result.top)} of {len(model.class_names)} classes · {plain(model.label)}"
                            + (f" · calibrated probabilities (temperature {t:.3f}, fitted on validation images)" if t != 1.0 else ""))
