@@ -86,7 +86,9 @@ def test_preprocessing_json_says_what_vgg16_preprocessing_does():
     # Simonyan and Zisserman's ImageNet means, in BGR order as the Caffe-trained VGG16 took them; no scaling.
     assert prep["channel_order"] == "BGR" and prep["scale"] == 1.0
     assert prep["subtract_per_output_channel"] == pytest.approx([103.939, 116.779, 123.68])
-    assert prep["resize_to_model_input"] is None and "mirror" in prep["test_time_augmentation"]
+    views = prep["test_time_augmentation"]["views"]
+    assert prep["resize_to_model_input"] is None and len(views) == 6 and sum(v["weight"] for v in views) == pytest.approx(1.0)
+    assert {"shift": [0, 0], "mirrored": True, "weight": 0.25} in views
     assert preprocessing(64, tta=False)["resize_to_model_input"] == "bilinear"
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from cifar_core.base.atomic_io import atomic_write_bytes
 from cifar_core.base.errors import StudioError
+from cifar_core.data import augment
 from cifar_core.data.classes import model_class_names
 from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.model.bundle_open import MEMBERS, MODEL_FILE
@@ -48,9 +49,12 @@ def preprocessing(input_size: int, tta: bool) -> dict:
         "channel_order": "".join("RGB"[order.index(c)] for c in range(3)),
         "scale": round(float(moved.max(axis=1).mean()) / 255.0, 6),
         "subtract_per_output_channel": [round(float(-v), 3) for v in out[0]],
-        "test_time_augmentation": (
-            "the mean of the class probabilities over the image and its mirror (weight 1/4 each) and both shifted "
-            "one pixel up-left and down-right with their mirrors (1/8 each)") if tta else None,
+        # The views `augment.tta_views` makes: each shift (rows, columns; filled by reflection), then its mirror.
+        "test_time_augmentation": {
+            "average": "the weighted mean of the class probabilities over these views (shifts in pixels down and right, "
+                       "filled by reflection; mirrored left to right)",
+            "views": [{"shift": [dy, dx], "mirrored": mirrored, "weight": w / 2}
+                      for dy, dx, w in augment.TTA_SHIFTS for mirrored in (False, True)]} if tta else None,
         "output": "class probabilities in the order of classes.json",
         "calibration": "softmax(log(p) / T) with T from calibration.json (T = 1 without one)",
         "none_of_these": "an input whose score (ood.json's method) is below ood.json's threshold looks like none of the classes",
