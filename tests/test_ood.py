@@ -160,3 +160,11 @@ def test_the_shipped_model_keeps_about_95_percent_of_cifar_test_images(shared_da
     detector = classifier.detector
     kept = ~detector.flags(detector.scores(classifier.predict_outputs(picked)))
     assert 0.90 <= kept.mean() <= 0.99  # 95% of validation images by construction; test images alike
+
+
+def test_features_that_never_vary_still_give_a_usable_gaussian():
+    mean, precision = ood.gaussian(np.zeros((30, 8)))  # a dead block, or thirty identical images
+    assert np.isfinite(precision).all() and np.isfinite(mean).all()
+    rng = np.random.default_rng(6)
+    low = rng.normal(0.0, 1.0, (4000, 8))
+    np.testing.assert_allclose(ood.gaussian(low)[1], np.linalg.inv(np.cov(low.T)), atol=0.05)  # plenty of images: near the plain estimate

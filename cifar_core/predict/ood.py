@@ -150,7 +150,10 @@ def gaussian(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.covariance import LedoitWolf
 
     fitted = LedoitWolf().fit(np.asarray(low, np.float64))
-    return fitted.location_, fitted.precision_
+    covariance = fitted.covariance_
+    # A ridge so that features that never vary (a dead channel, identical images) still give a finite precision.
+    ridge = 1e-6 * max(float(np.trace(covariance)) / len(covariance), 1e-12)
+    return fitted.location_, np.linalg.pinv(covariance + ridge * np.eye(len(covariance)), hermitian=True)
 
 
 def threshold_of(scores: np.ndarray, recall: float = RECALL) -> float:
