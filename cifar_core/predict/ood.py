@@ -206,6 +206,17 @@ def fit_on_splits(model, splits, *, tta: bool, progress: Progress | None = None,
     return fit(val, train, tta=tta, layer=low_level_layer(model.get_layer("base")))
 
 
+def fit_and_write(folder: Path, model, splits, *, tta: bool, val: Outputs | None, seed: int,
+                  progress: Progress | None = None) -> str:
+    """Fit a run's detector at the end of its training (`val`: the calibration pass's outputs on its validation
+    images, None without any), store it in the run `folder`, and say what was done, in words."""
+    detector = fit_on_splits(model, splits, tta=tta, val=val, seed=seed, progress=progress) if val is not None else None
+    if detector is None:
+        return "skipped (no validation or training images, or no softmax head on a studio base)"
+    write(folder, detector)
+    return detector.describe()
+
+
 def fit_for_model(model_path: Path, config, data_dir: str | None = None, progress: Progress | None = None) -> Detector | None:
     """Fit and store the detector of a saved model that has none (trained before detectors were), on its run's
     own splits (the carve training used); `config` is the run's TrainConfig, `data_dir` overrides its folder."""

@@ -354,16 +354,6 @@ def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: Splits
     return val
 
 
-def _fit_ood(config: TrainConfig, run: Run, model: keras.Model, splits: Splits, val: model_outputs.Outputs | None,
-             stage: StageReporter, log: logging.Logger) -> None:
-    """Fit and store the "none of these" threshold from the calibration pass's outputs (and a few training images)."""
-    detector = val and ood.fit_on_splits(model, splits, tta=config.tta, val=val, seed=config.seed,
-                                         progress=stage.counter("fitting the 'none of these' threshold"))
-    if detector:
-        ood.write(run.dir, detector)
-    log.info("'none of these': %s", detector.describe() if detector else "skipped (no validation or training images, or no softmax head)")
-
-
 def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: Splits, summary: dict,
             stopped: bool, stage: StageReporter, log: logging.Logger) -> dict:
     """Evaluate the best model on the test set, save the results, and mark the run final."""
@@ -382,7 +372,9 @@ def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, 
         summary.update(test_accuracy_no_tta=plain.accuracy)
     interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, tta=config.tta,
                                      progress=evaluating, class_names=splits.class_names)
-    _fit_ood(config, run, best_model, splits, _calibrate(config, run, best_model, splits, interp, summary, stage, log), stage, log)
+    val = _calibrate(config, run, best_model, splits, interp, summary, stage, log)
+    log.info("'none of these': %s", ood.fit_and_write(run.dir, best_model, splits, tta=config.tta, val=val, seed=config.seed,
+                                                      progress=stage.counter("fitting the 'none of these' threshold")))
     stage("saving the results")
     interp.save(run.dir)
     store.metrics(run.id, "epoch").to_csv(run.dir / "history.csv", index=False)
