@@ -22,8 +22,8 @@ the fitted T only when cross-validation says it helps: on FOLDS folds of the
 validation split, temperatures fitted on the other folds must lower the held-out
 folds' NLL below T = 1's by more than the standard error of that difference. On
 already calibrated synthetic probabilities, where any T but 1 harms unseen images,
-draws of 60 validation images then keep a temperature about one time in twenty
-instead of one in four (tests/test_calibration_small_data.py). The fit itself is a maximum a posteriori one,
+draws of 60 validation images then keep a temperature 3 times in 60 instead of 16
+(tests/test_calibration_small_data.py). The fit itself is a maximum a posteriori one,
 with a normal prior on log T (PRIOR_SD) that pulls T toward 1 when the data say little.
 `calibration.json` records how many images and mistakes the temperature rests on and
 why it was kept or not.
