@@ -7,9 +7,25 @@ import streamlit as st
 
 from studio import explanations, gallery, loading, state
 from studio.text import plain
+from cifar_core.base.errors import StudioError
+from cifar_core.runs import model_choice
 from cifar_core.views import plots
 from cifar_core.views import previews
 from cifar_core.data.image_limits import MAX_FILE_BYTES, MAX_PIXELS, UPLOAD_TYPES
+
+
+def none_of_these(result, problem: str | None) -> None:
+    """Beside the top classes: whether the image looks like none of them, with its score against the threshold."""
+    if result.none_of_these:
+        st.warning(f"**This looks like none of the classes the model knows.** Its \"none of these\" score "
+                   f"{result.ood_score:.2f} is below the threshold {result.ood_threshold:.2f}, which 95% of the model's own "
+                   "validation images reach: the classes above are the closest it knows, not an answer.", icon=":material/help:")
+    elif result.none_of_these is False:
+        st.caption(f"Looks like the images the model learned from: \"none of these\" score {result.ood_score:.2f}, "
+                   f"threshold {result.ood_threshold:.2f}.")
+    elif problem:
+        st.caption(f"No \"none of these\" check for this model: {plain(problem)}")
+
 
 st.title("Classify")
 st.write("Drag images here (or pick them), or take a photo: each is resized to 32×32, as CIFAR-10 images are, and classified.")
@@ -26,6 +42,19 @@ if camera_col.toggle("Use the camera", key="classify_use_camera", help="take a p
     photo = camera_col.camera_input("Photo", key="classify_camera", help="the photo goes through the same checks as an uploaded image")
 # The photo is one more image, classified and shown like the uploads (same checks, same results).
 inputs = [(f.name, f.getvalue()) for f in files or []] + ([("camera photo.jpg", photo.getvalue())] if photo else [])
+with st.expander("Use a downloaded model bundle instead", icon=":material/folder_zip:"):
+    bundle = st.file_uploader("Model bundle (.zip)", type=["zip"], key="classify_bundle", max_upload_size=200,
+                              help="a bundle from the Runs page's download or `export --format bundle`: its model with its "
+                                   "class names, temperature and \"none of these\" threshold; used on this page only")
+if bundle is not None:
+    try:
+        model = model_choice.bundle_choice(bundle.getvalue(), f"bundle {bundle.name}")
+        loading.classifier(model)  # a damaged model, or class names that do not fit it, stop here in words
+    except StudioError as err:
+        st.error(f"This bundle cannot be used: {plain(err)}", icon=":material/error:")
+        st.stop()
+    st.caption(f"Classifying with the uploaded bundle {plain(bundle.name)}: {len(model.class_names)} classes "
+               f"({plain(', '.join(model.class_names))}).")
 toggle_col, layer_col = st.columns([2, 1], vertical_alignment="bottom")
 explain = toggle_col.toggle("Show where the model looked", key="classify_explain",
                             help="a heatmap of the parts of the 32×32 image the top class depends on (occlusion or Grad-CAM)")
@@ -39,6 +68,7 @@ if cam is not None:
 if not inputs:
     st.stop()
 
+ood_problem = loading.none_of_these_problem(model)
 results = loading.classifier(model).classify_bytes(inputs)
 good = [i for i, r in enumerate(results) if r.error is None]
 st.subheader(f"{len(good)} of {len(results)} image(s) classified")
@@ -67,6 +97,7 @@ for i, ((_, data), result) in enumerate(zip(inputs, results)):
             else:
                 best = result.top[0]
                 st.markdown(f"### {plain(best['label'])} · {best['prob']:.1%}")
+                none_of_these(result, ood_problem)  # before the chart: it says how far to trust it
                 st.plotly_chart(plots.probs_figure({t["label"]: t["prob"] for t in result.top}, height=160),
                                 key=f"top3-{i}", config={"displayModeBar": False})
                 t = loading.classifier(model).temperature

@@ -247,10 +247,9 @@ if calibration_tab.open:
         m2.metric("Negative log-likelihood", f"{scored['nll_uncalibrated']:.3f}" + after.format(scored["nll"]))
         m3.metric("Brier score", f"{scored['brier_uncalibrated']:.3f}" + after.format(scored["brier"]))
         stored = calibration.read(model.folder)
-        if t != 1.0 and stored is not None:
-            st.caption(f"Temperature {t:.3f} fitted on the run's {stored.images:,} validation images (never the test images), "
-                       "by minimising their negative log-likelihood; every page shows probabilities with it. It never "
-                       "changes a prediction, only how sure the model says it is.")
+        if stored is not None and (t != 1.0 or stored.temperature == 1.0):  # a stored T = 1 was decided: say why
+            st.caption(f"The {plain(stored.basis())}. Fitted on validation images, never the test images; every page shows "
+                       "probabilities with it. It never changes a prediction, only how sure the model says it is.")
         else:
             st.info("This model has no temperature for the way it predicts, so its probabilities are shown as it gives them. "
                     "Fit one on its validation images with `python -m cifar_core calibrate --model RUN_OR_PATH`.",

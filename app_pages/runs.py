@@ -9,7 +9,7 @@ from studio.text import percent_column, plain
 from cifar_core.data import identity
 from cifar_core.data.identity import DatasetRecord
 from cifar_core.runs import comparable
-from cifar_core.ship import export
+from cifar_core.ship import bundle, export
 from cifar_core.runs import launcher
 from cifar_core.runs import model_choice
 from cifar_core.runs import outcome
@@ -161,6 +161,15 @@ def export_panel(choice: model_choice.ModelChoice) -> None:
         st.caption("Exports are checked on the test images: set a data folder (see the sidebar).")
 
 
+def download_bundle(folder, name: str) -> None:
+    """The model as one bundle (.zip) that keeps its class names, temperature and "none of these" threshold."""
+    st.download_button(f"Download model bundle ({(folder / 'model.keras').stat().st_size / 2**20:.0f} MB)",
+                       lambda: bundle.bundle_bytes(folder), file_name=bundle.download_name(name), mime="application/zip",
+                       icon=":material/download:", key=f"bundle_{name}",
+                       help="one .zip: model.keras with classes.json, calibration.json, ood.json, the dataset record, config.json, "
+                            "the model card and preprocessing.json; `predict --model` and the Classify page load it as it is")
+
+
 st.header("One run", divider="gray")
 run_id = st.selectbox("Run", names)
 left, right = st.columns(2)
@@ -168,8 +177,7 @@ if run_id == outcome.SHIPPED:
     with left:
         st.json({"status": "shipped", "folder": shipped.folder.name, "config": shipped.config, "test_accuracy": shipped.accuracy}, expanded=1)
     with right:
-        st.download_button(f"Download model ({shipped.model_path.stat().st_size / 2**20:.0f} MB)", shipped.model_path.read_bytes,
-                           file_name="shipped_model.keras", mime="application/octet-stream", icon=":material/download:")
+        download_bundle(shipped.folder, "shipped_model")
         if st.button("New run from these settings", icon=":material/content_copy:", key="copy_shipped",
                      help="opens the Train page with the shipped model's settings in the form"):
             state.fill_train_form(shipped.config, "the shipped model")
@@ -185,9 +193,7 @@ else:
         st.json({"status": run.status, "error": run.error, "config": run.config, "summary": run.summary}, expanded=1)
     with right:
         if run.model_path.is_file():
-            st.download_button(f"Download model ({run.model_path.stat().st_size / 2**20:.0f} MB)",
-                               run.model_path.read_bytes, file_name=f"{run.id}.keras",
-                               mime="application/octet-stream", icon=":material/download:")
+            download_bundle(run.dir, run.id)
         else:
             st.caption("This run has no saved model.")
         if st.button("New run from these settings", icon=":material/content_copy:", key=f"copy_{run.id}",

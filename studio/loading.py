@@ -15,7 +15,7 @@ from cifar_core.data import duplicates
 from cifar_core.data.classes import ClassesError
 from cifar_core.data.images import DataError
 from cifar_core.data.loader import describe_source
-from cifar_core.predict import split_predictions
+from cifar_core.predict import ood, split_predictions
 from cifar_core.predict.evaluate import Interpretation
 from cifar_core.predict.inference import Classifier
 from cifar_core.runs.model_choice import ModelChoice
@@ -32,6 +32,23 @@ def classifier(choice: ModelChoice) -> Classifier:
     except ClassesError as err:
         st.error(plain(err), icon=":material/error:")
         st.stop()
+
+
+def none_of_these_problem(choice: ModelChoice) -> str | None:
+    """Give the model its "none of these" detector if it has none (a model from before them: fitted once on its
+    validation images, with a progress bar, and stored beside it); why it has none, in words, or None."""
+    if classifier(choice).detector is not None:
+        return None
+    bar = st.progress(0.0, text="Fitting the \"none of these\" threshold on the model's validation images (once per model)…")
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"Fitting the \"none of these\" threshold ({what}): {done:,}/{total:,}")
+
+    try:
+        detector, why = ood.ensure(choice.model_path, choice.config, active_data_dir(choice), progress)
+    finally:
+        bar.empty()
+    return None if detector is not None and detector.tta == classifier(choice).tta else why
 
 
 def fill(slot: resources.Slot, compute: Callable[[], object], waiting: str) -> object:

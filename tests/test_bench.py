@@ -53,3 +53,21 @@ def test_ablation_quick_trains_every_variant_and_reports_both_accuracies(tiny_da
     assert [r["variant"] for r in rows] == list(ABLATION)
     for row in rows:
         assert 0 <= row["test_accuracy_tta"] <= 1 and 0 <= row["test_accuracy"] <= 1 and row["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_bench_ood_quick_reports_every_set_and_score(tiny_run, tiny_data, capsys):
+    """`bench ood --quick` on the tiny dataset and run: every out-of-distribution set and score gets its row, the
+    5-class model is trained here, and the table is printed (no quality claims on tiny data)."""
+    from cifar_core.cli.main import main
+    from cifar_core.predict import ood
+
+    store, summary = tiny_run
+    assert main(["bench", "ood", "--quick", "--data-dir", str(tiny_data), "--model", summary["run_dir"]]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    sets = ("digits", "noise", "flat colours", "blurred noise", "held-out classes")
+    assert {(r["ood_set"], r["method"]) for r in rows} == {(s, m) for s in sets for m in ood.METHODS}
+    for row in rows:
+        assert 0 <= row["auroc"] <= 1 and 0 <= row["false_alarms_at_95_recall"] <= 1 and row["in_images"] > 0
+    assert "| out-of-distribution set |" in captured.err and "held-out classes" in captured.err

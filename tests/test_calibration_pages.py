@@ -12,7 +12,7 @@ import pytest
 
 from cifar_core.predict import calibration
 from cifar_core.predict.evaluate import Interpretation
-from test_pages import open_page, shown
+from test_pages import open_page, shown, unescape
 
 SHIPPED = Path(__file__).resolve().parents[1] / "artifacts" / "default"
 
@@ -63,7 +63,8 @@ def test_the_reliability_diagram_shows_both_calibrations_with_counts(shipped):
         assert sum(int(n.replace(",", "")) for n in bar["text"]) == len(saved.y)
     ece_metric = next(m.value for m in at.metric if m.label == "Expected calibration error")
     assert ece_metric == f"{calibration.ece(saved.probs, saved.y):.3f} → {calibration.ece(calibrated, saved.y):.3f}"
-    assert f"fitted on the run's {stored.images:,} validation images" in shown(at.main)
+    # What the temperature rests on, and why it was kept (issue 24).
+    assert f"rests on {stored.images:,} validation images, {stored.mistakes:,} of them wrong: kept, because" in unescape(shown(at.main))
 
 
 def test_the_pages_predictions_are_calibrated_and_a_model_without_a_temperature_is_shown_as_it_gives_them(shipped):
@@ -93,3 +94,14 @@ def test_a_damaged_calibration_file_is_a_message_on_the_model_pages(shipped):
     for page in ("predictions", "error_analysis"):
         at = open_page(page)
         assert "cannot be used" in shown(at.main) and "calibrate" in shown(at.main)
+
+
+def test_a_temperature_kept_at_one_says_why_on_the_calibration_tab(shipped):
+    saved = Interpretation.load(shipped)
+    few = calibration.fit(saved.probs[:30], saved.y[:30], tta=True)  # as a run with 30 validation images stores it
+    calibration.write(shipped, few)
+    at = calibration_tab()
+    figure = reliability_spec(at)
+    assert len([t for t in figure["data"] if t["type"] == "bar"]) == 1  # nothing to draw "after": T = 1
+    assert "rests on 30 validation images" in unescape(shown(at.main)) and "at least 50 validation images" in unescape(shown(at.main))
+    assert "no temperature" not in shown(at.main)

@@ -50,7 +50,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_publish_replaces_the_folder_whole(store, run_id, shipped):
     assert publish_run(store, run_id, shipped) == shipped
-    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "classes.json", "calibration.json", "MODEL_CARD.md",
+    assert {p.name for p in shipped.iterdir()} == {*RUN_FILES, "classes.json", "calibration.json", "ood.json", "MODEL_CARD.md",
                                                    "confusion_matrix.png", "curves.png", "dataset_record.json"}
     assert read_record(shipped) == read_record(store.get(run_id).dir)  # the dataset it learned travels with it
     assert load_model(shipped / "model.keras").count_params() > 0
@@ -74,10 +74,16 @@ def test_publish_carries_the_runs_temperature_or_fits_one_and_the_card_reports_i
     shown = os.path.relpath(dest, PROJECT_ROOT) if os.path.commonpath([str(dest), parent]) == parent else str(dest)
     assert f"`python -m cifar_core calibrate --model {shown}`" in card
 
+    from cifar_core.predict import ood
+
+    original = ood.read(run.dir)
+    assert ood.read(dest) == original is not None  # the "none of these" threshold travels with the model too
     (run.dir / calibration.CALIBRATION_FILE).unlink()  # a run trained before runs were calibrated
+    (run.dir / ood.OOD_FILE).unlink()  # ... and before "none of these": publish fits it as well
     dest = publish_run(store, run_id, tmp_path / "b")
     refitted = calibration.read(dest)
     assert refitted is not None and refitted.temperature == pytest.approx(stored.temperature, rel=1e-3)
+    assert ood.read(dest).threshold == pytest.approx(original.threshold, rel=1e-3)  # the same fit as training's
 
     (run.dir / calibration.CALIBRATION_FILE).unlink()
     monkeypatch.setattr(calibration, "fit_for_model", lambda *a, **k: (_ for _ in ()).throw(DataError("no data here")))

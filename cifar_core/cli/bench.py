@@ -11,13 +11,14 @@ from pathlib import Path
 
 from cifar_core.base import paths
 from cifar_core.cli.common import add_command, data_for_model, print_json, run_store, stderr, tqdm_progress
-from cifar_core.config import ConfigError
+from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data import locate
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "bench", "speed benchmark against the seed's recipe, the recipe's ablation, or the transfer-learning experiment")
-    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar", "yours", "duplicates"), default="speed",
+    p.add_argument("which", nargs="?", choices=("speed", "ablation", "transfer", "ui", "similar", "yours", "duplicates", "ood"),
+                   default="speed",
                    help="speed (default): the speed benchmark; ablation: each technique of the recipe off in a short budget, "
                         "one JSON line per variant; transfer: pre-train on five classes, then learn the other five from 100 "
                         "images per class from scratch, with a head on the frozen base, and with head + fine-tuning; "
@@ -28,12 +29,15 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                         "training on a 5-class CIFAR-10 subset (50 images per class) and scikit-learn's digits, one JSON line "
                         "per dataset and variant; duplicates: the duplicate finder's counts on the data (CIFAR-10), a seeded sample "
                         "of its pairs drawn to artifacts/bench/duplicates-sample.png for a person to judge, whether the health "
-                        "report agrees, and its pairs on scikit-learn's digits (pairs of different digits must be none)")
+                        "report agrees, and its pairs on scikit-learn's digits (pairs of different digits must be none); "
+                        "ood: the 'none of these' scores' AUROC and false alarms at 95%% recall of the "
+                        "model's test images against digits, noise, flat colours, blurred noise, and CIFAR-10 classes held out "
+                        "from a 5-class model trained here, one JSON line per set and score, then a Markdown table on stderr")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quick", action="store_true", help="small version (minutes), e.g. for CI")
     p.add_argument("--model", default=None, metavar="FOLDER",
                    help="bench ui: the model folder the measured studio ships (default: artifacts/default); "
-                        "bench similar: the model searched, a run id or path (default: the most accurate model)")
+                        "bench similar and ood: the model measured, a run id or path (default: the most accurate model)")
     p.add_argument("--quick-try", action="store_true",
                    help="bench ui: also start the Train page's Quick try on fresh artifacts and time it to the end")
     p.set_defaults(func=cmd_bench)
@@ -62,6 +66,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.which == "similar":
         print_json(_bench_similar(args))
         return 0
+    if args.which == "ood":
+        return _bench_ood(args, data_dir)
     from cifar_core.bench.speed import run_bench
 
     print_json(run_bench(data_dir=data_dir, quick=args.quick, echo=stderr))
@@ -97,3 +103,19 @@ def _bench_similar(args: argparse.Namespace) -> dict:
     return bench_similar(path, data.x_train, data.x_test, data.y_train, data.y_test,
                          queries=100 if args.quick else 500, progress=tqdm_progress())
 
+
+def _bench_ood(args: argparse.Namespace, data_dir: str | None) -> int:
+    from cifar_core.bench.ood import markdown_table, run_ood_bench
+    from cifar_core.runs.model_choice import resolve_model
+
+    if not data_dir:
+        raise ConfigError({"data_dir": "bench ood measures on the model's test images and trains a 5-class CIFAR-10 model: "
+                                       "give the CIFAR-10 folder (--data-dir DIR or $CIFAR10_DIR)"})
+    choice = resolve_model(run_store(args), args.model)
+    config = TrainConfig.of_saved_model({**choice.config, "data_dir": data_dir})
+    lines = []
+    for row in run_ood_bench(choice.model_path, config, data_dir, quick=args.quick, progress=tqdm_progress(), echo=stderr):
+        print_json(row)
+        lines.append(row)
+    stderr(markdown_table(lines))
+    return 0

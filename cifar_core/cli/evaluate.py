@@ -64,11 +64,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     t = stored.temperature if stored is not None and stored.tta == tta else 1.0
     scored = calibration.summary(interp.probs, interp.y, t)
     fitted_on = f"{stored.images} validation images, tta={stored.tta}" if stored is not None else None
+    basis = stored.basis() if stored is not None and stored.tta == tta else None  # its images, mistakes, and why it was kept
     stderr(f"calibration ({args.split}): ECE {scored['ece_uncalibrated']:.4f} uncalibrated, {scored['ece']:.4f} with temperature "
-           f"{t:.4f}" + (f" (fitted on {fitted_on})" if t != 1.0 else " (no temperature stored for this model and TTA setting)")
-           + f"; NLL {scored['nll']:.4f}, Brier {scored['brier']:.4f}")
+           f"{t:.4f}" + (f" ({basis})" if basis else " (no temperature stored for this model and TTA setting)")
+           + f"; NLL {scored['nll_uncalibrated']:.4f} uncalibrated, {scored['nll']:.4f} calibrated; Brier {scored['brier']:.4f}")
     print_json({"model": str(choice.model_path), "run_id": choice.run_id, "dataset": dataset_json(data_dir),
-                "split": args.split, "tta": tta, **interp.to_dict(), **scored, "temperature_fitted_on": fitted_on})
+                "split": args.split, "tta": tta, **interp.to_dict(), **scored, "temperature_fitted_on": fitted_on,
+                "calibration_basis": basis})
     return 0
 
 

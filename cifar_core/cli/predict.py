@@ -16,8 +16,9 @@ from cifar_core.explain import registry as explain_methods
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "predict", "classify image files")
-    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP)
+    p = add_command(sub, "predict", "classify image files; each line says whether the image looks like none of the "
+                                    "model's classes (none_of_these, with its score and threshold)")
+    p.add_argument("--model", default=None, metavar="RUN_OR_PATH", help=MODEL_HELP + " (a model bundle too: its .zip or its unzipped folder)")
     p.add_argument("--data-dir", default=None,
                    help="the dataset whose default model classifies the files, when --model is not given: a data folder or "
                         "an imported dataset's name (default: $CIFAR10_DIR, else the shipped model's dataset)")
@@ -42,8 +43,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             reason = "it exists and is not a folder" if folder.exists() else err.strerror
             stderr(f"error: --gradcam: cannot write overlays to {folder}: {reason}")
             return EXIT_USAGE
-    path = model_and_data(args)[0].model_path
+    choice = model_and_data(args)[0]
+    path = choice.model_path
     classifier = Classifier(path)
+    _none_of_these(classifier, choice)
     if args.top > len(classifier.class_names):
         stderr(f"error: --top: must be a whole number from 1 to {len(classifier.class_names)} (the model's classes), got {args.top}")
         return EXIT_USAGE
@@ -53,6 +56,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for r in results:
         print_json({**r.to_json(), "model": str(path), "temperature": classifier.temperature, **({"gradcam": overlays[r.file]} if r.file in overlays else {})})
     return 1 if any(r.error for r in results) else 0
+
+
+def _none_of_these(classifier, choice) -> None:
+    """Give a model from before "none of these" thresholds its threshold once (fitted on its validation images, with
+    progress), or say on stderr why its lines have "none_of_these": null."""
+    from cifar_core.predict import ood
+
+    if classifier.detector is None and (why := ood.ensure(choice.model_path, choice.config, progress=tqdm_progress())[1]):
+        stderr(f'note: no "none of these" threshold for this model: {why}')
 
 
 def _write_overlays(classifier, results, folder: Path, method: str, layer: str | None) -> dict[str, str]:

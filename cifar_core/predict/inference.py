@@ -19,7 +19,8 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 from cifar_core.data import augment
-from cifar_core.predict import calibration
+from cifar_core.predict import calibration, ood
+from cifar_core.predict.model_outputs import Outputs, outputs_model
 from cifar_core.base import compat
 from cifar_core.data.classes import model_class_names
 from cifar_core.data.images import NATIVE_SIZE
@@ -81,9 +82,15 @@ class Prediction:
     probs: np.ndarray | None = None
     error: str | None = None
     image: np.ndarray | None = None  # the 32x32 RGB image the model saw
+    ood_score: float | None = None  # the "none of these" score (None: the model has no detector)
+    ood_threshold: float | None = None
+    none_of_these: bool | None = None  # the score is below the detector's threshold
 
     def to_json(self) -> dict:
-        return {"file": self.file, "error": self.error} if self.error else {"file": self.file, "top": self.top}
+        if self.error:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, "top": self.top, "none_of_these": self.none_of_these, "ood_score": self.ood_score,
+                "ood_threshold": self.ood_threshold}
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -98,6 +105,11 @@ def _file_stamp(path: Path) -> tuple[int, int] | None:
 def _stored_temperature(folder: Path, tta: bool, stamp: tuple[int, int] | None) -> float:
     # `stamp` (the file's mtime and size) is part of the key: a changed file is read again.
     return calibration.temperature(folder, tta) if stamp is not None else 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_detector(folder: Path, stamp: tuple[int, int] | None) -> ood.Detector | None:
+    return ood.read(folder) if stamp is not None else None
 
 
 def trained_with_tta(model_path: Path) -> bool:
@@ -129,22 +141,33 @@ class Classifier:
         self.class_names = model_class_names(self.model_path, int(self.model.output_shape[-1]))
         self.tta = trained_with_tta(self.model_path) if tta is None else tta
 
-        def probabilities(images):
+        # The model's layers with its logits and low-level features as outputs too (None for a model without the
+        # studio's base and head): one pass gives the probabilities and the "none of these" scores.
+        network = outputs_model(self.model) or self.model
+
+        def outputs(images):
             if not self.tta:
-                return self.model(preprocess(images, self.input_size), training=False)
+                return network(preprocess(images, self.input_size), training=False)
             # All views in one batch: one call of the frozen graph, not six.
             views, weights = augment.tta_views(tf.cast(images, tf.float32))
-            return augment.tta_average(self.model(preprocess(views, self.input_size), training=False), weights)
+            raw = network(preprocess(views, self.input_size), training=False)
+            return [augment.tta_average(tf.cast(o, tf.float32), weights) for o in raw] if isinstance(raw, list) else \
+                augment.tta_average(raw, weights)
 
-        traced = tf.function(probabilities, input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)])
+        traced = tf.function(outputs, input_signature=[tf.TensorSpec([None, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8)])
         self._predict = compat.freeze(traced.get_concrete_function())
         self._predict(tf.zeros([1, NATIVE_SIZE, NATIVE_SIZE, 3], tf.uint8))  # warm up once
+
+    def predict_outputs(self, images: np.ndarray) -> Outputs | None:
+        """Probabilities, logits and low-level features of uint8 images (N, 32, 32, 3), views averaged; None for a
+        model without the studio's base and head (it has probabilities only)."""
+        parts = self._predict(tf.convert_to_tensor(images, tf.uint8))  # a frozen function returns a list
+        return Outputs(*(np.asarray(p, dtype=np.float32) for p in parts)) if len(parts) == 3 else None
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """The network's own probabilities (N, len(class_names)) for uint8 images (N, 32, 32, 3), before any
         temperature: what an export must reproduce and what Grad-CAM's check measures."""
-        (probs,) = self._predict(tf.convert_to_tensor(images, tf.uint8))  # a frozen function returns a list
-        return np.asarray(probs, dtype=np.float32)
+        return np.asarray(self._predict(tf.convert_to_tensor(images, tf.uint8))[0], dtype=np.float32)
 
     @property
     def temperature(self) -> float:
@@ -152,9 +175,29 @@ class Classifier:
         when that file changes, so a later `calibrate` reaches an already loaded model."""
         return _stored_temperature(self.model_path.parent, self.tta, _file_stamp(self.model_path.parent / calibration.CALIBRATION_FILE))
 
+    @property
+    def detector(self) -> ood.Detector | None:
+        """The model's "none of these" detector (its ood.json) when it scores this TTA setting; None without one, or
+        with a damaged one (`ood.ensure` says why). Read again when the file changes, so a detector fitted later
+        reaches an already loaded model."""
+        folder = self.model_path.parent
+        try:
+            detector = _stored_detector(folder, _file_stamp(folder / ood.OOD_FILE))
+        except ood.OODError:  # the predictions stand without it
+            return None
+        return detector if detector is not None and detector.tta == self.tta else None
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (the model's temperature applied): what users are shown."""
         return calibration.apply_temperature(self.predict_arrays(images), self.temperature)
+
+    def _classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, ood.Detector | None]:
+        """(calibrated probabilities, "none of these" scores or None, the detector that scored them) from one pass."""
+        detector = self.detector
+        outputs = self.predict_outputs(images)
+        raw = outputs.probs if outputs is not None else self.predict_arrays(images)
+        scores = detector.scores(outputs) if detector is not None and outputs is not None else None
+        return calibration.apply_temperature(raw, self.temperature), scores, detector if scores is not None else None
 
     def classify_bytes(self, items: list[tuple[str, bytes]], top_k: int = 3) -> list[Prediction]:
         """Classify (name, bytes) pairs; bad files get an error Prediction, the rest are batched."""
@@ -168,11 +211,14 @@ class Classifier:
             except ImageError as err:
                 results.append(Prediction(name, error=str(err)))
         if good:
-            probs = self.probabilities(np.stack([img for _, img in good]))
-            for (i, _), p in zip(good, probs):
+            probs, scores, detector = self._classify(np.stack([img for _, img in good]))
+            for k, ((i, _), p) in enumerate(zip(good, probs)):
                 order = np.argsort(-p)[:top_k]
                 results[i].probs = p
                 results[i].top = [{"label": self.class_names[j], "prob": float(p[j])} for j in order]
+                if scores is not None:
+                    results[i].ood_score, results[i].ood_threshold = float(scores[k]), detector.threshold
+                    results[i].none_of_these = bool(detector.flags(scores[k]))
         return results
 
     def classify_files(self, paths: list[str | Path], top_k: int = 3) -> list[Prediction]:

@@ -25,6 +25,7 @@ from cifar_core.data import identity, locate
 from cifar_core.data.classes import ClassesError, model_class_names
 from cifar_core.data.identity import DatasetRecord, RecordError
 from cifar_core.data.loader import dataset_classes
+from cifar_core.model import bundle_open
 from cifar_core.runs.outcome import usable, verdict
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
@@ -202,10 +203,10 @@ def no_model_message(dataset: DatasetRecord, data_dir: str | None) -> str:
 
 
 def resolve_model(store: RunStore, ref: str | None = None, dataset: DatasetRecord | None = None) -> ModelChoice:
-    """The model a command names: a `.keras` file, a folder holding `model.keras` (e.g. artifacts/default), a run
-    id or run folder; with no `ref`, the default for `dataset` (default: the dataset of $CIFAR10_DIR, else the
-    shipped model's), and RunError naming the dataset when no model fits it. A model file's settings come
-    from the config.json beside it."""
+    """The model a command names: a `.keras` file, a folder holding `model.keras` (e.g. artifacts/default, or an
+    unzipped bundle), a bundle `.zip`, a run id or run folder; with no `ref`, the default for `dataset` (default:
+    the dataset of $CIFAR10_DIR, else the shipped model's), and RunError naming the dataset when no model fits
+    it. A model file's settings come from the config.json beside it."""
     if ref is None:
         dataset = dataset or dataset_of(locate.data_dir(None))
         choices = model_choices(store, dataset)
@@ -214,6 +215,8 @@ def resolve_model(store: RunStore, ref: str | None = None, dataset: DatasetRecor
         if (choice := default_choice(choices)) is None:
             raise RunError(no_model_message(dataset, None))
         return choice
+    if bundle_open.is_bundle_zip(ref):
+        return bundle_choice(ref)
     path = Path(ref)
     if ref.endswith(".keras") or (path.is_dir() and (path / "model.keras").is_file() and not _is_run_dir(store, path)):
         model_path = path if ref.endswith(".keras") else path / "model.keras"
@@ -223,6 +226,16 @@ def resolve_model(store: RunStore, ref: str | None = None, dataset: DatasetRecor
     run = store.resolve(ref)
     return _with_record(ModelChoice(f"run {run.id}", run.id, run.model_path, run.dir, run.id, run.config,
                                     run.summary.get("test_accuracy")))
+
+
+def bundle_choice(bundle: str | Path | bytes, label: str | None = None) -> ModelChoice:
+    """A downloaded bundle (a .zip's path, or its bytes) as a model to use: unpacked safely (`bundle_open`), then
+    read as a model folder with its names, temperature and threshold. BundleError, in words, for what is not one."""
+    folder = bundle_open.open_bundle_bytes(bundle) if isinstance(bundle, bytes) else bundle_open.open_bundle(bundle)
+    model_path = folder / bundle_open.MODEL_FILE
+    label = label or ("uploaded bundle" if isinstance(bundle, bytes) else f"bundle {Path(bundle).name}")
+    return _with_record(ModelChoice(label, f"bundle:{folder.name}", model_path, folder, None,
+                                    _read_json(folder / "config.json"), _read_json(folder / "evaluation.json").get("accuracy")))
 
 
 def _is_run_dir(store: RunStore, path: Path) -> bool:

@@ -21,7 +21,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cifar_core.predict import calibration
+from cifar_core.predict import calibration, ood
 from cifar_core.base.atomic_io import atomic_write_text
 from cifar_core.data import identity
 from cifar_core.data.classes import write_class_names
@@ -77,7 +77,8 @@ def calibration_section(stored: calibration.Calibration | None, interp: Interpre
     test = calibration.summary(interp.uncalibrated, interp.y, stored.temperature)
     views = "with its test-time augmentation" if stored.tta else "without test-time augmentation"
     return (f"Temperature **{stored.temperature:.4f}**, fitted by minimising the negative log-likelihood on the run's "
-            f"{stored.images:,} validation images ({views}; never on the test split), stored in `calibration.json`. "
+            f"{stored.images:,} validation images ({views}; never on the test split), stored in `calibration.json`: "
+            f"the {stored.basis()}. "
             "Every page, `predict`, `evaluate` and the label-issue search apply it: probabilities become "
             "softmax(log p / T), which never changes the predicted class.\n\n"
             "| on the test split | uncalibrated | calibrated |\n|---|---|---|\n"
@@ -101,6 +102,21 @@ def run_calibration(run: Run) -> calibration.Calibration | None:
         return stored
     try:
         return calibration.fit_for_model(run.model_path, TrainConfig.of_saved_model(run.config))
+    except (DataError, ConfigError):
+        return None
+
+
+def run_detector(run: Run) -> ood.Detector | None:
+    """The run's stored "none of these" detector; for a run trained before runs had one, fitted now on its splits
+    (and stored in the run); None when its data cannot be loaded."""
+    try:
+        stored = ood.read(run.dir)
+    except ood.OODError as err:
+        raise RunError(f"Run {run.id} cannot be published: {err}") from err
+    if stored is not None:
+        return stored
+    try:
+        return ood.fit_for_model(run.model_path, TrainConfig.of_saved_model(run.config))
     except (DataError, ConfigError):
         return None
 
@@ -159,11 +175,11 @@ Most confused pairs (true → predicted, count):
 
 ## Files
 `model.keras` (Keras 3, loads with `safe_mode=True`), `config.json`, `history.csv`
-(per-epoch metrics), `classes.json` (the class names, in output order), `dataset_record.json` (the dataset it learned from: its name, the classes, a fingerprint of its files), `calibration.json` (the temperature), `evaluation.json`, `test_probs.npz` (test probabilities, uncalibrated, and labels), `train.log`.
+(per-epoch metrics), `classes.json` (the class names, in output order), `dataset_record.json` (the dataset it learned from: its name, the classes, a fingerprint of its files), `calibration.json` (the temperature), `ood.json` (the "none of these" detector), `evaluation.json`, `test_probs.npz` (test probabilities, uncalibrated, and labels), `train.log`.
 
 ## Limits
 The model knows {len(interp.class_names)} classes ({', '.join(map(markdown_literal, interp.class_names))}, listed in `classes.json`);
-anything else is squeezed into one of them. Photos are resized to 32x32 before classification.
+anything else is squeezed into one of them, and flagged "none of these" only when it looks unlike the training images to the detector in `ood.json`. Photos are resized to 32x32 before classification.
 """
 
 
@@ -236,6 +252,7 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     except identity.RecordError as err:
         raise RunError(f"Run {run.id} cannot be published: {err}") from err
     stored = run_calibration(run)
+    detector = run_detector(run)
     dest = Path(dest or default_model_dir())
     if dest.exists() and not dest.is_dir():
         raise RunError(f"Cannot publish to {dest}: it exists and is not a folder.")
@@ -244,7 +261,7 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _publish_lock(dest):
             _remove_stale_staging(dest)
-            _build_and_swap(staging, dest, run, store, model, interp, stored, record, data_note, machine_note)
+            _build_and_swap(staging, dest, run, store, model, interp, (stored, detector), record, data_note, machine_note)
     except OSError as err:
         raise RunError(f"Could not publish run {run.id} to {dest} ({err.strerror or err}); {dest} is unchanged.") from err
     return dest
@@ -269,10 +286,11 @@ def _remove_stale_staging(dest: Path) -> None:
 
 
 def _build_and_swap(staging: Path, dest: Path, run: Run, store: RunStore, model, interp: Interpretation,
-                    stored: calibration.Calibration | None, record: identity.DatasetRecord, data_note: str,
-                    machine_note: str) -> None:
+                    fitted: tuple[calibration.Calibration | None, ood.Detector | None], record: identity.DatasetRecord,
+                    data_note: str, machine_note: str) -> None:
     from cifar_core.views import plots
 
+    stored, detector = fitted
     staging.mkdir()
     try:
         # Saved again as loaded, without the optimizer's state that the run's own
@@ -284,6 +302,8 @@ def _build_and_swap(staging: Path, dest: Path, run: Run, store: RunStore, model,
         identity.write_record(staging, record)
         if stored is not None:
             calibration.write(staging, stored)
+        if detector is not None:
+            ood.write(staging, detector)
         (staging / "confusion_matrix.png").write_bytes(plots.confusion_png(interp.confusion_matrix(), interp.class_names, normalized=False))
         (staging / "curves.png").write_bytes(plots.curves_png(store.metrics(run.id, "epoch")))
         atomic_write_text(staging / "MODEL_CARD.md", model_card(run, interp, data_note, machine_note, stored, _shown_path(dest)))

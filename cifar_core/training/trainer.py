@@ -18,7 +18,7 @@ from typing import Callable
 
 import keras
 
-from cifar_core.predict import calibration
+from cifar_core.predict import calibration, model_outputs, ood
 from cifar_core.base import compat
 from cifar_core.training import distribute
 from cifar_core.predict import evaluate
@@ -344,21 +344,21 @@ def _fit_head_on_features(config: TrainConfig, base: keras.Model, head: keras.Mo
 
 
 def _calibrate(config: TrainConfig, run: Run, model: keras.Model, splits: Splits, interp: evaluate.Interpretation,
-               summary: dict, stage: StageReporter, log: logging.Logger) -> None:
-    """Fit the model's temperature on the validation split (with its TTA), store it beside the model, and
-    record the test split's calibration error without and with it. Never on the test split itself."""
+               summary: dict, stage: StageReporter, log: logging.Logger) -> model_outputs.Outputs | None:
+    """Fit the model's temperature on the validation split (with its TTA; never the test split), store it beside the
+    model, record the test split's calibration error without and with it; return the validation outputs (or None)."""
     if not len(splits.y_val):
         log.info("calibration skipped: no validation images to fit a temperature on")
-        return
-    fitted = calibration.fit(
-        forward.predict_probs(model, splits.x_val, input_size=config.input_size, tta=config.tta,
-                               progress=stage.counter("calibrating on the validation split")),
-        splits.y_val, tta=config.tta)
+        return None
+    counter = stage.counter("calibrating on the validation split")
+    val = model_outputs.batch_outputs(model, splits.x_val, input_size=config.input_size, tta=config.tta, progress=counter)
+    probs = val.probs if val else forward.predict_probs(model, splits.x_val, input_size=config.input_size, tta=config.tta, progress=counter)
+    fitted = calibration.fit(probs, splits.y_val, tta=config.tta)
     calibration.write(run.dir, fitted)
     test = calibration.summary(interp.probs, interp.y, fitted.temperature)
     summary.update(temperature=fitted.temperature, test_ece=test["ece"], test_ece_uncalibrated=test["ece_uncalibrated"])
-    log.info("calibration: temperature %.4f fitted on %d validation images; test ECE %.4f uncalibrated, %.4f calibrated",
-             fitted.temperature, fitted.images, test["ece_uncalibrated"], test["ece"])
+    log.info("calibration: %s; test ECE %.4f uncalibrated, %.4f calibrated", fitted.basis(), test["ece_uncalibrated"], test["ece"])
+    return val
 
 
 def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, splits: Splits, summary: dict,
@@ -379,7 +379,9 @@ def _finish(config: TrainConfig, store: RunStore, run: Run, model: keras.Model, 
         summary.update(test_accuracy_no_tta=plain.accuracy)
     interp = evaluate.evaluate_model(best_model, splits.x_test, splits.y_test, input_size=config.input_size, tta=config.tta,
                                      progress=evaluating, class_names=splits.class_names)
-    _calibrate(config, run, best_model, splits, interp, summary, stage, log)
+    val = _calibrate(config, run, best_model, splits, interp, summary, stage, log)
+    log.info("'none of these': %s", ood.fit_and_write(run.dir, best_model, splits, tta=config.tta, val=val, seed=config.seed,
+                                                      progress=stage.counter("fitting the 'none of these' threshold")))
     stage("saving the results")
     interp.save(run.dir)
     # The dataset the model learned from (name, classes in output order, fingerprint), beside the model: what the
