@@ -21,8 +21,11 @@ EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": 
 st.title("Runs")
 store = state.store()
 runs = store.list()
+choices = model_choice.model_choices(store)
 # The shipped model is listed too, so that a user's runs can be compared with it.
-shipped = next((c for c in model_choice.model_choices(store) if c.key == "default"), None)
+shipped = next((c for c in choices if c.key == "default"), None)
+# A model whose classes.json or calibration.json is damaged is listed as broken, saying why.
+damaged = {c.key: problem for c in choices if (problem := state.model_problem(c))}
 if not runs:
     st.info("No runs yet: start one on the Train page.", icon=":material/model_training:")
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -32,6 +35,9 @@ if not runs:
 rows = [outcome.run_row(r) for r in runs]
 if shipped is not None:
     rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store)))
+for row in rows:
+    if problem := damaged.get("default" if row["run"] == outcome.SHIPPED else row["run"]):
+        row.update(status="broken", problem=" ".join(problem.split()))
 table = pd.DataFrame(rows).set_index("run")
 # Rows tall enough for the settings and a problem to wrap (Streamlit wraps text only in rows taller
 # than 4rem), and columns narrow enough to fit beside the sidebar at 1400 px without scrolling.
@@ -47,7 +53,7 @@ st.dataframe(table, placeholder="—", row_height=WRAPPED_ROW_PX, column_config=
 })
 broken = table[table["status"] == "broken"]
 if len(broken):
-    st.warning(f"{len(broken)} run(s) are broken (their files are incomplete); see the problem column.", icon=":material/warning:")
+    st.warning(f"{len(broken)} run(s) are broken (a damaged row or file); see the problem column.", icon=":material/warning:")
 
 
 def curves_of(name: str) -> pd.DataFrame:
@@ -192,6 +198,6 @@ else:
                     st.toast(f"Run {plain(run.id)} deleted")
                     st.rerun()
         # Exportable: the models the studio can use (completed or stopped, files intact).
-        choice = next((c for c in model_choice.model_choices(store) if c.key == run.id), None)
+        choice = next((c for c in choices if c.key == run.id), None)
         if choice is not None:
             export_panel(choice)

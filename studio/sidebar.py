@@ -1,20 +1,21 @@
 """The sidebar every page shows: the active dataset's picker and status, and the active-model picker.
 
-The picks are kept in the URL and the session (studio/state.py), where the pages read them.
+The picks are kept in the URL and the session (studio/state.py), where the pages read them. Whatever the URL
+or the files say, the sidebar draws: a refused address value, a damaged run index, run, model or dataset is a
+message here, and every other one stays usable.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from cifar_core.data import locate
 from cifar_core.data.loader import describe_source
 from cifar_core.runs import model_choice
 from cifar_core.runs.model_choice import ModelChoice
-from studio.state import ACTIVE_DATA, ACTIVE_MODEL, DATA_PARAM, DEFAULT_DATA, MODEL_PARAM, data_label, dataset_options, store
-from studio.text import plain
+from cifar_core.runs.store import RunStore
+from studio import state
+from studio.state import ACTIVE_DATA, ACTIVE_MODEL, DATA_PARAM, DEFAULT_DATA, MODEL_PARAM, STORE_ERROR, data_label
+from studio.text import plain, printable
 
 
 def _model_picked() -> None:
@@ -29,7 +30,9 @@ def sidebar() -> ModelChoice | None:
         st.subheader("Dataset")
         key, folder = _data_picker()
         status = describe_source(folder)
-        if status["ok"]:
+        if status["ok"] and (problem := state.class_names_problem(status["class_names"])):
+            st.error(f"This dataset cannot be used: {plain(problem)}", icon=":material/error:")
+        elif status["ok"]:
             counts = ", ".join(f"{n:,} {split}" for split, n in status["counts"].items())
             what = "CIFAR-10 found" if key == DEFAULT_DATA else f"{len(status['class_names'])} classes"
             st.success(f"{what} ({status['layout']} layout): {counts} images", icon=":material/dataset:")
@@ -37,32 +40,57 @@ def sidebar() -> ModelChoice | None:
         else:
             st.warning("No CIFAR-10 data found." if key == DEFAULT_DATA else "No dataset found there.", icon=":material/warning:")
             with st.expander("How to get the data"):
-                st.text(status["message"])
+                st.text(printable(status["message"]))
 
         st.subheader("Active model")
-        choices = model_choice.model_choices(store())
-        if not choices:
-            st.info("No trained model yet: train one on the Train page.", icon=":material/model_training:")
+        store = state.store_or_error()
+        st.session_state[STORE_ERROR] = str(store) if not isinstance(store, RunStore) else None
+        if not isinstance(store, RunStore):  # the pages that need runs say so too; the others go on
+            st.error(plain(store), icon=":material/error:")
             st.session_state[ACTIVE_MODEL] = None
             return None
-        keys = [c.key for c in choices]
-        # A pick that no longer exists (a deleted run) falls back to the default, the best model.
-        wanted = st.query_params.get(MODEL_PARAM) or st.session_state.get("model_pick")
-        st.session_state["model_pick"] = wanted if wanted in keys else keys[0]
-        key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
-                           format_func=lambda k: choices[keys.index(k)].picker_label, on_change=_model_picked,
-                           help="each with its test accuracy first; by default the model with the highest "
-                                "(runs that did not learn are never the default)")
-        if st.query_params.get(MODEL_PARAM) not in (None, *keys):
-            # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
-            shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
-            st.warning(f"Model {plain(shown)} not found; showing the {plain(choices[keys.index(key)].label)}.",
-                       icon=":material/link_off:")
-        if key != keys[0] or MODEL_PARAM in st.query_params:
-            st.query_params[MODEL_PARAM] = key
-        choice = choices[keys.index(key)]
+        choice = _model_picker(store)
         st.session_state[ACTIVE_MODEL] = choice
         return choice
+
+
+def _model_picker(store: RunStore) -> ModelChoice | None:
+    """The active-model picker: every usable model, a damaged one marked so (never the default)."""
+    choices = model_choice.model_choices(store)
+    _damaged_runs(store)
+    if not choices:
+        st.info("No trained model yet: train one on the Train page.", icon=":material/model_training:")
+        return None
+    keys = [c.key for c in choices]
+    problems = {c.key: state.model_problem(c) for c in choices}
+    default = next((k for k in keys if not problems[k]), keys[0])
+    asked = st.query_params.get(MODEL_PARAM)
+    refused = state.param_problem(asked) if asked else None
+    # A pick that no longer exists (a deleted run) falls back to the default, the best model.
+    wanted = (None if refused else asked) or st.session_state.get("model_pick")
+    st.session_state["model_pick"] = wanted if wanted in keys else default
+    key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
+                       format_func=lambda k: choices[keys.index(k)].picker_label + (" · damaged" if problems[k] else ""),
+                       on_change=_model_picked,
+                       help="each with its test accuracy first; by default the model with the highest "
+                            "(runs that did not learn are never the default, nor a damaged model)")
+    if refused or asked not in (None, *keys):
+        # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
+        named = f"named in the address {refused}" if refused else f"{plain(_short(asked))} not found"
+        st.warning(f"The model {named}; showing the {plain(choices[keys.index(key)].label)}.", icon=":material/link_off:")
+    if damaged := sum(1 for p in problems.values() if p):
+        st.caption(f"{damaged} model(s) marked damaged: a page using one says why.")
+    if key != default or MODEL_PARAM in st.query_params:
+        st.query_params[MODEL_PARAM] = key
+    return choices[keys.index(key)]
+
+
+def _damaged_runs(store: RunStore) -> None:
+    """A line naming the runs whose row or files are damaged (the Runs page lists why)."""
+    broken = [r.id for r in store.list() if r.status not in ("queued", "running") and r.health()]
+    if broken:
+        st.caption(f"Damaged run(s), not offered: {plain(', '.join(_short(b) for b in broken[:5]))}"
+                   + (f" and {len(broken) - 5} more" if len(broken) > 5 else "") + " (see Runs).")
 
 
 def _data_picked() -> None:
@@ -72,18 +100,28 @@ def _data_picked() -> None:
 
 def _data_picker() -> tuple[str, str | None]:
     """The active-dataset picker (in the sidebar): its key and folder, also kept for `active_data_dir`."""
-    options = dataset_options()
-    wanted = st.query_params.get(DATA_PARAM) or st.session_state.get("data_pick") or DEFAULT_DATA
-    if wanted not in options and Path(locate.resolve_data_dir(wanted)).is_dir():
+    options, damaged = state.dataset_choices()
+    asked = st.query_params.get(DATA_PARAM)
+    refused = state.param_problem(asked) if asked else None
+    wanted = (None if refused else asked) or st.session_state.get("data_pick") or DEFAULT_DATA
+    if wanted not in options and state.folder_in_place(wanted):
         options[wanted] = wanted  # a folder named in the URL (the Data page's "use it in place")
     st.session_state["data_pick"] = wanted if wanted in options else DEFAULT_DATA
     key = st.selectbox("Data used by Train, Predictions and Error analysis", list(options), key="data_pick",
                        format_func=data_label, on_change=_data_picked,
                        help="an imported dataset (Data page), a folder, or CIFAR-10 from CIFAR10_DIR")
-    if wanted not in options:  # a mistyped or stale link (a deleted dataset)
-        shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
-        st.warning(f"Dataset {plain(shown)} not found; using the default.", icon=":material/link_off:")
+    if refused:
+        st.warning(f"The dataset named in the address {refused}; using the default.", icon=":material/link_off:")
+    elif wanted not in options:  # a mistyped or stale link (a deleted or damaged dataset)
+        st.warning(f"Dataset {plain(_short(wanted))} not found; using the default.", icon=":material/link_off:")
+    for line in damaged:
+        st.warning(plain(line), icon=":material/warning:")
     if key != DEFAULT_DATA or DATA_PARAM in st.query_params:
         st.query_params[DATA_PARAM] = key
     st.session_state[ACTIVE_DATA] = (key, options[key])
     return key, options[key]
+
+
+def _short(text: str) -> str:
+    """A name from the address or a folder, cut for a one-line message."""
+    return text if len(text) <= 40 else text[:40] + "…"

@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from cifar_core.base import bounded_json
 from cifar_core.data.census import folder_census
 from cifar_core.data.image_limits import check_pixels, plain_message, read_image_file, webp_canvas_size
 from cifar_core.data.images import DataError, image_files
@@ -152,7 +153,7 @@ def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Pro
     entry = data_cache_folder(str(folder), cache_dir=cache_dir)  # cifar10-<key of the files>
     cache = entry.with_name(f"health-{entry.name.split('-', 1)[1]}.json")
     try:
-        return json.loads(cache.read_text())
+        return bounded_json.read(cache)
     except (OSError, ValueError):
         pass
     files = [(split, p) for split in ("train", "test") for name, n in census["counts"][split].items()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +12,8 @@ import pandas as pd
 from cifar_core.data.classes import ClassesError, model_class_names
 from cifar_core.runs.outcome import usable, verdict
 from cifar_core.base.paths import default_model_dir
+from cifar_core.base.bounded_json import JSONError
+from cifar_core.base import bounded_json
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
 
@@ -117,8 +118,8 @@ def pick(choices: list[ModelChoice], key: str | None) -> ModelChoice | None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = bounded_json.read(path)
+    except (OSError, JSONError):
         return {}
     return data if isinstance(data, dict) else {}
 
