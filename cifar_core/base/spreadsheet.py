@@ -18,7 +18,8 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of `frame` whose text cells, column names and index labels are safe_text."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+        # Every column that may hold text (object, string, categorical); numbers and booleans are left as they are.
+        if not pd.api.types.is_numeric_dtype(out[column]) and not pd.api.types.is_datetime64_any_dtype(out[column]):
             out[column] = out[column].map(safe_text)
     out.columns = [safe_text(c) for c in out.columns]
     out.index = out.index.map(safe_text)
