@@ -29,6 +29,10 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv(frame: pd.DataFrame, **kwargs) -> bytes:
-    """`frame` as UTF-8 CSV bytes that a spreadsheet opens as data (kwargs go to DataFrame.to_csv)."""
+    """`frame` as UTF-8 CSV bytes that a spreadsheet opens as data (kwargs go to DataFrame.to_csv).
+
+    Lines end in CRLF (RFC 4180): then a cell holding a lone carriage return is quoted too. With pandas' "\n",
+    "x\r=HYPERLINK(…)" would be written bare, and a spreadsheet would start a row at the "=", a formula."""
     label = kwargs.pop("index_label", None)
+    kwargs.setdefault("lineterminator", "\r\n")
     return safe_frame(frame).to_csv(index_label=safe_text(label) if label is not None else None, **kwargs).encode("utf-8")
