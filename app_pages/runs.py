@@ -21,6 +21,8 @@ EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": 
 st.title("Runs")
 store = state.store()
 runs = store.list()
+if unwritable := store.cannot_write():
+    st.warning(f"Runs can be listed, but not started, resumed or deleted now: {plain(unwritable)}.", icon=":material/block:")
 choices = model_choice.model_choices(store)
 # The shipped model is listed too, so that a user's runs can be compared with it.
 shipped = next((c for c in choices if c.key == "default"), None)
@@ -182,8 +184,12 @@ else:
             st.warning(plain(f"This run says {run.status}, but {run.unknown}."), icon=":material/help:")
             if st.button("Mark it failed", icon=":material/healing:", key=f"repair_{run.id}",
                          help="if it no longer trains (e.g. the machine was renamed or restarted); then it can be resumed"):
-                store.repair([run.id])
-                st.rerun()
+                try:
+                    store.repair([run.id])
+                except RunError as err:  # a read-only folder, a full disk
+                    st.error(plain(err), icon=":material/block:")
+                else:
+                    st.rerun()
         elif run.status in LIVE:
             st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
         with st.popover("Delete this run", icon=":material/delete:"):

@@ -11,7 +11,7 @@ images), so it needs no training.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -31,15 +31,15 @@ LATIN1_CLASS = b"caf\xe9"  # "café" in latin-1: not UTF-8
 DEEP = 20_000
 
 
-def plant(artifacts: Path) -> Path:
-    """Fill `artifacts` (which must not exist) with the usable run and one of each damaged kind; returns it."""
+def plant(artifacts: Path, usable: bool = True) -> Path:
+    """Fill `artifacts` (which must not exist) with one of each damaged kind, and the usable run unless `usable`
+    is False; returns it."""
     shutil.copytree(OLD_RUN, artifacts)
-    usable = artifacts / "runs" / USABLE
     deep = "[" * DEEP + "]" * DEEP
     for run_id, file in ((BAD_CALIBRATION, "calibration.json"), (BAD_CLASSES, "classes.json")):
-        shutil.copytree(usable, artifacts / "runs" / run_id)
+        shutil.copytree(artifacts / "runs" / USABLE, artifacts / "runs" / run_id)
         (artifacts / "runs" / run_id / file).write_text(deep)
-    with sqlite3.connect(artifacts / "runs.db") as db:
+    with contextlib.closing(sqlite3.connect(artifacts / "runs.db")) as db, db:
         db.row_factory = sqlite3.Row
         row = dict(db.execute("SELECT * FROM runs WHERE id=?", (USABLE,)).fetchone())
         for n, run_id in enumerate((BAD_CALIBRATION, BAD_CLASSES), start=1):
@@ -47,6 +47,10 @@ def plant(artifacts: Path) -> Path:
                        [{"id": run_id, "created": row["created"] + n}.get(k, v) for k, v in row.items()])
         db.execute("INSERT INTO runs (id, status, created, finished, config, summary) VALUES (?,?,?,?,?,?)",
                    (HOSTILE_ROW, "completed", time.time(), time.time(), "[" * 100_000, '{"a":' * 100_000))
+        if not usable:
+            db.execute("DELETE FROM runs WHERE id=?", (USABLE,))
+    if not usable:
+        shutil.rmtree(artifacts / "runs" / USABLE)
     (artifacts / "runs" / HOSTILE_ROW).mkdir()
     plant_dataset(artifacts / "datasets" / DATASET)
     return artifacts
@@ -63,8 +67,3 @@ def plant_dataset(folder: Path) -> None:
             for i in picks:
                 Image.fromarray(x[y == c][i]).save(os.fsdecode(folder_bytes + f"/{i}.png".encode()))
     (folder / "dataset.json").write_text("[" * DEEP + "]" * DEEP)
-
-
-def hostile_json_depth() -> str:
-    """What the planted files hold, for messages: a JSON array nested DEEP levels."""
-    return json.dumps(DEEP)

@@ -59,9 +59,9 @@ def error_text(err: BaseException, run_id: str | None = None, folder: Path | Non
     return f"{type(err).__name__}: {err}"  # anything else: its type says where it came from
 
 
-MESSAGE_WIDTH = 400  # characters of one line of a message: room for a sentence and two paths
+MESSAGE_WIDTH = 500  # characters of one line of a message: room for a sentence and two long paths
 MESSAGE_LINES = 12
-WORD_WIDTH = 100  # characters of one word (a path, a name, a dumped value without spaces) in a message too long
+WORD_WIDTH = 160  # characters of one word (a path, a name, a dumped value without spaces) in a message too long
 
 
 def readable(text: object, width: int = MESSAGE_WIDTH, lines: int = MESSAGE_LINES) -> str:
