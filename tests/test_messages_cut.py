@@ -22,9 +22,9 @@ def test_a_long_word_loses_its_middle_first_and_ordinary_paths_stay_whole():
     name = "\U0001F600" * 100_000
     text = readable(f"Class {name} cannot be used: it is longer than 200 characters. Rename it.")
     assert len(text) < 250 and text.endswith("Rename it.") and " … " in text
-    ordinary = (f"The calibration file /home/someone/projects/studio/artifacts/runs/20301231-235959-abcd/calibration.json "
-                f"cannot be used: it is not valid JSON. Fit it again with `python -m cifar_core calibrate --model "
-                f"/home/someone/projects/studio/artifacts/runs/20301231-235959-abcd`, or delete it.")
+    ordinary = ("The calibration file /home/someone/projects/studio/artifacts/runs/20301231-235959-abcd/calibration.json "
+                "cannot be used: it is not valid JSON. Fit it again with `python -m cifar_core calibrate --model "
+                "/home/someone/projects/studio/artifacts/runs/20301231-235959-abcd`, or delete it.")
     assert readable(ordinary) == ordinary
 
 

@@ -173,14 +173,14 @@ class RunIndex:
         """An SQLite error as a RunError that says what happened and what to do."""
         if disk_full(err, self.root):
             return RunError(f"The run index {self.db_path} cannot be written: no space left on device; free some space.")
-        if not isinstance(err, sqlite3.OperationalError):
+        if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
             return RunError(f"The run index {self.db_path} is damaged ({err}); move it aside to start a new one.")
+        if _locked(err):
+            return RunError(f"The run index {self.db_path} is locked by another process (waited {timeout:g} s); "
+                            "try again, or find the process holding it with `fuser` and end it.")
         if why := self.cannot_write():
             return RunError(f"The run index {self.db_path} cannot be written: {why}. Runs can be listed, but not started, "
                             "changed or deleted.")
-        if "locked" in str(err) or "busy" in str(err):
-            return RunError(f"The run index {self.db_path} is locked by another process (waited {timeout:g} s); "
-                            "try again, or find the process holding it with `fuser` and end it.")
         return RunError(f"The run index {self.db_path} cannot be used ({err}).")
 
     @contextlib.contextmanager
@@ -189,7 +189,7 @@ class RunIndex:
         db = self._open(timeout)
         try:
             yield db
-        except sqlite3.Error as err:
+        except sqlite3.DatabaseError as err:
             raise self._error(err, timeout) from err
         finally:
             db.close()
@@ -200,13 +200,13 @@ class RunIndex:
         folder is read-only or its disk full (SQLite cannot make its shared-memory file then), a read-only one."""
         try:
             db = self._open(READ_TIMEOUT_S)
-        except RunError:
-            if not self.cannot_write():
+        except RunError as err:
+            if _locked(err.__cause__) or not self.cannot_write():
                 raise
             db = self._open_read_only()
         try:
             yield db
-        except sqlite3.Error as err:
+        except sqlite3.DatabaseError as err:
             raise self._error(err, READ_TIMEOUT_S) from err
         finally:
             db.close()
@@ -247,6 +247,12 @@ class RunIndex:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+
+def _locked(err: BaseException | None) -> bool:
+    """Whether an SQLite error says another connection holds a lock (waiting longer may help; reading around it
+    would not be safe)."""
+    return "locked" in str(err) or "busy" in str(err)
 
 
 def _rows_as_text(db: sqlite3.Connection) -> None:
