@@ -41,14 +41,11 @@ class RunStore(RunMetrics, RunReads):
 
     def check_writable(self) -> None:
         """Raise RunError unless the artifacts folder is writable and has room for a run."""
-        if why := self.cannot_write():
-            raise RunError(f"Training needs a writable artifacts folder with room for a run, and {why}.")
         try:
             with tempfile.NamedTemporaryFile(dir=self.runs_dir):
                 pass
         except OSError as err:
-            raise RunError(f"Cannot write to {self.runs_dir} ({self.cannot_write() or err.strerror}); "
-                           "training needs a writable artifacts folder.") from err
+            raise RunError(f"Training needs a writable artifacts folder, and {self.cannot_write() or err.strerror}.") from err
         free = shutil.disk_usage(self.runs_dir).free
         if free < MIN_FREE_BYTES:
             raise RunError(f"Only {free / 2**20:.0f} MB free in {self.runs_dir}; training needs at least {MIN_FREE_BYTES / 2**20:.0f} MB.")
