@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from studio import gallery, loading, resources, state
-from studio.text import plain
+from studio.text import plain, printable
 from cifar_core.data import duplicates
 from cifar_core.data import health as dataset_health
 from cifar_core.data import imported as datasets
@@ -100,10 +100,14 @@ with st.container(border=True):
             run_import(Path(folder), folder_name or default_name(folder.rstrip("/\\")), folder_replace)
         if right.button("Use it in place", key="data_use_folder", icon=":material/folder_open:", disabled=not folder,
                         help="reads the folder where it is: it needs train/<class>/ and test/<class>/ folders", width="stretch"):
-            if os.path.isdir(folder):
-                state.set_active_data(folder)
+            where = os.path.abspath(folder)  # the address keeps it: a relative path would depend on the server's folder
+            if refused := state.param_problem(where):
+                st.error(f"This folder cannot be used in place: its path {refused}. Import a copy instead.", icon=":material/error:")
+            elif state.folder_in_place(where):
+                state.set_active_data(where)
                 st.rerun()
-            st.error(f"{plain(folder)} is not a folder on this machine.", icon=":material/error:")
+            else:
+                st.error(f"{plain(folder)} is not a folder on this machine.", icon=":material/error:")
 
 if (imported := st.session_state.pop("data_imported", None)) is not None:
     counts = imported["counts"]
@@ -118,15 +122,21 @@ if (imported := st.session_state.pop("data_imported", None)) is not None:
 # ---------------------------------------------------------------- the datasets
 
 st.header("Datasets", divider="gray")
-listed = datasets.list_datasets()
+try:
+    listed = datasets.list_datasets()
+except REFUSED as err:
+    listed = None
+    st.error(f"The imported datasets cannot be listed: {plain(err)}", icon=":material/error:")
 if listed:
-    # Table cells are literal text: names and class names need no escaping here.
-    st.dataframe(pd.DataFrame([{"name": d["name"], "classes": len(d["classes"]),
+    # Table cells are literal text: names and class names need no Markdown escaping here, only the odd bytes of a
+    # name that is not UTF-8 (printable). A damaged dataset is listed with why; the picker below leaves it out.
+    st.dataframe(pd.DataFrame([{"name": printable(d["name"]), "classes": len(d["classes"]),
                                 "train images": sum(d["counts"]["train"].values()),
                                 "test images": sum(d["counts"]["test"].values()),
-                                "class names": ", ".join(d["classes"]), "folder": d["path"]} for d in listed]),
+                                "class names": printable(", ".join(d["classes"])), "folder": printable(d["path"]),
+                                "problem": state.dataset_problem(d) or ""} for d in listed]),
                  hide_index=True, width="stretch")
-else:
+elif listed is not None:
     st.caption("No dataset imported yet.")
 
 options = state.dataset_options()
@@ -148,6 +158,9 @@ elif st.button("Make it the active dataset", icon=":material/check:", type="prim
 data_dir = locate.resolve_data_dir(options[picked])
 if not data_dir:
     st.info("No CIFAR-10 folder is set: start the studio with CIFAR10_DIR set, or import a dataset above.", icon=":material/info:")
+    st.stop()
+if problem := state.folder_problem(data_dir):
+    st.error(f"This dataset cannot be checked: {plain(problem)}", icon=":material/error:")
     st.stop()
 
 

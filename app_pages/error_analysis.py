@@ -16,6 +16,7 @@ from cifar_core.data import duplicates
 from cifar_core.analysis import embeddings
 from cifar_core.runs import model_choice
 from cifar_core.views import plots
+from cifar_core.views import downloads
 from cifar_core.predict import split_predictions
 
 DETAIL = "error_detail"  # the session key of the image whose details are open
@@ -186,7 +187,7 @@ if labels_tab.open:
             st.caption("Each tile: the label the model suggests (its top class) with its probability, then the given label with its probability.")
             gallery.paged_gallery(issues.index.to_numpy(), x_test, interp, key="label_issues", true_word="given",
                                   order="Most likely mistake first (cleanlab's self-confidence ranking)", pick_key=DETAIL)
-            st.download_button("Candidates (CSV)", lambda: issues.to_csv().encode(), file_name="label_issue_candidates.csv",
+            st.download_button("Candidates (CSV)", lambda: downloads.candidates_csv(issues), file_name="label_issue_candidates.csv",
                                mime="text/csv", icon=":material/download:")
 
 # ---------------------------------------------------------------- duplicates and leaks
@@ -262,7 +263,7 @@ d1.download_button("Confusion matrix (PNG)", lambda: plots.confusion_png(cm, nam
 curves = model_choice.history(model, state.store())
 d2.download_button("Training curves (PNG)", lambda: plots.curves_png(curves), file_name="training_curves.png",
                    mime="image/png", icon=":material/download:", disabled=curves.empty)
-d3.download_button("Predictions (CSV)", lambda: interp.table().to_csv(index_label="image").encode(),
+d3.download_button("Predictions (CSV)", lambda: downloads.predictions_csv(interp),
                    file_name="test_predictions.csv", mime="text/csv", icon=":material/download:")
 
 if x_test is not None:

@@ -23,8 +23,13 @@ EXPORT_LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite", "tflite-int8": 
 st.title("Runs")
 store = state.store()
 runs = store.list()
+if unwritable := store.cannot_write():
+    st.warning(f"Runs can be listed, but not started, resumed or deleted now: {plain(unwritable)}.", icon=":material/block:")
+choices = model_choice.model_choices(store)
 # The shipped model is listed too, so that a user's runs can be compared with it.
-shipped = next((c for c in model_choice.model_choices(store) if c.key == "default"), None)
+shipped = next((c for c in choices if c.key == "default"), None)
+# A model whose classes.json or calibration.json is damaged is listed as broken, saying why.
+damaged = {c.key: problem for c in choices if (problem := state.model_problem(c))}
 if not runs:
     st.info("No runs yet: start one on the Train page.", icon=":material/model_training:")
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -45,6 +50,9 @@ rows = [outcome.run_row(r) for r in runs]
 if shipped is not None:
     records[outcome.SHIPPED] = shipped.dataset
     rows.append(outcome.shipped_row(shipped.config, shipped.accuracy, model_choice.history(shipped, store), shipped.folder))
+for row in rows:
+    if problem := damaged.get("default" if row["run"] == outcome.SHIPPED else row["run"]):
+        row.update(status="broken", problem=" ".join(problem.split()))
 table = pd.DataFrame(rows).set_index("run")
 # Which test set each accuracy was measured on: the dataset a run learned from, right after its status.
 table.insert(1, "dataset", [records[name].name if records.get(name) else None for name in table.index])
@@ -70,7 +78,7 @@ if table["dataset"].nunique() > 1:
                "same dataset.")
 broken = table[table["status"] == "broken"]
 if len(broken):
-    st.warning(f"{len(broken)} run(s) are broken (their files are incomplete); see the problem column.", icon=":material/warning:")
+    st.warning(f"{len(broken)} run(s) are broken (a damaged row or file); see the problem column.", icon=":material/warning:")
 
 
 def curves_of(name: str) -> pd.DataFrame:
@@ -220,8 +228,12 @@ else:
             st.warning(plain(f"This run says {run.status}, but {run.unknown}."), icon=":material/help:")
             if st.button("Mark it failed", icon=":material/healing:", key=f"repair_{run.id}",
                          help="if it no longer trains (e.g. the machine was renamed or restarted); then it can be resumed"):
-                store.repair([run.id])
-                st.rerun()
+                try:
+                    store.repair([run.id])
+                except RunError as err:  # a read-only folder, a full disk
+                    st.error(plain(err), icon=":material/block:")
+                else:
+                    st.rerun()
         elif run.status in LIVE:
             st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
         with st.popover("Delete this run", icon=":material/delete:"):
@@ -236,6 +248,6 @@ else:
                     st.toast(f"Run {plain(run.id)} deleted")
                     st.rerun()
         # Exportable: the models the studio can use (completed or stopped, files intact).
-        choice = next((c for c in model_choice.model_choices(store) if c.key == run.id), None)
+        choice = next((c for c in choices if c.key == run.id), None)
         if choice is not None:
             export_panel(choice)

@@ -140,6 +140,8 @@ active = store.active()
 run_panel(active.id if active else None)
 
 st.header("New training", divider="gray")
+if unwritable := store.cannot_write():  # a read-only folder or a full disk: said before the form is filled in
+    st.warning(f"No training can start now: {plain(unwritable)}.", icon=":material/block:")
 if not state.data_available():
     st.warning("No CIFAR-10 data folder is set: fill in the data folder below (see the sidebar for the accepted layouts).",
                icon=":material/warning:")
@@ -192,17 +194,18 @@ with st.form("train_form"):
                 if f.name == "classes" and data_classes:
                     st.caption(f"Classes in the data folder: {', '.join(map(plain, data_classes))}")
                 slots[f.name] = st.empty()
-    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=active is not None,
-                                      help=f"run {active.id} is training: one runs at a time" if active else None)
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                      disabled=active is not None or bool(unwritable),
+                                      help=f"run {active.id} is training: one runs at a time" if active else unwritable)
 
 if submitted:
     values = {f.name: st.session_state[f"cfg_{f.name}"] for f in train_form.form_fields()}
     upload = st.session_state.get("cfg_weights_upload")
     if st.session_state.get("cfg_weights_model", "—") != "—":
         values["weights"] = base_models[st.session_state["cfg_weights_model"]]
-    if upload is not None:
-        values["weights"] = str(train_form.save_uploaded_weights(upload.name, upload.getvalue()))
     try:
+        if upload is not None:
+            values["weights"] = str(train_form.save_uploaded_weights(upload.name, upload.getvalue()))
         config = train_form.check_data(train_form.config_from_form(values))
         run = launcher.start_training(config, store)
     except ConfigError as err:
@@ -211,5 +214,7 @@ if submitted:
         st.error(f"{len(err.errors)} setting(s) need fixing before the training can start.")
     except RunError as err:  # RunBusyError (one at a time), or no room to write the run
         st.error(plain(err), icon=":material/block:")
+    except OSError as err:  # the uploaded weights could not be kept (a full disk)
+        st.error(f"The weights file could not be kept: {plain(err.strerror or err)}.", icon=":material/block:")
     else:
         st.rerun()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar_core.base.errors import StudioError
+from cifar_core.base import bounded_json
 
 ARCHS = ("vgg16", "vgg16_bn")
 HEADS = ("flatten", "gap")
@@ -234,7 +235,7 @@ def _base_mismatch(config: "TrainConfig") -> str | None:
     """Why the trained model `config.weights` cannot lend its base to `config`, from the config.json beside
     it (other architecture or width, or a shallower cut), or None. Without that file, loading the weights checks."""
     try:
-        theirs = json.loads((Path(config.weights).parent / "config.json").read_text())
+        theirs = bounded_json.read(Path(config.weights).parent / "config.json")
     except (OSError, ValueError):
         return None
     if not isinstance(theirs, dict):

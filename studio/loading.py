@@ -20,7 +20,7 @@ from cifar_core.predict.evaluate import Interpretation
 from cifar_core.predict.inference import Classifier
 from cifar_core.runs.model_choice import ModelChoice
 from studio import resources
-from studio.state import active_data_dir
+from studio.state import active_data_dir, class_names_problem
 from studio.text import plain
 
 
@@ -75,6 +75,9 @@ def test_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.nda
     if not status["ok"]:
         st.info("Test images are not available: no CIFAR-10 data folder is set (see the sidebar).", icon=":material/image_not_supported:")
         return None
+    if problem := class_names_problem(status["class_names"]):  # a damaged dataset: said, and the page goes on
+        st.error(f"The test images could not be loaded: {plain(problem)}", icon=":material/error:")
+        return None
     bar = st.empty()
 
     def progress(done: int, total: int, what: str) -> None:
@@ -116,7 +119,7 @@ def predictions(choice: ModelChoice, images: tuple[np.ndarray, np.ndarray]) -> I
 def train_set(data_dir: str | None, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """The training images of a model's classes in `data_dir`, or None when the folder has none."""
     status = describe_source(data_dir)
-    if not status["ok"] or not status["counts"].get("train"):
+    if not status["ok"] or not status["counts"].get("train") or class_names_problem(status["class_names"]):
         return None
     try:
         return resources.train_images(data_dir, str(status["counts"]), tuple(class_names))

@@ -3,24 +3,25 @@
 The picks are kept in the URL and the session (studio/state.py), where the pages read them. The model
 follows the dataset: by default it is the best usable model for the active dataset, each model is labelled
 with the dataset it fits, a model of another dataset offers to switch the dataset too, and switching the
-dataset moves the model along to that dataset's default (unless the picked model fits it).
+dataset moves the model along to that dataset's default (unless the picked model fits it). Whatever the URL
+or the files say, the sidebar draws: a refused address value, a damaged run index, run, model or dataset is a
+message here, and every other one stays usable.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from cifar_core.data import identity, locate
+from cifar_core.data import identity
 from cifar_core.data.identity import DatasetRecord
 from cifar_core.data.loader import describe_source
 from cifar_core.runs import model_choice
 from cifar_core.runs.model_choice import ModelChoice
+from cifar_core.runs.store import RunStore
 from studio import state
 from studio.state import (ACTIVE_DATA, ACTIVE_MODEL, ACTIVE_RECORD, DATA_PARAM, DEFAULT_DATA, MODEL_COUNT, MODEL_PARAM,
-                          data_label, dataset_options, store)
-from studio.text import plain
+                          STORE_ERROR, data_label)
+from studio.text import plain, printable
 
 # How the active model fits the active dataset, in the caption under the picker.
 FITS = {identity.SAME: ", the active dataset", identity.COPY: ", a copy of the active dataset (the same classes in "
@@ -40,7 +41,9 @@ def sidebar() -> ModelChoice | None:
         st.subheader("Dataset")
         key, folder = _data_picker()
         status = describe_source(folder)
-        if status["ok"]:
+        if status["ok"] and (problem := state.class_names_problem(status["class_names"])):
+            st.error(f"This dataset cannot be used: {plain(problem)}", icon=":material/error:")
+        elif status["ok"]:
             counts = ", ".join(f"{n:,} {split}" for split, n in status["counts"].items())
             what = "CIFAR-10 found" if key == DEFAULT_DATA else f"{len(status['class_names'])} classes"
             st.success(f"{what} ({status['layout']} layout): {counts} images", icon=":material/dataset:")
@@ -48,11 +51,18 @@ def sidebar() -> ModelChoice | None:
         else:
             st.warning("No CIFAR-10 data found." if key == DEFAULT_DATA else "No dataset found there.", icon=":material/warning:")
             with st.expander("How to get the data"):
-                st.text(status["message"])
+                st.text(printable(status["message"]))
         record = st.session_state[ACTIVE_RECORD] = state.pick_record(key, folder, status["ok"])
 
         st.subheader("Active model")
-        choices = model_choice.model_choices(store(), record)
+        store = state.store_or_error()
+        st.session_state[STORE_ERROR] = str(store) if not isinstance(store, RunStore) else None
+        if not isinstance(store, RunStore):  # the pages that need runs say so too; the others go on
+            st.error(plain(store), icon=":material/error:")
+            st.session_state[ACTIVE_MODEL] = None
+            return None
+        choices = model_choice.model_choices(store, record)
+        _damaged_runs(store)
         st.session_state[MODEL_COUNT] = len(choices)
         if not choices:
             st.info("No trained model yet: train one on the Train page.", icon=":material/model_training:")
@@ -65,10 +75,14 @@ def sidebar() -> ModelChoice | None:
 
 def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: str) -> ModelChoice | None:
     """The model picker: the URL's or the session's pick while it exists (and, after a dataset change, fits the
-    new dataset), else the default for the dataset; None, with a way to train one, when no model fits it."""
+    new dataset), else the default for the dataset; None, with a way to train one, when no model fits it. A
+    damaged model is listed, marked so, and is never the default."""
+    problems = {c.key: state.model_problem(c) for c in choices}
     keys = [c.key for c in choices]
-    default = model_choice.default_choice(choices)
-    linked = st.query_params.get(MODEL_PARAM)
+    default = model_choice.default_choice([c for c in choices if not problems[c.key]])
+    asked = st.query_params.get(MODEL_PARAM)
+    refused = state.param_problem(asked) if asked else None
+    linked = None if refused else asked
     wanted = linked or st.session_state.get("model_pick")
     picked = next((c for c in choices if c.key == wanted), None)
     moved = st.session_state.get(PICKED_ON, data_key) != data_key
@@ -79,15 +93,17 @@ def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: s
     st.session_state[PICKED_ON] = data_key
     st.session_state["model_pick"] = picked.key if picked else default.key if default else None
     key = st.selectbox("Model used by Classify, Predictions and Error analysis", keys, key="model_pick",
-                       format_func=lambda k: choices[keys.index(k)].picker_label, on_change=_model_picked,
-                       placeholder=f"No model for {record.name} yet",
+                       format_func=lambda k: choices[keys.index(k)].picker_label + (" · damaged" if problems[k] else ""),
+                       on_change=_model_picked, placeholder=f"No model for {record.name} yet",
                        help="each with its test accuracy and the dataset it learned; by default the most accurate one "
-                            "for the active dataset (runs that did not learn are never the default)")
-    if linked not in (None, *keys):
+                            "for the active dataset (runs that did not learn are never the default, nor a damaged model)")
+    if refused or linked not in (None, *keys):
         # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
-        shown = linked if len(linked) <= 40 else linked[:40] + "…"
         now = f"the {choices[keys.index(key)].label}" if key else "no model"
-        st.warning(f"Model {plain(shown)} not found; showing {plain(now)}.", icon=":material/link_off:")
+        named = f"named in the address {refused}" if refused else f"{plain(_short(linked))} not found"
+        st.warning(f"The model {named}; showing {plain(now)}.", icon=":material/link_off:")
+    if damaged := sum(1 for p in problems.values() if p):
+        st.caption(f"{damaged} model(s) marked damaged: a page using one says why.")
     if key is None:
         st.info(f"No usable model fits the dataset {plain(record.describe())} yet: train one, or pick a model of "
                 "another dataset above.", icon=":material/model_training:")
@@ -105,6 +121,14 @@ def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: s
     return choice
 
 
+def _damaged_runs(store: RunStore) -> None:
+    """A line naming the runs whose row or files are damaged (the Runs page lists why)."""
+    broken = [r.id for r in store.list() if r.status not in ("queued", "running") and r.health()]
+    if broken:
+        st.caption(f"Damaged run(s), not offered: {plain(', '.join(_short(b) for b in broken[:5]))}"
+                   + (f" and {len(broken) - 5} more" if len(broken) > 5 else "") + " (see Runs).")
+
+
 def _data_picked() -> None:
     # The URL names the pick as soon as it is made: the next run reads the URL first (links and reloads).
     st.query_params[DATA_PARAM] = st.session_state["data_pick"]
@@ -112,19 +136,29 @@ def _data_picked() -> None:
 
 def _data_picker() -> tuple[str, str | None]:
     """The active-dataset picker (in the sidebar): its key and folder, also kept for `active_data_dir`."""
-    options = dataset_options()
-    wanted = st.query_params.get(DATA_PARAM) or st.session_state.get("data_pick") or DEFAULT_DATA
-    if wanted not in options and Path(locate.resolve_data_dir(wanted)).is_dir():
+    options, damaged = state.dataset_choices()
+    asked = st.query_params.get(DATA_PARAM)
+    refused = state.param_problem(asked) if asked else None
+    wanted = (None if refused else asked) or st.session_state.get("data_pick") or DEFAULT_DATA
+    if wanted not in options and state.folder_in_place(wanted):
         options[wanted] = wanted  # a folder named in the URL (the Data page's "use it in place")
     st.session_state["data_pick"] = wanted if wanted in options else DEFAULT_DATA
     key = st.selectbox("Data used by Train, Predictions and Error analysis", list(options), key="data_pick",
                        format_func=data_label, on_change=_data_picked,
                        help="an imported dataset (Data page), a folder, or CIFAR-10 from CIFAR10_DIR; the model "
                             "moves along to the new dataset's default unless it fits it")
-    if wanted not in options:  # a mistyped or stale link (a deleted dataset)
-        shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
-        st.warning(f"Dataset {plain(shown)} not found; using the default.", icon=":material/link_off:")
+    if refused:
+        st.warning(f"The dataset named in the address {refused}; using the default.", icon=":material/link_off:")
+    elif wanted not in options:  # a mistyped or stale link (a deleted or damaged dataset)
+        st.warning(f"Dataset {plain(_short(wanted))} not found; using the default.", icon=":material/link_off:")
+    for line in damaged:
+        st.warning(plain(line), icon=":material/warning:")
     if key != DEFAULT_DATA or DATA_PARAM in st.query_params:
         st.query_params[DATA_PARAM] = key
     st.session_state[ACTIVE_DATA] = (key, options[key])
     return key, options[key]
+
+
+def _short(text: str) -> str:
+    """A name from the address or a folder, cut for a one-line message."""
+    return text if len(text) <= 40 else text[:40] + "…"

@@ -6,11 +6,14 @@ The sidebar (studio/sidebar.py) makes the picks; the pages read them here.
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 
 import streamlit as st
 
 from cifar_core.base.paths import default_model_dir
+from cifar_core.base.errors import StudioError, readable
 from cifar_core.config import TrainConfig
 from cifar_core.data import imported as datasets
 from cifar_core.data import locate
@@ -19,13 +22,14 @@ from cifar_core.data import identity
 from cifar_core.data.identity import DatasetRecord
 from cifar_core.data.loader import describe_source
 from cifar_core.predict import split_predictions
+from cifar_core.predict import calibration
 from cifar_core.predict.calibration import CalibrationError
 from cifar_core.runs import model_choice
 from cifar_core.runs.model_choice import ModelChoice
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
 from cifar_core.views import train_form
-from studio.text import model_caption, plain
+from studio.text import is_text, model_caption, plain, printable
 
 ACTIVE_MODEL = "active_model"
 MODEL_COUNT = "model_count"  # how many models the sidebar listed: "none fits this dataset" is not "none at all"
@@ -38,6 +42,8 @@ ACTIVE_DATA = "active_data"
 DATA_PARAM = "data"
 ACTIVE_RECORD = "active_record"  # the active dataset's DatasetRecord, as the sidebar found it this run
 DEFAULT_DATA = "default"
+STORE_ERROR = "store_error"
+MAX_PARAM = 255  # characters of a ?data= or ?model= value: a file name's limit (and far above a run id or dataset name)
 
 
 def store() -> RunStore:
@@ -49,11 +55,82 @@ def store() -> RunStore:
         st.stop()
 
 
+def store_or_error() -> RunStore | RunError:
+    """The run store, or why its index cannot be used: for the sidebar, which says so and lets the page go on."""
+    try:
+        return RunStore()
+    except RunError as err:
+        return err
+
+
 def dataset_options() -> dict[str, str | None]:
-    """The datasets to pick from, key -> folder: the default ($CIFAR10_DIR), then every imported dataset by name."""
-    options = {DEFAULT_DATA: TrainConfig().resolved_data_dir()}
-    options.update({d["name"]: d["path"] for d in datasets.list_datasets()})
-    return options
+    """The datasets to pick from, key -> folder: the default ($CIFAR10_DIR), then every usable imported dataset by name."""
+    return dataset_choices()[0]
+
+
+def dataset_choices() -> tuple[dict[str, str | None], list[str]]:
+    """The datasets to pick from (`dataset_options`), and a sentence for each damaged one, which is listed but
+    never picked: one damaged dataset (a folder name that is not UTF-8 text) must not take a page down."""
+    options: dict[str, str | None] = {DEFAULT_DATA: TrainConfig().resolved_data_dir()}
+    try:
+        listed = datasets.list_datasets()
+    except (StudioError, OSError) as err:
+        return options, [f"The imported datasets cannot be listed: {readable(err)}"]
+    damaged = []
+    for d in listed:
+        if why := dataset_problem(d):
+            damaged.append(f"Dataset {printable(d['name'])} is damaged and not offered: {why}")
+        else:
+            options[d["name"]] = d["path"]
+    return options, damaged
+
+
+def dataset_problem(listed: dict) -> str | None:
+    """Why an imported dataset (a `list_datasets` entry) cannot be used, in words, or None."""
+    if not is_text(listed["name"]):
+        return "its folder's name is not UTF-8 text: rename it"
+    return class_names_problem(listed["classes"])
+
+
+def folder_problem(data_dir: str) -> str | None:
+    """Why the dataset in `data_dir` (any layout) cannot be used by the pages, in words, or None."""
+    status = describe_source(data_dir)
+    return class_names_problem(status["class_names"]) if status["ok"] else None
+
+
+def class_names_problem(names) -> str | None:
+    """A class folder whose name is not UTF-8 text (Python reads its odd bytes as surrogates, which no page can
+    send to the browser nor any cache key can hash), in words, or None."""
+    if bad := next((name for name in names if not is_text(name)), None):
+        return f"its class folder '{printable(bad)}' is not named in UTF-8 text: rename it, or import the images again"
+    return None
+
+
+def model_problem(choice: ModelChoice) -> str | None:
+    """Why a model cannot be used, in words (its classes.json or calibration.json is damaged), or None."""
+    if problem := choice.classes_problem:
+        return problem
+    try:
+        calibration.read(choice.folder)
+    except CalibrationError as err:
+        return str(err)
+    return None
+
+
+def param_problem(value: str) -> str | None:
+    """Why a value from the address (?data=, ?model=) is refused before anything looks it up, in words, or
+    None: longer than a file name may be, or holding control characters (a NUL, a line break)."""
+    if len(value) > MAX_PARAM:
+        return f"is {len(value):,} characters long, more than the {MAX_PARAM} a name may have"
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        return "holds control characters"
+    return None
+
+
+def folder_in_place(value: str) -> bool:
+    """Whether `value` (from the address) names a folder to use where it is: an absolute path of an existing
+    folder, without '..' parts (the Data page's "Use it in place" writes one)."""
+    return os.path.isabs(value) and ".." not in Path(value).parts and os.path.isdir(value)
 
 
 def data_label(key: str) -> str:
@@ -122,6 +199,9 @@ def require_model(fits_data: bool = False) -> ModelChoice:
     that scores the active dataset's test images), a model of other classes is a statement in words with the
     ways out (switch the dataset to the model's, or the model to the dataset's default), and the page stops."""
     model = active_model()
+    if model is None and (error := st.session_state.get(STORE_ERROR)):
+        st.error(plain(error), icon=":material/error:")  # no model can be listed while the run index is unusable
+        st.stop()
     if model is None:
         if st.session_state.get(MODEL_COUNT):
             st.info(f"No usable model fits the dataset {plain(active_dataset().describe())} yet: train one on the Train "
@@ -206,7 +286,8 @@ def dataset_key_for(model: ModelChoice) -> str | None:
 
 def data_available(data_dir: str | None = None) -> bool:
     """Whether `data_dir` (default: the active dataset's folder) holds a dataset."""
-    return describe_source(data_dir or active_data_dir())["ok"]
+    status = describe_source(data_dir or active_data_dir())
+    return status["ok"] and class_names_problem(status["class_names"]) is None
 
 
 def fill_train_form(config: dict, source: str) -> None:

@@ -6,11 +6,35 @@ from pathlib import Path
 
 import streamlit as st
 
+from cifar_core.base.errors import readable
 from cifar_core.base.markup import markdown_literal
 from cifar_core.runs.model_choice import ModelChoice
 
-# User text made literal in Markdown: every page shows names and messages through it.
-plain = markdown_literal
+def plain(text: object) -> str:
+    """User text made literal in Markdown: every page shows names and messages through it. An error's message
+    is cut to a readable length first (it may quote a hostile file or a 100,000-character name), and a name
+    that is not UTF-8 is shown with its odd bytes escaped (see `printable`)."""
+    return markdown_literal(printable(readable(text) if isinstance(text, BaseException) else str(text)))
+
+
+def printable(text: str) -> str:
+    """`text` that the browser can be sent: a file name that is not UTF-8 (Python reads its odd bytes as
+    surrogates, "caf\\udce9") shows them escaped ("caf\\xe9"); Streamlit fails a page on a surrogate."""
+    if is_text(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_text(text: str) -> bool:
+    """Whether `text` is text a page can show: no surrogates (the odd bytes of a name that is not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def model_caption(choice: ModelChoice) -> str:

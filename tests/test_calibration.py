@@ -95,7 +95,7 @@ def test_calibration_file_round_trip_and_a_model_without_one(tmp_path):
 
 
 @pytest.mark.parametrize("content, why", [
-    (b"\x00\xff garbage", "not readable JSON"),
+    (b"\x00\xff garbage", "not valid JSON"),
     (b"[1, 2]", "JSON object"),
     (json.dumps({"temperature": -1.0, "tta": False, "images": 10}).encode(), "temperature"),
     (json.dumps({"temperature": "hot", "tta": False, "images": 10}).encode(), "temperature"),

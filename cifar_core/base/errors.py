@@ -86,3 +86,35 @@ def is_text(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+MESSAGE_WIDTH = 500  # characters of one line of a message: room for a sentence and two long paths
+MESSAGE_LINES = 12
+WORD_WIDTH = 160  # characters of one word (a path, a name, a dumped value without spaces) in a message too long
+
+
+def readable(text: object, width: int = MESSAGE_WIDTH, lines: int = MESSAGE_LINES) -> str:
+    """`text` cut to a readable length for a terminal or a page, so that a message quoting a hostile file or name
+    (a 42 KB config, a 100,000-character name) stays a message: at most `lines` lines, and each line longer than
+    `width` first loses the middle of its longest words (over WORD_WIDTH characters), then, if still too long,
+    its own middle, keeping its start (what is wrong) and its end (what to do)."""
+    rows = str(text).splitlines() or [""]
+    cut = [_cut_line(row, width) for row in rows[:lines]]
+    if len(rows) > lines:
+        cut.append(f"… and {len(rows) - lines:,} more lines")
+    return "\n".join(cut)
+
+
+def _cut_line(row: str, width: int) -> str:
+    if len(row) <= width:
+        return row
+    row = " ".join(_middle(word, WORD_WIDTH) for word in row.split(" "))
+    return _middle(row, width)
+
+
+def _middle(text: str, width: int) -> str:
+    """`text` with its middle replaced by " … " when longer than `width`: two thirds of its start, a third of its end."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) * 2 // 3
+    return f"{text[:head]} … {text[len(text) - (width - 3 - head):]}"

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import pickle
 import tempfile
@@ -42,6 +41,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cifar_core.base.paths import PROJECT_ROOT
+from cifar_core.base import bounded_json
 from cifar_core.base.hardware import native_bf16
 from cifar_core.bench.speed_settings import BenchSizes
 from cifar_core.bench.training_speed import bench_finetune, bench_head_epoch, bench_peak_rss
@@ -213,7 +213,7 @@ def accuracy_at_minutes(run_dir: Path, minutes: tuple[int, ...] = (10, 20, 40, 6
 
     try:
         history = pd.read_csv(run_dir / "history.csv")
-        evaluation = json.loads((run_dir / "evaluation.json").read_text())
+        evaluation = bounded_json.read(run_dir / "evaluation.json")
     except (OSError, ValueError) as err:
         return {"error": f"no finished run in {run_dir}: {err}"}
     elapsed_min = (history["ts"] - (history["ts"].iloc[0] - history["seconds"].iloc[0])) / 60

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cifar_core.base import bounded_json
 from cifar_core.base.atomic_io import atomic_save_model
 from cifar_core.base.paths import PROJECT_ROOT
 from cifar_core.bench.speed_settings import BenchSizes, finetune_config
@@ -179,12 +180,13 @@ def bench_peak_rss(data_dir: str, cache: Path | None, sizes: BenchSizes, bf16: b
     """Peak RSS (MB) of a fresh process that loads the data and runs full fine-tuning steps."""
     args = {"data_dir": data_dir, "cache": str(cache) if cache else None, "steps": sizes.rss_steps,
             "batch": sizes.finetune_batch, "bf16": bf16}
-    code = "import json, sys; from cifar_core.bench.training_speed import rss_child; rss_child(json.loads(sys.argv[1]))"
+    code = ("import sys; from cifar_core.base import bounded_json; from cifar_core.bench.training_speed import rss_child; "
+            "rss_child(bounded_json.loads(sys.argv[1]))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"peak-memory child process failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return bounded_json.loads(out.stdout.strip().splitlines()[-1], what="the peak-memory child's report")["peak_rss_mb"]
 
 
 def rss_child(args: dict) -> None:

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A log line that cannot be written (a full disk) must not print a traceback; the error is reported anyway.
     logging.raiseExceptions = False
     args = build_parser().parse_args(argv)
-    from cifar_core.base.errors import StudioError
+    from cifar_core.base.errors import StudioError, readable
 
     try:
         return args.func(args)
@@ -47,10 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             stderr(f"error: {flag(name)}: {message}")
         return err.exit_code
     except StudioError as err:  # bad runs, data, models, images, explanations: worded for the user already
-        stderr(f"error: {err}")
+        stderr(f"error: {readable(err)}")  # cut: a message may quote a hostile file or name
         return err.exit_code
     except OSError as err:  # e.g. a full disk or a read-only folder while writing results
-        stderr(f"error: {err.strerror or err}" + (f": {err.filename}" if err.filename else ""))
+        stderr(readable(f"error: {err.strerror or err}" + (f": {err.filename}" if err.filename else "")))
         return 1
 
 

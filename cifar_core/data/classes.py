@@ -15,7 +15,9 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
+from cifar_core.base import bounded_json
 from cifar_core.base.atomic_io import atomic_write_text
+from cifar_core.base.bounded_json import JSONError
 from cifar_core.base.errors import StudioError
 
 # CIFAR-10's classes, only where they truly are CIFAR-10's: Keras' download, the python-batches layout, and a
@@ -137,10 +139,9 @@ def _read_class_names(file: Path, num_outputs: int | None) -> tuple[str, ...]:
         raise ClassesError(f"{file} is larger than {MAX_CLASSES_BYTES // 2**20} MiB: a class list is far smaller, "
                            "so this is not one")
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON; RecursionError: thousands of nested brackets
-        raise ClassesError(f"{file} is not valid JSON ({type(err).__name__}); it should read "
-                           '{"class_names": ["cat", "dog", ...]}') from err
+        data = bounded_json.loads(raw, what=str(file), max_bytes=MAX_CLASSES_BYTES)
+    except JSONError as err:  # bad UTF-8 or JSON, or nested too deeply to parse
+        raise ClassesError(f'{err}; it should read {{"class_names": ["cat", "dog", ...]}}') from err
     names = data.get("class_names") if isinstance(data, dict) else None
     if names is None:
         raise ClassesError(f'{file} has no "class_names" list; it should read {{"class_names": ["cat", "dog", ...]}}')

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from cifar_core.base import bounded_json
 from cifar_core.base.intervals import half_width
 from cifar_core.data import duplicates
 from cifar_core.data.census import folder_census
@@ -185,7 +186,7 @@ def _deep_scan(folder: Path, census: dict, cache_dir: Path | None, progress: Pro
     # "health2": reports made before the duplicate finder (data/duplicates.py) counted differently.
     cache = entry.with_name(f"health2-{entry.name.split('-', 1)[1]}.json")
     try:
-        return json.loads(cache.read_text())
+        return bounded_json.read(cache)
     except (OSError, ValueError):
         pass
     files = [(split, p) for split in ("train", "test") for name, n in census["counts"][split].items()

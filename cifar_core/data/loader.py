@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core.base import faults
+from cifar_core.base import bounded_json
 from cifar_core.base.paths import cache_dir as default_cache_dir
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.image_limits import plain_message
@@ -288,7 +289,7 @@ def _cached(cache: Path, splits: tuple[str, ...] = SPLITS) -> ImageData | None:
 def _read_cache(cache: Path, splits: tuple[str, ...] = SPLITS) -> ImageData:
     """A cache entry's arrays; the splits left out of `splits` come back empty without being read.
     ValueError if an array's size differs from the one recorded or the arrays do not fit together."""
-    meta = json.loads((cache / "meta.json").read_text())
+    meta = bounded_json.read(cache / "meta.json")
     for name, size in meta.get("bytes", {}).items():  # entries written before sizes were recorded have none
         if name in ARRAYS and (cache / f"{name}.npy").stat().st_size != size:
             raise ValueError(f"{name}.npy holds {(cache / f'{name}.npy').stat().st_size} bytes, {size} were written")

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from cifar_core.base.atomic_io import atomic_write_text
+from cifar_core.base import bounded_json
 from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.explain.base import GREY, Explainer, Progress
 
@@ -75,7 +76,7 @@ def check_sentence(row: dict, images: int) -> str:
 def saved_check(folder: Path, name: str) -> dict | None:
     """A check result kept by `save_check` under `name`, or None (absent or damaged: check again)."""
     try:
-        row = json.loads((folder / f"{name}.json").read_text())
+        row = bounded_json.read(folder / f"{name}.json")
     except (OSError, ValueError):
         return None
     return row if isinstance(row, dict) and {"hot_drop", "cold_drop", "faithful"} <= row.keys() else None

@@ -43,6 +43,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.model_selection import KFold
 from scipy.special import log_softmax, softmax
 
+from cifar_core.base import bounded_json
 from cifar_core.base.atomic_io import atomic_write_text
 from cifar_core.model.vgg import ModelLoadError
 
@@ -269,11 +270,8 @@ def read(folder: Path) -> Calibration | None:
     try:
         if size > MAX_FILE_BYTES:
             raise ValueError(f"it holds {size:,} bytes, more than a calibration file ever does ({MAX_FILE_BYTES:,})")
-        try:
-            data = json.loads(path.read_bytes())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"it is not readable JSON ({err})") from err
-        return Calibration.from_dict(data)
+        # Its nesting is bounded too: 20,000 brackets (40 KB) would overflow the parser's recursion.
+        return Calibration.from_dict(bounded_json.loads(path.read_bytes(), what="it", max_bytes=MAX_FILE_BYTES))
     except OSError as err:
         raise CalibrationError(damaged(path, err.strerror or str(err))) from err
     except ValueError as err:

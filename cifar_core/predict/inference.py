@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from cifar_core.data import augment
 from cifar_core.predict import calibration, ood
 from cifar_core.predict.model_outputs import Outputs, outputs_model
 from cifar_core.base import compat
+from cifar_core.base import bounded_json
 from cifar_core.data.classes import model_class_names
 from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.data.pipeline import preprocess
@@ -115,7 +115,7 @@ def _stored_detector(folder: Path, stamp: tuple[int, int] | None) -> ood.Detecto
 def trained_with_tta(model_path: Path) -> bool:
     """Whether the run that saved `model_path` asked for test-time augmentation (its config.json says so)."""
     try:
-        config = json.loads((Path(model_path).parent / "config.json").read_text())
+        config = bounded_json.read(Path(model_path).parent / "config.json")
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and config.get("tta") is True

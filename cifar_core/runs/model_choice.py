@@ -27,6 +27,7 @@ from cifar_core.data.identity import DatasetRecord, RecordError
 from cifar_core.data.loader import dataset_classes
 from cifar_core.model import bundle_open
 from cifar_core.runs.outcome import usable, verdict
+from cifar_core.base.bounded_json import JSONError
 from cifar_core.runs.record import RunError
 from cifar_core.runs.store import RunStore
 
@@ -248,7 +249,7 @@ def _is_run_dir(store: RunStore, path: Path) -> bool:
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = bounded_json.read(path)
-    except (OSError, ValueError):  # missing or damaged: the model is listed without it
+    except (OSError, JSONError):  # missing or damaged: the model is listed without it
         return {}
     return data if isinstance(data, dict) else {}
 

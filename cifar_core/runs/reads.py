@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from cifar_core.base.liveness import ALIVE, DEAD, UNKNOWN, liveness
 from cifar_core.config import stored_config_problem
-from cifar_core.runs.db import RunIndex, json_dict
+from cifar_core.runs import ending
+from cifar_core.runs.db import RunIndex, json_dict, json_problem
 from cifar_core.runs.record import LIVE, RUN_ID_RE, STATUSES, Run, RunBusyError, RunError
 
 
@@ -53,35 +54,42 @@ class RunReads(RunIndex):
             stop_requested=bool(row["stop_requested"]),
             dir=run_dir,
             broken=(f"corrupted database row (bad {', '.join(problems)})" + (f": {config_problem}" if config_problem else "")
+                    + "".join(f"; {why}" for why in (json_problem(row["config"], "its stored config"),
+                                                      json_problem(row["summary"] or "{}", "its stored summary")) if why)
                     if problems else None),
             unknown=unknown_reason(row) if row["status"] in LIVE and row_liveness(row) == UNKNOWN else None,
         )
 
-    def _reap(self, rows: list[sqlite3.Row]) -> bool:
-        """Mark live runs whose process has died as failed. Returns True if any changed."""
-        dead = [r for r in rows if r["status"] in LIVE and row_liveness(r) == DEAD]
-        if dead:
-            with self._connect() as db:
-                for row in dead:
-                    mark_dead(db, row)
-        return bool(dead)
+    def _reaped(self, db: sqlite3.Connection, query: str, args: tuple = ()) -> list:
+        """The rows of `query`, with live runs whose process has died marked failed: in the index, or where it
+        cannot be written now (a read-only folder, a full disk), in the rows returned only."""
+        rows = db.execute(query, args).fetchall()
+        dead = {r["id"] for r in rows if r["status"] in LIVE and row_liveness(r) == DEAD}
+        if not dead:
+            return rows
+        try:
+            with self._connect() as writer:
+                for row in rows:
+                    if row["id"] in dead:
+                        mark_dead(writer, row, self.runs_dir)
+        except RunError:
+            if not self.cannot_write():
+                raise
+            return [{**dict(r), **ended(r, self.runs_dir)} if r["id"] in dead else r for r in rows]
+        return db.execute(query, args).fetchall()
 
     def get(self, run_id: str) -> Run:
         self.run_dir(run_id)
         with self._read() as db:
-            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-            if row is None:
-                raise RunError(f"No run with id {run_id!r}.")
-            if self._reap([row]):
-                row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        return self._row_to_run(row)
+            rows = self._reaped(db, "SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            raise RunError(f"No run with id {run_id!r}.")
+        return self._row_to_run(rows[0])
 
     def list(self) -> list[Run]:
         """All runs, newest first, with dead 'running' runs marked failed."""
         with self._read() as db:
-            rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
-            if self._reap(rows):
-                rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+            rows = self._reaped(db, "SELECT * FROM runs ORDER BY created DESC")
         return [self._row_to_run(r) for r in rows]
 
     def active(self) -> Run | None:
@@ -130,7 +138,7 @@ def unknown_reason(row: sqlite3.Row) -> str:
     return f"its process (pid {row['pid']}) has no recorded start time, so it cannot be told from another process"
 
 
-def refuse_if_live(db: sqlite3.Connection, ours: Callable[[sqlite3.Row], bool] = lambda row: False) -> None:
+def refuse_if_live(db: sqlite3.Connection, runs_dir: Path, ours: Callable[[sqlite3.Row], bool] = lambda row: False) -> None:
     """Inside a write transaction: RunBusyError if another live process trains a run; rows whose process
     died are marked failed; rows whose process cannot be checked (UNKNOWN) never block."""
     for row in db.execute("SELECT * FROM runs WHERE status IN ('queued','running')").fetchall():
@@ -140,15 +148,24 @@ def refuse_if_live(db: sqlite3.Connection, ours: Callable[[sqlite3.Row], bool] =
         if state == ALIVE:
             raise RunBusyError(f"Run {row['id']} is already training (pid {row['pid']}); stop it or wait for it to finish.", row["id"])
         if state == DEAD:
-            mark_dead(db, row)
+            mark_dead(db, row, runs_dir)
 
 
-def mark_dead(db: sqlite3.Connection, row: sqlite3.Row) -> None:
-    db.execute(
-        "UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND status IN ('queued','running')",
-        (time.time(), f"interrupted: the training process (pid {row['pid']}) ended without finishing the run; "
-                      f"`python -m cifar_core train --resume {row['id']}` continues it from its last completed epoch", row["id"]),
-    )
+def ended(row: sqlite3.Row, runs_dir: Path) -> dict[str, Any]:
+    """The status, end time and error of a live run whose process has died: what it left in its folder when the
+    index could not take it (a full disk, see ending.py), else "interrupted"."""
+    left = ending.read(runs_dir / row["id"]) if isinstance(row["id"], str) and RUN_ID_RE.fullmatch(row["id"]) else None
+    if left is not None:
+        return {"status": left["status"], "finished": time.time(), "error": left["error"]}
+    return {"status": "failed", "finished": time.time(),
+            "error": f"interrupted: the training process (pid {row['pid']}) ended without finishing the run; "
+                     f"`python -m cifar_core train --resume {row['id']}` continues it from its last completed epoch"}
+
+
+def mark_dead(db: sqlite3.Connection, row: sqlite3.Row, runs_dir: Path) -> None:
+    end = ended(row, runs_dir)
+    db.execute("UPDATE runs SET status=?, finished=?, error=? WHERE id=? AND status IN ('queued','running')",
+               (end["status"], end["finished"], end["error"], row["id"]))
 
 
 def _number(value: Any) -> float | None:

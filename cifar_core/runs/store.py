@@ -13,6 +13,7 @@ create, claim, requeue, finish, stop, delete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from typing import Any
 from cifar_core.base.atomic_io import atomic_write_text
 from cifar_core.base.liveness import process_start
 from cifar_core.config import TrainConfig
+from cifar_core.runs import ending
+from cifar_core.runs.db import json_dict
 from cifar_core.runs.metrics import RunMetrics
 from cifar_core.runs.reads import RunReads, refuse_if_live
 from cifar_core.runs.record import LIVE, STATUSES, Run, RunBusyError, RunError, new_run_id
@@ -42,7 +45,7 @@ class RunStore(RunMetrics, RunReads):
             with tempfile.NamedTemporaryFile(dir=self.runs_dir):
                 pass
         except OSError as err:
-            raise RunError(f"Cannot write to {self.runs_dir} ({err.strerror}); training needs a writable artifacts folder.") from err
+            raise RunError(f"Training needs a writable artifacts folder, and {self.cannot_write() or err.strerror}.") from err
         free = shutil.disk_usage(self.runs_dir).free
         if free < MIN_FREE_BYTES:
             raise RunError(f"Only {free / 2**20:.0f} MB free in {self.runs_dir}; training needs at least {MIN_FREE_BYTES / 2**20:.0f} MB.")
@@ -57,10 +60,11 @@ class RunStore(RunMetrics, RunReads):
         # folder) or a row whose folder and config.json exist, so that `--resume` can continue it.
         run_dir.mkdir(parents=True)
         atomic_write_text(run_dir / "config.json", config.to_json())
+        ending.reserve(run_dir)
         try:
             with self._transaction() as db:  # serialises concurrent starts across processes
                 if exclusive:
-                    refuse_if_live(db)
+                    refuse_if_live(db, self.runs_dir)
                 pid = pid or os.getpid()
                 db.execute(
                     "INSERT INTO runs (id, status, created, started, pid, pid_start, host, config) VALUES (?,?,?,?,?,?,?,?)",
@@ -80,16 +84,18 @@ class RunStore(RunMetrics, RunReads):
         pid = pid or os.getpid()
         with self._transaction() as db:
             # The launcher's queued row may still hold the launcher's pid: it is ours to take.
-            refuse_if_live(db, ours=lambda row: row["id"] == run_id and (row["status"] == "queued" or row["pid"] == pid))
+            refuse_if_live(db, self.runs_dir, ours=lambda row: row["id"] == run_id and (row["status"] == "queued" or row["pid"] == pid))
             db.execute(
                 "UPDATE runs SET status='running', started=COALESCE(started, ?), finished=NULL, error=NULL, pid=?, pid_start=?, host=? WHERE id=?",
                 (time.time(), pid, process_start(pid), socket.gethostname(), run_id),
             )
+        with contextlib.suppress(OSError):  # a run made before endings were kept gets one; a folder gone is reported later
+            ending.reserve(self.run_dir(run_id))
 
     def requeue(self, run_id: str) -> Run:
         """Queue a stopped or failed run again, for the launcher to resume; RunBusyError while one is live."""
         with self._transaction() as db:
-            refuse_if_live(db)
+            refuse_if_live(db, self.runs_dir)
             row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None or row["status"] not in ("stopped", "failed"):
                 raise RunError(f"Run {run_id} is {row['status'] if row else 'unknown'}; only a stopped or failed run can be resumed.")
@@ -109,20 +115,20 @@ class RunStore(RunMetrics, RunReads):
     def finish(self, run_id: str, status: str, *, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        with self._connect() as db:
-            db.execute(
-                "UPDATE runs SET status=?, finished=?, summary=?, error=? WHERE id=?",
-                (status, time.time(), json.dumps(summary or {}), error, run_id),
-            )
+        try:
+            with self._connect() as db:
+                db.execute(
+                    "UPDATE runs SET status=?, finished=?, summary=?, error=? WHERE id=?",
+                    (status, time.time(), json.dumps(summary or {}), error, run_id),
+                )
+        except RunError:  # e.g. a full disk: the run's folder keeps its ending, for the next read to find
+            ending.leave(self.run_dir(run_id), status, error)
+            raise
 
     def update_summary(self, run_id: str, **values: Any) -> None:
         with self._transaction() as db:  # read-modify-write in one transaction
             row = db.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
-            try:
-                summary = json.loads(row["summary"]) if row else {}
-            except (TypeError, json.JSONDecodeError):
-                summary = {}
-            summary = summary if isinstance(summary, dict) else {}
+            summary = (json_dict(row["summary"]) if row else None) or {}
             db.execute("UPDATE runs SET summary=? WHERE id=?", (json.dumps({**summary, **values}), run_id))
 
     def request_stop(self, run_id: str) -> None:

@@ -29,6 +29,7 @@ from cifar_core.analysis import embeddings
 from cifar_core.predict.calibration import read as read_calibration
 from cifar_core.data.images import NATIVE_SIZE
 from cifar_core.base.errors import StudioError
+from cifar_core.base import bounded_json
 from cifar_core.base.paths import artifacts_dir
 
 FORMATS = ("savedmodel", "tflite", "tflite-int8", "onnx")
@@ -330,7 +331,7 @@ def _report(keras_model, model_path: Path, fmt: str, dest: Path, x_test: np.ndar
 def read_report(out_dir: Path, fmt: str) -> dict | None:
     """The report of an earlier export of `fmt` in `out_dir`, if its model is still there."""
     try:
-        report = json.loads((Path(out_dir) / f"{fmt}.json").read_text())
+        report = bounded_json.read(Path(out_dir) / f"{fmt}.json")
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) and Path(report.get("path", "")).exists() else None

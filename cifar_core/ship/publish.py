@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import json
 import os
 import platform
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from cifar_core.predict import calibration, ood
 from cifar_core.base.atomic_io import atomic_write_text
 from cifar_core.data import identity
+from cifar_core.base import bounded_json
 from cifar_core.data.classes import write_class_names
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data.images import DataError
@@ -236,7 +236,7 @@ def publish_run(store: RunStore, run_ref: str, dest: Path | None = None, data_no
     if missing:
         raise RunError(f"Run {run.id} cannot be published: {', '.join(missing)} missing from {run.dir}.")
     try:
-        TrainConfig.from_dict(json.loads((run.dir / "config.json").read_text()))
+        TrainConfig.from_dict(bounded_json.read(run.dir / "config.json"))
     except (OSError, ValueError, TypeError) as err:  # ConfigError and JSONDecodeError are ValueErrors
         raise RunError(f"Run {run.id} cannot be published: its config.json is not a valid training configuration ({err}).") from err
     try:

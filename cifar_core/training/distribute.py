@@ -12,14 +12,14 @@ others train in lockstep but keep their files in a throwaway folder.
 
 from __future__ import annotations
 
-import json
 import os
 
 import keras
 import tensorflow as tf
 
 from cifar_core.base import compat
-from cifar_core.base.errors import StudioError
+from cifar_core.base import bounded_json
+from cifar_core.base.errors import StudioError, readable
 
 
 class DistributeError(StudioError, RuntimeError):
@@ -47,14 +47,14 @@ def worker_task() -> tuple[str, int]:
     if not raw:
         raise DistributeError("--strategy multiworker needs the TF_CONFIG environment variable (see README: Scale-out).")
     try:
-        tf_config = json.loads(raw)
+        tf_config = bounded_json.loads(raw, what="TF_CONFIG")
         task = tf_config["task"]
         kind, index = str(task["type"]), int(task["index"])
         workers = tf_config["cluster"][kind]
     except (ValueError, KeyError, TypeError) as err:
         raise DistributeError(
             'TF_CONFIG must look like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
-            f'"task": {{"type": "worker", "index": 0}}}}; got {raw!r} ({type(err).__name__}: {err}).'
+            f'"task": {{"type": "worker", "index": 0}}}}; got {readable(raw, 120)!r} ({type(err).__name__}: {readable(err, 200)}).'
         ) from err
     if not 0 <= index < len(workers):
         raise DistributeError(f"TF_CONFIG task index {index} is outside its cluster's {len(workers)} {kind} address(es).")
@@ -68,7 +68,7 @@ def is_chief() -> bool:
     if not raw:
         return True
     kind, index = worker_task()
-    if "chief" in json.loads(raw)["cluster"]:
+    if "chief" in bounded_json.loads(raw, what="TF_CONFIG")["cluster"]:
         return kind == "chief"
     return kind == "worker" and index == 0
 
