@@ -89,7 +89,8 @@ def dataset_problem(listed: dict) -> str | None:
     """Why an imported dataset (a `list_datasets` entry) cannot be used, in words, or None."""
     if not is_text(listed["name"]):
         return "its folder's name is not UTF-8 text: rename it"
-    return class_names_problem(listed["classes"])
+    blocking = [p["message"] for p in listed.get("problems", ()) if p["blocking"]]
+    return " ".join(blocking) if blocking else class_names_problem(listed["classes"])
 
 
 def folder_problem(data_dir: str) -> str | None:

@@ -58,18 +58,25 @@ def test_every_page_renders_and_names_the_damaged_items(damaged, name):
     at = visit(name)
     sidebar = text_of(at.sidebar)
     assert f"Dataset {planted.DATASET} is damaged and not offered" in sidebar
-    assert "caf" in sidebar and "not named in UTF-8" in sidebar
+    assert "caf" in sidebar and "not UTF-8 text" in sidebar
     assert f"Damaged run(s), not offered: {planted.HOSTILE_ROW}" in sidebar
     picker = at.sidebar.selectbox[1]  # the two damaged models are offered, marked so (no other model is there)
     assert len(picker.options) == 2 and all(option.endswith(" · damaged") for option in picker.options), picker.options
     main = text_of(at.main)
-    if name in MODEL_PAGES:  # the default pick (the newest) is the model whose classes.json is damaged
-        assert f"{planted.BAD_CLASSES}/classes.json nests more than 64 levels deep" in main, main[:2000]
+    if name in MODEL_PAGES:  # with no usable model, the pick is the damaged one that learned the active dataset
+        # (the model whose classes.json is damaged has no readable record of its dataset: it comes after)
+        assert f"{planted.BAD_CALIBRATION}/calibration.json cannot be used" in main, main[:2000]
     if name == "runs":
         assert "3 run(s) are broken" in main
     if name == "data":  # the datasets table lists it with why
         table = at.dataframe[0].value
-        assert table.loc[table["name"] == planted.DATASET, "problem"].str.contains("not named in UTF-8").all()
+        assert table.loc[table["name"] == planted.DATASET, "problem"].str.contains("not UTF-8 text").all()
+
+
+@pytest.mark.parametrize("name", MODEL_PAGES)
+def test_a_model_whose_classes_file_nests_20000_deep_is_a_message(damaged, name):
+    at = visit(name, model=planted.BAD_CLASSES)
+    assert f"{planted.BAD_CLASSES}/classes.json nests more than 64 levels deep" in text_of(at.main)
 
 
 @pytest.mark.parametrize("name", MODEL_PAGES)

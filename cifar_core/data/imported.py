@@ -49,8 +49,9 @@ class DatasetError(StudioError, ValueError):
 
 
 def list_datasets(artifacts: Path | None = None) -> list[dict]:
-    """The imported datasets, by name: [{"name", "path", "classes", "counts": {"train": {class: n}, "test": {...}}}].
-    Counts are read from the folders (a few directory listings), so they are right even if files were changed."""
+    """The imported datasets, by name: [{"name", "path", "classes", "counts": {"train": {class: n}, "test": {...}},
+    "problems": the census' problems}]. Counts are read from the folders (a few directory listings), so they are
+    right even if files were changed."""
 
     root = datasets_root(artifacts)
     if not root.is_dir():
@@ -64,7 +65,8 @@ def list_datasets(artifacts: Path | None = None) -> list[dict]:
         if name_problem(folder.name) or not folder.is_dir() or folder.is_symlink():
             continue
         census = folder_census(folder)
-        out.append({"name": folder.name, "path": str(folder), "classes": census["classes"], "counts": census["counts"]})
+        out.append({"name": folder.name, "path": str(folder), "classes": census["classes"], "counts": census["counts"],
+                    "problems": census["problems"]})
     return out
 
 

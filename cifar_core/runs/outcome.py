@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from cifar_core.base import bounded_json
 from cifar_core.base.intervals import accuracy_interval
 from cifar_core.data.classes import CLASS_NAMES
 from cifar_core.data.classes import ClassesError, model_class_names
@@ -128,7 +128,7 @@ def test_image_count(folder: Path, summary: dict[str, Any]) -> int | None:
     """How many test images a model's test accuracy was measured on: its folder's evaluation.json, else its
     run's summary; None when neither says."""
     try:
-        n = json.loads((folder / "evaluation.json").read_text()).get("n")
+        n = bounded_json.read(folder / "evaluation.json").get("n")
     except (OSError, ValueError, AttributeError):
         n = None
     n = n if isinstance(n, int) and not isinstance(n, bool) else summary.get("test_images")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_core.base import bounded_json
 from cifar_core.base.atomic_io import atomic_write_bytes
 from cifar_core.base.errors import StudioError
 from cifar_core.data import augment
@@ -120,7 +121,7 @@ def download_name(model_name: str) -> str:
 
 def _json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = bounded_json.read(path)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
