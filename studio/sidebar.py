@@ -79,9 +79,11 @@ def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: s
     damaged model is listed, marked so, and is never the default."""
     problems = {c.key: state.model_problem(c) for c in choices}
     keys = [c.key for c in choices]
-    # A damaged model is never the default while a usable one fits; with none, the first damaged one is shown, so
-    # that its pages say what is wrong with it rather than only that no model fits.
-    default = (model_choice.default_choice([c for c in choices if not problems[c.key]])
+    # A damaged model is never the default while a usable one fits: the best completed one, else a stopped one
+    # that learned; with neither, the first damaged one is shown, so that its pages say what is wrong with it
+    # rather than only that no model fits.
+    healthy = [c for c in choices if not problems[c.key]]
+    default = (model_choice.default_choice(healthy) or next((c for c in healthy if c.matches and c.learned), None)
                or next((c for c in choices if problems[c.key]), None))
     asked = st.query_params.get(MODEL_PARAM)
     refused = state.param_problem(asked) if asked else None

@@ -95,7 +95,7 @@ def test_classify_upload_shows_top_prediction(server, page, tiny_data):
     page.goto(f"{url}/classify")
     page.get_by_text("Drag images here").first.wait_for()
     image = next((tiny_data / "test" / "ship").iterdir())
-    page.locator("input[type=file]").set_input_files(str(image))
+    page.locator("input[type=file][accept*='.png']").set_input_files(str(image))
     page.get_by_text("1 of 1 image(s) classified").wait_for()
     top = page.locator("[data-testid='stMain'] h3").filter(has_text=" · ").first.inner_text()
     label, prob = top.split(" · ")

@@ -110,7 +110,7 @@ def test_hostile_class_names_are_shown_as_typed_and_fetch_nothing(hostile_server
 
     page.goto(f"{url}/classify")
     page.get_by_text("Drag images here").first.wait_for()
-    page.locator("input[type=file]").set_input_files(str(data / "train" / "1.png"))
+    page.locator("input[type=file][accept*='.png']").set_input_files(str(data / "train" / "1.png"))
     page.get_by_text("1 of 1 image(s) classified").wait_for()
     top = page.locator("[data-testid='stMain'] h3").filter(has_text=" · ").first.inner_text().strip("\u2068\u2069")
     assert top.rsplit(" · ", 1)[0] in names  # the top class as typed

@@ -99,7 +99,7 @@ def test_cifar10_default_digits_one_pick_away_and_use_this_model(tmp_path, isola
 
             page.goto(f"{url}/classify")
             page.get_by_text("Drag images here").first.wait_for()
-            page.locator("input[type=file]").set_input_files(str(SHARED_DATA / CAT))
+            page.locator("input[type=file][accept*='.png']").set_input_files(str(SHARED_DATA / CAT))
             page.get_by_text("1 of 1 image(s) classified").wait_for()
             page.locator("[data-testid='stMain'] .stPlotlyChart .main-svg").first.wait_for()
             top = page.locator("[data-testid='stMain'] h3").filter(has_text=" · ").first.inner_text()

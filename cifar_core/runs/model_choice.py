@@ -50,6 +50,7 @@ class ModelChoice:
     dataset: DatasetRecord | None = None  # the dataset it learned from; None when its record is damaged
     dataset_problem: str | None = None  # why its record cannot be read, in words
     fit: str | None = None  # how it fits the dataset it was listed for (identity.SAME ... OTHER); None: listed for none
+    learned: bool = True  # False for a run whose validation accuracy stayed at chance (runs.outcome.verdict)
 
     @cached_property  # read once per choice: pages ask for it several times a render
     def class_names(self) -> tuple[str, ...]:
@@ -112,7 +113,7 @@ def _listed(store: RunStore) -> list[ModelChoice]:
             label += "" if learned else " (did not learn)"
             label += _accuracy_suffix(acc)
             choices.append(ModelChoice(label, run.id, run.model_path, run.dir, run.id, run.config, acc,
-                                       run.status == "completed" and learned))
+                                       run.status == "completed" and learned, learned=learned))
     folder = default_model_dir()
     if (folder / "model.keras").is_file():
         acc = _read_json(folder / "evaluation.json").get("accuracy")

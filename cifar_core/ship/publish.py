@@ -94,29 +94,26 @@ def calibration_section(stored: calibration.Calibration | None, interp: Interpre
 def run_calibration(run: Run) -> calibration.Calibration | None:
     """The run's stored temperature; for a run trained before runs were calibrated, fitted now on its
     validation split (and stored in the run); None when its data cannot be loaded."""
-    try:
-        stored = calibration.read(run.dir)
-    except calibration.CalibrationError as err:
-        raise RunError(f"Run {run.id} cannot be published: {err}") from err
-    if stored is not None:
-        return stored
-    try:
-        return calibration.fit_for_model(run.model_path, TrainConfig.of_saved_model(run.config))
-    except (DataError, ConfigError):
-        return None
+    return _stored_or_fitted(run, calibration.read, calibration.CalibrationError, calibration.fit_for_model)
 
 
 def run_detector(run: Run) -> ood.Detector | None:
     """The run's stored "none of these" detector; for a run trained before runs had one, fitted now on its splits
     (and stored in the run); None when its data cannot be loaded."""
+    return _stored_or_fitted(run, ood.read, ood.OODError, ood.fit_for_model)
+
+
+def _stored_or_fitted(run: Run, read, damaged: type[Exception], fit):
+    """What `read` finds in the run's folder (RunError when it is `damaged`), else what `fit` makes from the
+    run's model and data, else None when its data cannot be loaded."""
     try:
-        stored = ood.read(run.dir)
-    except ood.OODError as err:
+        stored = read(run.dir)
+    except damaged as err:
         raise RunError(f"Run {run.id} cannot be published: {err}") from err
     if stored is not None:
         return stored
     try:
-        return ood.fit_for_model(run.model_path, TrainConfig.of_saved_model(run.config))
+        return fit(run.model_path, TrainConfig.of_saved_model(run.config))
     except (DataError, ConfigError):
         return None
 
