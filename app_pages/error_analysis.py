@@ -11,6 +11,7 @@ import streamlit as st
 
 from studio import explanations, gallery, loading, state
 from studio.text import percent_column, plain
+from cifar_core.base.intervals import interval_text
 from cifar_core.predict import calibration
 from cifar_core.data import duplicates
 from cifar_core.analysis import embeddings
@@ -42,6 +43,7 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Test accuracy", f"{interp.accuracy:.1%}")
 c2.metric("Test images", f"{len(interp.y):,}")
 c3.metric("Mistakes", f"{int((interp.preds != interp.y).sum()):,}")
+st.caption(f"Test accuracy {interp.accuracy:.1%}: {interval_text(interp.accuracy, len(interp.y))}.")
 
 cam, explained = None, None
 if x_test is not None:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from studio import gallery, loading, state
+from cifar_core.base.intervals import interval_text
 from cifar_core.predict import calibration
 from cifar_core.predict import split_predictions
 
@@ -39,7 +40,8 @@ shown = split_predictions.filter_predictions(
     confidence=conf_range, sort_by=sort.split(",")[0], descending="highest" in sort,
 )
 st.write(f"**{len(shown):,}** of {len(table):,} test images · accuracy of the model on them: "
-         f"{shown['correct'].mean():.1%}" if len(shown) else "No test image matches these filters.")
+         f"{shown['correct'].mean():.1%} ({interval_text(shown['correct'].mean(), len(shown))})" if len(shown)
+         else "No test image matches these filters.")
 
 if len(shown):
     by_loss = sort.startswith("loss")

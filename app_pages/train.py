@@ -4,6 +4,7 @@ import streamlit as st
 
 from studio import state
 from studio.text import plain
+from cifar_core.base.intervals import interval_text
 from cifar_core.runs import launcher
 from cifar_core.runs import model_choice
 from cifar_core.runs import outcome
@@ -91,8 +92,10 @@ def finished_view(run_id: str) -> None:
         st.text("Likely reasons:\n- " + "\n- ".join(summary.get("did_not_learn") or outcome.likely_reasons(run.config, summary)))
     else:
         test_acc = summary.get("test_accuracy")
+        interval = interval_text(test_acc, summary.get("test_images"))  # 100% on 10 images means little: say so
         st.success(f"Run {run.id} {run.status}" + (f": test accuracy {test_acc:.1%}" if test_acc is not None else "")
-                   + f" after {summary.get('epochs_completed', 0)} epoch(s).", icon=":material/check_circle:")
+                   + (f" ({interval})" if interval else "") + f" after {summary.get('epochs_completed', 0)} epoch(s).",
+                   icon=":material/check_circle:")
     left, right = st.columns(2)
     if run.status == "completed" and outcome.usable(run) and not not_learned:
         use_model_button(run, left)
