@@ -105,8 +105,8 @@ def _model_picker(choices: list[ModelChoice], record: DatasetRecord, data_key: s
     if refused or linked not in (None, *keys):
         # A mistyped or stale link (a deleted run). Said once: the URL names the model shown from here on.
         now = f"the {choices[keys.index(key)].label}" if key else "no model"
-        named = f"named in the address {refused}" if refused else f"{plain(_short(linked))} not found"
-        st.warning(f"The model {named}; showing {plain(now)}.", icon=":material/link_off:")
+        said = f"The model named in the address {refused}" if refused else f"Model {plain(_short(linked))} not found"
+        st.warning(f"{said}; showing {plain(now)}.", icon=":material/link_off:")
     if damaged := sum(1 for p in problems.values() if p):
         st.caption(f"{damaged} model(s) marked damaged: a page using one says why.")
     if key is None:
