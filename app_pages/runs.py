@@ -89,9 +89,10 @@ st.header("Compare curves", divider="gray")
 keys = {r.id: comparable.data_key(r.config, records[r.id]) for r in runs}
 if shipped is not None:
     keys[outcome.SHIPPED] = comparable.data_key(shipped.config, shipped.dataset)
-# By default the newest run with curves (an epoch ended: it has a best validation accuracy), the next one
-# on the same data and classes, and the shipped model if it is on them too.
-with_curves = [r.id for r in runs if r.summary.get("best_val_accuracy") is not None] + ([outcome.SHIPPED] if shipped else [])
+# By default the newest run with curves (an epoch ended: it has a best validation accuracy; a broken run's may
+# be lost), the next one on the same data and classes, and the shipped model if it is on them too.
+with_curves = [r.id for r in runs if r.summary.get("best_val_accuracy") is not None and table.loc[r.id, "status"] != "broken"]
+with_curves += [outcome.SHIPPED] if shipped else []
 names = table.index.tolist()
 # One dataset at a time: curves and accuracies measured on different test sets are never drawn as one comparison.
 groups = comparable.datasets(keys, list(dict.fromkeys(with_curves + names)))

@@ -164,7 +164,10 @@ def start_text(config: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def _config_columns(c: dict[str, Any], epochs_run: int | None, start: str | None = None) -> dict[str, Any]:
-    """The classes, and the other settings in one sentence: a column each would not fit beside the sidebar."""
+    """The classes, and the other settings in one sentence: a column each would not fit beside the sidebar; none
+    for a run whose settings cannot be read (its problem says why)."""
+    if not c.get("arch"):
+        return {"classes": None, "settings": None}
     arch = c.get("arch") if c.get("arch") != "vgg16_bn" else f"vgg16_bn ×{c.get('width', 1.0):g}"
     head = f"{c.get('head')} head {'-'.join(str(u) for u in c.get('head_units', []))}"
     return {
