@@ -60,8 +60,9 @@ def error_text(err: BaseException, run_id: str | None = None, folder: Path | Non
 
 
 def clip(text: str, limit: int = 300) -> str:
-    """`text` on one line (line breaks and runs of spaces become one space), cut to `limit` characters with
-    "…": a message that quotes a file's contents (a model's 42 KB config) stays readable."""
+    """A fragment quoted inside a sentence (an exception's text, a member's name): on one line (line breaks and
+    runs of spaces become one space), cut to `limit` characters with "…", so that a sentence quoting a file's
+    contents (a model's 42 KB config) stays one sentence. `readable` bounds a whole message instead."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
