@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cifar_core.base.errors import readable
+from cifar_core.base.errors import is_text, readable
 from cifar_core.base.markup import markdown_literal
 from cifar_core.runs.model_choice import ModelChoice
 
@@ -26,15 +26,6 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def is_text(text: str) -> bool:
-    """Whether `text` is text a page can show: no surrogates (the odd bytes of a name that is not UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def model_caption(choice: ModelChoice) -> str:

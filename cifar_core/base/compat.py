@@ -14,8 +14,6 @@ from typing import Any, Iterator
 import keras
 import tensorflow as tf
 
-CHECKED_WITH = {"tensorflow": "2.21.0", "keras": "3.15.1"}
-
 
 def weights_h5(model: Any) -> bytes:
     """What `model.save_weights` writes (weights and optimizer state), made in memory.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-FLIPS = ("random", "alternating", "none")
 # Test-time augmentation: the image and its mirror (weight 1/2 between them), and the
 # same two shifted by one pixel up-left and down-right (1/4 each), as airbench94 does.
 TTA_SHIFTS = ((0, 0, 0.5), (-1, -1, 0.25), (1, 1, 0.25))

@@ -26,13 +26,13 @@ from cifar_core.base import bounded_json, paths
 from cifar_core.base.atomic_io import atomic_write_text
 from cifar_core.base.errors import StudioError
 from cifar_core.data.classes import MAX_NAME_CHARS, ClassesError, class_names_problem, model_class_names
+from cifar_core.data.census import DATASET_FILE
 from cifar_core.data.locate import resolve_data_dir
 
 KERAS_DOWNLOAD = "keras:cifar10"  # the fingerprint of Keras' CIFAR-10 download: always the same files
 KERAS_NAME = "Keras' CIFAR-10 download"
 UNKNOWN_NAME = "an unknown dataset"  # a model saved before records, without a data folder in its settings
 RECORD_FILE = "dataset_record.json"
-IMPORT_FILE = "dataset.json"  # data import's description of a dataset: not part of its identity
 # A record holds a name and a class list: 1 MiB is classes.json's own limit, far above any real list.
 MAX_RECORD_BYTES = 1 << 20
 CHUNK = 1 << 20
@@ -188,7 +188,8 @@ def _files(folder: Path) -> list[tuple[str, int, int]]:
         rel, path = stack.pop()
         with os.scandir(path) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or (not rel and entry.name == IMPORT_FILE):
+                # data import's description of the dataset (dataset.json) is not part of its identity
+                if entry.name.startswith(".") or (not rel and entry.name == DATASET_FILE):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((f"{rel}{entry.name}/", entry.path))
