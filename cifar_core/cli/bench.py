@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from cifar_core.base import paths
-from cifar_core.cli.common import add_command, data_for_model, print_json, run_store, stderr, tqdm_progress
+from cifar_core.cli.common import add_command, load_for_model, model_and_data, print_json, run_store, stderr, tqdm_progress
 from cifar_core.config import ConfigError, TrainConfig
 from cifar_core.data import locate
 
@@ -95,11 +95,11 @@ def _training_rows(which: str, data_dir: str | None, quick: bool):
 def _bench_similar(args: argparse.Namespace) -> dict:
     from cifar_core.data.classes import model_class_names
     from cifar_core.model.vgg import load_model
-    from cifar_core.runs.model_choice import resolve_model
     from cifar_core.bench.similar import bench_similar
 
-    path = resolve_model(run_store(args), args.model).model_path
-    data = data_for_model(args, model_class_names(path, int(load_model(path).output_shape[-1])))
+    choice, data_dir = model_and_data(args)  # without --model: the default for the data it is measured on
+    path = choice.model_path
+    data = load_for_model(data_dir, model_class_names(path, int(load_model(path).output_shape[-1])))
     return bench_similar(path, data.x_train, data.x_test, data.y_train, data.y_test,
                          queries=100 if args.quick else 500, progress=tqdm_progress())
 

@@ -136,10 +136,3 @@ def load_for_model(folder: str | None, class_names, skip_bad: bool = False):
     from cifar_core.predict.model_data import load_model_data
 
     return load_model_data(folder, class_names, skip_bad=skip_bad, progress=tqdm_progress()).data
-
-
-def data_for_model(args: argparse.Namespace, class_names, skip_bad: bool = False):
-    """The dataset of --data-dir (or $CIFAR10_DIR), narrowed to a model's classes in the model's order."""
-    from cifar_core.predict.model_data import load_model_data
-
-    return load_model_data(locate.data_dir(args.data_dir), class_names, skip_bad=skip_bad, progress=tqdm_progress()).data
